@@ -1,0 +1,147 @@
+/* nets/core/common.c -- see common.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "common.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *status_names[] = {
+    "ok", "io error", "format error", "config error", "shape error",
+    "missing", "numeric error", "usage error", "interrupted",
+};
+
+const char *dg_status_str(dg_status s) {
+    int i = -(int)s;
+    if (i < 0 || i >= (int)DG_ARRAY_LEN(status_names)) return "unknown status";
+    return status_names[i];
+}
+
+static int log_level = -1;
+
+static int log_level_now(void) {
+    if (log_level < 0) {
+        const char *e = getenv("DG_LOG");
+        log_level = DG_LOG_INFO;
+        if (e && !strcmp(e, "debug")) log_level = DG_LOG_DEBUG;
+        if (e && !strcmp(e, "warn")) log_level = DG_LOG_WARN;
+        if (e && !strcmp(e, "error")) log_level = DG_LOG_ERROR;
+    }
+    return log_level;
+}
+
+void dg_log_set_level(dg_log_level level) { log_level = (int)level; }
+
+void dg_log(dg_log_level level, const char *fmt, ...) {
+    static const char *prefix[] = {"debug: ", "", "warning: ", "error: "};
+    if ((int)level < log_level_now()) return;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "dgseg: %s%s\n", prefix[level], buf);
+}
+
+void dg_panic(const char *file, int line, const char *expr, const char *msg) {
+    fprintf(stderr, "%s:%d: %s -> %s\n", file, line, expr, msg);
+    fflush(stderr);
+    abort();
+}
+
+static _Atomic uint64_t alloc_count;
+
+uint64_t dg_alloc_count(void) { return atomic_load(&alloc_count); }
+
+static void alloc_failed(size_t size, const char *file, int line) {
+    fprintf(stderr, "%s:%d: out of memory allocating %zu bytes\n", file, line,
+            size);
+    abort();
+}
+
+void *dg_xmalloc_at(size_t size, const char *file, int line) {
+    void *p = NULL;
+    atomic_fetch_add(&alloc_count, 1);
+    if (posix_memalign(&p, 64, size ? size : 1) != 0) alloc_failed(size, file, line);
+    return p;
+}
+
+void *dg_xcalloc_at(size_t n, size_t size, const char *file, int line) {
+    if (size && n > SIZE_MAX / size) alloc_failed(SIZE_MAX, file, line);
+    void *p = dg_xmalloc_at(n * size, file, line);
+    memset(p, 0, n * size);
+    return p;
+}
+
+void *dg_xrealloc_at(void *p, size_t size, const char *file, int line) {
+    atomic_fetch_add(&alloc_count, 1);
+    void *q = realloc(p, size ? size : 1);
+    if (!q) alloc_failed(size, file, line);
+    return q;
+}
+
+void dg_free(void *p) { free(p); }
+
+char *dg_xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *d = dg_xmalloc(n);
+    memcpy(d, s, n);
+    return d;
+}
+
+uint64_t dg_rng_mix(uint64_t x) {
+    uint64_t z = x + DG_RNG_GAMMA;
+    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+    return z ^ (z >> 31);
+}
+
+void dg_rng_init(dg_rng *r, uint64_t seed, uint32_t purpose, uint32_t index) {
+    uint64_t stream = ((uint64_t)purpose << 32) | index;
+    r->state = dg_rng_mix(seed ^ dg_rng_mix(stream));
+}
+
+uint64_t dg_rng_next(dg_rng *r) {
+    uint64_t v = dg_rng_mix(r->state);
+    r->state += DG_RNG_GAMMA;
+    return v;
+}
+
+uint64_t dg_rng_below(dg_rng *r, uint64_t n) {
+    DG_ASSERT(n > 0);
+    uint64_t t = (0 - n) % n; /* (2^64 - n) mod n */
+    uint64_t x;
+    do {
+        x = dg_rng_next(r);
+    } while (x < t);
+    return x % n;
+}
+
+double dg_rng_uniform(dg_rng *r) {
+    return (double)(dg_rng_next(r) >> 11) * 0x1.0p-53;
+}
+
+double dg_rng_normal(dg_rng *r) {
+    double u1 = dg_rng_uniform(r);
+    double u2 = dg_rng_uniform(r);
+    /* 1 - u1 lies in (0, 1], so the log is finite. */
+    return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+}
+
+void dg_rng_shuffle_i64(dg_rng *r, int64_t *a, size_t n) {
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)dg_rng_below(r, i + 1);
+        int64_t t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+double dg_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,114 @@
+/* nets/core/common.h -- status codes, logging, checked allocation, invariant
+ * checks and the project's SplitMix64 random streams (DATASETS.md §12.2).
+ * libc only: included everywhere, never includes oneDNN. */
+#ifndef DG_COMMON_H
+#define DG_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define DG_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define DG_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Recoverable failures (STYLE.md §6 tier 2). OK is 0, errors are negative. */
+typedef enum dg_status {
+    DG_STATUS_OK = 0,
+    DG_STATUS_ERR_IO = -1,       /* a file cannot be opened, read or written */
+    DG_STATUS_ERR_FORMAT = -2,   /* a file's content is malformed */
+    DG_STATUS_ERR_CONFIG = -3,   /* a bad configuration key or value */
+    DG_STATUS_ERR_SHAPE = -4,    /* a tensor of the wrong shape or dtype */
+    DG_STATUS_ERR_MISSING = -5,  /* a required file or tensor is absent */
+    DG_STATUS_ERR_NUMERIC = -6,  /* NaN or Inf where a finite value is needed */
+    DG_STATUS_ERR_USAGE = -7,    /* a bad command line */
+    DG_STATUS_ERR_INTERRUPT = -8 /* stopped by a signal */
+} dg_status;
+
+/* Name of a status ("io error", ...), never NULL. */
+const char *dg_status_str(dg_status s);
+
+typedef enum dg_log_level {
+    DG_LOG_DEBUG = 0,
+    DG_LOG_INFO = 1,
+    DG_LOG_WARN = 2,
+    DG_LOG_ERROR = 3
+} dg_log_level;
+
+/* Diagnostics go to stderr, prefixed with the level; messages below the
+ * current level (default INFO, DG_LOG=debug|info|warn|error) are dropped. */
+void dg_log(dg_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+void dg_log_set_level(dg_log_level level);
+#define dg_log_error(...) dg_log(DG_LOG_ERROR, __VA_ARGS__)
+#define dg_log_warn(...) dg_log(DG_LOG_WARN, __VA_ARGS__)
+#define dg_log_info(...) dg_log(DG_LOG_INFO, __VA_ARGS__)
+#define dg_log_debug(...) dg_log(DG_LOG_DEBUG, __VA_ARGS__)
+
+/* Tier 1: prints "file:line: expr -> message" and aborts, in every build. */
+void dg_panic(const char *file, int line, const char *expr, const char *msg)
+        __attribute__((noreturn));
+#define DG_ASSERT(cond) \
+    do { \
+        if (!(cond)) dg_panic(__FILE__, __LINE__, #cond, "assertion failed"); \
+    } while (0)
+
+/* Checked allocation: never returns NULL; on failure prints the size and
+ * the caller's file:line and aborts. Memory from dg_xmalloc/dg_xcalloc is
+ * 64-byte aligned and released with dg_free. Every call is counted
+ * (dg_alloc_count) so tests can prove a training step allocates nothing. */
+void *dg_xmalloc_at(size_t size, const char *file, int line);
+void *dg_xcalloc_at(size_t n, size_t size, const char *file, int line);
+void *dg_xrealloc_at(void *p, size_t size, const char *file, int line);
+#define dg_xmalloc(size) dg_xmalloc_at((size), __FILE__, __LINE__)
+#define dg_xcalloc(n, size) dg_xcalloc_at((n), (size), __FILE__, __LINE__)
+#define dg_xrealloc(p, size) dg_xrealloc_at((p), (size), __FILE__, __LINE__)
+void dg_free(void *p);
+char *dg_xstrdup(const char *s);
+/* Number of dg_x*alloc calls so far in this process. */
+uint64_t dg_alloc_count(void);
+
+/* ---- SplitMix64 streams (DATASETS.md §12.2) ---------------------------
+ * A stream is (seed, purpose, index); draw k of a stream is
+ * mix(state0 + k * GAMMA), so any draw can be computed directly and results
+ * never depend on how work is split across threads. */
+#define DG_RNG_GAMMA UINT64_C(0x9E3779B97F4A7C15)
+
+enum dg_rng_purpose {
+    DG_RNG_FMNIST_POOL = 1,
+    DG_RNG_SPLIT = 2,
+    DG_RNG_SAMPLER = 3,
+    DG_RNG_AUGMENT = 4,
+    DG_RNG_DGSAM = 5,
+    DG_RNG_INIT = 6,
+    DG_RNG_CLASS_UNIFORM = 7,
+    DG_RNG_MATCHDG = 8,
+    DG_RNG_DROPOUT = 9 /* index: layer ordinal; draws offset by forward count */
+};
+
+typedef struct dg_rng {
+    uint64_t state; /* next draw returns mix(state), then state += GAMMA */
+} dg_rng;
+
+uint64_t dg_rng_mix(uint64_t x);
+/* state = mix(seed ^ mix((purpose << 32) | index)). */
+void dg_rng_init(dg_rng *r, uint64_t seed, uint32_t purpose, uint32_t index);
+uint64_t dg_rng_next(dg_rng *r);
+/* The k-th draw after the current state, without advancing. */
+static inline uint64_t dg_rng_peek(const dg_rng *r, uint64_t k) {
+    return dg_rng_mix(r->state + k * DG_RNG_GAMMA);
+}
+/* Unbiased integer in [0, n), n > 0. */
+uint64_t dg_rng_below(dg_rng *r, uint64_t n);
+/* Uniform double in [0, 1): (next >> 11) * 2^-53. */
+double dg_rng_uniform(dg_rng *r);
+/* Standard normal (Box-Muller on two uniform draws, cosine branch). */
+double dg_rng_normal(dg_rng *r);
+/* Fisher-Yates shuffle of a[0 .. n-1] as DATASETS.md §12.2. */
+void dg_rng_shuffle_i64(dg_rng *r, int64_t *a, size_t n);
+
+/* Monotonic wall-clock seconds. */
+double dg_now(void);
+
+#endif

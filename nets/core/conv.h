@@ -1,0 +1,58 @@
+/* nets/core/conv.h -- 2-D convolution on oneDNN (forward training or
+ * inference, backward data, backward weights), optional bias, optional ReLU
+ * fused as a post-op (its backward runs as an eltwise backward on dst).
+ *
+ * Owns: pds, primitives, dst, diff_src, ports and reorder buffers.
+ * Borrows: src (the previous layer's dst), which must outlive the layer.
+ * Parameters: "<name>.weight" (OC, IC, KH, KW) oihw, "<name>.bias" (OC). */
+#ifndef DG_CONV_H
+#define DG_CONV_H
+
+#include "layer.h"
+
+typedef struct dg_conv_cfg {
+    int64_t oc;        /* output channels */
+    int64_t k;         /* square kernel KH = KW */
+    int64_t stride;
+    int64_t pad;       /* symmetric zero padding */
+    int64_t dilation;  /* 1 = dense (PyTorch convention, not oneDNN's d-1) */
+    bool bias;
+    bool relu;         /* fuse ReLU after the convolution */
+    bool no_diff_src;  /* the input is the network input: skip backward data */
+    bool training;     /* false: inference-only instance, no backward */
+} dg_conv_cfg;
+
+typedef struct dg_conv {
+    dg_conv_cfg cfg;
+    int64_t src_dims[4];          /* (N, IC, H, W) */
+    int64_t dst_dims[4];          /* (N, OC, OH, OW) */
+    size_t w_off, b_off;          /* offsets of weight and bias in params */
+    dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd, relu_bwd_pd;
+    dg_prim fwd, bwd_data, bwd_w, relu_bwd;
+    dnnl_memory_t src;            /* borrowed (N, IC, H, W) */
+    dnnl_memory_t dst;            /* owned (N, OC, OH, OW), fwd_pd's layout */
+    dnnl_memory_t diff_src;       /* owned (N, IC, H, W), or NULL */
+    dnnl_memory_t diff_pre;       /* owned (N, OC, OH, OW): dL/d(pre-ReLU) */
+    dnnl_memory_t w_user, b_user; /* wrap params slices, oihw and x */
+    dnnl_memory_t dw_user, db_user; /* wrap grad slices */
+    dg_port src_p, w_p;           /* forward inputs */
+    dg_port src_w_p, w_d_p;       /* backward-weights src, backward-data weights */
+    dg_port ddst_d_p, ddst_w_p;   /* diff_dst for backward data / weights */
+    dg_port dw_p;                 /* diff_weights -> grad (oihw) */
+    dg_port ddst_r_p;             /* diff_dst in dst's layout (fused ReLU) */
+} dg_conv;
+
+/* Builds the layer on src and registers "<name>.weight" (Kaiming-normal
+ * fan_out, torchvision's convolution init) and "<name>.bias" (zero). */
+void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
+        dnnl_memory_t src, const dg_conv_cfg *cfg);
+void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p);
+/* diff_dst (N, OC, OH, OW) in any layout; writes diff_src (unless
+ * no_diff_src) and the weight/bias gradients (overwritten) into p->grad. */
+void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
+void dg_conv_free(dg_conv *l);
+
+/* Output spatial size of a convolution or pooling window. */
+int64_t dg_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation);
+
+#endif

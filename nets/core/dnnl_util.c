@@ -1,0 +1,244 @@
+/* nets/core/dnnl_util.c -- see dnnl_util.h. */
+#include "dnnl_util.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl_debug.h>
+
+void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line) {
+    if (s == dnnl_success) return;
+    dg_panic(file, line, call, dnnl_status2str(s));
+}
+
+static _Atomic uint64_t n_memories, n_primitives;
+
+dg_dnnl_counts dg_dnnl_counts_now(void) {
+    dg_dnnl_counts c = {atomic_load(&n_memories), atomic_load(&n_primitives)};
+    return c;
+}
+
+void dg_ctx_init(dg_ctx *ctx) {
+    memset(ctx, 0, sizeof(*ctx));
+    DG_DNNL(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
+    DG_DNNL(dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags));
+}
+
+void dg_ctx_free(dg_ctx *ctx) {
+    if (ctx->stream) dnnl_stream_destroy(ctx->stream);
+    if (ctx->engine) dnnl_engine_destroy(ctx->engine);
+    dg_free(ctx->scratch);
+    memset(ctx, 0, sizeof(*ctx));
+}
+
+dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *handle) {
+    dnnl_memory_t m;
+    atomic_fetch_add(&n_memories, 1);
+    DG_DNNL(dnnl_memory_create(&m, md, ctx->engine, handle));
+    return m;
+}
+
+dnnl_memory_desc_t dg_md_plain(int ndims, const int64_t *dims, dnnl_format_tag_t tag) {
+    dnnl_memory_desc_t md;
+    DG_DNNL(dnnl_memory_desc_init_by_tag(&md, ndims, dims, dnnl_f32, tag));
+    return md;
+}
+
+dnnl_memory_desc_t dg_md_any(int ndims, const int64_t *dims) {
+    return dg_md_plain(ndims, dims, dnnl_format_tag_any);
+}
+
+const dnnl_memory_desc_t *dg_mem_md(const_dnnl_memory_t m) {
+    const dnnl_memory_desc_t *md;
+    DG_DNNL(dnnl_memory_get_memory_desc(m, &md));
+    return md;
+}
+
+void *dg_mem_ptr(const_dnnl_memory_t m) {
+    void *p;
+    DG_DNNL(dnnl_memory_get_data_handle(m, &p));
+    return p;
+}
+
+void dg_mem_set_ptr(dnnl_memory_t m, const void *p) {
+    DG_DNNL(dnnl_memory_set_data_handle(m, (void *)p));
+}
+
+int64_t dg_md_nelems(const dnnl_memory_desc_t *md) {
+    int64_t n = 1;
+    for (int i = 0; i < md->ndims; i++) n *= md->dims[i];
+    return md->ndims ? n : 0;
+}
+
+size_t dg_md_bytes(const dnnl_memory_desc_t *md) {
+    return dnnl_memory_desc_get_size(md);
+}
+
+const dnnl_memory_desc_t *dg_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index) {
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, what, index);
+    DG_ASSERT(md != NULL);
+    return md;
+}
+
+dnnl_primitive_attr_t dg_attr_new(void) {
+    dnnl_primitive_attr_t attr;
+    DG_DNNL(dnnl_primitive_attr_create(&attr));
+    DG_DNNL(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    return attr;
+}
+
+dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
+        const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint) {
+    dnnl_primitive_attr_t attr = dg_attr_new();
+    if (post_ops) DG_DNNL(dnnl_primitive_attr_set_post_ops(attr, post_ops));
+    dnnl_primitive_desc_t pd;
+    DG_DNNL(dnnl_primitive_desc_create(&pd, op_desc, attr, ctx->engine, hint));
+    dnnl_primitive_attr_destroy(attr);
+    return pd;
+}
+
+void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd) {
+    memset(p, 0, sizeof(*p));
+    atomic_fetch_add(&n_primitives, 1);
+    DG_DNNL(dnnl_primitive_create(&p->prim, pd));
+    const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;
+    if (size == 0) return;
+    if (size > ctx->scratch_size) {
+        dg_free(ctx->scratch);
+        ctx->scratch = dg_xmalloc(size);
+        ctx->scratch_size = size;
+    }
+    /* The shared buffer may move when a later primitive needs more, so the
+     * handle is set at every execution. */
+    p->scratch = dg_mem_new(ctx, smd, DNNL_MEMORY_NONE);
+}
+
+void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exec_arg_t *args) {
+    dnnl_exec_arg_t all[16];
+    DG_ASSERT(nargs >= 0 && nargs < 16);
+    memcpy(all, args, (size_t)nargs * sizeof(*args));
+    if (p->scratch) {
+        dg_mem_set_ptr(p->scratch, ctx->scratch);
+        all[nargs].arg = DNNL_ARG_SCRATCHPAD;
+        all[nargs].memory = p->scratch;
+        nargs++;
+    }
+    DG_DNNL(dnnl_primitive_execute(p->prim, ctx->stream, nargs, all));
+}
+
+void dg_prim_free(dg_prim *p) {
+    dnnl_primitive_destroy(p->prim);
+    dnnl_memory_destroy(p->scratch);
+    memset(p, 0, sizeof(*p));
+}
+
+static void port_release(dg_port *p) {
+    dg_prim_free(&p->reorder);
+    dnnl_primitive_desc_destroy(p->rpd);
+    dnnl_memory_destroy(p->buf);
+    p->rpd = NULL;
+    p->buf = NULL;
+    p->mem = NULL;
+    p->user = NULL;
+}
+
+static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
+        const dnnl_memory_desc_t *want, bool output) {
+    if (p->user == user && p->output == output && p->user
+            && dnnl_memory_desc_equal(&p->want, want))
+        return;
+    port_release(p);
+    p->user = user;
+    p->want = *want;
+    p->output = output;
+    const dnnl_memory_desc_t *umd = dg_mem_md(user);
+    if (dnnl_memory_desc_equal(umd, want)) {
+        p->mem = user;
+        return;
+    }
+    p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_ALLOCATE);
+    p->mem = p->buf;
+    dnnl_primitive_attr_t attr = dg_attr_new();
+    if (output)
+        DG_DNNL(dnnl_reorder_primitive_desc_create(&p->rpd, want, ctx->engine, umd, ctx->engine, attr));
+    else
+        DG_DNNL(dnnl_reorder_primitive_desc_create(&p->rpd, umd, ctx->engine, want, ctx->engine, attr));
+    dnnl_primitive_attr_destroy(attr);
+    dg_prim_init(&p->reorder, ctx, p->rpd);
+}
+
+void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
+    port_bind(p, ctx, user, want, false);
+}
+
+void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
+    port_bind(p, ctx, user, want, true);
+}
+
+void dg_port_pull(dg_port *p, const dg_ctx *ctx) {
+    DG_ASSERT(p->mem != NULL && !p->output);
+    if (!p->buf) return;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->user}, {DNNL_ARG_TO, p->buf}};
+    dg_prim_exec(&p->reorder, ctx, 2, args);
+}
+
+void dg_port_push(dg_port *p, const dg_ctx *ctx) {
+    DG_ASSERT(p->mem != NULL && p->output);
+    if (!p->buf) return;
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->buf}, {DNNL_ARG_TO, p->user}};
+    dg_prim_exec(&p->reorder, ctx, 2, args);
+}
+
+void dg_port_free(dg_port *p) {
+    port_release(p);
+    memset(p, 0, sizeof(*p));
+}
+
+void dg_mem_copy(dg_ctx *ctx, dnnl_memory_t dst, dnnl_memory_t src) {
+    dg_port p;
+    memset(&p, 0, sizeof(p));
+    dg_port_bind_in(&p, ctx, src, dg_mem_md(dst));
+    if (p.buf) {
+        /* Reorder straight into dst rather than into the port's buffer. */
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, dst}};
+        dg_prim_exec(&p.reorder, ctx, 2, args);
+    } else if (dst != src) {
+        memcpy(dg_mem_ptr(dst), dg_mem_ptr(src), dg_md_bytes(dg_mem_md(src)));
+    }
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    dg_port_free(&p);
+}
+
+bool dg_chw_from_md(dg_chw *v, const dnnl_memory_desc_t *md) {
+    memset(v, 0, sizeof(*v));
+    if (md->data_type != dnnl_f32 || md->format_kind != dnnl_blocked) return false;
+    if (md->ndims != 4 && md->ndims != 2) return false;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    v->n = md->dims[0];
+    v->c = md->dims[1];
+    v->h = md->ndims == 4 ? md->dims[2] : 1;
+    v->w = md->ndims == 4 ? md->dims[3] : 1;
+    v->off0 = md->offset0;
+    v->sn = b->strides[0];
+    v->scb = b->strides[1];
+    v->sh = md->ndims == 4 ? b->strides[2] : 0;
+    v->sw = md->ndims == 4 ? b->strides[3] : 0;
+    if (b->inner_nblks == 0) {
+        v->cb = 1;
+        return true;
+    }
+    if (b->inner_nblks == 1 && b->inner_idxs[0] == 1) {
+        v->cb = b->inner_blks[0];
+        return true;
+    }
+    return false;
+}
+
+dnnl_memory_desc_t dg_md_chw_compatible(const dnnl_memory_desc_t *md) {
+    dg_chw v;
+    if (dg_chw_from_md(&v, md)) return *md;
+    return dg_md_plain(md->ndims, md->dims, md->ndims == 4 ? dnnl_nchw : dnnl_nc);
+}

@@ -1,0 +1,123 @@
+/* nets/core/dnnl_util.h -- the oneDNN engine and stream, the DG_DNNL check,
+ * primitives that share one user-mode scratchpad, reorder "ports" between
+ * the layouts two layers chose, and a view of channel-blocked layouts for the
+ * hand-written kernels.
+ *
+ * Shapes: N batch, C channels, H height, W width. */
+#ifndef DG_DNNL_UTIL_H
+#define DG_DNNL_UTIL_H
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "common.h"
+
+/* Aborts with "file:line: call -> dnnl status" when a oneDNN call fails. */
+void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line);
+#define DG_DNNL(call) dg_dnnl_check((call), #call, __FILE__, __LINE__)
+
+/* One engine (CPU 0) and its in-order stream, plus the scratchpad shared by
+ * every primitive created through dg_prim_init (primitives run one at a
+ * time, so one buffer of the largest size serves them all). */
+typedef struct dg_ctx {
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    void *scratch;       /* owned, scratch_size bytes */
+    size_t scratch_size; /* largest scratchpad requested so far */
+} dg_ctx;
+
+void dg_ctx_init(dg_ctx *ctx);
+void dg_ctx_free(dg_ctx *ctx);
+
+/* Counters of oneDNN objects created through this module; a training step
+ * after the first must leave them (and dg_alloc_count) unchanged. */
+typedef struct dg_dnnl_counts {
+    uint64_t memories;
+    uint64_t primitives;
+} dg_dnnl_counts;
+dg_dnnl_counts dg_dnnl_counts_now(void);
+
+/* Creates a memory object (counted). handle: a pointer to wrap (not owned),
+ * DNNL_MEMORY_ALLOCATE or DNNL_MEMORY_NONE. */
+dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *handle);
+/* Memory descriptor of a plain f32 tensor with the given tag (dnnl_nchw,
+ * dnnl_oihw, dnnl_nc, dnnl_x, ...). */
+dnnl_memory_desc_t dg_md_plain(int ndims, const int64_t *dims, dnnl_format_tag_t tag);
+/* Same, with format_tag_any (the primitive chooses). */
+dnnl_memory_desc_t dg_md_any(int ndims, const int64_t *dims);
+/* Descriptor and data pointer of a memory object. */
+const dnnl_memory_desc_t *dg_mem_md(const_dnnl_memory_t m);
+void *dg_mem_ptr(const_dnnl_memory_t m);
+void dg_mem_set_ptr(dnnl_memory_t m, const void *p);
+/* Number of logical elements and the byte size of a descriptor. */
+int64_t dg_md_nelems(const dnnl_memory_desc_t *md);
+size_t dg_md_bytes(const dnnl_memory_desc_t *md);
+/* Descriptor a primitive descriptor reports for `what` (dnnl_query_src_md, ...). */
+const dnnl_memory_desc_t *dg_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t what, int index);
+
+/* A primitive that uses the context's shared scratchpad. Owns the primitive
+ * and a scratchpad memory object; borrows the pd. */
+typedef struct dg_prim {
+    dnnl_primitive_t prim;
+    dnnl_memory_t scratch; /* wraps ctx->scratch, NULL when none is needed */
+} dg_prim;
+
+/* A primitive attribute with the user scratchpad mode set: every pd this
+ * module creates uses it. The caller destroys it. */
+dnnl_primitive_attr_t dg_attr_new(void);
+/* pd from an op descriptor with dg_attr_new()'s attributes (plus post-ops
+ * when `post_ops` is not NULL); `hint` is the forward pd for backward pds. */
+dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
+        const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint);
+void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd);
+/* Executes with args (at most 15) plus the scratchpad. */
+void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exec_arg_t *args);
+void dg_prim_free(dg_prim *p);
+
+/* A port connects a memory produced or consumed elsewhere ("user") to the
+ * layout a primitive wants ("mem"). When the layouts agree, mem is the user
+ * memory itself and no reorder exists. Ports bind lazily: binding the same
+ * user memory again costs nothing, so the first step builds and the rest
+ * reuse. Owns the reorder and its buffer; borrows the user memory. */
+typedef struct dg_port {
+    dnnl_memory_t user;         /* borrowed, last bound */
+    dnnl_memory_t mem;          /* what the primitive uses: user or buf */
+    dnnl_memory_t buf;          /* owned reorder target/source, or NULL */
+    dnnl_primitive_desc_t rpd;  /* reorder pd, or NULL */
+    dg_prim reorder;            /* user->buf (input) or buf->user (output) */
+    dnnl_memory_desc_t want;    /* layout the primitive wants */
+    bool output;
+} dg_port;
+
+/* Input port: mem holds `user` in layout `want` after dg_port_pull. */
+void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
+/* Output port: the primitive writes mem; dg_port_push copies it to `user`. */
+void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
+void dg_port_pull(dg_port *p, const dg_ctx *ctx);
+void dg_port_push(dg_port *p, const dg_ctx *ctx);
+void dg_port_free(dg_port *p);
+
+/* Copies between any two memories of the same logical shape (a one-off
+ * reorder; init-time and test use only, it creates a primitive). */
+void dg_mem_copy(dg_ctx *ctx, dnnl_memory_t dst, dnnl_memory_t src);
+
+/* Element (n, c, h, w) of a 4-D f32 tensor lies at
+ *   off0 + n*sn + (c/cb)*scb + h*sh + w*sw + c%cb
+ * for plain layouts (cb = 1, any strides: nchw, nhwc) and for layouts with
+ * one channel block (nChw16c, nChw8c). Hand-written kernels use this view. */
+typedef struct dg_chw {
+    int64_t n, c, h, w;
+    int64_t cb;                     /* channel block, 1 for plain layouts */
+    int64_t off0, sn, scb, sh, sw;  /* strides in elements */
+} dg_chw;
+
+/* Fills v from a 4-D (or 2-D (N, C), viewed as (N, C, 1, 1)) f32
+ * descriptor; false when the layout is not of the supported kind. */
+bool dg_chw_from_md(dg_chw *v, const dnnl_memory_desc_t *md);
+static inline int64_t dg_chw_at(const dg_chw *v, int64_t n, int64_t c, int64_t h, int64_t w) {
+    return v->off0 + n * v->sn + (c / v->cb) * v->scb + h * v->sh + w * v->sw + c % v->cb;
+}
+/* A descriptor that dg_chw_from_md accepts: `md` itself when it is of a
+ * supported kind, otherwise plain nchw with the same dims. */
+dnnl_memory_desc_t dg_md_chw_compatible(const dnnl_memory_desc_t *md);
+
+#endif

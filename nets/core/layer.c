@@ -1,0 +1,28 @@
+/* nets/core/layer.c -- see layer.h. */
+#include "layer.h"
+
+#include <string.h>
+
+dg_pass dg_pass_train(const dg_param_set *ps) {
+    dg_pass p;
+    memset(&p, 0, sizeof(p));
+    p.params = ps->data;
+    p.stats = ps->stats;
+    p.grad = ps->grad;
+    p.train = true;
+    p.update_stats = true;
+    return p;
+}
+
+dg_pass dg_pass_eval(const dg_param_set *ps) {
+    dg_pass p = dg_pass_train(ps);
+    p.train = false;
+    p.update_stats = false;
+    return p;
+}
+
+void dg_mem_dims4(const_dnnl_memory_t m, int64_t dims[4]) {
+    const dnnl_memory_desc_t *md = dg_mem_md(m);
+    DG_ASSERT(md->ndims == 4 || md->ndims == 2);
+    for (int i = 0; i < 4; i++) dims[i] = i < md->ndims ? md->dims[i] : 1;
+}

@@ -1,0 +1,31 @@
+/* nets/core/layer.h -- what every layer's forward and backward receive.
+ *
+ * A layer holds offsets into the parameter store, never pointers, so the
+ * same layer runs with the live weights, with an optimizer's slow or
+ * averaged weights, or with a perturbed copy: the pass says which. */
+#ifndef DG_LAYER_H
+#define DG_LAYER_H
+
+#include "common.h"
+#include "dnnl_util.h"
+#include "params.h"
+
+typedef struct dg_pass {
+    const float *params; /* (d) weights to run with */
+    float *stats;        /* (n_stats) BN running statistics read/updated */
+    float *grad;         /* (d) backward writes dL/dw here (overwrites) */
+    bool train;          /* batch statistics, dropout active */
+    bool update_stats;   /* train mode: update BN running statistics */
+    uint64_t seed;       /* dropout streams (DG_RNG_DROPOUT) */
+    uint64_t counter;    /* forward number: dropout masks differ per step */
+} dg_pass;
+
+/* A pass over the live buffers of ps in train mode that updates stats. */
+dg_pass dg_pass_train(const dg_param_set *ps);
+/* An eval-mode pass over ps: running statistics, no dropout. */
+dg_pass dg_pass_eval(const dg_param_set *ps);
+
+/* Logical dims of a memory's descriptor: (N, C, H, W). */
+void dg_mem_dims4(const_dnnl_memory_t m, int64_t dims[4]);
+
+#endif

@@ -1,0 +1,107 @@
+/* tests/common.c -- see common.h. */
+#include "common.h"
+
+#include <math.h>
+#include <string.h>
+
+static dg_cmp cmp_begin(void) {
+    dg_cmp c;
+    memset(&c, 0, sizeof(c));
+    c.ok = true;
+    return c;
+}
+
+static void cmp_one(dg_cmp *c, size_t i, double got, double exp, double atol, double rtol) {
+    double d = fabs(got - exp);
+    if (got == 0.0) c->n_zero++;
+    if (!(d <= atol + rtol * fabs(exp))) { /* NaN fails too */
+        if (c->n_bad == 0) c->first_bad = i;
+        c->n_bad++;
+        c->ok = false;
+    }
+    if (d > c->max_abs_diff || isnan(d)) c->max_abs_diff = d;
+}
+
+dg_cmp dg_compare_f32(const float *got, const double *exp, size_t n, double atol, double rtol) {
+    dg_cmp c = cmp_begin();
+    for (size_t i = 0; i < n; i++) cmp_one(&c, i, got[i], exp[i], atol, rtol);
+    return c;
+}
+
+dg_cmp dg_compare_f64(const double *got, const double *exp, size_t n, double atol, double rtol) {
+    dg_cmp c = cmp_begin();
+    for (size_t i = 0; i < n; i++) cmp_one(&c, i, got[i], exp[i], atol, rtol);
+    return c;
+}
+
+void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi) {
+    dg_rng r;
+    dg_rng_init(&r, seed, 0, 0);
+    for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * dg_rng_uniform(&r));
+}
+
+void fill_halves(float *x, size_t n, uint64_t seed) {
+    dg_rng r;
+    dg_rng_init(&r, seed, 0, 0);
+    for (size_t i = 0; i < n; i++) x[i] = 0.5f * (float)((int)dg_rng_below(&r, 17) - 8);
+}
+
+void fill_away_from_zero(float *x, size_t n, uint64_t seed, float lo, float hi, float margin) {
+    dg_rng r;
+    dg_rng_init(&r, seed, 0, 0);
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        do {
+            v = (float)(lo + (hi - lo) * dg_rng_uniform(&r));
+        } while (fabsf(v) < margin);
+        x[i] = v;
+    }
+}
+
+void to_double(double *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+double *dup_double(const float *src, size_t n) {
+    double *d = dg_xmalloc((n ? n : 1) * sizeof(*d));
+    to_double(d, src, n);
+    return d;
+}
+
+dnnl_memory_t make_plain(const dg_ctx *ctx, float *data, int ndims, const int64_t *dims) {
+    dnnl_format_tag_t tag = ndims == 4 ? dnnl_nchw : ndims == 2 ? dnnl_nc : dnnl_x;
+    dnnl_memory_desc_t md = dg_md_plain(ndims, dims, tag);
+    return dg_mem_new(ctx, &md, data);
+}
+
+dnnl_memory_t make_tagged(dg_ctx *ctx, const float *nchw, int ndims, const int64_t *dims,
+        dnnl_format_tag_t tag) {
+    dnnl_memory_desc_t md = dg_md_plain(ndims, dims, tag);
+    dnnl_memory_t m = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
+    memset(dg_mem_ptr(m), 0, dg_md_bytes(&md));
+    dnnl_memory_t src = make_plain(ctx, (float *)nchw, ndims, dims);
+    dg_mem_copy(ctx, m, src);
+    dnnl_memory_destroy(src);
+    return m;
+}
+
+void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out) {
+    const dnnl_memory_desc_t *md = dg_mem_md(m);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    dnnl_memory_t dst = make_plain(ctx, out, md->ndims, md->dims);
+    dg_mem_copy(ctx, dst, m);
+    dnnl_memory_destroy(dst);
+}
+
+void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad) {
+    for (size_t i = 0; i < n; i++) {
+        double x0 = x[i];
+        double h = 1e-6 * (fabs(x0) > 1.0 ? fabs(x0) : 1.0);
+        x[i] = x0 + h;
+        double fp = f(ctx, x);
+        x[i] = x0 - h;
+        double fm = f(ctx, x);
+        x[i] = x0;
+        grad[i] = (fp - fm) / (2.0 * h);
+    }
+}

@@ -1,0 +1,61 @@
+/* tests/common.h -- comparison, deterministic fills and oneDNN memory
+ * helpers shared by every suite (STYLE.md §11). */
+#ifndef DG_TESTS_COMMON_H
+#define DG_TESTS_COMMON_H
+
+#include <check.h>
+
+#include "nets/core/common.h"
+#include "nets/core/dnnl_util.h"
+
+typedef struct dg_cmp {
+    bool ok;
+    size_t n_bad;        /* elements outside atol + rtol*|exp| (NaN counts) */
+    size_t first_bad;    /* index of the first of them (0 when none) */
+    size_t n_zero;       /* elements of got that are exactly 0 */
+    double max_abs_diff;
+} dg_cmp;
+
+/* |got - exp| <= atol + rtol*|exp| element-wise; NaN fails. */
+dg_cmp dg_compare_f32(const float *got, const double *exp, size_t n, double atol, double rtol);
+dg_cmp dg_compare_f64(const double *got, const double *exp, size_t n, double atol, double rtol);
+
+/* Fails the test with the count of bad elements, the first bad index with
+ * both values and the largest difference; an all-zero output fails too. */
+#define DG_ASSERT_CLOSE_IMPL(cmpfn, got, exp, n, atol, rtol) do { \
+    dg_cmp c_ = cmpfn((got), (exp), (n), (atol), (rtol)); \
+    ck_assert_msg(c_.ok, "%zu/%zu off; first [%zu] got %.9g exp %.9g; max |d| %.3g", \
+            c_.n_bad, (size_t)(n), c_.first_bad, (double)(got)[c_.first_bad], \
+            (double)(exp)[c_.first_bad], c_.max_abs_diff); \
+    ck_assert_msg(c_.n_zero < (size_t)(n), "output is all zeros"); \
+} while (0)
+#define DG_ASSERT_CLOSE(got, exp, n, atol, rtol) \
+    DG_ASSERT_CLOSE_IMPL(dg_compare_f32, got, exp, n, atol, rtol)
+#define DG_ASSERT_CLOSE64(got, exp, n, atol, rtol) \
+    DG_ASSERT_CLOSE_IMPL(dg_compare_f64, got, exp, n, atol, rtol)
+
+/* Deterministic fills from SplitMix64 stream (seed, 0, 0). */
+void fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
+/* k/2 for k in [-8, 8]: sums of products stay exact in f32. */
+void fill_halves(float *x, size_t n, uint64_t seed);
+/* Uniform values with |x| >= margin (away from ReLU kinks). */
+void fill_away_from_zero(float *x, size_t n, uint64_t seed, float lo, float hi, float margin);
+void to_double(double *dst, const float *src, size_t n);
+double *dup_double(const float *src, size_t n); /* caller dg_free()s */
+
+/* A plain (nchw or nc) memory wrapping `data` (not owned). */
+dnnl_memory_t make_plain(const dg_ctx *ctx, float *data, int ndims, const int64_t *dims);
+/* A memory in `tag` layout (e.g. dnnl_nChw16c) filled from plain nchw data. */
+dnnl_memory_t make_tagged(dg_ctx *ctx, const float *nchw, int ndims, const int64_t *dims,
+        dnnl_format_tag_t tag);
+/* Copies any-layout memory m into out (plain nchw/nc order, logical size). */
+void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out);
+
+
+
+/* Central finite differences of a scalar function of x in double:
+ * grad[i] = (f(x + h e_i) - f(x - h e_i)) / 2h, h = 1e-6 * max(1, |x_i|).
+ * Restores x. */
+typedef double (*fd_fn)(void *ctx, const double *x);
+void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
+#endif

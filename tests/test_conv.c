@@ -1,0 +1,203 @@
+/* tests/test_conv.c -- convolution forward/backward against the naive double
+ * reference, and the reference against finite differences. */
+#include <math.h>
+#include <string.h>
+
+#include "common.h"
+#include "nets/core/conv.h"
+#include "ref/conv_ref.h"
+
+static dg_ctx ctx;
+static void setup(void) { dg_ctx_init(&ctx); }
+static void teardown(void) { dg_ctx_free(&ctx); }
+
+typedef struct conv_case {
+    int64_t n, ic, h, w, oc, k, stride, pad, dil;
+    bool bias, relu;
+    dnnl_format_tag_t src_tag; /* layout the input arrives in */
+} conv_case;
+
+static const conv_case cases[] = {
+    {1, 3, 13, 17, 5, 3, 1, 1, 1, true, false, dnnl_nchw},
+    {2, 7, 15, 11, 20, 3, 2, 1, 1, false, false, dnnl_nchw},   /* stride 2, odd */
+    {2, 5, 14, 9, 6, 3, 1, 2, 2, false, false, dnnl_nchw},     /* dilation 2 */
+    {1, 17, 10, 13, 19, 3, 1, 4, 4, true, true, dnnl_nChw16c}, /* blocked in, ReLU */
+    {2, 9, 7, 5, 3, 1, 1, 0, 1, true, true, dnnl_nhwc},        /* 1x1 */
+    {1, 3, 19, 21, 8, 7, 2, 3, 1, false, true, dnnl_nchw},     /* stem-like 7x7 */
+};
+
+static void run_case(const conv_case *tc, uint64_t seed) {
+    ref_conv rc;
+    ref_conv_setup(&rc, tc->n, tc->ic, tc->h, tc->w, tc->oc, tc->k, tc->stride, tc->pad, tc->dil);
+    size_t ns = (size_t)(tc->n * tc->ic * tc->h * tc->w);
+    size_t nw = (size_t)(tc->oc * tc->ic * tc->k * tc->k);
+    size_t nd = (size_t)(tc->n * tc->oc * rc.oh * rc.ow);
+
+    float *src = dg_xmalloc(ns * sizeof(float));
+    float *ddst = dg_xmalloc(nd * sizeof(float));
+    fill_uniform(src, ns, seed, -1.f, 1.f);
+    fill_uniform(ddst, nd, seed + 1, -1.f, 1.f);
+
+    int64_t sdims[4] = {tc->n, tc->ic, tc->h, tc->w};
+    dnnl_memory_t src_m = make_tagged(&ctx, src, 4, sdims, tc->src_tag);
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_conv l;
+    dg_conv_cfg cfg = {.oc = tc->oc, .k = tc->k, .stride = tc->stride, .pad = tc->pad,
+            .dilation = tc->dil, .bias = tc->bias, .relu = tc->relu, .training = true};
+    dg_conv_init(&l, &ctx, &ps, "conv", src_m, &cfg);
+    dg_params_alloc(&ps);
+    fill_uniform(ps.data, ps.d, seed + 2, -0.5f, 0.5f);
+    ck_assert_uint_eq(ps.d, nw + (tc->bias ? (size_t)tc->oc : 0));
+
+    double *s64 = dup_double(src, ns), *w64 = dup_double(ps.data, nw);
+    double *b64 = tc->bias ? dup_double(ps.data + nw, (size_t)tc->oc) : NULL;
+    double *exp = dg_xmalloc(nd * sizeof(double));
+    ref_conv_forward(&rc, s64, w64, b64, exp);
+    double *dd64 = dup_double(ddst, nd);
+    if (tc->relu)
+        for (size_t i = 0; i < nd; i++) {
+            if (exp[i] < 0) dd64[i] = 0.0;
+            exp[i] = exp[i] > 0 ? exp[i] : 0.0;
+        }
+
+    dg_pass p = dg_pass_train(&ps);
+    dg_conv_forward(&l, &ctx, &p);
+    float *got = dg_xmalloc(nd * sizeof(float));
+    read_plain(&ctx, l.dst, got);
+    DG_ASSERT_CLOSE(got, exp, nd, 1e-5, 1e-4);
+
+    /* Pre-fill the gradient to prove backward overwrites, never adds. */
+    for (size_t i = 0; i < ps.d; i++) ps.grad[i] = 100.f;
+    dnnl_memory_t ddst_m = make_plain(&ctx, ddst, 4, l.dst_dims);
+    dg_conv_backward(&l, &ctx, &p, ddst_m);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+
+    double *eds = dg_xmalloc(ns * sizeof(double)), *edw = dg_xmalloc(nw * sizeof(double));
+    double edb[64];
+    ref_conv_backward(&rc, s64, w64, dd64, eds, edw, edb);
+    float *gds = dg_xmalloc(ns * sizeof(float));
+    read_plain(&ctx, l.diff_src, gds);
+    DG_ASSERT_CLOSE(gds, eds, ns, 1e-5, 1e-4);
+    DG_ASSERT_CLOSE(ps.grad, edw, nw, 1e-5, 1e-4);
+    if (tc->bias) DG_ASSERT_CLOSE(ps.grad + nw, edb, (size_t)tc->oc, 1e-5, 1e-4);
+
+    dg_conv_free(&l);
+    dnnl_memory_destroy(src_m);
+    dnnl_memory_destroy(ddst_m);
+    dg_params_free(&ps);
+    dg_free(src), dg_free(ddst), dg_free(s64), dg_free(w64), dg_free(b64), dg_free(exp);
+    dg_free(dd64), dg_free(got), dg_free(eds), dg_free(edw), dg_free(gds);
+}
+
+START_TEST(conv_forward_backward_match_reference) {
+    run_case(&cases[_i], 100 + (uint64_t)_i);
+}
+END_TEST
+
+/* Level 1: the reference's backward against its own forward. */
+typedef struct fd_ctx {
+    ref_conv rc;
+    const double *src, *w, *r;
+    int which; /* 0: vary src, 1: vary weights */
+    double *dst;
+} fd_ctx;
+
+static double conv_loss(void *vctx, const double *x) {
+    fd_ctx *f = vctx;
+    ref_conv_forward(&f->rc, f->which == 0 ? x : f->src, f->which == 1 ? x : f->w, NULL, f->dst);
+    size_t nd = (size_t)(f->rc.n * f->rc.oc * f->rc.oh * f->rc.ow);
+    double s = 0.0;
+    for (size_t i = 0; i < nd; i++) s += f->dst[i] * f->r[i];
+    return s;
+}
+
+START_TEST(conv_reference_backward_matches_finite_differences) {
+    fd_ctx f;
+    ref_conv_setup(&f.rc, 2, 3, 7, 6, 4, 3, 2, 2, 2);
+    size_t ns = 2 * 3 * 7 * 6, nw = 4 * 3 * 3 * 3;
+    size_t nd = (size_t)(2 * 4 * f.rc.oh * f.rc.ow);
+    float tmp[512];
+    double src[512], w[512], r[512], dst[512], g_src[512], g_w[512], fd[512];
+    fill_uniform(tmp, ns, 1, -1, 1), to_double(src, tmp, ns);
+    fill_uniform(tmp, nw, 2, -1, 1), to_double(w, tmp, nw);
+    fill_uniform(tmp, nd, 3, -1, 1), to_double(r, tmp, nd);
+    f.src = src, f.w = w, f.r = r, f.dst = dst;
+    ref_conv_backward(&f.rc, src, w, r, g_src, g_w, NULL);
+    f.which = 0;
+    fd_gradient(conv_loss, &f, src, ns, fd);
+    DG_ASSERT_CLOSE64(g_src, fd, ns, 1e-8, 1e-6);
+    f.which = 1;
+    fd_gradient(conv_loss, &f, w, nw, fd);
+    DG_ASSERT_CLOSE64(g_w, fd, nw, 1e-8, 1e-6);
+}
+END_TEST
+
+START_TEST(conv_inference_instance_matches_training_forward) {
+    int64_t dims[4] = {1, 4, 9, 9};
+    float src[324];
+    fill_uniform(src, 324, 5, -1, 1);
+    dnnl_memory_t m = make_plain(&ctx, src, 4, dims);
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_conv a, b;
+    dg_conv_cfg cfg = {.oc = 8, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
+            .relu = true, .training = true};
+    dg_conv_init(&a, &ctx, &ps, "a", m, &cfg);
+    dg_params_alloc(&ps);
+    dg_params_init_values(&ps, 7);
+    dg_param_set ps2;
+    dg_params_init(&ps2);
+    cfg.training = false;
+    dg_conv_init(&b, &ctx, &ps2, "a", m, &cfg);
+    dg_params_alloc(&ps2);
+    dg_pass p = dg_pass_train(&ps);
+    dg_conv_forward(&a, &ctx, &p);
+    dg_conv_forward(&b, &ctx, &p); /* same weights through the pass */
+    float ga[648], gb[648];
+    double e[648];
+    read_plain(&ctx, a.dst, ga);
+    read_plain(&ctx, b.dst, gb);
+    to_double(e, ga, 648);
+    DG_ASSERT_CLOSE(gb, e, 648, 1e-6, 1e-5);
+    dg_conv_free(&a), dg_conv_free(&b);
+    dg_params_free(&ps), dg_params_free(&ps2);
+    dnnl_memory_destroy(m);
+}
+END_TEST
+
+START_TEST(conv_init_is_kaiming_normal_fan_out) {
+    int64_t dims[4] = {1, 16, 8, 8};
+    dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
+    dnnl_memory_t m = dg_mem_new(&ctx, &md, DNNL_MEMORY_ALLOCATE);
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_conv l;
+    dg_conv_cfg cfg = {.oc = 64, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .training = true};
+    dg_conv_init(&l, &ctx, &ps, "c", m, &cfg);
+    dg_params_alloc(&ps);
+    dg_params_init_values(&ps, 1);
+    double s = 0, s2 = 0;
+    for (size_t i = 0; i < ps.d; i++) s += ps.data[i], s2 += (double)ps.data[i] * ps.data[i];
+    double mean = s / (double)ps.d, std = sqrt(s2 / (double)ps.d - mean * mean);
+    double want = sqrt(2.0 / (64 * 9)); /* fan_out = OC*KH*KW */
+    ck_assert_msg(fabs(mean) < 0.05 * want, "mean %g", mean);
+    ck_assert_msg(fabs(std / want - 1.0) < 0.03, "std %g want %g", std, want);
+    dg_conv_free(&l);
+    dg_params_free(&ps);
+    dnnl_memory_destroy(m);
+}
+END_TEST
+
+Suite *conv_suite(void) {
+    Suite *s = suite_create("conv");
+    TCase *tc = tcase_create("numerics");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, conv_forward_backward_match_reference, 0, (int)DG_ARRAY_LEN(cases));
+    tcase_add_test(tc, conv_reference_backward_matches_finite_differences);
+    tcase_add_test(tc, conv_inference_instance_matches_training_forward);
+    tcase_add_test(tc, conv_init_is_kaiming_normal_fan_out);
+    suite_add_tcase(s, tc);
+    return s;
+}
