@@ -1,12 +1,43 @@
-/* app/main.c -- the dgseg command line. */
+/* app/main.c -- the dgseg command line (DESIGN.md §4). Exit codes: 0
+ * success, 1 runtime failure, 2 usage or configuration error. */
 #include <stdio.h>
 #include <string.h>
 
+#include "app/bench.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"bench", dg_bench_main, "time training steps or inference of a model"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: dgseg COMMAND [options]\n       dgseg --help | --version\n\ncommands:\n");
+    for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++)
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'dgseg COMMAND --help' describes a command's options.\n");
+}
+
 int main(int argc, char **argv) {
-    if (argc > 1 && !strcmp(argv[1], "--version")) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--version")) {
         printf("dgseg %s\n", DG_VERSION);
         return 0;
     }
-    fprintf(stderr, "usage: dgseg --version\n");
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "dgseg: unknown command '%s'\n", argv[1]);
+    usage(stderr);
     return 2;
 }

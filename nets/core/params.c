@@ -121,3 +121,10 @@ void dg_params_init_values(dg_param_set *ps, uint64_t seed) {
 float dg_init_kaiming_std(int64_t fan) { return (float)sqrt(2.0 / (double)fan); }
 
 float dg_init_default_bound(int64_t fan_in) { return (float)(1.0 / sqrt((double)fan_in)); }
+
+void dg_params_set_init(dg_param_set *ps, const char *name, dg_init_kind init, float value) {
+    dg_param_tensor *t = (dg_param_tensor *)dg_params_find(ps, name);
+    DG_ASSERT(t != NULL);
+    t->init = init;
+    t->init_value = value;
+}

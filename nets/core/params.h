@@ -67,6 +67,11 @@ bool dg_params_is_allocated(const dg_param_set *ps);
  * Statistics get their constants. */
 void dg_params_init_values(dg_param_set *ps, uint64_t seed);
 
+/* Changes how dg_params_init_values fills tensor `name` (asserted to
+ * exist): models use it where their reference initialises differently from
+ * the layer's default. */
+void dg_params_set_init(dg_param_set *ps, const char *name, dg_init_kind init, float value);
+
 /* View by name, or NULL. */
 const dg_param_tensor *dg_params_find(const dg_param_set *ps, const char *name);
 const dg_param_tensor *dg_params_find_stat(const dg_param_set *ps, const char *name);

@@ -1,0 +1,245 @@
+/* app/bench.c -- `dgseg bench` (DESIGN.md §4): times full training steps
+ * (forward, loss, backward, optimizer update) or inference of a model on
+ * seeded random data. The first two steps are warm-up (primitive creation,
+ * lazy reorders) and are not timed. */
+#include <getopt.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "app/bench.h"
+#include "nets/core/loss.h"
+#include "nets/model.h"
+
+typedef struct bench_opts {
+    const char *model;
+    const char *optimizer;
+    const char *dtype;
+    bool train;
+    bool json;
+    int64_t size, batch;
+    int threads, steps;
+} bench_opts;
+
+/* Per-model defaults: input channels, natural input size, classes. */
+typedef struct bench_model {
+    const char *name;
+    int64_t channels, size, classes;
+} bench_model;
+
+static const bench_model bench_models[] = {
+    {"mnist-cnn", 1, 28, 10},
+};
+
+static void bench_usage(FILE *f) {
+    fprintf(f,
+            "usage: dgseg bench --model NAME [--size S] [--batch B] [--threads T] [--steps N]\n"
+            "                   [--mode train|infer] [--optimizer METHOD] [--dtype f32|bf16] [--json]\n"
+            "\n"
+            "Times training steps (forward, backward, optimizer update) or inference on random\n"
+            "data and reports images/s, achieved GFLOP/s (convolution and inner-product FLOPs,\n"
+            "backward counted), peak RSS and oneDNN's sgemm GFLOP/s (2048^2) in the same process.\n"
+            "\n"
+            "  --model NAME       model to build; available:");
+    for (size_t i = 0; i < DG_ARRAY_LEN(bench_models); i++) fprintf(f, " %s", bench_models[i].name);
+    fprintf(f, "\n"
+            "  --size S           input height and width (default: the model's natural size)\n"
+            "  --batch B          images per step (default 64)\n"
+            "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+            "  --steps N          timed steps after 2 warm-up steps (default 20)\n"
+            "  --mode train|infer training steps or eval-mode inference (default train)\n"
+            "  --optimizer METHOD optimizer method of the update (default erm: plain SGD)\n"
+            "  --dtype f32|bf16   compute type (default f32)\n"
+            "  --json             print one JSON object instead of text\n");
+}
+
+static bool parse_int(const char *s, const char *flag, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "dgseg bench: %s wants an integer in [%lld, %lld], got '%s'\n", flag,
+                (long long)lo, (long long)hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Returns 0 on success, 2 on a usage error, -1 after --help. */
+static int parse_args(int argc, char **argv, bench_opts *o) {
+    static const struct option longopts[] = {
+        {"model", required_argument, NULL, 'm'}, {"size", required_argument, NULL, 's'},
+        {"batch", required_argument, NULL, 'b'}, {"threads", required_argument, NULL, 't'},
+        {"steps", required_argument, NULL, 'n'}, {"mode", required_argument, NULL, 'M'},
+        {"optimizer", required_argument, NULL, 'o'}, {"dtype", required_argument, NULL, 'd'},
+        {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->optimizer = "erm";
+    o->dtype = "f32";
+    o->train = true;
+    o->batch = 64;
+    o->steps = 20;
+    int64_t v;
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 's': if (!parse_int(optarg, "--size", 1, 16384, &o->size)) return 2; break;
+        case 'b': if (!parse_int(optarg, "--batch", 1, 65536, &o->batch)) return 2; break;
+        case 't': if (!parse_int(optarg, "--threads", 1, 4096, &v)) return 2;
+            o->threads = (int)v;
+            break;
+        case 'n': if (!parse_int(optarg, "--steps", 1, 1000000, &v)) return 2;
+            o->steps = (int)v;
+            break;
+        case 'M':
+            if (strcmp(optarg, "train") && strcmp(optarg, "infer")) {
+                fprintf(stderr, "dgseg bench: --mode wants train or infer, got '%s'\n", optarg);
+                return 2;
+            }
+            o->train = !strcmp(optarg, "train");
+            break;
+        case 'o': o->optimizer = optarg; break;
+        case 'd': o->dtype = optarg; break;
+        case 'j': o->json = true; break;
+        case 'h': bench_usage(stdout); return -1;
+        default:
+            fprintf(stderr, "dgseg bench: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            bench_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dgseg bench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (!o->model) {
+        fprintf(stderr, "dgseg bench: --model is required\n");
+        bench_usage(stderr);
+        return 2;
+    }
+    /* This build's update is plain SGD and its compute type f32: anything
+     * else is refused rather than silently measured as something else. */
+    if (strcmp(o->optimizer, "erm")) {
+        fprintf(stderr, "dgseg bench: --optimizer '%s' is not available (available: erm)\n",
+                o->optimizer);
+        return 2;
+    }
+    if (strcmp(o->dtype, "f32")) {
+        fprintf(stderr, "dgseg bench: --dtype '%s' is not available (available: f32)\n", o->dtype);
+        return 2;
+    }
+    return 0;
+}
+
+/* w -= lr * g over the flat buffers. */
+static void sgd_update(float *w, const float *g, size_t d, float lr) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < d; i++) w[i] -= lr * g[i];
+}
+
+static void print_result(const bench_opts *o, const char *model, double ips, double gflops,
+        double sgemm, double rss, double ms) {
+    if (!o->json) {
+        printf("model %s | mode %s | dtype %s | batch %lld | size %lld | threads %d | steps %d\n",
+                model, o->train ? "train" : "infer", o->dtype, (long long)o->batch,
+                (long long)o->size, o->threads, o->steps);
+        printf("%.1f images/s | %.2f ms/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s (%.0f%%) | "
+                "peak RSS %.0f MB\n", ips, ms, gflops, sgemm, 100.0 * gflops / sgemm, rss);
+        return;
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", model);
+    cJSON_AddStringToObject(j, "mode", o->train ? "train" : "infer");
+    cJSON_AddStringToObject(j, "dtype", o->dtype);
+    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+    cJSON_AddNumberToObject(j, "size", (double)o->size);
+    cJSON_AddNumberToObject(j, "threads", o->threads);
+    cJSON_AddNumberToObject(j, "steps", o->steps);
+    cJSON_AddNumberToObject(j, "images_per_s", ips);
+    cJSON_AddNumberToObject(j, "gflops_per_s", gflops);
+    cJSON_AddNumberToObject(j, "sgemm_gflops_per_s", sgemm);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+    char *s = cJSON_PrintUnformatted(j);
+    printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+
+int dg_bench_main(int argc, char **argv) {
+    bench_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    const bench_model *bm = NULL;
+    for (size_t i = 0; i < DG_ARRAY_LEN(bench_models); i++)
+        if (!strcmp(bench_models[i].name, o.model)) bm = &bench_models[i];
+    if (!bm) {
+        fprintf(stderr, "dgseg bench: unknown model '%s' (available:", o.model);
+        for (size_t i = 0; i < DG_ARRAY_LEN(bench_models); i++)
+            fprintf(stderr, " %s", bench_models[i].name);
+        fprintf(stderr, ")\n");
+        return 2;
+    }
+    if (!o.size) o.size = bm->size;
+    if (o.threads) omp_set_num_threads(o.threads);
+    o.threads = omp_get_max_threads();
+
+    dg_ctx ctx;
+    dg_ctx_init(&ctx);
+    dg_model m;
+    dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
+            .width = o.size, .classes = bm->classes, .training = o.train};
+    if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
+        dg_ctx_free(&ctx);
+        return 2;
+    }
+    /* Seeded inputs in [0, 1) and labels in [0, K). */
+    float *x = dg_mem_ptr(m.src);
+    size_t nx = (size_t)(o.batch * bm->channels * o.size * o.size);
+    int64_t label_dims[4];
+    dg_mem_dims4(m.logits, label_dims);
+    size_t nl = (size_t)(label_dims[0] * label_dims[2] * label_dims[3]);
+    int32_t *label = dg_xmalloc(nl * sizeof(*label));
+    dg_rng r;
+    dg_rng_init(&r, 0, DG_RNG_AUGMENT, 0);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)dg_rng_uniform(&r);
+    for (size_t i = 0; i < nl; i++) label[i] = (int32_t)dg_rng_below(&r, (uint64_t)bm->classes);
+
+    dg_loss_ce loss;
+    memset(&loss, 0, sizeof(loss));
+    dg_loss_ce_cfg lc = {.scale = 1.f};
+    if (o.train) dg_loss_ce_init(&loss, &ctx, m.logits, &lc);
+    dg_pass p = o.train ? dg_pass_train(&m.ps) : dg_pass_eval(&m.ps);
+    const int warmup = 2;
+    double t0 = 0;
+    for (int s = 0; s < warmup + o.steps; s++) {
+        if (s == warmup) t0 = dg_now();
+        p.counter = (uint64_t)s;
+        dg_model_forward(&m, &ctx, &p);
+        if (o.train) {
+            dg_loss_ce_compute(&loss, &ctx, label);
+            dg_model_backward(&m, &ctx, &p, loss.diff);
+            DG_DNNL(dnnl_stream_wait(ctx.stream));
+            sgd_update(m.ps.data, m.ps.grad, m.ps.d, 1e-3f);
+        }
+        DG_DNNL(dnnl_stream_wait(ctx.stream));
+    }
+    double dt = (dg_now() - t0) / o.steps;
+    double flops = m.flops_forward + (o.train ? m.flops_backward : 0.0);
+    double sgemm = dg_bench_sgemm_gflops(2048, 3);
+    print_result(&o, m.name, (double)o.batch / dt, flops / dt * 1e-9, sgemm,
+            dg_bench_peak_rss_mb(), dt * 1e3);
+
+    dg_loss_ce_free(&loss);
+    dg_free(label);
+    dg_model_free(&m);
+    dg_ctx_free(&ctx);
+    return 0;
+}

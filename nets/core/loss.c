@@ -1,0 +1,232 @@
+/* nets/core/loss.c -- see loss.h. Cross-entropy follows PyTorch's
+ * nll_loss(log_softmax(z), weight, ignore_index) with reduction "mean"
+ * (aten/src/ATen/native/LossNLL.cpp, LossNLL2d.cpp); the KL term follows
+ * AngusDujw/SAF (ALGORITHMS.md §11-12). Both use the log-sum-exp form.
+ *
+ * Determinism: rows (n, h) are cut into DG_LOSS_CHUNKS fixed chunks; each
+ * chunk sums its rows in order and the chunk sums are added in order, so no
+ * value depends on how OpenMP spreads the chunks over threads. */
+#include "loss.h"
+
+#include <math.h>
+#include <string.h>
+
+#define DG_LOSS_CHUNKS 256 /* fixed partial sums per reduction */
+#define DG_LOSS_TILE 64    /* pixels of a row processed together */
+
+/* First row of chunk k of `rows` rows. */
+static int64_t chunk_row(int64_t rows, int64_t k) { return rows * k / DG_LOSS_CHUNKS; }
+
+static void check_label(int32_t y, int64_t c) {
+    DG_ASSERT(y == DG_LOSS_IGNORE || (y >= 0 && y < c));
+}
+
+void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_loss_ce_cfg *cfg) {
+    memset(l, 0, sizeof(*l));
+    DG_ASSERT(cfg->scale > 0.f);
+    l->logits = logits;
+    l->scale = cfg->scale;
+    dg_mem_dims4(logits, l->dims);
+    const int64_t c = l->dims[1];
+    DG_ASSERT(c >= 1 && c < DG_LOSS_IGNORE);
+    if (cfg->class_weights) {
+        l->class_w = dg_xmalloc((size_t)c * sizeof(*l->class_w));
+        for (int64_t i = 0; i < c; i++) {
+            DG_ASSERT(isfinite(cfg->class_weights[i]) && cfg->class_weights[i] >= 0.f);
+            l->class_w[i] = cfg->class_weights[i];
+        }
+    }
+    dnnl_memory_desc_t want = dg_md_chw_compatible(dg_mem_md(logits));
+    DG_ASSERT(dg_chw_from_md(&l->v, &want));
+    l->diff = dg_mem_new(ctx, &want, DNNL_MEMORY_ALLOCATE);
+    /* Padded channels of blocked layouts are never written again. */
+    memset(dg_mem_ptr(l->diff), 0, dg_md_bytes(&want));
+    dg_port_bind_in(&l->logits_p, ctx, logits, &want);
+}
+
+/* Valid pixels and the sum of their class weights (chunked, in order). */
+static void ce_count(const dg_loss_ce *l, const int32_t *label, int64_t *n_valid, double *wsum) {
+    const int64_t rows = l->v.n * l->v.h, w = l->v.w, c = l->v.c;
+    const float *cw = l->class_w;
+    int64_t cnt[DG_LOSS_CHUNKS];
+    double part[DG_LOSS_CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) {
+        int64_t nv = 0;
+        double s = 0.0;
+        for (int64_t i = chunk_row(rows, k) * w; i < chunk_row(rows, k + 1) * w; i++) {
+            const int32_t y = label[i];
+            check_label(y, c);
+            if (y == DG_LOSS_IGNORE) continue;
+            nv++;
+            s += cw ? (double)cw[y] : 1.0;
+        }
+        cnt[k] = nv;
+        part[k] = s;
+    }
+    *n_valid = 0;
+    *wsum = 0.0;
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) *n_valid += cnt[k], *wsum += part[k];
+}
+
+/* One row (n, h): writes the gradient coef*w[y]*(softmax - onehot) of its
+ * pixels (0 where ignored or coef is 0) and returns sum w[y]*nll. */
+static double ce_row(const dg_loss_ce *l, const float *z, float *dz, int64_t n, int64_t h,
+        const int32_t *lab, double coef) {
+    const dg_chw *v = &l->v;
+    const int64_t cb = v->cb, scb = v->scb, sw = v->sw;
+    const float *cw = l->class_w;
+    double loss = 0.0;
+    for (int64_t w0 = 0; w0 < v->w; w0 += DG_LOSS_TILE) {
+        const int64_t tw = DG_MIN(DG_LOSS_TILE, v->w - w0);
+        const int64_t base = dg_chw_at(v, n, 0, h, w0);
+        float mx[DG_LOSS_TILE], inv[DG_LOSS_TILE], g[DG_LOSS_TILE];
+        double sum[DG_LOSS_TILE];
+        int32_t y[DG_LOSS_TILE];
+        for (int64_t w = 0; w < tw; w++) mx[w] = -INFINITY, sum[w] = 0.0;
+        for (int64_t c = 0; c < v->c; c++) {
+            const float *zc = z + base + (c / cb) * scb + c % cb;
+            for (int64_t w = 0; w < tw; w++) mx[w] = fmaxf(mx[w], zc[w * sw]);
+        }
+        for (int64_t c = 0; c < v->c; c++) {
+            const float *zc = z + base + (c / cb) * scb + c % cb;
+            for (int64_t w = 0; w < tw; w++) sum[w] += (double)expf(zc[w * sw] - mx[w]);
+        }
+        for (int64_t w = 0; w < tw; w++) {
+            const int32_t yw = lab[w0 + w];
+            if (yw == DG_LOSS_IGNORE || coef == 0.0) {
+                y[w] = -1, g[w] = 0.f, inv[w] = 0.f;
+                continue;
+            }
+            const double wy = cw ? (double)cw[yw] : 1.0;
+            const double lse = (double)mx[w] + log(sum[w]);
+            loss += wy * (lse - (double)z[base + (yw / cb) * scb + yw % cb + w * sw]);
+            y[w] = yw;
+            g[w] = (float)(coef * wy);
+            inv[w] = (float)(1.0 / sum[w]);
+        }
+        for (int64_t c = 0; c < v->c; c++) {
+            const int64_t oc = base + (c / cb) * scb + c % cb;
+            const float *zc = z + oc;
+            float *dc = dz + oc;
+            for (int64_t w = 0; w < tw; w++) {
+                const float e = expf(zc[w * sw] - mx[w]) * inv[w];
+                const float d = g[w] * (e - (c == y[w] ? 1.f : 0.f));
+                dc[w * sw] = y[w] < 0 ? 0.f : d;
+            }
+        }
+    }
+    return loss;
+}
+
+double dg_loss_ce_compute(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label) {
+    dg_port_pull(&l->logits_p, ctx);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const float *z = dg_mem_ptr(l->logits_p.mem);
+    float *dz = dg_mem_ptr(l->diff);
+    l->label = label;
+    double wsum;
+    ce_count(l, label, &l->n_valid, &wsum);
+    /* No valid pixel (or zero total weight): loss 0, gradient 0, no NaN. */
+    const double coef = wsum > 0.0 ? (double)l->scale / wsum : 0.0;
+    const int64_t rows = l->v.n * l->v.h;
+    double part[DG_LOSS_CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) {
+        double s = 0.0;
+        for (int64_t r = chunk_row(rows, k); r < chunk_row(rows, k + 1); r++)
+            s += ce_row(l, z, dz, r / l->v.h, r % l->v.h, label + r * l->v.w, coef);
+        part[k] = s;
+    }
+    double total = 0.0;
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) total += part[k];
+    l->ce = wsum > 0.0 ? total / wsum : 0.0;
+    return (double)l->scale * l->ce;
+}
+
+dg_loss_view dg_loss_ce_view(const dg_loss_ce *l) {
+    dg_loss_view s;
+    memset(&s, 0, sizeof(s));
+    s.v = l->v;
+    s.z = dg_mem_ptr(l->logits_p.mem);
+    s.diff_z = dg_mem_ptr(l->diff);
+    s.label = l->label;
+    s.n_valid = l->n_valid;
+    return s;
+}
+
+void dg_loss_ce_free(dg_loss_ce *l) {
+    dg_port_free(&l->logits_p);
+    dnnl_memory_destroy(l->diff);
+    dg_free(l->class_w);
+    memset(l, 0, sizeof(*l));
+}
+
+/* ALGORITHMS.md §12 step 5 for the unit at (n, h, w): adds
+ * gcoef*(q - p) into diff_z and returns KL(p || q). t points at the
+ * teacher's class 0 of the unit, classes P apart. */
+static double kl_unit(const dg_loss_view *s, const float *t, int64_t p, int64_t n, int64_t h,
+        int64_t w, double inv_tau, double gcoef) {
+    const dg_chw *v = &s->v;
+    const int64_t o = dg_chw_at(v, n, 0, h, w);
+    double et[DG_LOSS_IGNORE], ez[DG_LOSS_IGNORE]; /* exp((x - max)/tau), C < 255 */
+    double mt = -INFINITY, mz = -INFINITY;
+    for (int64_t c = 0; c < v->c; c++) {
+        mt = fmax(mt, (double)t[c * p]);
+        mz = fmax(mz, (double)s->z[o + (c / v->cb) * v->scb + c % v->cb]);
+    }
+    double st = 0.0, sz = 0.0;
+    for (int64_t c = 0; c < v->c; c++) {
+        et[c] = exp(((double)t[c * p] - mt) * inv_tau);
+        ez[c] = exp(((double)s->z[o + (c / v->cb) * v->scb + c % v->cb] - mz) * inv_tau);
+        st += et[c];
+        sz += ez[c];
+    }
+    const double lst = log(st), lsz = log(sz);
+    double kl = 0.0;
+    for (int64_t c = 0; c < v->c; c++) {
+        const int64_t oc = o + (c / v->cb) * v->scb + c % v->cb;
+        const double lp = ((double)t[c * p] - mt) * inv_tau - lst;
+        const double lq = ((double)s->z[oc] - mz) * inv_tau - lsz;
+        const double pc = et[c] / st, qc = ez[c] / sz;
+        kl += pc * (lp - lq);
+        s->diff_z[oc] += (float)(gcoef * (qc - pc));
+    }
+    return kl;
+}
+
+double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t *label,
+        double tau, double lambda) {
+    DG_ASSERT(tau > 0.0);
+    const dg_chw *v = &s->v;
+    DG_ASSERT(v->c >= 1 && v->c < DG_LOSS_IGNORE);
+    const int64_t rows = v->n * v->h, p = v->h * v->w;
+    int64_t n_valid = v->n * p;
+    if (label) {
+        n_valid = 0;
+#pragma omp parallel for schedule(static) reduction(+ : n_valid)
+        for (int64_t i = 0; i < v->n * p; i++) {
+            check_label(label[i], v->c);
+            n_valid += label[i] != DG_LOSS_IGNORE;
+        }
+    }
+    if (n_valid == 0) return 0.0;
+    const double gcoef = lambda * tau / (double)n_valid;
+    double part[DG_LOSS_CHUNKS];
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) {
+        double sum = 0.0;
+        for (int64_t r = chunk_row(rows, k); r < chunk_row(rows, k + 1); r++) {
+            const int64_t n = r / v->h, h = r % v->h;
+            for (int64_t w = 0; w < v->w; w++) {
+                if (label && label[r * v->w + w] == DG_LOSS_IGNORE) continue;
+                const float *t = teacher + n * v->c * p + h * v->w + w;
+                sum += kl_unit(s, t, p, n, h, w, 1.0 / tau, gcoef);
+            }
+        }
+        part[k] = sum;
+    }
+    double total = 0.0;
+    for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) total += part[k];
+    return lambda * tau * tau * total / (double)n_valid;
+}

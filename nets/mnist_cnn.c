@@ -1,0 +1,101 @@
+/* nets/mnist_cnn.c -- see mnist_cnn.h. Input (N, C, 28, 28) for the rotated
+ * datasets (any H, W works); logits (N, K). */
+#include "nets/mnist_cnn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "nets/core/conv.h"
+#include "nets/core/groupnorm.h"
+#include "nets/core/linear.h"
+#include "nets/core/pool.h"
+
+typedef struct mnist_cnn {
+    dg_conv conv[4];  /* conv1..conv4, ReLU fused */
+    dg_gn gn[4];      /* bn0..bn3: GroupNorm(8) after each ReLU */
+    dg_pool gap;      /* (N, 128, 1, 1) */
+    dg_linear fc;     /* classifier: (N, K) */
+} mnist_cnn;
+
+static void mnist_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p) {
+    mnist_cnn *net = m->priv;
+    for (int i = 0; i < 4; i++) {
+        dg_conv_forward(&net->conv[i], ctx, p);
+        dg_gn_forward(&net->gn[i], ctx, p);
+    }
+    dg_pool_forward(&net->gap, ctx, p);
+    dg_linear_forward(&net->fc, ctx, p);
+}
+
+static void mnist_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits) {
+    mnist_cnn *net = m->priv;
+    dg_linear_backward(&net->fc, ctx, p, diff_logits);
+    dg_pool_backward(&net->gap, ctx, p, net->fc.diff_src);
+    dnnl_memory_t diff = net->gap.diff_src;
+    for (int i = 3; i >= 0; i--) {
+        dg_gn_backward(&net->gn[i], ctx, p, diff);
+        dg_conv_backward(&net->conv[i], ctx, p, net->gn[i].diff_src);
+        diff = net->conv[i].diff_src;
+    }
+}
+
+static void mnist_free(dg_model *m) {
+    mnist_cnn *net = m->priv;
+    if (!net) return;
+    dg_linear_free(&net->fc);
+    dg_pool_free(&net->gap);
+    for (int i = 0; i < 4; i++) {
+        dg_gn_free(&net->gn[i]);
+        dg_conv_free(&net->conv[i]);
+    }
+    dg_free(net);
+    m->priv = NULL;
+}
+
+static const dg_model_ops mnist_ops = {mnist_forward, mnist_backward, mnist_free};
+
+static double conv_flops(const dg_conv *c) {
+    return 2.0 * (double)(c->dst_dims[0] * c->dst_dims[1] * c->dst_dims[2] * c->dst_dims[3])
+            * (double)(c->src_dims[1] * c->cfg.k * c->cfg.k);
+}
+
+void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
+    static const int64_t channels[4] = {64, 128, 128, 128};
+    static const int64_t strides[4] = {1, 2, 1, 1};
+    mnist_cnn *net = dg_xcalloc(1, sizeof(*net));
+    m->priv = net;
+    m->ops = &mnist_ops;
+    const bool tr = m->opts.training;
+    dnnl_memory_t src = m->src;
+    char name[64];
+    for (int i = 0; i < 4; i++) {
+        dg_conv_cfg cc = {.oc = channels[i], .k = 3, .stride = strides[i], .pad = 1,
+                .dilation = 1, .bias = true, .relu = true, .no_diff_src = i == 0,
+                .training = tr};
+        snprintf(name, sizeof(name), "featurizer.conv%d", i + 1);
+        dg_conv_init(&net->conv[i], ctx, &m->ps, name, src, &cc);
+        /* PyTorch's default conv init: U(+-1/sqrt(fan_in)) for weight and bias. */
+        const dg_conv *c = &net->conv[i];
+        float bound = dg_init_default_bound(c->src_dims[1] * 9);
+        char t[80];
+        snprintf(t, sizeof(t), "%s.weight", name);
+        dg_params_set_init(&m->ps, t, DG_INIT_UNIFORM, bound);
+        snprintf(t, sizeof(t), "%s.bias", name);
+        dg_params_set_init(&m->ps, t, DG_INIT_UNIFORM, bound);
+        m->flops_forward += conv_flops(c);
+        m->flops_backward += (i == 0 ? 1.0 : 2.0) * conv_flops(c);
+
+        dg_gn_cfg gc = {.groups = 8, .training = tr};
+        snprintf(name, sizeof(name), "featurizer.bn%d", i);
+        dg_gn_init(&net->gn[i], ctx, &m->ps, name, c->dst, &gc);
+        src = net->gn[i].dst;
+    }
+    dg_pool_cfg pc = {.kind = DG_POOL_GLOBAL_AVG, .training = tr};
+    dg_pool_init(&net->gap, ctx, src, &pc);
+    dg_linear_cfg lc = {.oc = m->opts.classes, .bias = true, .training = tr};
+    dg_linear_init(&net->fc, ctx, &m->ps, "classifier", net->gap.dst, &lc);
+    double fc_flops = 2.0 * (double)(m->opts.batch * m->opts.classes * net->fc.ic);
+    m->flops_forward += fc_flops;
+    m->flops_backward += 2.0 * fc_flops;
+    m->logits = net->fc.dst;
+}

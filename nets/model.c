@@ -1,0 +1,61 @@
+/* nets/model.c -- models by name (see model.h). */
+#include "nets/model.h"
+
+#include <string.h>
+
+#include "nets/mnist_cnn.h"
+
+typedef struct model_entry {
+    const char *name;
+    void (*init)(dg_model *m, dg_ctx *ctx);
+} model_entry;
+
+static const model_entry models[] = {
+    {"mnist-cnn", dg_mnist_cnn_init},
+};
+
+const char *const dg_model_names[] = {"mnist-cnn", NULL};
+
+dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
+        const dg_model_opts *o, uint64_t seed) {
+    memset(m, 0, sizeof(*m));
+    const model_entry *e = NULL;
+    for (size_t i = 0; i < DG_ARRAY_LEN(models); i++)
+        if (!strcmp(models[i].name, name)) e = &models[i];
+    if (!e) {
+        char list[256] = "";
+        for (size_t i = 0; dg_model_names[i]; i++) {
+            if (i) strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+            strncat(list, dg_model_names[i], sizeof(list) - strlen(list) - 1);
+        }
+        dg_log_error("unknown model '%s' (available: %s)", name, list);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    DG_ASSERT(o->batch > 0 && o->in_channels > 0 && o->height > 0 && o->width > 0
+            && o->classes > 0);
+    m->name = e->name;
+    m->opts = *o;
+    dg_params_init(&m->ps);
+    int64_t dims[4] = {o->batch, o->in_channels, o->height, o->width};
+    dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
+    m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
+    e->init(m, ctx);
+    dg_params_alloc(&m->ps);
+    dg_params_init_values(&m->ps, seed);
+    return DG_STATUS_OK;
+}
+
+void dg_model_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p) {
+    m->ops->forward(m, ctx, p);
+}
+
+void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits) {
+    m->ops->backward(m, ctx, p, diff_logits);
+}
+
+void dg_model_free(dg_model *m) {
+    if (m->ops) m->ops->free(m);
+    dnnl_memory_destroy(m->src);
+    dg_params_free(&m->ps);
+    memset(m, 0, sizeof(*m));
+}

@@ -1,0 +1,50 @@
+/* nets/model.h -- the model interface both trainers and `dgseg bench` use
+ * (DESIGN.md §3): a model owns its layers, its parameter store and its input
+ * memory; forward produces logits, backward consumes dL/dlogits and fills
+ * ps.grad. Models are created by name (dg_model_create).
+ *
+ * Shapes: N batch, C input channels, H, W input size, K classes. */
+#ifndef DG_MODEL_H
+#define DG_MODEL_H
+
+#include "nets/core/layer.h"
+
+typedef struct dg_model dg_model;
+
+typedef struct dg_model_ops {
+    void (*forward)(dg_model *m, dg_ctx *ctx, const dg_pass *p);
+    void (*backward)(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits);
+    void (*free)(dg_model *m);
+} dg_model_ops;
+
+typedef struct dg_model_opts {
+    int64_t batch;       /* N */
+    int64_t in_channels; /* C */
+    int64_t height, width;
+    int64_t classes;     /* K */
+    bool training;       /* false: inference-only instance */
+} dg_model_opts;
+
+struct dg_model {
+    const dg_model_ops *ops;
+    const char *name;         /* borrowed, static */
+    dg_model_opts opts;
+    dg_param_set ps;          /* owned */
+    dnnl_memory_t src;        /* owned (N, C, H, W) nchw: the trainer writes it */
+    dnnl_memory_t logits;     /* borrowed from the last layer: (N, K[, H, W]) */
+    double flops_forward;     /* conv + inner-product FLOPs of one forward */
+    double flops_backward;    /* of one backward (data + weights) */
+    void *priv;               /* the model's layers */
+};
+
+/* Names dg_model_create accepts, NULL-terminated. */
+extern const char *const dg_model_names[];
+/* Builds model `name`, allocates and initialises its parameters from
+ * stream seed `seed`. DG_STATUS_ERR_CONFIG (logged) for an unknown name. */
+dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
+        const dg_model_opts *o, uint64_t seed);
+void dg_model_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p);
+void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits);
+void dg_model_free(dg_model *m);
+
+#endif
