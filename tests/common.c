@@ -2,6 +2,8 @@
 #include "common.h"
 
 #include <math.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 
 static dg_cmp cmp_begin(void) {
@@ -104,4 +106,10 @@ void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad) {
         x[i] = x0;
         grad[i] = (fp - fm) / (2.0 * h);
     }
+}
+
+void dg_tcase_add_abort_test(TCase *tc, const TTest *t) {
+    const char *fork_mode = getenv("CK_FORK");
+    if (fork_mode && !strcmp(fork_mode, "no")) return;
+    tcase_add_test_raise_signal(tc, t, SIGABRT);
 }

@@ -58,4 +58,10 @@ void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out);
  * Restores x. */
 typedef double (*fd_fn)(void *ctx, const double *x);
 void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
+
+/* Adds a test that must end with SIGABRT (DG_ASSERT, DG_DNNL). An abort can
+ * only be observed from a forked child, so under CK_FORK=no (valgrind,
+ * no-fork sanitizer runs) the test is left out instead of ending the whole
+ * runner. */
+void dg_tcase_add_abort_test(TCase *tc, const TTest *t);
 #endif

@@ -258,7 +258,7 @@ Suite *core_suite(void) {
     tcase_add_test(pure, params_init_depends_on_seed_only);
     tcase_add_test(pure, init_values_follow_torch_formulas);
     tcase_add_test(pure, status_strings_name_every_status);
-    tcase_add_test_raise_signal(pure, assert_aborts_with_file_and_line, SIGABRT);
+    dg_tcase_add_abort_test(pure, assert_aborts_with_file_and_line);
     suite_add_tcase(s, pure);
     TCase *dnnl = tcase_create("dnnl");
     tcase_add_checked_fixture(dnnl, setup, teardown);
@@ -266,7 +266,7 @@ Suite *core_suite(void) {
     tcase_add_test(dnnl, port_reorders_only_when_layouts_differ);
     tcase_add_test(dnnl, chw_view_accepts_plain_and_channel_blocked_layouts_only);
     tcase_add_test(dnnl, scratchpad_is_shared_and_sized_for_the_largest_primitive);
-    tcase_add_test_raise_signal(dnnl, failing_dnnl_call_aborts, SIGABRT);
+    dg_tcase_add_abort_test(dnnl, failing_dnnl_call_aborts);
     suite_add_tcase(s, dnnl);
     return s;
 }

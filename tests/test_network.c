@@ -184,12 +184,14 @@ static double model_loss(void *vr, const dg_pass *p, bool backward) {
     return l;
 }
 
-static void model_run_init(model_run *r, const char *name, int64_t batch) {
+/* Inputs of size x size (the network takes any size; small ones keep the
+ * suite fast under valgrind). */
+static void model_run_init(model_run *r, const char *name, int64_t batch, int64_t size) {
     memset(r, 0, sizeof(*r));
-    dg_model_opts o = {.batch = batch, .in_channels = 1, .height = 28, .width = 28,
+    dg_model_opts o = {.batch = batch, .in_channels = 1, .height = size, .width = size,
             .classes = 10, .training = true};
     ck_assert_int_eq(dg_model_create(&r->m, &ctx, name, &o, 3), DG_STATUS_OK);
-    fill_uniform(dg_mem_ptr(r->m.src), (size_t)(batch * 28 * 28), 5, 0, 1);
+    fill_uniform(dg_mem_ptr(r->m.src), (size_t)(batch * size * size), 5, 0, 1);
     r->label = dg_xmalloc((size_t)batch * sizeof(int32_t));
     for (int64_t i = 0; i < batch; i++) r->label[i] = (int32_t)(i * 7 % 10);
     dg_loss_ce_cfg lc = {.scale = 1.f};
@@ -204,7 +206,7 @@ static void model_run_free(model_run *r) {
 
 START_TEST(mnist_cnn_has_domainbed_parameter_count_and_names) {
     model_run r;
-    model_run_init(&r, "mnist-cnn", 2);
+    model_run_init(&r, "mnist-cnn", 2, 28);
     ck_assert_uint_eq(r.m.ps.d, 371850); /* DATASETS.md §10 */
     ck_assert_uint_eq(r.m.ps.n_stats, 0);
     ck_assert_ptr_nonnull(dg_params_find(&r.m.ps, "featurizer.conv4.bias"));
@@ -216,7 +218,7 @@ END_TEST
 
 START_TEST(mnist_cnn_gradient_matches_directional_derivatives) {
     model_run r;
-    model_run_init(&r, "mnist-cnn", 4);
+    model_run_init(&r, "mnist-cnn", 4, 28);
     dg_pass p = dg_pass_train(&r.m.ps);
     /* h = 1e-2 crosses enough ReLU kinks among 371,850 weights to bias the
      * difference by about 1.5% in a direction whose slope is only ~0.007;
@@ -263,7 +265,7 @@ END_TEST
 
 START_TEST(mnist_cnn_steps_after_the_first_allocate_nothing) {
     model_run r;
-    model_run_init(&r, "mnist-cnn", 8);
+    model_run_init(&r, "mnist-cnn", 2, 11);
     assert_steps_allocate_nothing(&r, model_loss, &r.m.ps);
     model_run_free(&r);
 }

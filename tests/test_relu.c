@@ -113,11 +113,7 @@ Suite *relu_suite(void) {
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, relu_forward_backward_are_exact, 0, (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, relu_steps_after_the_first_allocate_nothing);
-    /* An abort can only be observed from a forked child: without fork
-     * (CK_FORK=no, as under valgrind) it would end the whole runner. */
-    const char *fork_mode = getenv("CK_FORK");
-    if (!fork_mode || strcmp(fork_mode, "no") != 0)
-        tcase_add_test_raise_signal(tc, dnnl_failure_aborts, SIGABRT);
+    dg_tcase_add_abort_test(tc, dnnl_failure_aborts);
     suite_add_tcase(s, tc);
     return s;
 }
