@@ -24,14 +24,17 @@ typedef struct bench_opts {
     int threads, steps;
 } bench_opts;
 
-/* Per-model defaults: input channels, natural input size, classes. */
+/* Per-model defaults: input channels, natural input size, classes, batch. */
 typedef struct bench_model {
     const char *name;
-    int64_t channels, size, classes;
+    int64_t channels, size, classes, batch;
 } bench_model;
 
 static const bench_model bench_models[] = {
-    {"mnist-cnn", 1, 28, 10},
+    {"deeplabv3plus-r18", 3, 256, 19, 2},
+    {"deeplabv3plus-r50", 3, 256, 19, 2},
+    {"deeplabv3plus-r101", 3, 256, 19, 2},
+    {"mnist-cnn", 1, 28, 10, 64},
 };
 
 static void bench_usage(FILE *f) {
@@ -47,7 +50,7 @@ static void bench_usage(FILE *f) {
     for (size_t i = 0; i < DG_ARRAY_LEN(bench_models); i++) fprintf(f, " %s", bench_models[i].name);
     fprintf(f, "\n"
             "  --size S           input height and width (default: the model's natural size)\n"
-            "  --batch B          images per step (default 64)\n"
+            "  --batch B          images per step (default 2 for segmentation, 64 for mnist-cnn)\n"
             "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
             "  --steps N          timed steps after 2 warm-up steps (default 20)\n"
             "  --mode train|infer training steps or eval-mode inference (default train)\n"
@@ -82,7 +85,6 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     o->optimizer = "erm";
     o->dtype = "f32";
     o->train = true;
-    o->batch = 64;
     o->steps = 20;
     int64_t v;
     int c;
@@ -188,6 +190,7 @@ int dg_bench_main(int argc, char **argv) {
         return 2;
     }
     if (!o.size) o.size = bm->size;
+    if (!o.batch) o.batch = bm->batch;
     if (o.threads) omp_set_num_threads(o.threads);
     o.threads = omp_get_max_threads();
 
@@ -195,7 +198,7 @@ int dg_bench_main(int argc, char **argv) {
     dg_ctx_init(&ctx);
     dg_model m;
     dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
-            .width = o.size, .classes = bm->classes, .training = o.train};
+            .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16};
     if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
         dg_ctx_free(&ctx);
         return 2;
@@ -225,7 +228,7 @@ int dg_bench_main(int argc, char **argv) {
         dg_model_forward(&m, &ctx, &p);
         if (o.train) {
             dg_loss_ce_compute(&loss, &ctx, label);
-            dg_model_backward(&m, &ctx, &p, loss.diff);
+            dg_model_backward(&m, &ctx, &p, loss.diff, NULL);
             DG_DNNL(dnnl_stream_wait(ctx.stream));
             sgd_update(m.ps.data, m.ps.grad, m.ps.d, 1e-3f);
         }

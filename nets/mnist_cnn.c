@@ -27,7 +27,9 @@ static void mnist_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p) {
     dg_linear_forward(&net->fc, ctx, p);
 }
 
-static void mnist_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits) {
+static void mnist_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
+        dnnl_memory_t diff_aux_logits) {
+    (void)diff_aux_logits;
     mnist_cnn *net = m->priv;
     dg_linear_backward(&net->fc, ctx, p, diff_logits);
     dg_pool_backward(&net->gap, ctx, p, net->fc.diff_src);
@@ -54,11 +56,6 @@ static void mnist_free(dg_model *m) {
 
 static const dg_model_ops mnist_ops = {mnist_forward, mnist_backward, mnist_free};
 
-static double conv_flops(const dg_conv *c) {
-    return 2.0 * (double)(c->dst_dims[0] * c->dst_dims[1] * c->dst_dims[2] * c->dst_dims[3])
-            * (double)(c->src_dims[1] * c->cfg.k * c->cfg.k);
-}
-
 void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
     static const int64_t channels[4] = {64, 128, 128, 128};
     static const int64_t strides[4] = {1, 2, 1, 1};
@@ -82,8 +79,8 @@ void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
         dg_params_set_init(&m->ps, t, DG_INIT_UNIFORM, bound);
         snprintf(t, sizeof(t), "%s.bias", name);
         dg_params_set_init(&m->ps, t, DG_INIT_UNIFORM, bound);
-        m->flops_forward += conv_flops(c);
-        m->flops_backward += (i == 0 ? 1.0 : 2.0) * conv_flops(c);
+        m->flops_forward += dg_conv_flops_forward(c);
+        m->flops_backward += dg_conv_flops_backward(c);
 
         dg_gn_cfg gc = {.groups = 8, .training = tr};
         snprintf(name, sizeof(name), "featurizer.bn%d", i);

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "nets/deeplab.h"
 #include "nets/mnist_cnn.h"
 
 typedef struct model_entry {
@@ -10,11 +11,19 @@ typedef struct model_entry {
     void (*init)(dg_model *m, dg_ctx *ctx);
 } model_entry;
 
+static void deeplab_r18(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 18); }
+static void deeplab_r50(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 50); }
+static void deeplab_r101(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 101); }
+
 static const model_entry models[] = {
+    {"deeplabv3plus-r18", deeplab_r18},
+    {"deeplabv3plus-r50", deeplab_r50},
+    {"deeplabv3plus-r101", deeplab_r101},
     {"mnist-cnn", dg_mnist_cnn_init},
 };
 
-const char *const dg_model_names[] = {"mnist-cnn", NULL};
+const char *const dg_model_names[] = {"deeplabv3plus-r18", "deeplabv3plus-r50",
+        "deeplabv3plus-r101", "mnist-cnn", NULL};
 
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         const dg_model_opts *o, uint64_t seed) {
@@ -49,8 +58,10 @@ void dg_model_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p) {
     m->ops->forward(m, ctx, p);
 }
 
-void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits) {
-    m->ops->backward(m, ctx, p, diff_logits);
+void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
+        dnnl_memory_t diff_aux_logits) {
+    DG_ASSERT(!m->aux_logits || diff_aux_logits);
+    m->ops->backward(m, ctx, p, diff_logits, diff_aux_logits);
 }
 
 void dg_model_free(dg_model *m) {

@@ -13,7 +13,8 @@ typedef struct dg_model dg_model;
 
 typedef struct dg_model_ops {
     void (*forward)(dg_model *m, dg_ctx *ctx, const dg_pass *p);
-    void (*backward)(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits);
+    void (*backward)(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
+            dnnl_memory_t diff_aux_logits);
     void (*free)(dg_model *m);
 } dg_model_ops;
 
@@ -23,6 +24,11 @@ typedef struct dg_model_opts {
     int64_t height, width;
     int64_t classes;     /* K */
     bool training;       /* false: inference-only instance */
+    int output_stride;   /* segmentation: 16 or 8 (0 = 16) */
+    bool aux;            /* segmentation: auxiliary head on layer3 */
+    float aux_dropout;   /* its channel dropout probability (RobustNet: 0.1) */
+    bool freeze_bn;      /* every BN in frozen mode (ALGORITHMS.md §2.2) */
+    float dropout;       /* classifiers: dropout before the linear head */
 } dg_model_opts;
 
 struct dg_model {
@@ -32,6 +38,7 @@ struct dg_model {
     dg_param_set ps;          /* owned */
     dnnl_memory_t src;        /* owned (N, C, H, W) nchw: the trainer writes it */
     dnnl_memory_t logits;     /* borrowed from the last layer: (N, K[, H, W]) */
+    dnnl_memory_t aux_logits; /* borrowed: (N, K, H/16, W/16) or NULL */
     double flops_forward;     /* conv + inner-product FLOPs of one forward */
     double flops_backward;    /* of one backward (data + weights) */
     void *priv;               /* the model's layers */
@@ -44,7 +51,9 @@ extern const char *const dg_model_names[];
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         const dg_model_opts *o, uint64_t seed);
 void dg_model_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p);
-void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits);
+/* diff_aux_logits is required when the model has an auxiliary head. */
+void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
+        dnnl_memory_t diff_aux_logits);
 void dg_model_free(dg_model *m);
 
 #endif

@@ -179,7 +179,7 @@ static double model_loss(void *vr, const dg_pass *p, bool backward) {
     model_run *r = vr;
     dg_model_forward(&r->m, &ctx, p);
     double l = dg_loss_ce_compute(&r->loss, &ctx, r->label);
-    if (backward) dg_model_backward(&r->m, &ctx, p, r->loss.diff);
+    if (backward) dg_model_backward(&r->m, &ctx, p, r->loss.diff, NULL);
     DG_DNNL(dnnl_stream_wait(ctx.stream));
     return l;
 }

@@ -10,6 +10,16 @@ int64_t dg_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int
     return (in + 2 * pad - dilation * (k - 1) - 1) / stride + 1;
 }
 
+double dg_conv_flops_forward(const dg_conv *l) {
+    return 2.0 * (double)(l->dst_dims[0] * l->dst_dims[1] * l->dst_dims[2] * l->dst_dims[3])
+            * (double)(l->src_dims[1] * l->cfg.k * l->cfg.k);
+}
+
+double dg_conv_flops_backward(const dg_conv *l) {
+    if (!l->cfg.training) return 0.0;
+    return (l->cfg.no_diff_src ? 1.0 : 2.0) * dg_conv_flops_forward(l);
+}
+
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg) {
     memset(l, 0, sizeof(*l));

@@ -52,6 +52,11 @@ void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p);
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
 void dg_conv_free(dg_conv *l);
 
+/* FLOPs (2 per multiply-add) of one forward and of one backward (data,
+ * unless no_diff_src, plus weights). */
+double dg_conv_flops_forward(const dg_conv *l);
+double dg_conv_flops_backward(const dg_conv *l);
+
 /* Output spatial size of a convolution or pooling window. */
 int64_t dg_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation);
 

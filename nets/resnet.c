@@ -1,0 +1,187 @@
+/* nets/resnet.c -- see resnet.h. Topology of torchvision's
+ * torchvision/models/resnet.py (v1.5); dilation rule of DATASETS.md §7.1. */
+#include "nets/resnet.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void block_init(dg_resnet_block *b, dg_ctx *ctx, dg_param_set *ps, const char *name,
+        dnnl_memory_t src, int64_t planes, int64_t stride, int64_t dil, bool bottleneck,
+        const dg_resnet_cfg *cfg) {
+    memset(b, 0, sizeof(*b));
+    b->src = src;
+    b->bottleneck = bottleneck;
+    int64_t dims[4];
+    dg_mem_dims4(src, dims);
+    const int64_t in_ch = dims[1], out_ch = bottleneck ? 4 * planes : planes;
+    const bool tr = cfg->training, fz = cfg->frozen_bn;
+    dg_conv_cfg c = {.k = 1, .stride = 1, .pad = 0, .dilation = 1, .training = tr};
+    if (bottleneck) {
+        /* conv1 1x1 -> conv2 3x3 (stride, dilation) -> conv3 1x1 (x4). */
+        c.oc = planes;
+        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, true, fz);
+        c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
+        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, true, fz);
+        c.k = 1, c.stride = 1, c.pad = 0, c.dilation = 1, c.oc = out_ch;
+        dg_cbr_init(&b->c3, ctx, ps, name, "conv3", "bn3", b->c2.dst, &c, false, fz);
+    } else {
+        /* conv1 3x3 (stride, dilation) -> conv2 3x3 (dilation). */
+        c.oc = planes, c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
+        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, true, fz);
+        c.stride = 1;
+        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, false, fz);
+    }
+    const dg_cbr *last = bottleneck ? &b->c3 : &b->c2;
+    dnnl_memory_t shortcut = src;
+    b->has_down = stride != 1 || in_ch != out_ch;
+    if (b->has_down) {
+        dg_conv_cfg d = {.oc = out_ch, .k = 1, .stride = stride, .pad = 0, .dilation = 1,
+                .training = tr};
+        dg_cbr_init(&b->down, ctx, ps, name, "downsample.0", "downsample.1", src, &d, false, fz);
+        shortcut = b->down.dst;
+    }
+    dg_add_cfg ac = {.relu = true};
+    dg_add_init(&b->add, ctx, last->dst, shortcut, &ac);
+    b->dst = b->add.dst;
+    if (tr) {
+        /* The block input's two gradients: through c1 and through the shortcut. */
+        const dnnl_memory_desc_t *sc_md = b->has_down ? dg_mem_md(b->down.diff_src) : &b->add.b_md;
+        dg_add_cfg sc = {.relu = false};
+        dg_add_init_md(&b->gsum, ctx, dg_mem_md(b->c1.diff_src), sc_md, &sc);
+    }
+}
+
+static void block_forward(dg_resnet_block *b, dg_ctx *ctx, const dg_pass *p) {
+    dg_cbr_forward(&b->c1, ctx, p);
+    dg_cbr_forward(&b->c2, ctx, p);
+    if (b->bottleneck) dg_cbr_forward(&b->c3, ctx, p);
+    if (b->has_down) dg_cbr_forward(&b->down, ctx, p);
+    dg_add_forward(&b->add, ctx, p);
+}
+
+/* Returns dL/dsrc of the block (the gsum's dst). */
+static dnnl_memory_t block_backward(dg_resnet_block *b, dg_ctx *ctx, const dg_pass *p,
+        dnnl_memory_t diff_dst) {
+    dg_add_backward(&b->add, ctx, p, diff_dst);
+    dnnl_memory_t d = b->add.diff_a;
+    if (b->bottleneck) {
+        dg_cbr_backward(&b->c3, ctx, p, d);
+        d = b->c3.diff_src;
+    }
+    dg_cbr_backward(&b->c2, ctx, p, d);
+    dg_cbr_backward(&b->c1, ctx, p, b->c2.diff_src);
+    dnnl_memory_t sc = b->add.diff_b;
+    if (b->has_down) {
+        dg_cbr_backward(&b->down, ctx, p, sc);
+        sc = b->down.diff_src;
+    }
+    dg_add_sum(&b->gsum, ctx, b->c1.diff_src, sc);
+    return b->gsum.dst;
+}
+
+static void block_free(dg_resnet_block *b) {
+    dg_cbr_free(&b->c1);
+    dg_cbr_free(&b->c2);
+    dg_cbr_free(&b->c3);
+    dg_cbr_free(&b->down);
+    dg_add_free(&b->add);
+    dg_add_free(&b->gsum);
+    memset(b, 0, sizeof(*b));
+}
+
+static double cbr_flops(const dg_cbr *u, bool backward) {
+    if (!u->conv.fwd.prim) return 0.0;
+    return backward ? dg_conv_flops_backward(&u->conv) : dg_conv_flops_forward(&u->conv);
+}
+
+void dg_resnet_init(dg_resnet *r, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
+        dnnl_memory_t src, const dg_resnet_cfg *cfg) {
+    static const int blocks18[4] = {2, 2, 2, 2}, blocks34[4] = {3, 4, 6, 3};
+    static const int blocks101[4] = {3, 4, 23, 3};
+    memset(r, 0, sizeof(*r));
+    r->cfg = *cfg;
+    const int *nb = cfg->depth == 18 ? blocks18 : cfg->depth == 101 ? blocks101 : blocks34;
+    DG_ASSERT(cfg->depth == 18 || cfg->depth == 34 || cfg->depth == 50 || cfg->depth == 101);
+    DG_ASSERT(cfg->output_stride == 32 || cfg->output_stride == 16 || cfg->output_stride == 8);
+    const bool bottleneck = cfg->depth >= 50;
+    dg_conv_cfg stem = {.oc = 64, .k = 7, .stride = 2, .pad = 3, .dilation = 1,
+            .no_diff_src = true, .training = cfg->training};
+    dg_cbr_init(&r->stem, ctx, ps, prefix, "conv1", "bn1", src, &stem, true, cfg->frozen_bn);
+    dg_pool_cfg mp = {.kind = DG_POOL_MAX, .k = 3, .stride = 2, .pad = 1,
+            .training = cfg->training};
+    dg_pool_init(&r->maxpool, ctx, r->stem.dst, &mp);
+
+    r->n_blocks = nb[0] + nb[1] + nb[2] + nb[3];
+    r->blocks = dg_xcalloc((size_t)r->n_blocks, sizeof(*r->blocks));
+    dnnl_memory_t x = r->maxpool.dst;
+    int k = 0;
+    for (int L = 0; L < 4; L++) {
+        /* DeepLab: layers past the output stride keep resolution and dilate. */
+        int64_t stride = L == 0 ? 1 : 2, dil = 1;
+        if (cfg->output_stride == 16 && L == 3) stride = 1, dil = 2;
+        if (cfg->output_stride == 8 && L >= 2) stride = 1, dil = L == 2 ? 2 : 4;
+        const int64_t planes = 64 << L;
+        r->layer_first[L] = k;
+        for (int i = 0; i < nb[L]; i++, k++) {
+            char name[160];
+            snprintf(name, sizeof(name), "%s.layer%d.%d", prefix, L + 1, i);
+            block_init(&r->blocks[k], ctx, ps, name, x, planes, i == 0 ? stride : 1, dil,
+                    bottleneck, cfg);
+            x = r->blocks[k].dst;
+        }
+        r->out[L] = x;
+        r->channels[L] = bottleneck ? 4 * planes : planes;
+    }
+    r->layer_first[4] = k;
+    r->flops_forward = cbr_flops(&r->stem, false);
+    r->flops_backward = cbr_flops(&r->stem, true);
+    for (int i = 0; i < r->n_blocks; i++) {
+        const dg_resnet_block *b = &r->blocks[i];
+        const dg_cbr *u[4] = {&b->c1, &b->c2, &b->c3, &b->down};
+        for (int j = 0; j < 4; j++) {
+            r->flops_forward += cbr_flops(u[j], false);
+            r->flops_backward += cbr_flops(u[j], true);
+        }
+    }
+}
+
+void dg_resnet_forward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p) {
+    dg_cbr_forward(&r->stem, ctx, p);
+    dg_pool_forward(&r->maxpool, ctx, p);
+    for (int i = 0; i < r->n_blocks; i++) block_forward(&r->blocks[i], ctx, p);
+}
+
+/* dL/d(output of layer L) = gradient from layer L+1 (or none) + the head's. */
+static dnnl_memory_t take_tap(dg_resnet *r, dg_ctx *ctx, int L, dnnl_memory_t from_trunk,
+        dnnl_memory_t from_head) {
+    if (!from_head) return from_trunk;
+    if (!from_trunk) return from_head;
+    if (!r->tap_ready[L]) {
+        dg_add_cfg c = {.relu = false};
+        dg_add_init_md(&r->tap[L], ctx, dg_mem_md(from_trunk), dg_mem_md(from_head), &c);
+        r->tap_ready[L] = true;
+    }
+    dg_add_sum(&r->tap[L], ctx, from_trunk, from_head);
+    return r->tap[L].dst;
+}
+
+void dg_resnet_backward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p, const dnnl_memory_t diff_out[4]) {
+    DG_ASSERT(diff_out[3] != NULL);
+    dnnl_memory_t d = NULL;
+    for (int L = 3; L >= 0; L--) {
+        d = take_tap(r, ctx, L, d, diff_out[L]);
+        for (int i = r->layer_first[L + 1] - 1; i >= r->layer_first[L]; i--)
+            d = block_backward(&r->blocks[i], ctx, p, d);
+    }
+    dg_pool_backward(&r->maxpool, ctx, p, d);
+    dg_cbr_backward(&r->stem, ctx, p, r->maxpool.diff_src);
+}
+
+void dg_resnet_free(dg_resnet *r) {
+    dg_cbr_free(&r->stem);
+    dg_pool_free(&r->maxpool);
+    for (int i = 0; i < r->n_blocks; i++) block_free(&r->blocks[i]);
+    dg_free(r->blocks);
+    for (int L = 0; L < 4; L++) dg_add_free(&r->tap[L]);
+    memset(r, 0, sizeof(*r));
+}
