@@ -230,3 +230,18 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
     for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) total += part[k];
     return lambda * tau * tau * total / (double)n_valid;
 }
+
+static int64_t nearest_src(int64_t i, int64_t in, int64_t out) {
+    const float scale = (float)in / (float)out;
+    int64_t s = (int64_t)floorf((float)i * scale);
+    return s < in - 1 ? s : in - 1;
+}
+
+void dg_label_resize_nearest(const int32_t *src, int64_t n, int64_t h, int64_t w, int32_t *dst,
+        int64_t oh, int64_t ow) {
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t y = 0; y < oh; y++) {
+            const int32_t *row = src + (b * h + nearest_src(y, h, oh)) * w;
+            for (int64_t x = 0; x < ow; x++) dst[(b * oh + y) * ow + x] = row[nearest_src(x, w, ow)];
+        }
+}

@@ -77,4 +77,11 @@ void dg_loss_ce_free(dg_loss_ce *l);
 double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t *label,
         double tau, double lambda);
 
+/* Downsamples a label map (N, H, W) to (N, OH, OW) with PyTorch's legacy
+ * nearest rule, F.interpolate(mode="nearest"): source index
+ * floor(i * (float)in / out), clamped (DATASETS.md §7.1, the auxiliary
+ * head's label). */
+void dg_label_resize_nearest(const int32_t *src, int64_t n, int64_t h, int64_t w, int32_t *dst,
+        int64_t oh, int64_t ow);
+
 #endif
