@@ -35,6 +35,8 @@ static const bench_model bench_models[] = {
     {"deeplabv3plus-r50", 3, 256, 19, 2},
     {"deeplabv3plus-r101", 3, 256, 19, 2},
     {"mnist-cnn", 1, 28, 10, 64},
+    {"resnet18", 3, 224, 7, 32},
+    {"resnet50", 3, 224, 7, 32},
 };
 
 static void bench_usage(FILE *f) {
@@ -50,7 +52,8 @@ static void bench_usage(FILE *f) {
     for (size_t i = 0; i < DG_ARRAY_LEN(bench_models); i++) fprintf(f, " %s", bench_models[i].name);
     fprintf(f, "\n"
             "  --size S           input height and width (default: the model's natural size)\n"
-            "  --batch B          images per step (default 2 for segmentation, 64 for mnist-cnn)\n"
+            "  --batch B          images per step (default 2 for segmentation, 64 for mnist-cnn,\n"
+            "                     32 for resnet18/50)\n"
             "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
             "  --steps N          timed steps after 2 warm-up steps (default 20)\n"
             "  --mode train|infer training steps or eval-mode inference (default train)\n"

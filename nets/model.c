@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "nets/classifier.h"
 #include "nets/deeplab.h"
 #include "nets/mnist_cnn.h"
 
@@ -14,16 +15,20 @@ typedef struct model_entry {
 static void deeplab_r18(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 18); }
 static void deeplab_r50(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 50); }
 static void deeplab_r101(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 101); }
+static void resnet18(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 18); }
+static void resnet50(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 50); }
 
 static const model_entry models[] = {
     {"deeplabv3plus-r18", deeplab_r18},
     {"deeplabv3plus-r50", deeplab_r50},
     {"deeplabv3plus-r101", deeplab_r101},
     {"mnist-cnn", dg_mnist_cnn_init},
+    {"resnet18", resnet18},
+    {"resnet50", resnet50},
 };
 
 const char *const dg_model_names[] = {"deeplabv3plus-r18", "deeplabv3plus-r50",
-        "deeplabv3plus-r101", "mnist-cnn", NULL};
+        "deeplabv3plus-r101", "mnist-cnn", "resnet18", "resnet50", NULL};
 
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         const dg_model_opts *o, uint64_t seed) {

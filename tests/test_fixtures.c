@@ -29,6 +29,7 @@ static const fixture_case cases[] = {
     {"deeplab_r18_os16_aux.safetensors", 19},
     {"deeplab_r18_os8.safetensors", 19},
     {"mnist_cnn.safetensors", 10},
+    {"resnet50_cls.safetensors", 7},
 };
 
 /* Reads tensor `name` as f32 into a new buffer; fails the test if absent. */

@@ -303,6 +303,32 @@ class MnistCNN(nn.Module):
         return self.classifier(self.featurizer(x))
 
 
+class ResNetFeaturizer(nn.Module):
+    """DomainBed's ResNet featurizer: torchvision ResNet without fc, pooled and flattened."""
+
+    def __init__(self, depth, dropout=0.0):
+        super().__init__()
+        self.network = ResNet(depth, include_top=False)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.n_outputs = self.network.channels[3]
+
+    def forward(self, x):
+        return self.dropout(torch.flatten(self.avgpool(self.network(x)[3]), 1))
+
+
+class ResNetClassifier(nn.Module):
+    """DomainBed's ERM network: featurizer (ResNet) + Linear classifier."""
+
+    def __init__(self, depth, num_classes, dropout=0.0):
+        super().__init__()
+        self.featurizer = ResNetFeaturizer(depth, dropout)
+        self.classifier = nn.Linear(self.featurizer.n_outputs, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.featurizer(x))
+
+
 TORCHVISION_PARAM_COUNTS = {18: 11689512, 34: 21797672, 50: 25557032, 101: 44549160}
 
 
