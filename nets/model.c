@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "nets/core/weights.h"
+
 #include "nets/classifier.h"
 #include "nets/deeplab.h"
 #include "nets/mnist_cnn.h"
@@ -10,6 +12,7 @@
 typedef struct model_entry {
     const char *name;
     void (*init)(dg_model *m, dg_ctx *ctx);
+    const char *backbone; /* tensor prefix of the ImageNet trunk, or NULL */
 } model_entry;
 
 static void deeplab_r18(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 18); }
@@ -19,12 +22,12 @@ static void resnet18(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 18);
 static void resnet50(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 50); }
 
 static const model_entry models[] = {
-    {"deeplabv3plus-r18", deeplab_r18},
-    {"deeplabv3plus-r50", deeplab_r50},
-    {"deeplabv3plus-r101", deeplab_r101},
-    {"mnist-cnn", dg_mnist_cnn_init},
-    {"resnet18", resnet18},
-    {"resnet50", resnet50},
+    {"deeplabv3plus-r18", deeplab_r18, "backbone."},
+    {"deeplabv3plus-r50", deeplab_r50, "backbone."},
+    {"deeplabv3plus-r101", deeplab_r101, "backbone."},
+    {"mnist-cnn", dg_mnist_cnn_init, NULL},
+    {"resnet18", resnet18, "featurizer.network."},
+    {"resnet50", resnet50, "featurizer.network."},
 };
 
 const char *const dg_model_names[] = {"deeplabv3plus-r18", "deeplabv3plus-r50",
@@ -48,6 +51,7 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     DG_ASSERT(o->batch > 0 && o->in_channels > 0 && o->height > 0 && o->width > 0
             && o->classes > 0);
     m->name = e->name;
+    m->backbone = e->backbone;
     m->opts = *o;
     dg_params_init(&m->ps);
     int64_t dims[4] = {o->batch, o->in_channels, o->height, o->width};
@@ -74,4 +78,16 @@ void dg_model_free(dg_model *m) {
     dnnl_memory_destroy(m->src);
     dg_params_free(&m->ps);
     memset(m, 0, sizeof(*m));
+}
+
+dg_status dg_model_load_pretrained(dg_model *m, const char *path) {
+    if (!m->backbone) {
+        dg_log_error("%s: model %s has no ImageNet backbone to load pretrained weights into",
+                path, m->name);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    static const char *const ignore[] = {"fc."};
+    dg_weights_load_opts o = {.prefix = m->backbone, .ignore = ignore, .n_ignore = 1,
+            .allow_missing_outside_prefix = true, .allow_convert = true};
+    return dg_weights_load(path, &m->ps, &o);
 }

@@ -34,6 +34,8 @@ typedef struct dg_model_opts {
 struct dg_model {
     const dg_model_ops *ops;
     const char *name;         /* borrowed, static */
+    const char *backbone;     /* static: prefix of the ImageNet trunk's tensors
+                                 ("backbone.", "featurizer.network.") or NULL */
     dg_model_opts opts;
     dg_param_set ps;          /* owned */
     dnnl_memory_t src;        /* owned (N, C, H, W) nchw: the trainer writes it */
@@ -55,5 +57,14 @@ void dg_model_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p);
 void dg_model_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
         dnnl_memory_t diff_aux_logits);
 void dg_model_free(dg_model *m);
+
+/* model.pretrained: loads an ImageNet backbone published with torchvision/timm
+ * names (no prefix; fc.* and *.num_batches_tracked ignored; F16/BF16/F64
+ * converted) into the model's trunk; the heads keep their initialisation.
+ * Every missing, unexpected or mis-shaped tensor is reported by name and
+ * the model is left unchanged on error. Returns DG_STATUS_OK,
+ * DG_STATUS_ERR_CONFIG (the model has no ImageNet trunk), or the statuses
+ * of dg_weights_load. */
+dg_status dg_model_load_pretrained(dg_model *m, const char *path);
 
 #endif

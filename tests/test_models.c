@@ -1,0 +1,280 @@
+/* tests/test_models.c -- model structure: output-stride and auxiliary-head
+ * shapes, torchvision parameter counts and names, ImageNet backbone loading
+ * with torchvision names (and its faults), the inference instance, and
+ * allocation-free training steps of a DeepLab. Numerics against PyTorch live
+ * in test_fixtures.c. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc_hook.h"
+#include "common.h"
+#include "nets/core/loss.h"
+#include "nets/core/weights.h"
+#include "nets/model.h"
+
+static dg_ctx ctx;
+static void setup(void) { dg_ctx_init(&ctx); }
+static void teardown(void) { dg_ctx_free(&ctx); }
+
+static dg_model_opts seg_opts(int64_t n, int64_t h, int64_t w, int os, bool aux, bool training) {
+    dg_model_opts o = {.batch = n, .in_channels = 3, .height = h, .width = w, .classes = 19,
+            .training = training, .output_stride = os, .aux = aux, .aux_dropout = 0.1f};
+    return o;
+}
+
+static void assert_dims(dnnl_memory_t m, int64_t n, int64_t c, int64_t h, int64_t w) {
+    int64_t d[4];
+    dg_mem_dims4(m, d);
+    ck_assert_msg(d[0] == n && d[1] == c && d[2] == h && d[3] == w,
+            "dims (%lld, %lld, %lld, %lld), want (%lld, %lld, %lld, %lld)", (long long)d[0],
+            (long long)d[1], (long long)d[2], (long long)d[3], (long long)n, (long long)c,
+            (long long)h, (long long)w);
+}
+
+typedef struct shape_case {
+    const char *model;
+    int os;
+    bool aux;
+    int64_t aux_h, aux_w; /* layer3 size for a 65x97 input */
+} shape_case;
+
+static const shape_case shape_cases[] = {
+    {"deeplabv3plus-r50", 16, true, 5, 7},
+    {"deeplabv3plus-r50", 8, true, 9, 13},
+    {"deeplabv3plus-r18", 16, false, 0, 0},
+    {"deeplabv3plus-r101", 8, false, 0, 0},
+};
+
+START_TEST(deeplab_output_stride_and_aux_shapes) {
+    const shape_case *sc = &shape_cases[_i];
+    dg_model m;
+    dg_model_opts o = seg_opts(1, 65, 97, sc->os, sc->aux, false);
+    ck_assert_int_eq(dg_model_create(&m, &ctx, sc->model, &o, 1), DG_STATUS_OK);
+    assert_dims(m.logits, 1, 19, 65, 97);
+    if (sc->aux) assert_dims(m.aux_logits, 1, 19, sc->aux_h, sc->aux_w);
+    else ck_assert_ptr_null(m.aux_logits);
+    ck_assert_int_eq(dg_params_find(&m.ps, "aux.conv.bias") != NULL, sc->aux);
+    /* ASPP rates: 6/12/18 at OS16, 12/24/36 at OS8 (visible in the padding). */
+    dg_pass p = dg_pass_eval(&m.ps);
+    dg_model_forward(&m, &ctx, &p);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    dg_model_free(&m);
+}
+END_TEST
+
+START_TEST(parameter_counts_match_torchvision) {
+    /* torchvision: resnet18 11,689,512 and resnet50 25,557,032 with a
+     * 1000-class fc; here the fc is 7-class. DeepLab R18 with aux head:
+     * 17,798,598 (PyTorch reference model, tests/reference/dg_models.py). */
+    struct { const char *name; int64_t classes; bool aux; size_t want; } c[] = {
+        {"resnet18", 7, false, 11689512 - 513000 + 512 * 7 + 7},
+        {"resnet50", 7, false, 25557032 - 2049000 + 2048 * 7 + 7},
+        {"deeplabv3plus-r18", 19, true, 17798598},
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(c); i++) {
+        dg_model m;
+        dg_model_opts o = seg_opts(1, 33, 33, 16, c[i].aux, false);
+        o.classes = c[i].classes;
+        ck_assert_int_eq(dg_model_create(&m, &ctx, c[i].name, &o, 1), DG_STATUS_OK);
+        ck_assert_msg(m.ps.d == c[i].want, "%s: %zu parameters, want %zu", c[i].name, m.ps.d,
+                c[i].want);
+        dg_model_free(&m);
+    }
+}
+END_TEST
+
+/* Writes the trunk of `m` under torchvision names (prefix stripped), with
+ * an ImageNet fc and num_batches_tracked as torchvision's files have. */
+static void write_torchvision_file(const dg_model *m, const char *path, const char *break_name) {
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    size_t plen = strlen(m->backbone);
+    for (int kind = 0; kind < 2; kind++) {
+        const dg_param_tensor *ts = kind ? m->ps.stat_tensors : m->ps.tensors;
+        size_t nt = kind ? m->ps.n_stat_tensors : m->ps.n_tensors;
+        const float *base = kind ? m->ps.stats : m->ps.data;
+        for (size_t i = 0; i < nt; i++) {
+            if (strncmp(ts[i].name, m->backbone, plen)) continue;
+            int64_t shape[4];
+            memcpy(shape, ts[i].shape, sizeof(shape));
+            if (break_name && !strcmp(ts[i].name + plen, break_name)) shape[0] = 1;
+            dg_tensor_writer_add_f32(&w, ts[i].name + plen, ts[i].ndims, shape, base + ts[i].offset);
+        }
+    }
+    static float fc_w[1000 * 512], fc_b[1000];
+    int64_t fw[2] = {1000, 512}, fb[1] = {1000};
+    dg_tensor_writer_add_f32(&w, "fc.weight", 2, fw, fc_w);
+    dg_tensor_writer_add_f32(&w, "fc.bias", 1, fb, fc_b);
+    dg_tensor_writer_add_scalar_i64(&w, "bn1.num_batches_tracked", 7);
+    ck_assert_int_eq(dg_tensor_writer_write(&w, path), DG_STATUS_OK);
+    dg_tensor_writer_free(&w);
+}
+
+START_TEST(pretrained_backbone_loads_with_torchvision_names) {
+    const char *names[2] = {"deeplabv3plus-r18", "resnet18"};
+    for (int k = 0; k < 2; k++) {
+        dg_model a, b;
+        dg_model_opts o = seg_opts(1, 33, 33, 16, false, false);
+        ck_assert_int_eq(dg_model_create(&a, &ctx, names[k], &o, 1), DG_STATUS_OK);
+        ck_assert_int_eq(dg_model_create(&b, &ctx, names[k], &o, 2), DG_STATUS_OK);
+        fill_uniform(a.ps.stats, a.ps.n_stats, 3, 0.5f, 1.5f);
+        char path[] = "/tmp/dg_pretrained_XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        close(fd);
+        write_torchvision_file(&a, path, NULL);
+        float *heads_before = dg_xmalloc(b.ps.d * sizeof(float));
+        memcpy(heads_before, b.ps.data, b.ps.d * sizeof(float));
+        ck_assert_int_eq(dg_model_load_pretrained(&b, path), DG_STATUS_OK);
+        size_t plen = strlen(b.backbone), n_trunk = 0;
+        for (size_t i = 0; i < b.ps.n_tensors; i++) {
+            const dg_param_tensor *t = &b.ps.tensors[i];
+            const float *want = strncmp(t->name, b.backbone, plen) ? heads_before + t->offset
+                                                                   : a.ps.data + t->offset;
+            n_trunk += !strncmp(t->name, b.backbone, plen);
+            ck_assert_msg(!memcmp(b.ps.data + t->offset, want, t->n * sizeof(float)), "%s",
+                    t->name);
+        }
+        ck_assert_uint_gt(n_trunk, 50);
+        for (size_t i = 0; i < b.ps.n_stat_tensors; i++) {
+            const dg_param_tensor *t = &b.ps.stat_tensors[i];
+            if (strncmp(t->name, b.backbone, plen)) continue;
+            ck_assert_msg(!memcmp(b.ps.stats + t->offset, a.ps.stats + t->offset,
+                    t->n * sizeof(float)), "%s", t->name);
+        }
+        unlink(path);
+        dg_free(heads_before);
+        dg_model_free(&a);
+        dg_model_free(&b);
+    }
+}
+END_TEST
+
+START_TEST(pretrained_fault_is_reported_by_name_and_model_unchanged) {
+    dg_model a;
+    dg_model_opts o = seg_opts(1, 33, 33, 16, false, false);
+    ck_assert_int_eq(dg_model_create(&a, &ctx, "deeplabv3plus-r18", &o, 1), DG_STATUS_OK);
+    char path[] = "/tmp/dg_pretrained_XXXXXX", log[] = "/tmp/dg_log_XXXXXX";
+    int fd = mkstemp(path), lfd = mkstemp(log);
+    ck_assert(fd >= 0 && lfd >= 0);
+    close(fd);
+    write_torchvision_file(&a, path, "layer2.0.conv1.weight");
+    float *before = dg_xmalloc(a.ps.d * sizeof(float));
+    memcpy(before, a.ps.data, a.ps.d * sizeof(float));
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(lfd, 2);
+    dg_status s = dg_model_load_pretrained(&a, path);
+    fflush(stderr);
+    dup2(saved, 2);
+    ck_assert_int_ne(s, DG_STATUS_OK);
+    ck_assert_mem_eq(before, a.ps.data, a.ps.d * sizeof(float));
+    char text[4096] = "";
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = 0;
+    fclose(f);
+    ck_assert_msg(strstr(text, "backbone.layer2.0.conv1.weight") || strstr(text, "layer2.0.conv1.weight"),
+            "message does not name the tensor: %s", text);
+    /* A model without an ImageNet trunk refuses the key. */
+    dg_model mn;
+    dg_model_opts mo = {.batch = 1, .in_channels = 1, .height = 28, .width = 28, .classes = 10};
+    ck_assert_int_eq(dg_model_create(&mn, &ctx, "mnist-cnn", &mo, 1), DG_STATUS_OK);
+    dup2(lfd, 2);
+    ck_assert_int_eq(dg_model_load_pretrained(&mn, path), DG_STATUS_ERR_CONFIG);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    unlink(path), unlink(log);
+    close(lfd);
+    dg_free(before);
+    dg_model_free(&mn);
+    dg_model_free(&a);
+}
+END_TEST
+
+START_TEST(inference_instance_matches_training_instance_in_eval_mode) {
+    dg_model a, b;
+    dg_model_opts o = seg_opts(2, 41, 57, 16, true, true);
+    ck_assert_int_eq(dg_model_create(&a, &ctx, "deeplabv3plus-r18", &o, 4), DG_STATUS_OK);
+    o.training = false;
+    ck_assert_int_eq(dg_model_create(&b, &ctx, "deeplabv3plus-r18", &o, 4), DG_STATUS_OK);
+    size_t nx = 2 * 3 * 41 * 57;
+    fill_uniform(dg_mem_ptr(a.src), nx, 5, -1, 1);
+    memcpy(dg_mem_ptr(b.src), dg_mem_ptr(a.src), nx * sizeof(float));
+    dg_pass p = dg_pass_eval(&a.ps); /* both run a's weights */
+    dg_model_forward(&a, &ctx, &p);
+    dg_model_forward(&b, &ctx, &p);
+    size_t nl = 2 * 19 * 41 * 57;
+    float *ga = dg_xmalloc(nl * sizeof(float)), *gb = dg_xmalloc(nl * sizeof(float));
+    read_plain(&ctx, a.logits, ga);
+    read_plain(&ctx, b.logits, gb);
+    double *e = dup_double(ga, nl);
+    DG_ASSERT_CLOSE(gb, e, nl, 1e-5, 1e-4);
+    dg_free(ga), dg_free(gb), dg_free(e);
+    dg_model_free(&a);
+    dg_model_free(&b);
+}
+END_TEST
+
+START_TEST(deeplab_steps_after_the_first_allocate_nothing) {
+    dg_model m;
+    dg_model_opts o = seg_opts(2, 33, 41, 16, true, true);
+    ck_assert_int_eq(dg_model_create(&m, &ctx, "deeplabv3plus-r18", &o, 4), DG_STATUS_OK);
+    fill_uniform(dg_mem_ptr(m.src), 2 * 3 * 33 * 41, 5, -1, 1);
+    int32_t label[2 * 33 * 41], aux_label[2 * 3 * 3];
+    for (size_t i = 0; i < DG_ARRAY_LEN(label); i++) label[i] = (int32_t)(i % 19);
+    int64_t ad[4];
+    dg_mem_dims4(m.aux_logits, ad);
+    ck_assert_int_eq(ad[2] * ad[3], 9);
+    dg_label_resize_nearest(label, 2, 33, 41, aux_label, ad[2], ad[3]);
+    dg_loss_ce main_loss, aux_loss;
+    dg_loss_ce_cfg mc = {.scale = 1.f}, ac = {.scale = 0.4f};
+    dg_loss_ce_init(&main_loss, &ctx, m.logits, &mc);
+    dg_loss_ce_init(&aux_loss, &ctx, m.aux_logits, &ac);
+    dg_pass p = dg_pass_train(&m.ps);
+    dg_dnnl_counts c0 = {0, 0};
+    uint64_t a0 = 0;
+    for (int s = 0; s < 4; s++) {
+        if (s == 1) {
+            c0 = dg_dnnl_counts_now();
+            a0 = dg_alloc_count();
+            dg_alloc_hook_begin();
+        }
+        p.counter = (uint64_t)s;
+        dg_model_forward(&m, &ctx, &p);
+        dg_loss_ce_compute(&main_loss, &ctx, label);
+        dg_loss_ce_compute(&aux_loss, &ctx, aux_label);
+        dg_model_backward(&m, &ctx, &p, main_loss.diff, aux_loss.diff);
+        DG_DNNL(dnnl_stream_wait(ctx.stream));
+    }
+    dg_alloc_counts heap = dg_alloc_hook_end();
+    dg_dnnl_counts c1 = dg_dnnl_counts_now();
+    ck_assert_uint_eq(c1.memories, c0.memories);
+    ck_assert_uint_eq(c1.primitives, c0.primitives);
+    ck_assert_uint_eq(dg_alloc_count(), a0);
+    if (dg_alloc_hook_available()) ck_assert_uint_eq(heap.own, 0);
+    dg_loss_ce_free(&main_loss);
+    dg_loss_ce_free(&aux_loss);
+    dg_model_free(&m);
+}
+END_TEST
+
+Suite *models_suite(void) {
+    Suite *s = suite_create("models");
+    TCase *tc = tcase_create("models");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, deeplab_output_stride_and_aux_shapes, 0, (int)DG_ARRAY_LEN(shape_cases));
+    tcase_add_test(tc, parameter_counts_match_torchvision);
+    tcase_add_test(tc, pretrained_backbone_loads_with_torchvision_names);
+    tcase_add_test(tc, pretrained_fault_is_reported_by_name_and_model_unchanged);
+    tcase_add_test(tc, inference_instance_matches_training_instance_in_eval_mode);
+    tcase_add_test(tc, deeplab_steps_after_the_first_allocate_nothing);
+    suite_add_tcase(s, tc);
+    return s;
+}
