@@ -1,5 +1,12 @@
 /* tests/common.c -- see common.h. */
+#define _POSIX_C_SOURCE 200809L
 #include "common.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <math.h>
 #include <signal.h>
@@ -112,4 +119,72 @@ void dg_tcase_add_abort_test(TCase *tc, const TTest *t) {
     const char *fork_mode = getenv("CK_FORK");
     if (fork_mode && !strcmp(fork_mode, "no")) return;
     tcase_add_test_raise_signal(tc, t, SIGABRT);
+}
+
+void make_tmpdir(char dir[64], const char *tag) {
+    snprintf(dir, 64, "/tmp/dg_%s_XXXXXX", tag);
+    DG_ASSERT(mkdtemp(dir) != NULL);
+}
+
+void remove_tree(const char *root, int depth) {
+    chmod(root, 0700);
+    DIR *d = opendir(root);
+    if (!d) return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof(p), "%s/%s", root, e->d_name);
+        struct stat st;
+        if (depth > 0 && lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(p, depth - 1);
+        else unlink(p);
+    }
+    closedir(d);
+    rmdir(root);
+}
+
+void write_file(const char *path, const void *buf, size_t n) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+char *read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    const long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = dg_xmalloc((size_t)size + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    buf[size] = '\0';
+    if (n) *n = (size_t)size;
+    return buf;
+}
+
+int count_lines(const char *s) {
+    int n = 0;
+    for (; *s; s++) n += *s == '\n';
+    return n;
+}
+
+void capture_begin(capture *c) {
+    fflush(stderr);
+    snprintf(c->path, sizeof(c->path), "/tmp/dg_stderr_XXXXXX");
+    const int fd = mkstemp(c->path);
+    DG_ASSERT(fd >= 0);
+    c->saved = dup(2);
+    DG_ASSERT(c->saved >= 0 && dup2(fd, 2) == 2);
+    close(fd);
+}
+
+char *capture_end(capture *c) {
+    fflush(stderr);
+    DG_ASSERT(dup2(c->saved, 2) == 2);
+    close(c->saved);
+    char *s = read_file(c->path, NULL);
+    unlink(c->path);
+    return s;
 }

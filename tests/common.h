@@ -64,4 +64,24 @@ void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
  * no-fork sanitizer runs) the test is left out instead of ending the whole
  * runner. */
 void dg_tcase_add_abort_test(TCase *tc, const TTest *t);
+
+/* ---- files for I/O tests ------------------------------------------------ */
+/* Makes a fresh directory "/tmp/dg_<tag>_XXXXXX" into dir (64 bytes). */
+void make_tmpdir(char dir[64], const char *tag);
+/* Removes root and everything below it, `depth` directory levels deep,
+ * restoring write permission first. */
+void remove_tree(const char *root, int depth);
+void write_file(const char *path, const void *buf, size_t n);
+/* Whole file, NUL-terminated (dg_free it); *n gets its size when n != NULL. */
+char *read_file(const char *path, size_t *n);
+int count_lines(const char *s);
+
+/* stderr redirected into a temporary file, so tests can check what was
+ * logged: capture_begin, the call, then capture_end returns the text. */
+typedef struct capture {
+    int saved;
+    char path[64];
+} capture;
+void capture_begin(capture *c);
+char *capture_end(capture *c); /* dg_free the text */
 #endif

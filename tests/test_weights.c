@@ -29,84 +29,12 @@
 
 static char dir[64];
 
-static void make_dir(void) {
-    strcpy(dir, "/tmp/dg_weights_XXXXXX");
-    DG_ASSERT(mkdtemp(dir) != NULL);
-}
-
-/* Removes dir and everything below it (two levels are enough here). */
-static void remove_tree(const char *root, int depth) {
-    chmod(root, 0700);
-    DIR *d = opendir(root);
-    if (!d) return;
-    struct dirent *e;
-    char p[512];
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof(p), "%s/%s", root, e->d_name);
-        struct stat st;
-        if (depth > 0 && lstat(p, &st) == 0 && S_ISDIR(st.st_mode)) remove_tree(p, depth - 1);
-        else unlink(p);
-    }
-    closedir(d);
-    rmdir(root);
-}
+static void make_dir(void) { make_tmpdir(dir, "weights"); }
 
 static void remove_dir(void) { remove_tree(dir, 2); }
 
 static void path_of(char *buf, size_t size, const char *name) {
     snprintf(buf, size, "%s/%s", dir, name);
-}
-
-static void write_file(const char *path, const void *buf, size_t n) {
-    FILE *f = fopen(path, "wb");
-    ck_assert_msg(f != NULL, "cannot create %s", path);
-    ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static char *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    const long size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = dg_xmalloc((size_t)size + 1);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
-    fclose(f);
-    buf[size] = '\0';
-    if (n) *n = (size_t)size;
-    return buf;
-}
-
-typedef struct capture {
-    int saved;
-    char path[128];
-} capture;
-
-static void capture_begin(capture *c) {
-    fflush(stderr);
-    path_of(c->path, sizeof(c->path), "stderr.txt");
-    const int fd = open(c->path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    DG_ASSERT(fd >= 0);
-    c->saved = dup(2);
-    DG_ASSERT(c->saved >= 0 && dup2(fd, 2) == 2);
-    close(fd);
-}
-
-static char *capture_end(capture *c) {
-    fflush(stderr);
-    DG_ASSERT(dup2(c->saved, 2) == 2);
-    close(c->saved);
-    char *s = read_file(c->path, NULL);
-    unlink(c->path);
-    return s;
-}
-
-static int count_lines(const char *s) {
-    int n = 0;
-    for (; *s; s++) n += *s == '\n';
-    return n;
 }
 
 /* No "<name>.tmp.<pid>" left in directory d. */
