@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define DG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define DG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -110,5 +114,9 @@ void dg_rng_shuffle_i64(dg_rng *r, int64_t *a, size_t n);
 
 /* Monotonic wall-clock seconds. */
 double dg_now(void);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif
