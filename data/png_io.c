@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,76 +42,6 @@ const uint8_t DG_CITYSCAPES_PALETTE[256][3] = {
     {119, 11, 32},   /* 18 bicycle */
     /* 19 .. 255 (255 = ignore): black */
 };
-
-/* ---- atomic write -------------------------------------------------------- */
-
-static atomic_uint tmp_counter;
-
-/* Writes all n bytes to fd; returns 0 or an errno value. */
-static int write_all(int fd, const uint8_t *p, size_t n) {
-    while (n > 0) {
-        const ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (k == 0) return EIO;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
-dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts) {
-    DG_ASSERT(n_parts >= 0 && (parts || n_parts == 0));
-    const size_t tmp_size = strlen(path) + 48;
-    char *tmp = dg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld.%u", path, (long)getpid(),
-            atomic_fetch_add(&tmp_counter, 1u));
-    const char *step = NULL;
-    int err = 0;
-    bool created = false;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        step = "creating";
-        err = errno;
-        goto fail;
-    }
-    created = true;
-    for (int i = 0; i < n_parts; i++) {
-        if ((err = write_all(fd, parts[i].data, parts[i].size)) != 0) {
-            step = "writing";
-            goto fail;
-        }
-    }
-    if (fsync(fd) != 0) {
-        step = "syncing";
-        err = errno;
-        goto fail;
-    }
-    const int rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        step = "closing";
-        err = errno;
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        step = "renaming";
-        err = errno;
-        goto fail;
-    }
-    dg_free(tmp);
-    return DG_STATUS_OK;
-
-fail:
-    if (fd >= 0) close(fd);
-    if (created) unlink(tmp);
-    dg_log_error("%s: cannot write: %s temporary file '%s' failed: %s (an existing file "
-            "at this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
-    dg_free(tmp);
-    return DG_STATUS_ERR_IO;
-}
 
 /* ---- reading ------------------------------------------------------------- */
 

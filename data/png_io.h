@@ -90,18 +90,6 @@ dg_status dg_png_write_gray16_rgb(const char *path, const uint16_t *src, int h, 
  * class colours, every other entry (255 = ignore included) is black. */
 extern const uint8_t DG_CITYSCAPES_PALETTE[256][3];
 
-/* One piece of a file written by dg_file_write_atomic. */
-typedef struct dg_file_part {
-    const void *data; /* (size) bytes, borrowed */
-    size_t size;
-} dg_file_part;
-
-/* Writes the concatenation of parts[0 .. n_parts-1] to path atomically: a
- * temporary file next to it (created exclusively), fsync, rename over path.
- * On failure the temporary file is removed, any existing file at path is
- * left unchanged and one message names path, the failing step and strerror.
- * Returns DG_STATUS_OK or DG_STATUS_ERR_IO. */
-dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts);
 
 #ifdef __cplusplus
 }

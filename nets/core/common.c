@@ -2,12 +2,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *status_names[] = {
     "ok", "io error", "format error", "config error", "shape error",
@@ -144,4 +147,100 @@ double dg_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* fsync of the directory holding path, so the rename survives a crash.
+ * Returns 0 or an errno value; file systems that cannot sync directories
+ * (EINVAL) count as success. */
+static int fsync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir;
+    if (!slash) {
+        dir = dg_xstrdup(".");
+    } else {
+        const size_t n = slash == path ? 1 : (size_t)(slash - path);
+        dir = dg_xmalloc(n + 1);
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int err = 0;
+    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) err = errno;
+    else if (fsync(fd) != 0 && errno != EINVAL) err = errno;
+    if (fd >= 0) close(fd);
+    dg_free(dir);
+    return err;
+}
+
+static atomic_uint tmp_counter;
+
+/* Writes all n bytes to fd; returns 0 or an errno value. */
+static int write_all(int fd, const uint8_t *p, size_t n) {
+    while (n > 0) {
+        const ssize_t k = write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        if (k == 0) return EIO;
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts) {
+    DG_ASSERT(n_parts >= 0 && (parts || n_parts == 0));
+    const size_t tmp_size = strlen(path) + 48;
+    char *tmp = dg_xmalloc(tmp_size);
+    snprintf(tmp, tmp_size, "%s.tmp.%ld.%u", path, (long)getpid(),
+            atomic_fetch_add(&tmp_counter, 1u));
+    const char *step = NULL;
+    int err = 0;
+    bool created = false;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        step = "creating";
+        err = errno;
+        goto fail;
+    }
+    created = true;
+    for (int i = 0; i < n_parts; i++) {
+        if ((err = write_all(fd, parts[i].data, parts[i].size)) != 0) {
+            step = "writing";
+            goto fail;
+        }
+    }
+    if (fsync(fd) != 0) {
+        step = "syncing";
+        err = errno;
+        goto fail;
+    }
+    const int rc = close(fd);
+    fd = -1;
+    if (rc != 0) {
+        step = "closing";
+        err = errno;
+        goto fail;
+    }
+    if (rename(tmp, path) != 0) {
+        step = "renaming";
+        err = errno;
+        goto fail;
+    }
+    dg_free(tmp);
+    if ((err = fsync_dir(path)) != 0) {
+        dg_log_error("%s: written, but syncing its directory failed: %s (the file may not "
+                "survive a power loss)", path, strerror(err));
+        return DG_STATUS_ERR_IO;
+    }
+    return DG_STATUS_OK;
+
+fail:
+    if (fd >= 0) close(fd);
+    if (created) unlink(tmp);
+    dg_log_error("%s: cannot write: %s temporary file '%s' failed: %s (an existing file "
+            "at this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
+    dg_free(tmp);
+    return DG_STATUS_ERR_IO;
 }

@@ -112,6 +112,21 @@ double dg_rng_normal(dg_rng *r);
 /* Fisher-Yates shuffle of a[0 .. n-1] as DATASETS.md §12.2. */
 void dg_rng_shuffle_i64(dg_rng *r, int64_t *a, size_t n);
 
+/* One piece of a file written by dg_file_write_atomic. */
+typedef struct dg_file_part {
+    const void *data; /* (size) bytes, borrowed */
+    size_t size;
+} dg_file_part;
+
+/* Writes the concatenation of parts[0 .. n_parts-1] to path atomically: a
+ * temporary file next to it (created exclusively), fsync, rename over path.
+ * After the rename the directory is synced too, so the new file survives a
+ * crash. On failure the temporary file is removed, any existing file at
+ * path is left unchanged and one message names path, the failing step and
+ * strerror.
+ * Returns DG_STATUS_OK or DG_STATUS_ERR_IO. */
+dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts);
+
 /* Monotonic wall-clock seconds. */
 double dg_now(void);
 

@@ -786,111 +786,18 @@ static char *build_header(const dg_tensor_writer *w, size_t *len) {
     return hdr;
 }
 
-/* fsync of the directory holding path, so the rename survives a crash.
- * Returns 0 or an errno value; file systems that cannot sync directories
- * (EINVAL) count as success. */
-static int fsync_dir(const char *path) {
-    const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) {
-        dir = dg_xstrdup(".");
-    } else {
-        const size_t n = slash == path ? 1 : (size_t)(slash - path);
-        dir = dg_xmalloc(n + 1);
-        memcpy(dir, path, n);
-        dir[n] = '\0';
-    }
-    int err = 0;
-    const int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) err = errno;
-    else if (fsync(fd) != 0 && errno != EINVAL) err = errno;
-    if (fd >= 0) close(fd);
-    dg_free(dir);
-    return err;
-}
-
 dg_status dg_tensor_writer_write(const dg_tensor_writer *w, const char *path) {
     size_t hlen;
     char *hdr = build_header(w, &hlen);
-    const size_t tmp_size = strlen(path) + 32;
-    char *tmp = dg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.%ld", path, (long)getpid());
-
-    const char *step = NULL;
-    int err = 0;
-    bool created = false;
-    FILE *f = NULL;
     uint8_t len8[8];
     put_le64(len8, hlen);
-
-    const int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        step = "creating";
-        err = errno;
-        goto fail;
-    }
-    created = true;
-    f = fdopen(fd, "wb");
-    if (!f) {
-        step = "opening";
-        err = errno;
-        close(fd);
-        goto fail;
-    }
-    errno = 0;
-    if (fwrite(len8, 1, 8, f) != 8 || fwrite(hdr, 1, hlen, f) != hlen) {
-        step = "writing";
-        err = errno;
-        goto fail;
-    }
-    for (size_t i = 0; i < w->n_entries; i++) {
-        const dg_st_entry *e = &w->entries[i];
-        if (e->nbytes && fwrite(e->data, 1, (size_t)e->nbytes, f) != e->nbytes) {
-            step = "writing";
-            err = errno;
-            goto fail;
-        }
-    }
-    if (fflush(f) != 0) {
-        step = "flushing";
-        err = errno;
-        goto fail;
-    }
-    if (fsync(fileno(f)) != 0) {
-        step = "syncing";
-        err = errno;
-        goto fail;
-    }
-    const int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) {
-        step = "closing";
-        err = errno;
-        goto fail;
-    }
-    if (rename(tmp, path) != 0) {
-        step = "renaming";
-        err = errno;
-        goto fail;
-    }
-    created = false;
-    if ((err = fsync_dir(path)) != 0) {
-        dg_log_error("%s: written, but syncing its directory failed: %s (the file may not "
-                "survive a power loss)", path, strerror(err));
-        dg_free(tmp);
-        dg_free(hdr);
-        return DG_STATUS_ERR_IO;
-    }
-    dg_free(tmp);
+    dg_file_part *parts = dg_xmalloc((w->n_entries + 2) * sizeof(*parts));
+    parts[0] = (dg_file_part){len8, 8};
+    parts[1] = (dg_file_part){hdr, hlen};
+    for (size_t i = 0; i < w->n_entries; i++)
+        parts[i + 2] = (dg_file_part){w->entries[i].data, (size_t)w->entries[i].nbytes};
+    dg_status st = dg_file_write_atomic(path, parts, (int)(w->n_entries + 2));
+    dg_free(parts);
     dg_free(hdr);
-    return DG_STATUS_OK;
-
-fail:
-    if (f) fclose(f);
-    if (created) unlink(tmp);
-    dg_log_error("%s: cannot save: %s temporary file '%s' failed: %s (an existing file at "
-            "this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
-    dg_free(tmp);
-    dg_free(hdr);
-    return DG_STATUS_ERR_IO;
+    return st;
 }
