@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app/bench.h"
+#include "app/predict.h"
 
 typedef struct command {
     const char *name;
@@ -12,6 +13,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},
 };
 

@@ -1,0 +1,286 @@
+/* app/predict.c -- see predict.h. Each input is decoded as RGB, scaled to
+ * [0, 1] and normalised with ImageNet's mean and std, and run whole (no
+ * resize) through an eval-mode inference instance of the model built for
+ * its size; the prediction is the per-pixel argmax of the logits (ties to
+ * the lowest class). Inputs of the same size share one instance. */
+#define _POSIX_C_SOURCE 200809L
+#include "app/predict.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/image_cv.h"
+#include "data/npy.h"
+#include "data/png_io.h"
+#include "nets/core/weights.h"
+#include "nets/model.h"
+
+typedef struct predict_opts {
+    const char *checkpoint;
+    const char *model;
+    const char *weights;
+    const char *out;
+    int64_t classes;
+    int output_stride;
+    bool aux;
+    bool logits;
+    char **inputs;
+    int n_inputs;
+} predict_opts;
+
+static void predict_usage(FILE *f) {
+    fprintf(f,
+            "usage: dgseg predict (--checkpoint FILE | --model NAME --weights FILE --classes N)\n"
+            "                     --input FILE... --out DIR [--logits]\n"
+            "\n"
+            "Writes DIR/<name>.png, the predicted classes as a paletted PNG with the Cityscapes\n"
+            "colours, for every input image (<name> = file name without extension), and with\n"
+            "--logits DIR/<name>.npy, the float32 logits (C, H, W) at input resolution.\n"
+            "\n"
+            "  --checkpoint FILE  a dgseg checkpoint: the model, classes and output stride\n"
+            "                     come from its metadata\n"
+            "  --model NAME       deeplabv3plus-r18 | deeplabv3plus-r50 | deeplabv3plus-r101\n"
+            "  --weights FILE     safetensors weights with the model's tensor names\n"
+            "  --classes N        number of classes of the weights (19 for Cityscapes)\n"
+            "  --input FILE...    images (JPEG, PNG, ... as OpenCV reads them)\n"
+            "  --out DIR          output directory (created if missing)\n"
+            "  --logits           also write the logits as .npy\n");
+}
+
+static bool parse_count(const char *s, const char *what, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        fprintf(stderr, "dgseg predict: %s wants an integer in [%lld, %lld], got '%s'\n", what,
+                (long long)lo, (long long)hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* 0 ok, 2 usage error, -1 after --help. */
+static int parse_args(int argc, char **argv, predict_opts *o) {
+    static const struct option longopts[] = {
+        {"checkpoint", required_argument, NULL, 'c'}, {"model", required_argument, NULL, 'm'},
+        {"weights", required_argument, NULL, 'w'}, {"classes", required_argument, NULL, 'k'},
+        {"input", required_argument, NULL, 'i'}, {"out", required_argument, NULL, 'o'},
+        {"logits", no_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->output_stride = 16;
+    o->inputs = dg_xcalloc((size_t)argc, sizeof(char *));
+    int c;
+    optind = 1;
+    opterr = 0;
+    /* "+": no permutation, so --input can take the arguments after it. */
+    while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->checkpoint = optarg; break;
+        case 'm': o->model = optarg; break;
+        case 'w': o->weights = optarg; break;
+        case 'k': if (!parse_count(optarg, "--classes", 1, 254, &o->classes)) return 2; break;
+        case 'i':
+            /* --input takes every following argument up to the next option. */
+            o->inputs[o->n_inputs++] = optarg;
+            while (optind < argc && argv[optind][0] != '-') o->inputs[o->n_inputs++] = argv[optind++];
+            break;
+        case 'o': o->out = optarg; break;
+        case 'l': o->logits = true; break;
+        case 'h': predict_usage(stdout); return -1;
+        default:
+            fprintf(stderr, "dgseg predict: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            predict_usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "dgseg predict: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    const bool by_model = o->model || o->weights || o->classes;
+    if (o->checkpoint ? by_model : !(o->model && o->weights && o->classes)) {
+        fprintf(stderr, "dgseg predict: give either --checkpoint FILE or all of --model, "
+                "--weights and --classes\n");
+        return 2;
+    }
+    if (!o->n_inputs || !o->out) {
+        fprintf(stderr, "dgseg predict: --input and --out are required\n");
+        return 2;
+    }
+    if (o->model && strncmp(o->model, "deeplabv3plus-", 14)) {
+        fprintf(stderr, "dgseg predict: '%s' is not a segmentation model (deeplabv3plus-r18, "
+                "-r50, -r101)\n", o->model);
+        return 2;
+    }
+    return 0;
+}
+
+/* Base name without directory and extension, into buf. */
+static void stem_of(const char *path, char *buf, size_t size) {
+    const char *b = strrchr(path, '/');
+    b = b ? b + 1 : path;
+    snprintf(buf, size, "%s", b);
+    char *dot = strrchr(buf, '.');
+    if (dot && dot != buf) *dot = '\0';
+}
+
+/* Reads model, classes, output stride and aux from a checkpoint's metadata. */
+static int from_checkpoint(predict_opts *o, dg_tensor_reader *r) {
+    const char *model = dg_tensor_reader_metadata(r, "model");
+    const char *classes = dg_tensor_reader_metadata(r, "classes");
+    const char *os = dg_tensor_reader_metadata(r, "output_stride");
+    const char *aux = dg_tensor_reader_metadata(r, "aux");
+    if (!model || !classes) {
+        dg_log_error("%s: not a dgseg checkpoint (its metadata has no 'model' and 'classes'; "
+                "use --model, --weights and --classes for plain weights)", o->checkpoint);
+        return 1;
+    }
+    o->model = model;
+    int64_t v;
+    if (!parse_count(classes, "checkpoint metadata 'classes'", 1, 254, &v)) return 1;
+    o->classes = v;
+    if (os) {
+        if (!parse_count(os, "checkpoint metadata 'output_stride'", 8, 16, &v)) return 1;
+        o->output_stride = (int)v;
+    }
+    o->aux = aux && !strcmp(aux, "true");
+    if (strncmp(model, "deeplabv3plus-", 14)) {
+        dg_log_error("%s: model '%s' is not a segmentation model", o->checkpoint, model);
+        return 1;
+    }
+    return 0;
+}
+
+/* Per-pixel argmax over C classes of plain (C, H*W) logits. */
+static void argmax(const float *z, int64_t c, int64_t hw, uint8_t *out) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < hw; i++) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < c; k++)
+            if (z[k * hw + i] > z[best * hw + i]) best = k;
+        out[i] = (uint8_t)best;
+    }
+}
+
+typedef struct predictor {
+    dg_ctx ctx;
+    dg_model m;
+    bool built;
+    int h, w;
+} predictor;
+
+/* (Re)builds the inference instance for an h x w input and loads weights. */
+static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tensor_reader *r,
+        int h, int w) {
+    if (p->built && p->h == h && p->w == w) return 0;
+    if (p->built) dg_model_free(&p->m);
+    p->built = false;
+    dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = h, .width = w,
+            .classes = o->classes, .training = false, .output_stride = o->output_stride,
+            .aux = o->aux};
+    if (dg_model_create(&p->m, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 2;
+    p->built = true;
+    p->h = h, p->w = w;
+    /* Plain weights may carry an auxiliary head the inference model lacks. */
+    static const char *const ignore[] = {"aux."};
+    dg_weights_load_opts lo = {.ignore = ignore, .n_ignore = o->aux ? 0 : 1};
+    return dg_weights_load_reader(r, &p->m.ps, &lo) == DG_STATUS_OK ? 0 : 1;
+}
+
+static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_reader *r,
+        const char *input) {
+    dg_image img;
+    if (dg_image_read(input, &img) != DG_STATUS_OK) return 1;
+    int rc = predictor_prepare(p, o, r, img.h, img.w);
+    if (rc) {
+        dg_image_free(&img);
+        return rc;
+    }
+    dg_image_to_tensor(&img, dg_mem_ptr(p->m.src), DG_IMAGENET_MEAN, DG_IMAGENET_STD);
+    dg_image_free(&img);
+    dg_pass pass = dg_pass_eval(&p->m.ps);
+    dg_model_forward(&p->m, &p->ctx, &pass);
+    DG_DNNL(dnnl_stream_wait(p->ctx.stream));
+
+    const int64_t c = o->classes, hw = (int64_t)p->h * p->w;
+    float *z = dg_xmalloc((size_t)(c * hw) * sizeof(float));
+    int64_t dims[4] = {1, c, p->h, p->w};
+    dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
+    dnnl_memory_t plain = dg_mem_new(&p->ctx, &md, z);
+    dg_mem_copy(&p->ctx, plain, p->m.logits);
+    dnnl_memory_destroy(plain);
+    uint8_t *cls = dg_xmalloc((size_t)hw);
+    argmax(z, c, hw, cls);
+
+    char stem[256], path[1024];
+    stem_of(input, stem, sizeof(stem));
+    snprintf(path, sizeof(path), "%s/%s.png", o->out, stem);
+    rc = dg_png_write_paletted(path, cls, p->h, p->w, DG_CITYSCAPES_PALETTE, 256) == DG_STATUS_OK
+            ? 0 : 1;
+    if (!rc && o->logits) {
+        snprintf(path, sizeof(path), "%s/%s.npy", o->out, stem);
+        int64_t shape[3] = {c, p->h, p->w};
+        rc = dg_npy_write_f32(path, 3, shape, z) == DG_STATUS_OK ? 0 : 1;
+    }
+    if (!rc) printf("%s -> %s/%s.png\n", input, o->out, stem);
+    dg_free(cls);
+    dg_free(z);
+    return rc;
+}
+
+static bool dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Two inputs with the same stem would overwrite each other's outputs. */
+static bool stems_unique(const predict_opts *o) {
+    for (int i = 0; i < o->n_inputs; i++)
+        for (int j = 0; j < i; j++) {
+            char a[256], b[256];
+            stem_of(o->inputs[i], a, sizeof(a));
+            stem_of(o->inputs[j], b, sizeof(b));
+            if (!strcmp(a, b)) {
+                fprintf(stderr, "dgseg predict: inputs '%s' and '%s' would both write '%s.png'\n",
+                        o->inputs[j], o->inputs[i], a);
+                return false;
+            }
+        }
+    return true;
+}
+
+int dg_predict_main(int argc, char **argv) {
+    predict_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc || !stems_unique(&o)) {
+        dg_free(o.inputs);
+        return rc < 0 ? 0 : 2;
+    }
+    dg_tensor_reader r;
+    const char *wpath = o.checkpoint ? o.checkpoint : o.weights;
+    if (dg_tensor_reader_open(&r, wpath) != DG_STATUS_OK) {
+        dg_free(o.inputs);
+        return 1;
+    }
+    if (o.checkpoint && (rc = from_checkpoint(&o, &r)) != 0) goto done;
+    if (mkdir(o.out, 0777) != 0 && !dir_exists(o.out)) {
+        dg_log_error("%s: cannot create the output directory", o.out);
+        rc = 1;
+        goto done;
+    }
+    predictor p;
+    memset(&p, 0, sizeof(p));
+    dg_ctx_init(&p.ctx);
+    for (int i = 0; i < o.n_inputs && !rc; i++) rc = predict_one(&p, &o, &r, o.inputs[i]);
+    if (p.built) dg_model_free(&p.m);
+    dg_ctx_free(&p.ctx);
+done:
+    dg_tensor_reader_close(&r);
+    dg_free(o.inputs);
+    return rc;
+}
