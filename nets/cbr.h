@@ -12,13 +12,22 @@
 
 typedef struct dg_cbr {
     dg_conv conv;
-    dg_bn bn;
-    dnnl_memory_t dst;      /* borrowed from bn: (N, OC, OH, OW) */
+    dg_bn bn;               /* training instances only */
+    bool folded;            /* inference instance: BN folded into the conv */
+    dg_bn_tensors bnt;      /* the BN's tensors (folded instances) */
+    float *fold_w;          /* owned (OC, IC, KH, KW): weights * gamma/sigma */
+    float *fold_b;          /* owned (OC): folded bias */
+    dnnl_memory_t dst;      /* borrowed: (N, OC, OH, OW) */
     dnnl_memory_t diff_src; /* borrowed from conv: (N, IC, H, W), or NULL */
 } dg_cbr;
 
 /* cc: the convolution; relu: ReLU after BN; frozen: BN in frozen mode;
- * cc->training decides whether backward exists. */
+ * cc->training decides whether backward exists. An inference instance
+ * (cc->training false) folds the BN's running statistics and affine
+ * parameters into the convolution's weights and bias at every forward
+ * (w' = w*gamma/sqrt(var+eps), b' = beta + (b - mean)*gamma/sqrt(var+eps))
+ * and runs the ReLU as a post-op: one primitive instead of two passes. The
+ * registered tensors are the same in both kinds of instance. */
 void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         const char *conv_name, const char *bn_name, dnnl_memory_t src, const dg_conv_cfg *cc,
         bool relu, bool frozen);

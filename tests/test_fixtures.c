@@ -116,6 +116,16 @@ static void check_fixture(const fixture_case *fc) {
     float *got = dg_xmalloc(nl * sizeof(float));
     read_plain(&ctx, m.logits, got);
     assert_rel("eval logits", got, want, nl);
+    /* The inference instance (BN folded into the convolutions) too. */
+    dg_model mi;
+    dg_model_opts oi = o;
+    oi.training = false;
+    ck_assert_int_eq(dg_model_create(&mi, &ctx, model, &oi, 0), DG_STATUS_OK);
+    memcpy(dg_mem_ptr(mi.src), x, nx * sizeof(float));
+    dg_model_forward(&mi, &ctx, &pe); /* the training instance's weights */
+    read_plain(&ctx, mi.logits, got);
+    assert_rel("inference-instance eval logits", got, want, nl);
+    dg_model_free(&mi);
     dg_free(want), dg_free(got);
     if (m.aux_logits) {
         want = read_all(&r, "fixture.aux_logits_eval", &nl);

@@ -14,6 +14,7 @@
 #include "nets/core/loss.h"
 #include "nets/core/weights.h"
 #include "nets/model.h"
+#include "ref/fixture_weights.h"
 
 static dg_ctx ctx;
 static void setup(void) { dg_ctx_init(&ctx); }
@@ -187,12 +188,17 @@ START_TEST(pretrained_fault_is_reported_by_name_and_model_unchanged) {
 }
 END_TEST
 
+/* The inference instance folds BN into the convolutions and fuses ReLU. */
 START_TEST(inference_instance_matches_training_instance_in_eval_mode) {
     dg_model a, b;
     dg_model_opts o = seg_opts(2, 41, 57, 16, true, true);
     ck_assert_int_eq(dg_model_create(&a, &ctx, "deeplabv3plus-r18", &o, 4), DG_STATUS_OK);
     o.training = false;
     ck_assert_int_eq(dg_model_create(&b, &ctx, "deeplabv3plus-r18", &o, 4), DG_STATUS_OK);
+    ck_assert_uint_eq(a.ps.d, b.ps.d); /* same tensors, same layout */
+    ck_assert_uint_eq(a.ps.n_stats, b.ps.n_stats);
+    /* Non-trivial running statistics and affine parameters for the folding. */
+    fixture_fill_weights(&a.ps, 2024);
     size_t nx = 2 * 3 * 41 * 57;
     fill_uniform(dg_mem_ptr(a.src), nx, 5, -1, 1);
     memcpy(dg_mem_ptr(b.src), dg_mem_ptr(a.src), nx * sizeof(float));

@@ -34,6 +34,21 @@ static void build_mode(dg_bn *l, dg_ctx *ctx, int mode, const dnnl_memory_desc_t
     dg_prim_init(&l->bwd[mode], ctx, l->bwd_pd[mode]);
 }
 
+dg_bn_tensors dg_bn_register(dg_param_set *ps, const char *name, int64_t c) {
+    dg_bn_tensors t;
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    t.w_off = dg_params_add(ps, buf, 1, &c, DG_PARAM_NO_DECAY | DG_PARAM_ASAM_SCALED,
+            DG_INIT_CONST, 1.f);
+    snprintf(buf, sizeof(buf), "%s.bias", name);
+    t.b_off = dg_params_add(ps, buf, 1, &c, DG_PARAM_NO_DECAY, DG_INIT_CONST, 0.f);
+    snprintf(buf, sizeof(buf), "%s.running_mean", name);
+    t.mean_off = dg_params_add_stat(ps, buf, 1, &c, 0.f);
+    snprintf(buf, sizeof(buf), "%s.running_var", name);
+    t.var_off = dg_params_add_stat(ps, buf, 1, &c, 1.f);
+    return t;
+}
+
 void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_bn_cfg *cfg) {
     memset(l, 0, sizeof(*l));
@@ -42,16 +57,8 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dg_mem_dims4(src, l->dims);
     int64_t c = l->dims[1];
 
-    char buf[256];
-    snprintf(buf, sizeof(buf), "%s.weight", name);
-    l->w_off = dg_params_add(ps, buf, 1, &c, DG_PARAM_NO_DECAY | DG_PARAM_ASAM_SCALED,
-            DG_INIT_CONST, 1.f);
-    snprintf(buf, sizeof(buf), "%s.bias", name);
-    l->b_off = dg_params_add(ps, buf, 1, &c, DG_PARAM_NO_DECAY, DG_INIT_CONST, 0.f);
-    snprintf(buf, sizeof(buf), "%s.running_mean", name);
-    l->mean_off = dg_params_add_stat(ps, buf, 1, &c, 0.f);
-    snprintf(buf, sizeof(buf), "%s.running_var", name);
-    l->var_off = dg_params_add_stat(ps, buf, 1, &c, 1.f);
+    dg_bn_tensors t = dg_bn_register(ps, name, c);
+    l->w_off = t.w_off, l->b_off = t.b_off, l->mean_off = t.mean_off, l->var_off = t.var_off;
 
     /* The primitive normalises in the source's own layout when it is a
      * plain or channel-blocked one, otherwise in nchw behind a reorder. */

@@ -62,6 +62,15 @@ typedef struct dg_bn {
 /* Builds the layer on src (N, C, H, W) and registers gamma ("<name>.weight",
  * 1, NO_DECAY | ASAM_SCALED), beta ("<name>.bias", 0, NO_DECAY), and the
  * statistics "<name>.running_mean" (0) and "<name>.running_var" (1). */
+/* The tensors of a BatchNorm over c channels, registered in PyTorch's order:
+ * "<name>.weight" (gamma, 1), "<name>.bias" (beta, 0), statistics
+ * "<name>.running_mean" (0) and "<name>.running_var" (1). */
+typedef struct dg_bn_tensors {
+    size_t w_off, b_off;      /* gamma, beta in params/grad */
+    size_t mean_off, var_off; /* running mean/var in stats */
+} dg_bn_tensors;
+dg_bn_tensors dg_bn_register(dg_param_set *ps, const char *name, int64_t c);
+
 void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_bn_cfg *cfg);
 /* Writes dst; see the header comment for which statistics are used. An

@@ -51,7 +51,9 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_memory_desc_t dst_any = dg_md_any(4, dst_dims);
     dnnl_memory_desc_t w_plain = dg_md_plain(4, w_dims, dnnl_oihw);
     dnnl_memory_desc_t b_plain = dg_md_plain(1, &oc, dnnl_x);
-    const dnnl_memory_desc_t *b_md = cfg->bias ? &b_plain : NULL;
+    DG_ASSERT(!(cfg->folded && cfg->training));
+    const bool prim_bias = cfg->bias || cfg->folded;
+    const dnnl_memory_desc_t *b_md = prim_bias ? &b_plain : NULL;
     dnnl_dims_t strides = {cfg->stride, cfg->stride};
     dnnl_dims_t dil = {cfg->dilation - 1, cfg->dilation - 1}; /* oneDNN: 0 = dense */
     dnnl_dims_t pad = {cfg->pad, cfg->pad};
@@ -71,7 +73,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 
     l->dst = dg_mem_new(ctx, dg_pd_md(l->fwd_pd, dnnl_query_dst_md, 0), DNNL_MEMORY_ALLOCATE);
     l->w_user = dg_mem_new(ctx, &w_plain, DNNL_MEMORY_NONE);
-    if (cfg->bias) l->b_user = dg_mem_new(ctx, &b_plain, DNNL_MEMORY_NONE);
+    if (prim_bias) l->b_user = dg_mem_new(ctx, &b_plain, DNNL_MEMORY_NONE);
     dg_port_bind_in(&l->src_p, ctx, src, dg_pd_md(l->fwd_pd, dnnl_query_src_md, 0));
     dg_port_bind_in(&l->w_p, ctx, l->w_user, dg_pd_md(l->fwd_pd, dnnl_query_weights_md, 0));
     if (!cfg->training) return;
@@ -119,9 +121,9 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
 }
 
-void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
-    dg_mem_set_ptr(l->w_user, p->params + l->w_off);
-    if (l->b_user) dg_mem_set_ptr(l->b_user, p->params + l->b_off);
+static void conv_run(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias) {
+    dg_mem_set_ptr(l->w_user, weights);
+    if (l->b_user) dg_mem_set_ptr(l->b_user, bias);
     dg_port_pull(&l->src_p, ctx);
     dg_port_pull(&l->w_p, ctx);
     dnnl_exec_arg_t args[] = {
@@ -131,6 +133,16 @@ void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
         {DNNL_ARG_BIAS, l->b_user},
     };
     dg_prim_exec(&l->fwd, ctx, l->b_user ? 4 : 3, args);
+}
+
+void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
+    DG_ASSERT(!l->cfg.folded);
+    conv_run(l, ctx, p->params + l->w_off, l->cfg.bias ? p->params + l->b_off : NULL);
+}
+
+void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias) {
+    DG_ASSERT(l->cfg.folded);
+    conv_run(l, ctx, weights, bias);
 }
 
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {

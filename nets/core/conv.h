@@ -20,6 +20,10 @@ typedef struct dg_conv_cfg {
     bool relu;         /* fuse ReLU after the convolution */
     bool no_diff_src;  /* the input is the network input: skip backward data */
     bool training;     /* false: inference-only instance, no backward */
+    bool folded;       /* inference only: the primitive always has a bias and
+                          runs on weights and bias the caller supplies
+                          (dg_conv_forward_folded), e.g. with a BatchNorm
+                          folded in; the registered tensors are unchanged */
 } dg_conv_cfg;
 
 typedef struct dg_conv {
@@ -47,6 +51,9 @@ typedef struct dg_conv {
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg);
 void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p);
+/* Forward of a folded instance on weights (OC, IC, KH, KW) and bias (OC)
+ * given now (borrowed for the call). */
+void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias);
 /* diff_dst (N, OC, OH, OW) in any layout; writes diff_src (unless
  * no_diff_src) and the weight/bias gradients (overwritten) into p->grad. */
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
