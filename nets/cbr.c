@@ -9,7 +9,7 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         const char *conv_name, const char *bn_name, dnnl_memory_t src, const dg_conv_cfg *cc,
         bool relu, bool frozen) {
     memset(u, 0, sizeof(*u));
-    DG_ASSERT(!cc->relu && !cc->folded);
+    DG_ASSERT(!cc->relu && !cc->folded && ((!cc->accumulate && !cc->dst_into) || !cc->training));
     char cname[256], bname[256];
     DG_ASSERT(snprintf(cname, sizeof(cname), "%s.%s", prefix, conv_name) < (int)sizeof(cname));
     DG_ASSERT(snprintf(bname, sizeof(bname), "%s.%s", prefix, bn_name) < (int)sizeof(bname));

@@ -15,7 +15,11 @@ static void block_init(dg_resnet_block *b, dg_ctx *ctx, dg_param_set *ps, const 
     dg_mem_dims4(src, dims);
     const int64_t in_ch = dims[1], out_ch = bottleneck ? 4 * planes : planes;
     const bool tr = cfg->training, fz = cfg->frozen_bn;
+    b->has_down = stride != 1 || in_ch != out_ch;
+    dg_conv_cfg d = {.oc = out_ch, .k = 1, .stride = stride, .pad = 0, .dilation = 1,
+            .training = tr};
     dg_conv_cfg c = {.k = 1, .stride = 1, .pad = 0, .dilation = 1, .training = tr};
+    dg_conv_cfg c_last;
     if (bottleneck) {
         /* conv1 1x1 -> conv2 3x3 (stride, dilation) -> conv3 1x1 (x4). */
         c.oc = planes;
@@ -23,40 +27,57 @@ static void block_init(dg_resnet_block *b, dg_ctx *ctx, dg_param_set *ps, const 
         c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
         dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, true, fz);
         c.k = 1, c.stride = 1, c.pad = 0, c.dilation = 1, c.oc = out_ch;
-        dg_cbr_init(&b->c3, ctx, ps, name, "conv3", "bn3", b->c2.dst, &c, false, fz);
+        c_last = c;
+        c_last.accumulate = !tr;
+        dg_cbr_init(&b->c3, ctx, ps, name, "conv3", "bn3", b->c2.dst, &c_last, !tr, fz);
     } else {
         /* conv1 3x3 (stride, dilation) -> conv2 3x3 (dilation). */
         c.oc = planes, c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
         dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, true, fz);
         c.stride = 1;
-        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, false, fz);
+        c_last = c;
+        c_last.accumulate = !tr;
+        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c_last, !tr, fz);
     }
-    const dg_cbr *last = bottleneck ? &b->c3 : &b->c2;
-    dnnl_memory_t shortcut = src;
-    b->has_down = stride != 1 || in_ch != out_ch;
-    if (b->has_down) {
-        dg_conv_cfg d = {.oc = out_ch, .k = 1, .stride = stride, .pad = 0, .dilation = 1,
-                .training = tr};
+    dg_cbr *last = bottleneck ? &b->c3 : &b->c2;
+    /* Inference: the last conv's sum post-op adds whatever its dst holds, so
+     * the projection shortcut writes straight into that dst and the
+     * identity is copied there first; the ReLU follows as a post-op. */
+    if (!tr) d.dst_into = last->dst;
+    if (b->has_down)
         dg_cbr_init(&b->down, ctx, ps, name, "downsample.0", "downsample.1", src, &d, false, fz);
-        shortcut = b->down.dst;
+    if (!tr) {
+        if (!b->has_down) {
+            dnnl_primitive_attr_t attr = dg_attr_new();
+            DG_DNNL(dnnl_reorder_primitive_desc_create(&b->copy_pd, dg_mem_md(src), ctx->engine,
+                    dg_mem_md(last->dst), ctx->engine, attr));
+            dnnl_primitive_attr_destroy(attr);
+            dg_prim_init(&b->copy, ctx, b->copy_pd);
+        }
+        b->dst = last->dst;
+        return;
     }
+    dnnl_memory_t shortcut = b->has_down ? b->down.dst : src;
     dg_add_cfg ac = {.relu = true};
     dg_add_init(&b->add, ctx, last->dst, shortcut, &ac);
     b->dst = b->add.dst;
-    if (tr) {
-        /* The block input's two gradients: through c1 and through the shortcut. */
-        const dnnl_memory_desc_t *sc_md = b->has_down ? dg_mem_md(b->down.diff_src) : &b->add.b_md;
-        dg_add_cfg sc = {.relu = false};
-        dg_add_init_md(&b->gsum, ctx, dg_mem_md(b->c1.diff_src), sc_md, &sc);
-    }
+    /* The block input's two gradients: through c1 and through the shortcut. */
+    const dnnl_memory_desc_t *dsc_md = b->has_down ? dg_mem_md(b->down.diff_src) : &b->add.b_md;
+    dg_add_cfg sc = {.relu = false};
+    dg_add_init_md(&b->gsum, ctx, dg_mem_md(b->c1.diff_src), dsc_md, &sc);
 }
 
 static void block_forward(dg_resnet_block *b, dg_ctx *ctx, const dg_pass *p) {
+    /* Inference: the shortcut lands in the last conv's dst before it runs. */
+    if (b->copy.prim) {
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, b->src}, {DNNL_ARG_TO, b->dst}};
+        dg_prim_exec(&b->copy, ctx, 2, args);
+    }
+    if (b->has_down) dg_cbr_forward(&b->down, ctx, p);
     dg_cbr_forward(&b->c1, ctx, p);
     dg_cbr_forward(&b->c2, ctx, p);
     if (b->bottleneck) dg_cbr_forward(&b->c3, ctx, p);
-    if (b->has_down) dg_cbr_forward(&b->down, ctx, p);
-    dg_add_forward(&b->add, ctx, p);
+    if (b->add.fwd.prim) dg_add_forward(&b->add, ctx, p);
 }
 
 /* Returns dL/dsrc of the block (the gsum's dst). */
@@ -86,6 +107,8 @@ static void block_free(dg_resnet_block *b) {
     dg_cbr_free(&b->down);
     dg_add_free(&b->add);
     dg_add_free(&b->gsum);
+    dg_prim_free(&b->copy);
+    dnnl_primitive_desc_destroy(b->copy_pd);
     memset(b, 0, sizeof(*b));
 }
 

@@ -31,8 +31,11 @@ typedef struct dg_resnet_block {
     bool has_down, bottleneck;
     dg_add add;          /* relu(main + shortcut) */
     dg_add gsum;         /* dL/dsrc = main-path gradient + shortcut gradient */
+    dnnl_primitive_desc_t copy_pd;
+    dg_prim copy;        /* inference, identity shortcut: src -> last conv's dst */
     dnnl_memory_t src;   /* borrowed (N, C_in, H, W) */
-    dnnl_memory_t dst;   /* borrowed from add: (N, C_out, H', W') */
+    dnnl_memory_t dst;   /* borrowed from add (training) or from the last
+                            conv (inference): (N, C_out, H', W') */
 } dg_resnet_block;
 
 typedef struct dg_resnet {

@@ -48,7 +48,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 
     dnnl_memory_desc_t src_any = dg_md_any(4, l->src_dims);
     dnnl_memory_desc_t w_any = dg_md_any(4, w_dims);
-    dnnl_memory_desc_t dst_any = dg_md_any(4, dst_dims);
+    dnnl_memory_desc_t dst_any = cfg->dst_into ? *dg_mem_md(cfg->dst_into) : dg_md_any(4, dst_dims);
     dnnl_memory_desc_t w_plain = dg_md_plain(4, w_dims, dnnl_oihw);
     dnnl_memory_desc_t b_plain = dg_md_plain(1, &oc, dnnl_x);
     DG_ASSERT(!(cfg->folded && cfg->training));
@@ -58,11 +58,13 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_dims_t dil = {cfg->dilation - 1, cfg->dilation - 1}; /* oneDNN: 0 = dense */
     dnnl_dims_t pad = {cfg->pad, cfg->pad};
 
+    /* oneDNN 2.6's brgconv kernels take a sum post-op but fall back to a
+     * reference kernel for a binary add: the residual goes through sum. */
+    DG_ASSERT(cfg->folded || (!cfg->accumulate && !cfg->dst_into));
     dnnl_post_ops_t po = NULL;
-    if (cfg->relu) {
-        DG_DNNL(dnnl_post_ops_create(&po));
-        DG_DNNL(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
-    }
+    if (cfg->relu || cfg->accumulate) DG_DNNL(dnnl_post_ops_create(&po));
+    if (cfg->accumulate) DG_DNNL(dnnl_post_ops_append_sum(po, 1.f));
+    if (cfg->relu) DG_DNNL(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
     dnnl_convolution_desc_t fd;
     DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
             cfg->training ? dnnl_forward_training : dnnl_forward_inference,
@@ -71,7 +73,13 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_post_ops_destroy(po);
     dg_prim_init(&l->fwd, ctx, l->fwd_pd);
 
-    l->dst = dg_mem_new(ctx, dg_pd_md(l->fwd_pd, dnnl_query_dst_md, 0), DNNL_MEMORY_ALLOCATE);
+    if (cfg->dst_into) {
+        DG_ASSERT(dnnl_memory_desc_equal(dg_mem_md(cfg->dst_into),
+                dg_pd_md(l->fwd_pd, dnnl_query_dst_md, 0)));
+        l->dst = cfg->dst_into;
+    } else {
+        l->dst = dg_mem_new(ctx, dg_pd_md(l->fwd_pd, dnnl_query_dst_md, 0), DNNL_MEMORY_ALLOCATE);
+    }
     l->w_user = dg_mem_new(ctx, &w_plain, DNNL_MEMORY_NONE);
     if (prim_bias) l->b_user = dg_mem_new(ctx, &b_plain, DNNL_MEMORY_NONE);
     dg_port_bind_in(&l->src_p, ctx, src, dg_pd_md(l->fwd_pd, dnnl_query_src_md, 0));
@@ -196,6 +204,7 @@ void dg_conv_free(dg_conv *l) {
     dg_port *ports[] = {&l->src_p, &l->w_p, &l->src_w_p, &l->w_d_p, &l->ddst_d_p,
             &l->ddst_w_p, &l->dw_p, &l->ddst_r_p};
     for (size_t i = 0; i < DG_ARRAY_LEN(ports); i++) dg_port_free(ports[i]);
+    if (l->cfg.dst_into) l->dst = NULL; /* borrowed */
     dnnl_memory_t mems[] = {l->dst, l->diff_src, l->diff_pre, l->w_user, l->b_user,
             l->dw_user, l->db_user};
     for (size_t i = 0; i < DG_ARRAY_LEN(mems); i++) dnnl_memory_destroy(mems[i]);

@@ -24,6 +24,12 @@ typedef struct dg_conv_cfg {
                           runs on weights and bias the caller supplies
                           (dg_conv_forward_folded), e.g. with a BatchNorm
                           folded in; the registered tensors are unchanged */
+    bool accumulate;   /* folded only: dst += result before the ReLU (oneDNN's
+                          sum post-op); the caller fills dst first (ResNet's
+                          relu(out + identity) in one primitive) */
+    dnnl_memory_t dst_into; /* folded only, or NULL: write into this memory
+                          (borrowed; its layout fixes dst's) instead of an
+                          own dst */
 } dg_conv_cfg;
 
 typedef struct dg_conv {
@@ -34,7 +40,8 @@ typedef struct dg_conv {
     dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd, relu_bwd_pd;
     dg_prim fwd, bwd_data, bwd_w, relu_bwd;
     dnnl_memory_t src;            /* borrowed (N, IC, H, W) */
-    dnnl_memory_t dst;            /* owned (N, OC, OH, OW), fwd_pd's layout */
+    dnnl_memory_t dst;            /* owned (N, OC, OH, OW), fwd_pd's layout;
+                                     borrowed when cfg.dst_into is set */
     dnnl_memory_t diff_src;       /* owned (N, IC, H, W), or NULL */
     dnnl_memory_t diff_pre;       /* owned (N, OC, OH, OW): dL/d(pre-ReLU) */
     dnnl_memory_t w_user, b_user; /* wrap params slices, oihw and x */
