@@ -113,7 +113,7 @@ static void block_free(dg_resnet_block *b) {
 }
 
 static double cbr_flops(const dg_cbr *u, bool backward) {
-    if (!u->conv.fwd.prim) return 0.0;
+    if (!u->conv.wl.fwd.prim) return 0.0;
     return backward ? dg_conv_flops_backward(&u->conv) : dg_conv_flops_forward(&u->conv);
 }
 

@@ -32,14 +32,14 @@ int main(int argc, char **argv) {
         dg_conv_forward(&l, &ctx, &p);
         DG_DNNL(dnnl_stream_wait(ctx.stream));
         double t1 = dg_now();
-        dnnl_exec_arg_t wargs[] = {{DNNL_ARG_SRC, l.src_w_p.mem}, {DNNL_ARG_DIFF_DST, l.dst},
-                {DNNL_ARG_DIFF_WEIGHTS, l.dw_p.mem}};
-        dg_prim_exec(&l.bwd_w, &ctx, 3, wargs);
+        dnnl_exec_arg_t wargs[] = {{DNNL_ARG_SRC, l.wl.src_w_p.mem}, {DNNL_ARG_DIFF_DST, l.dst},
+                {DNNL_ARG_DIFF_WEIGHTS, l.wl.dw_p.mem}};
+        dg_prim_exec(&l.wl.bwd_w, &ctx, 3, wargs);
         DG_DNNL(dnnl_stream_wait(ctx.stream));
         double t2 = dg_now();
-        dnnl_exec_arg_t dargs[] = {{DNNL_ARG_DIFF_DST, l.dst}, {DNNL_ARG_WEIGHTS, l.w_d_p.mem},
+        dnnl_exec_arg_t dargs[] = {{DNNL_ARG_DIFF_DST, l.dst}, {DNNL_ARG_WEIGHTS, l.wl.w_d_p.mem},
                 {DNNL_ARG_DIFF_SRC, l.diff_src}};
-        dg_prim_exec(&l.bwd_data, &ctx, 3, dargs);
+        dg_prim_exec(&l.wl.bwd_data, &ctx, 3, dargs);
         DG_DNNL(dnnl_stream_wait(ctx.stream));
         double t3 = dg_now();
         if (r == 0) continue; /* warm-up */

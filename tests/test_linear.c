@@ -209,7 +209,7 @@ START_TEST(linear_inference_instance_matches_training_forward) {
     cfg.training = false;
     dg_linear_init(&b, &ctx, &ps2, "a", m, &cfg);
     dg_params_alloc(&ps2);
-    ck_assert_ptr_null(b.bwd_w_pd);
+    ck_assert_ptr_null(b.wl.bwd_w_pd);
     dg_pass p = dg_pass_train(&ps);
     dg_linear_forward(&a, &ctx, &p);
     dg_linear_forward(&b, &ctx, &p); /* same weights through the pass */
@@ -322,7 +322,7 @@ START_TEST(linear_free_is_safe_on_zeroed_struct) {
     memset(&l, 0, sizeof(l));
     dg_linear_free(&l);
     dg_linear_free(&l);
-    ck_assert_ptr_null(l.fwd_pd);
+    ck_assert_ptr_null(l.wl.fwd_pd);
 }
 END_TEST
 

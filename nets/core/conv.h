@@ -8,7 +8,7 @@
 #ifndef DG_CONV_H
 #define DG_CONV_H
 
-#include "layer.h"
+#include "wlayer.h"
 
 typedef struct dg_conv_cfg {
     int64_t oc;        /* output channels */
@@ -37,19 +37,13 @@ typedef struct dg_conv {
     int64_t src_dims[4];          /* (N, IC, H, W) */
     int64_t dst_dims[4];          /* (N, OC, OH, OW) */
     size_t w_off, b_off;          /* offsets of weight and bias in params */
-    dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd, relu_bwd_pd;
-    dg_prim fwd, bwd_data, bwd_w, relu_bwd;
+    dg_wlayer wl;                 /* primitives, weight wrappers, ports */
     dnnl_memory_t src;            /* borrowed (N, IC, H, W) */
-    dnnl_memory_t dst;            /* owned (N, OC, OH, OW), fwd_pd's layout;
-                                     borrowed when cfg.dst_into is set */
-    dnnl_memory_t diff_src;       /* owned (N, IC, H, W), or NULL */
+    dnnl_memory_t dst;            /* wl.dst: (N, OC, OH, OW), fwd_pd's layout */
+    dnnl_memory_t diff_src;       /* wl.diff_src: (N, IC, H, W), or NULL */
+    dnnl_primitive_desc_t relu_bwd_pd;
+    dg_prim relu_bwd;             /* fused ReLU's backward, on dst */
     dnnl_memory_t diff_pre;       /* owned (N, OC, OH, OW): dL/d(pre-ReLU) */
-    dnnl_memory_t w_user, b_user; /* wrap params slices, oihw and x */
-    dnnl_memory_t dw_user, db_user; /* wrap grad slices */
-    dg_port src_p, w_p;           /* forward inputs */
-    dg_port src_w_p, w_d_p;       /* backward-weights src, backward-data weights */
-    dg_port ddst_d_p, ddst_w_p;   /* diff_dst for backward data / weights */
-    dg_port dw_p;                 /* diff_weights -> grad (oihw) */
     dg_port ddst_r_p;             /* diff_dst in dst's layout (fused ReLU) */
 } dg_conv;
 

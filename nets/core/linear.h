@@ -16,7 +16,7 @@
 #ifndef DG_LINEAR_H
 #define DG_LINEAR_H
 
-#include "layer.h"
+#include "wlayer.h"
 
 typedef struct dg_linear_cfg {
     int64_t oc;        /* output features */
@@ -32,18 +32,10 @@ typedef struct dg_linear {
     int64_t ic;                   /* IC = C*H*W for a 4-D src */
     int64_t dst_dims[2];          /* (N, OC) */
     size_t w_off, b_off;          /* offsets of weight and bias in params */
-    dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
-    dg_prim fwd, bwd_data, bwd_w;
+    dg_wlayer wl;                 /* primitives, weight wrappers, ports */
     dnnl_memory_t src;            /* borrowed (N, IC) or (N, C, H, W) */
-    dnnl_memory_t dst;            /* owned (N, OC), fwd_pd's layout */
-    dnnl_memory_t diff_src;       /* owned, src's shape, or NULL */
-    dnnl_memory_t w_user, b_user; /* wrap params slices: (OC, IC) oi or
-                                     (OC, C, H, W) oihw, and (OC) x */
-    dnnl_memory_t dw_user, db_user; /* wrap grad slices, same descriptors */
-    dg_port src_p, w_p;           /* forward inputs */
-    dg_port src_w_p, w_d_p;       /* backward-weights src, backward-data weights */
-    dg_port ddst_d_p, ddst_w_p;   /* diff_dst for backward data / weights */
-    dg_port dw_p;                 /* diff_weights -> grad (plain) */
+    dnnl_memory_t dst;            /* wl.dst: (N, OC), fwd_pd's layout */
+    dnnl_memory_t diff_src;       /* wl.diff_src: src's shape, or NULL */
 } dg_linear;
 
 /* Builds the layer on src (2-D or 4-D, any layout) and registers

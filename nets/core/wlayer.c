@@ -1,0 +1,110 @@
+/* nets/core/wlayer.c -- see wlayer.h. Follows oneDNN's cnn_training_f32
+ * example: format_tag_any in the op descriptors, backward pds hinted by the
+ * forward pd, reorders only where layouts differ. */
+#include "wlayer.h"
+
+#include <string.h>
+
+void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
+        dnnl_primitive_desc_t fwd_pd, const dnnl_memory_desc_t *w_plain,
+        const dnnl_memory_desc_t *b_plain, dnnl_memory_t dst_into) {
+    memset(wl, 0, sizeof(*wl));
+    wl->fwd_pd = fwd_pd;
+    dg_prim_init(&wl->fwd, ctx, fwd_pd);
+    const dnnl_memory_desc_t *dst_md = dg_pd_md(fwd_pd, dnnl_query_dst_md, 0);
+    if (dst_into) {
+        DG_ASSERT(dnnl_memory_desc_equal(dg_mem_md(dst_into), dst_md));
+        wl->dst = dst_into;
+        wl->dst_borrowed = true;
+    } else {
+        wl->dst = dg_mem_new(ctx, dst_md, DNNL_MEMORY_ALLOCATE);
+    }
+    wl->w_user = dg_mem_new(ctx, w_plain, DNNL_MEMORY_NONE);
+    if (b_plain) wl->b_user = dg_mem_new(ctx, b_plain, DNNL_MEMORY_NONE);
+    dg_port_bind_in(&wl->src_p, ctx, src, dg_pd_md(fwd_pd, dnnl_query_src_md, 0));
+    dg_port_bind_in(&wl->w_p, ctx, wl->w_user, dg_pd_md(fwd_pd, dnnl_query_weights_md, 0));
+}
+
+void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
+        dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
+        const dnnl_memory_desc_t *b_plain) {
+    wl->bwd_w_pd = bwd_w_pd;
+    dg_prim_init(&wl->bwd_w, ctx, bwd_w_pd);
+    wl->dw_user = dg_mem_new(ctx, w_plain, DNNL_MEMORY_NONE);
+    if (b_plain) {
+        DG_ASSERT(dnnl_memory_desc_equal(b_plain,
+                dg_pd_md(bwd_w_pd, dnnl_query_diff_weights_md, 1)));
+        wl->db_user = dg_mem_new(ctx, b_plain, DNNL_MEMORY_NONE);
+    }
+    dg_port_bind_in(&wl->src_w_p, ctx, wl->src_p.mem, dg_pd_md(bwd_w_pd, dnnl_query_src_md, 0));
+    dg_port_bind_out(&wl->dw_p, ctx, wl->dw_user,
+            dg_pd_md(bwd_w_pd, dnnl_query_diff_weights_md, 0));
+    if (!bwd_data_pd) return;
+    wl->bwd_data_pd = bwd_data_pd;
+    dg_prim_init(&wl->bwd_data, ctx, bwd_data_pd);
+    wl->diff_src = dg_mem_new(ctx, dg_pd_md(bwd_data_pd, dnnl_query_diff_src_md, 0),
+            DNNL_MEMORY_ALLOCATE);
+    dg_port_bind_in(&wl->w_d_p, ctx, wl->w_p.mem,
+            dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0));
+}
+
+void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias) {
+    dg_mem_set_ptr(wl->w_user, weights);
+    if (wl->b_user) dg_mem_set_ptr(wl->b_user, bias);
+    dg_port_pull(&wl->src_p, ctx);
+    dg_port_pull(&wl->w_p, ctx);
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, wl->src_p.mem},
+        {DNNL_ARG_WEIGHTS, wl->w_p.mem},
+        {DNNL_ARG_DST, wl->dst},
+        {DNNL_ARG_BIAS, wl->b_user},
+    };
+    dg_prim_exec(&wl->fwd, ctx, wl->b_user ? 4 : 3, args);
+}
+
+void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, float *diff_weights,
+        float *diff_bias) {
+    DG_ASSERT(wl->bwd_w.prim != NULL);
+    dg_port_bind_in(&wl->ddst_w_p, ctx, diff_dst,
+            dg_pd_md(wl->bwd_w_pd, dnnl_query_diff_dst_md, 0));
+    dg_port_pull(&wl->ddst_w_p, ctx);
+    dg_port_pull(&wl->src_w_p, ctx);
+    dg_mem_set_ptr(wl->dw_user, diff_weights);
+    if (wl->db_user) dg_mem_set_ptr(wl->db_user, diff_bias);
+    dnnl_exec_arg_t wargs[] = {
+        {DNNL_ARG_SRC, wl->src_w_p.mem},
+        {DNNL_ARG_DIFF_DST, wl->ddst_w_p.mem},
+        {DNNL_ARG_DIFF_WEIGHTS, wl->dw_p.mem},
+        {DNNL_ARG_DIFF_BIAS, wl->db_user},
+    };
+    dg_prim_exec(&wl->bwd_w, ctx, wl->db_user ? 4 : 3, wargs);
+    dg_port_push(&wl->dw_p, ctx);
+    if (!wl->bwd_data.prim) return;
+    dg_port_bind_in(&wl->ddst_d_p, ctx, diff_dst,
+            dg_pd_md(wl->bwd_data_pd, dnnl_query_diff_dst_md, 0));
+    dg_port_pull(&wl->ddst_d_p, ctx);
+    dg_port_pull(&wl->w_d_p, ctx);
+    dnnl_exec_arg_t dargs[] = {
+        {DNNL_ARG_DIFF_DST, wl->ddst_d_p.mem},
+        {DNNL_ARG_WEIGHTS, wl->w_d_p.mem},
+        {DNNL_ARG_DIFF_SRC, wl->diff_src},
+    };
+    dg_prim_exec(&wl->bwd_data, ctx, 3, dargs);
+}
+
+void dg_wlayer_free(dg_wlayer *wl) {
+    dg_prim_free(&wl->fwd);
+    dg_prim_free(&wl->bwd_data);
+    dg_prim_free(&wl->bwd_w);
+    dnnl_primitive_desc_destroy(wl->fwd_pd);
+    dnnl_primitive_desc_destroy(wl->bwd_data_pd);
+    dnnl_primitive_desc_destroy(wl->bwd_w_pd);
+    dg_port *ports[] = {&wl->src_p, &wl->w_p, &wl->src_w_p, &wl->w_d_p, &wl->ddst_d_p,
+            &wl->ddst_w_p, &wl->dw_p};
+    for (size_t i = 0; i < DG_ARRAY_LEN(ports); i++) dg_port_free(ports[i]);
+    if (wl->dst_borrowed) wl->dst = NULL;
+    dnnl_memory_t mems[] = {wl->dst, wl->diff_src, wl->w_user, wl->b_user, wl->dw_user,
+            wl->db_user};
+    for (size_t i = 0; i < DG_ARRAY_LEN(mems); i++) dnnl_memory_destroy(mems[i]);
+    memset(wl, 0, sizeof(*wl));
+}

@@ -1,0 +1,47 @@
+/* nets/core/wlayer.h -- the cached primitives every layer with weights
+ * shares (convolution, inner product): forward, backward-data and
+ * backward-weights primitives built from the caller's pds, the weights and
+ * bias wrapped from the parameter store in their plain layouts, and the
+ * ports between those, the neighbours' layouts and the primitives'.
+ * Reorders exist only where two layouts differ; backward-weights
+ * overwrites the gradient slices.
+ *
+ * Owns: the pds given to it, primitives, dst (unless borrowed), diff_src,
+ * wrappers and ports. Borrows: src. */
+#ifndef DG_WLAYER_H
+#define DG_WLAYER_H
+
+#include "layer.h"
+
+typedef struct dg_wlayer {
+    dnnl_primitive_desc_t fwd_pd, bwd_data_pd, bwd_w_pd;
+    dg_prim fwd, bwd_data, bwd_w;
+    dnnl_memory_t dst;            /* fwd_pd's dst: owned, or borrowed */
+    bool dst_borrowed;
+    dnnl_memory_t diff_src;       /* owned, bwd_data_pd's diff_src, or NULL */
+    dnnl_memory_t w_user, b_user; /* wrap the weights/bias to use (plain) */
+    dnnl_memory_t dw_user, db_user; /* wrap the gradient slices (plain) */
+    dg_port src_p, w_p;           /* forward inputs */
+    dg_port src_w_p, w_d_p;       /* backward-weights src, backward-data weights */
+    dg_port ddst_d_p, ddst_w_p;   /* diff_dst for backward data / weights */
+    dg_port dw_p;                 /* diff_weights -> plain gradient */
+} dg_wlayer;
+
+/* Takes fwd_pd; wraps weights (w_plain) and, when b_plain is not NULL, a
+ * bias; dst_into (or NULL) is a memory to write instead of an own dst. */
+void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
+        dnnl_primitive_desc_t fwd_pd, const dnnl_memory_desc_t *w_plain,
+        const dnnl_memory_desc_t *b_plain, dnnl_memory_t dst_into);
+/* Takes bwd_w_pd and bwd_data_pd (NULL: no gradient for src). b_plain as
+ * for the forward, or NULL when the bias is not trained. */
+void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
+        dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
+        const dnnl_memory_desc_t *b_plain);
+/* dst = op(src; weights, bias): weights and bias (or NULL) in plain layout. */
+void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias);
+/* Writes diff_weights/diff_bias (overwritten; plain) and diff_src. */
+void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, float *diff_weights,
+        float *diff_bias);
+void dg_wlayer_free(dg_wlayer *wl);
+
+#endif
