@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 
 #include "app/bench.h"
+#include "app/cli.h"
 #include "nets/core/loss.h"
 #include "nets/model.h"
 
@@ -62,18 +63,6 @@ static void bench_usage(FILE *f) {
             "  --json             print one JSON object instead of text\n");
 }
 
-static bool parse_int(const char *s, const char *flag, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "dgseg bench: %s wants an integer in [%lld, %lld], got '%s'\n", flag,
-                (long long)lo, (long long)hi, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 /* Returns 0 on success, 2 on a usage error, -1 after --help. */
 static int parse_args(int argc, char **argv, bench_opts *o) {
     static const struct option longopts[] = {
@@ -96,12 +85,16 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (c) {
         case 'm': o->model = optarg; break;
-        case 's': if (!parse_int(optarg, "--size", 1, 16384, &o->size)) return 2; break;
-        case 'b': if (!parse_int(optarg, "--batch", 1, 65536, &o->batch)) return 2; break;
-        case 't': if (!parse_int(optarg, "--threads", 1, 4096, &v)) return 2;
+        case 's':
+            if (!dg_cli_parse_int("bench", "--size", optarg, 1, 16384, &o->size)) return 2;
+            break;
+        case 'b':
+            if (!dg_cli_parse_int("bench", "--batch", optarg, 1, 65536, &o->batch)) return 2;
+            break;
+        case 't': if (!dg_cli_parse_int("bench", "--threads", optarg, 1, 4096, &v)) return 2;
             o->threads = (int)v;
             break;
-        case 'n': if (!parse_int(optarg, "--steps", 1, 1000000, &v)) return 2;
+        case 'n': if (!dg_cli_parse_int("bench", "--steps", optarg, 1, 1000000, &v)) return 2;
             o->steps = (int)v;
             break;
         case 'M':

@@ -6,6 +6,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "app/predict.h"
 
+#include "app/cli.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,18 +52,6 @@ static void predict_usage(FILE *f) {
             "  --logits           also write the logits as .npy\n");
 }
 
-static bool parse_count(const char *s, const char *what, int64_t lo, int64_t hi, int64_t *out) {
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) {
-        fprintf(stderr, "dgseg predict: %s wants an integer in [%lld, %lld], got '%s'\n", what,
-                (long long)lo, (long long)hi, s);
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
 /* 0 ok, 2 usage error, -1 after --help. */
 static int parse_args(int argc, char **argv, predict_opts *o) {
     static const struct option longopts[] = {
@@ -83,7 +73,9 @@ static int parse_args(int argc, char **argv, predict_opts *o) {
         case 'c': o->checkpoint = optarg; break;
         case 'm': o->model = optarg; break;
         case 'w': o->weights = optarg; break;
-        case 'k': if (!parse_count(optarg, "--classes", 1, 254, &o->classes)) return 2; break;
+        case 'k':
+            if (!dg_cli_parse_int("predict", "--classes", optarg, 1, 254, &o->classes)) return 2;
+            break;
         case 'i':
             /* --input takes every following argument up to the next option. */
             o->inputs[o->n_inputs++] = optarg;
@@ -142,10 +134,12 @@ static int from_checkpoint(predict_opts *o, dg_tensor_reader *r) {
     }
     o->model = model;
     int64_t v;
-    if (!parse_count(classes, "checkpoint metadata 'classes'", 1, 254, &v)) return 1;
+    if (!dg_cli_parse_int("predict", "checkpoint metadata 'classes'", classes, 1, 254, &v))
+        return 1;
     o->classes = v;
     if (os) {
-        if (!parse_count(os, "checkpoint metadata 'output_stride'", 8, 16, &v)) return 1;
+        if (!dg_cli_parse_int("predict", "checkpoint metadata 'output_stride'", os, 8, 16, &v))
+            return 1;
         o->output_stride = (int)v;
     }
     o->aux = aux && !strcmp(aux, "true");
