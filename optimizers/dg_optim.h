@@ -280,7 +280,7 @@ struct dg_method {
     void *priv;           /* further state, owned (dg_free'd by dg_method_free) */
 };
 
-/* Creates method `name` ("erm" | "lookahead" | "sam" | "asam") driving base
+/* Creates method `name` (erm, lookahead, sam, asam, swad, dgsam) driving base
  * optimizer `base_name` over ps's layout (borrowed: ps must outlive m; its
  * buffers must be allocated, and the method's initial state, e.g.
  * Lookahead's slow weights, is taken from ps->data now). seed is
@@ -299,6 +299,10 @@ long dg_method_sched_step(const dg_method *m, long t);
 /* Weights to evaluate: the method's (slow, averaged) or ps's own. */
 void dg_method_eval_weights(const dg_method *m, const dg_param_set *ps, const float **params,
         const float **stats);
+/* After an evaluation at step t with the source validation loss (trainer's
+ * loop step 5): true when the method asks to stop (SWAD); false for
+ * methods without on_eval. */
+bool dg_method_on_eval(dg_method *m, long t, double source_val_loss);
 /* End of training (BN refresh, SWAD end rule); nothing when not needed. */
 void dg_method_finish(dg_method *m, dg_param_set *ps, const dg_closure *cl);
 

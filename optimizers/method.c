@@ -20,11 +20,13 @@ static const method_entry method_table[] = {
     {"lookahead", dg_method_init_lookahead},
     {"sam", dg_method_init_sam},
     {"asam", dg_method_init_asam},
+    {"swad", dg_method_init_swad},
+    {"dgsam", dg_method_init_dgsam},
 };
 
 /* Methods of ALGORITHMS.md §16 that this build does not provide yet. */
 static const char *const method_planned[] = {
-    "swad", "lookbehind-sam", "lookbehind-asam", "dgsam", "saf", "mesa",
+    "lookbehind-sam", "lookbehind-asam", "saf", "mesa",
 };
 
 void dg_method_cfg_default(dg_method_cfg *cfg) {
@@ -152,6 +154,10 @@ void dg_method_eval_weights(const dg_method *m, const dg_param_set *ps, const fl
     if (m->ops->eval_weights && m->ops->eval_weights(m, params, stats)) return;
     *params = ps->data;
     *stats = ps->stats;
+}
+
+bool dg_method_on_eval(dg_method *m, long t, double source_val_loss) {
+    return m->ops->on_eval ? m->ops->on_eval(m, t, source_val_loss) : false;
 }
 
 void dg_method_finish(dg_method *m, dg_param_set *ps, const dg_closure *cl) {

@@ -13,6 +13,8 @@ dg_status dg_method_init_erm(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_lookahead(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_sam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_asam(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_swad(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_dgsam(dg_method *m, const dg_param_set *ps);
 
 /* A zeroed (d)-float buffer (at least one element). */
 float *dg_method_new_buf(size_t d);
