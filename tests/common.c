@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include "alloc_hook.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -187,4 +189,33 @@ char *capture_end(capture *c) {
     char *s = read_file(c->path, NULL);
     unlink(c->path);
     return s;
+}
+
+alloc_mark alloc_mark_now(void) {
+    alloc_mark m = {dg_alloc_count(), dg_dnnl_counts_now()};
+    return m;
+}
+
+void assert_nothing_allocated_since(alloc_mark m) {
+    const alloc_mark now = alloc_mark_now();
+    ck_assert_msg(now.allocs == m.allocs, "%llu dg_x*alloc calls",
+            (unsigned long long)(now.allocs - m.allocs));
+    ck_assert_msg(now.dnnl.memories == m.dnnl.memories, "%llu oneDNN memories created",
+            (unsigned long long)(now.dnnl.memories - m.dnnl.memories));
+    ck_assert_msg(now.dnnl.primitives == m.dnnl.primitives, "%llu oneDNN primitives created",
+            (unsigned long long)(now.dnnl.primitives - m.dnnl.primitives));
+}
+
+void assert_steps_allocate_nothing(step_fn step, void *ctx, int n_steps) {
+    step(ctx, 0);
+    const alloc_mark mark = alloc_mark_now();
+    dg_alloc_hook_begin();
+    for (int s = 1; s <= n_steps; s++) step(ctx, s);
+    const dg_alloc_counts heap = dg_alloc_hook_end();
+    assert_nothing_allocated_since(mark);
+    if (!dg_alloc_hook_available()) return;
+    ck_assert_msg(heap.own == 0, "%llu heap allocations by dgseg in %d steps",
+            (unsigned long long)heap.own, n_steps);
+    fprintf(stderr, "%d steps: %llu heap allocations inside oneDNN's execute calls\n", n_steps,
+            (unsigned long long)heap.all);
 }

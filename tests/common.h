@@ -65,6 +65,23 @@ void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
  * runner. */
 void dg_tcase_add_abort_test(TCase *tc, const TTest *t);
 
+/* ---- allocation-free steps -------------------------------------------- */
+/* dg_x*alloc calls and oneDNN memory/primitive creations so far. */
+typedef struct alloc_mark {
+    uint64_t allocs;
+    dg_dnnl_counts dnnl;
+} alloc_mark;
+alloc_mark alloc_mark_now(void);
+/* Fails the test when anything was allocated or created since m. */
+void assert_nothing_allocated_since(alloc_mark m);
+
+/* Runs step(ctx, 0) (lazy ports bind there), then step(ctx, 1 .. n_steps)
+ * and fails when those later steps allocated through dg_x*alloc, created
+ * oneDNN objects, or (where the malloc hook works) called malloc from
+ * dgseg's code. Prints how many allocations oneDNN's own execute calls made. */
+typedef void (*step_fn)(void *ctx, int step);
+void assert_steps_allocate_nothing(step_fn step, void *ctx, int n_steps);
+
 /* ---- files for I/O tests ------------------------------------------------ */
 /* Makes a fresh directory "/tmp/dg_<tag>_XXXXXX" into dir (64 bytes). */
 void make_tmpdir(char dir[64], const char *tag);

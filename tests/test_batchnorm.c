@@ -382,20 +382,16 @@ START_TEST(bn_steps_after_the_first_allocate_nothing) {
     fill_uniform(ddst, f.ns, 101, -1.f, 1.f);
     dnnl_memory_t ddst_m = make_plain(&ctx, ddst, 4, f.l.dims); /* port reorders */
     dg_pass pt = dg_pass_train(&f.ps), pe = dg_pass_eval(&f.ps);
-    uint64_t a0 = 0;
-    dg_dnnl_counts c0 = {0, 0};
+    alloc_mark mark = alloc_mark_now();
     for (int step = 0; step < 3; step++) {
-        if (step == 1) a0 = dg_alloc_count(), c0 = dg_dnnl_counts_now();
+        if (step == 1) mark = alloc_mark_now();
         dg_bn_forward(&f.l, &ctx, &pt);
         dg_bn_backward(&f.l, &ctx, &pt, ddst_m);
         dg_bn_forward(&f.l, &ctx, &pe);
         dg_bn_backward(&f.l, &ctx, &pe, ddst_m);
     }
     DG_DNNL(dnnl_stream_wait(ctx.stream));
-    dg_dnnl_counts c1 = dg_dnnl_counts_now();
-    ck_assert_uint_eq(dg_alloc_count(), a0);
-    ck_assert_uint_eq(c1.memories, c0.memories);
-    ck_assert_uint_eq(c1.primitives, c0.primitives);
+    assert_nothing_allocated_since(mark);
     dnnl_memory_destroy(ddst_m);
     dg_free(ddst);
     fix_free(&f);
