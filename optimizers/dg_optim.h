@@ -280,7 +280,8 @@ struct dg_method {
     void *priv;           /* further state, owned (dg_free'd by dg_method_free) */
 };
 
-/* Creates method `name` (erm, lookahead, sam, asam, swad, dgsam) driving base
+/* Creates method `name` (erm, lookahead, sam, asam, swad, dgsam,
+ * lookbehind-sam, lookbehind-asam) driving base
  * optimizer `base_name` over ps's layout (borrowed: ps must outlive m; its
  * buffers must be allocated, and the method's initial state, e.g.
  * Lookahead's slow weights, is taken from ps->data now). seed is

@@ -22,11 +22,13 @@ static const method_entry method_table[] = {
     {"asam", dg_method_init_asam},
     {"swad", dg_method_init_swad},
     {"dgsam", dg_method_init_dgsam},
+    {"lookbehind-sam", dg_method_init_lookbehind_sam},
+    {"lookbehind-asam", dg_method_init_lookbehind_asam},
 };
 
 /* Methods of ALGORITHMS.md §16 that this build does not provide yet. */
 static const char *const method_planned[] = {
-    "lookbehind-sam", "lookbehind-asam", "saf", "mesa",
+    "saf", "mesa",
 };
 
 void dg_method_cfg_default(dg_method_cfg *cfg) {

@@ -15,6 +15,21 @@ dg_status dg_method_init_sam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_asam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_swad(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_dgsam(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_lookbehind_sam(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_lookbehind_asam(dg_method *m, const dg_param_set *ps);
+
+/* Lookbehind's adaptive alpha (ALGORITHMS.md §9): (1 + cos(a, b))/2 with
+ * cos = dot / max(sqrt(na2)*sqrt(nb2), 1e-8), clamped to [0, 1]; dot = <a, b>,
+ * na2 = ||a||^2, nb2 = ||b||^2 (double). */
+/* ASAM's scaling g_i <- T_i * g_i, T_i = |w_i| + eta on the spans of
+ * DG_PARAM_ASAM_SCALED tensors (sam.c); w, g: (d). Shared by ASAM and
+ * Lookbehind-ASAM so their arithmetic is the same. */
+void dg_asam_scale(const dg_optim *o, const float *w, float *g, float eta);
+double dg_lookbehind_alpha_from_sums(double dot, double na2, double nb2);
+/* The same for one tensor's a = theta1 - phi, b = theta - phi, summed
+ * serially in double; phi, theta1, theta: (n). */
+double dg_lookbehind_alpha(const float *phi, const float *theta1, const float *theta,
+        size_t n);
 
 /* A zeroed (d)-float buffer (at least one element). */
 float *dg_method_new_buf(size_t d);

@@ -17,8 +17,7 @@
 
 #include "method_impl.h"
 
-/* g_i <- T_i * g_i with T_i = |w_i| + eta on scaled spans; w, g: (d). */
-static void asam_scale(const dg_optim *o, const float *w, float *g, float eta) {
+void dg_asam_scale(const dg_optim *o, const float *w, float *g, float eta) {
     const dg_optim_span *sp = o->spans;
 #pragma omp parallel for schedule(static) if (o->n_spans > 1)
     for (size_t k = 0; k < o->n_spans; k++) {
@@ -50,9 +49,9 @@ static void sam_step(dg_method *m, dg_param_set *ps, const dg_closure *cl, float
 static void asam_step(dg_method *m, dg_param_set *ps, const dg_closure *cl, float lr) {
     const float eta = (float)m->cfg.asam_eta;
     cl->eval(cl->ctx, DG_DOMAIN_ALL, DG_CLOSURE_BN_UPDATE);
-    asam_scale(m->base, ps->data, ps->grad, eta);                 /* T (.) g */
+    dg_asam_scale(m->base, ps->data, ps->grad, eta);                 /* T (.) g */
     const float c = (float)(m->cfg.asam_rho / (dg_vec_norm2(ps->grad, ps->d) + 1e-12));
-    asam_scale(m->base, ps->data, ps->grad, eta);                 /* T^2 (.) g */
+    dg_asam_scale(m->base, ps->data, ps->grad, eta);                 /* T^2 (.) g */
     perturb_descend(m, ps, cl, lr, c, ps->grad);
 }
 
