@@ -17,90 +17,16 @@
 
 #include "alloc_hook.h"
 #include "common.h"
+#include "optim_toy.h"
 #include "optimizers/dg_optim.h"
 
 /* ---- toy closure ----------------------------------------------------------- */
-
-#define TOY_CALLS 64
-#define TOY_SEEN 4
-#define TOY_REFRESH 16
-
-typedef struct toy {
-    dg_param_set *ps;
-    const float *a;   /* (d) minimum, NULL = 0 */
-    const float *c;   /* (d) curvature, NULL = 1 */
-    int n_calls;      /* every call counts; the first TOY_CALLS are recorded */
-    int domain[TOY_CALLS];
-    unsigned flags[TOY_CALLS];
-    float seen[TOY_CALLS][TOY_SEEN]; /* first weights at each call */
-    int n_refresh;
-    const float *refresh_params[TOY_REFRESH];
-    float refresh_w0[TOY_REFRESH]; /* params[0] at the call */
-    long refresh_batches[TOY_REFRESH];
-    int refresh_mode[TOY_REFRESH];
-} toy;
-
-static double toy_eval(void *ctx, int domain, unsigned flags) {
-    toy *t = ctx;
-    const size_t d = t->ps->d;
-    const float *w = t->ps->data;
-    float *g = t->ps->grad;
-    if (t->n_calls < TOY_CALLS) {
-        t->domain[t->n_calls] = domain;
-        t->flags[t->n_calls] = flags;
-        for (size_t i = 0; i < TOY_SEEN && i < d; i++) t->seen[t->n_calls][i] = w[i];
-    }
-    t->n_calls++;
-    double loss = 0.0;
-    for (size_t i = 0; i < d; i++) {
-        const float diff = w[i] - (t->a ? t->a[i] : 0.f);
-        const float ci = t->c ? t->c[i] : 1.f;
-        g[i] = ci * diff;
-        loss += 0.5 * ci * (double)diff * diff;
-    }
-    return loss;
-}
-
-static void toy_refresh(void *ctx, const float *params, long n_batches, int mode) {
-    toy *t = ctx;
-    if (t->n_refresh < TOY_REFRESH) {
-        t->refresh_params[t->n_refresh] = params;
-        t->refresh_w0[t->n_refresh] = params[0];
-        t->refresh_batches[t->n_refresh] = n_batches;
-        t->refresh_mode[t->n_refresh] = mode;
-    }
-    t->n_refresh++;
-}
-
-static void toy_init(toy *t, dg_closure *cl, dg_param_set *ps, const float *a, const float *c) {
-    memset(t, 0, sizeof(*t));
-    t->ps = ps;
-    t->a = a;
-    t->c = c;
-    memset(cl, 0, sizeof(*cl));
-    cl->eval = toy_eval;
-    cl->bn_refresh = toy_refresh;
-    cl->ctx = t;
-    cl->n_domains = 1;
-}
-
-/* A parameter store of n 1-D tensors "t0", "t1", ... of sizes[i], flags[i]. */
-static void make_ps(dg_param_set *ps, int n, const size_t *sizes, const unsigned *flags) {
-    dg_params_init(ps);
-    char name[16];
-    for (int i = 0; i < n; i++) {
-        const int64_t shape[1] = {(int64_t)sizes[i]};
-        snprintf(name, sizeof(name), "t%d", i);
-        dg_params_add(ps, name, 1, shape, flags[i], DG_INIT_CONST, 0.f);
-    }
-    dg_params_alloc(ps);
-}
 
 /* The §15 store: d = 2, one tensor, decay on, ASAM-scaled, w = (3, 4). */
 static void make_ps_toy(dg_param_set *ps) {
     const size_t sizes[1] = {2};
     const unsigned flags[1] = {DG_PARAM_ASAM_SCALED};
-    make_ps(ps, 1, sizes, flags);
+    toy_make_ps(ps, 1, sizes, flags);
     ps->data[0] = 3.f;
     ps->data[1] = 4.f;
 }
@@ -111,7 +37,7 @@ static const unsigned mix_flags[3] = {DG_PARAM_ASAM_SCALED, DG_PARAM_NO_DECAY, 0
 static float mix_a[15], mix_c[15], mix_w0[15];
 
 static void make_ps_mix(dg_param_set *ps) {
-    make_ps(ps, 3, mix_sizes, mix_flags);
+    toy_make_ps(ps, 3, mix_sizes, mix_flags);
     fill_uniform(mix_w0, 15, 101, -1.f, 1.f);
     fill_uniform(mix_a, 15, 102, -1.f, 1.f);
     fill_uniform(mix_c, 15, 103, 0.5f, 2.f);
@@ -125,15 +51,6 @@ static dg_method_cfg cfg_plain(void) {
     cfg.momentum = 0.0;
     cfg.weight_decay = 0.0;
     return cfg;
-}
-
-static dg_method *make_method(const char *name, const char *base, const dg_method_cfg *cfg,
-        const dg_param_set *ps) {
-    dg_method *m = NULL;
-    const dg_status st = dg_method_create(name, base, cfg, ps, 7, &m);
-    ck_assert_msg(st == DG_STATUS_OK, "%s/%s: %s", name, base, dg_status_str(st));
-    ck_assert_ptr_nonnull(m);
-    return m;
 }
 
 /* Steps t0 .. t0+n-1 at lr, the closure's epoch = t / 3. */
@@ -165,7 +82,7 @@ START_TEST(sgd_plain_step_is_w_minus_lr_g_bitwise) {
     dg_param_set ps;
     make_ps_mix(&ps);
     dg_method_cfg cfg = cfg_plain();
-    dg_method *m = make_method("erm", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("erm", "sgd", &cfg, &ps);
     ck_assert_ptr_null(m->base->state[0]); /* no momentum buffer when mu = 0 */
     ck_assert_ptr_null(m->base->state[1]);
     toy t;
@@ -215,7 +132,7 @@ START_TEST(base_toy_steps_match_section_15_1) {
         cfg.momentum = tc->momentum;
         cfg.nesterov = tc->nesterov;
         cfg.weight_decay = tc->wd;
-        dg_method *m = make_method("erm", tc->base, &cfg, &ps);
+        dg_method *m = toy_make_method("erm", tc->base, &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, NULL, NULL);
@@ -291,7 +208,7 @@ START_TEST(base_steps_match_double_closed_forms) {
         cfg.wd_all = cases[k].wd_all;
         cfg.beta1 = 0.8; /* not the defaults, so a swapped beta shows */
         cfg.beta2 = 0.99;
-        dg_method *m = make_method("erm", cases[k].base, &cfg, &ps);
+        dg_method *m = toy_make_method("erm", cases[k].base, &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -330,7 +247,7 @@ END_TEST
 static void run_erm(const char *base, const dg_method_cfg *cfg, int steps, float *out) {
     dg_param_set ps;
     make_ps_mix(&ps);
-    dg_method *m = make_method("erm", base, cfg, &ps);
+    dg_method *m = toy_make_method("erm", base, cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -362,7 +279,7 @@ START_TEST(reset_reproduces_a_fresh_optimizer_bitwise) {
         run_erm(bases[k], &cfg, 4, fresh);
         dg_param_set ps;
         make_ps_mix(&ps);
-        dg_method *m = make_method("erm", bases[k], &cfg, &ps);
+        dg_method *m = toy_make_method("erm", bases[k], &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -443,7 +360,7 @@ START_TEST(lookahead_per_cycle_schedule_is_constant_within_a_cycle) {
     dg_method_cfg cfg = cfg_plain();
     cfg.la_k = 5;
     cfg.la_schedule_per_cycle = true;
-    dg_method *m = make_method("lookahead", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("lookahead", "sgd", &cfg, &ps);
     const dg_sched s = {.kind = DG_SCHED_POLY, .lr = 0.05, .power = 0.9, .total = 40};
     for (long t = 0; t < 40; t++) {
         const float lr = dg_sched_lr(&s, dg_method_sched_step(m, t));
@@ -452,7 +369,7 @@ START_TEST(lookahead_per_cycle_schedule_is_constant_within_a_cycle) {
     }
     dg_method_free(m);
     cfg.la_schedule_per_cycle = false;
-    m = make_method("lookahead", "sgd", &cfg, &ps);
+    m = toy_make_method("lookahead", "sgd", &cfg, &ps);
     ck_assert_int_eq(dg_method_sched_step(m, 17), 17);
     dg_method_free(m);
     dg_params_free(&ps);
@@ -495,7 +412,7 @@ static void run_mix(const char *method, const char *base, const dg_method_cfg *c
         float *out, float *eval) {
     dg_param_set ps;
     make_ps_mix(&ps);
-    dg_method *m = make_method(method, base, cfg, &ps);
+    dg_method *m = toy_make_method(method, base, cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -544,7 +461,7 @@ START_TEST(lookahead_alpha_zero_returns_to_the_cycle_start) {
     dg_param_set ps;
     make_ps_mix(&ps);
     dg_method_cfg cfg = cfg_la(3, 0.0, DG_LA_ENDPOINT_MEAN, DG_LA_REG_NONE, 0.01);
-    dg_method *m = make_method("lookahead", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("lookahead", "sgd", &cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -612,11 +529,11 @@ START_TEST(lookahead_regulariser_gradient_scales_as_one_over_d) {
             dg_param_set ps;
             const size_t sizes[2] = {3, 3};
             const unsigned flags[2] = {0, 0};
-            make_ps(&ps, dup ? 2 : 1, sizes, flags);
+            toy_make_ps(&ps, dup ? 2 : 1, sizes, flags);
             for (size_t i = 0; i < ps.d; i++) ps.data[i] = 1.f - 0.25f * (float)(i % 3);
             dg_method_cfg cfg = cfg_la(4, 0.5, DG_LA_ENDPOINT_MEAN, (dg_la_reg)r,
                     dup ? 0.6 : 0.3);
-            dg_method *m = make_method("lookahead", "sgd", &cfg, &ps);
+            dg_method *m = toy_make_method("lookahead", "sgd", &cfg, &ps);
             toy t;
             dg_closure cl;
             toy_init(&t, &cl, &ps, dup ? a2 : a1, dup ? c2 : c1);
@@ -644,7 +561,7 @@ static float la_toy_run(size_t d, double strength, dg_la_reg reg, dg_la_endpoint
     dg_param_set ps;
     const size_t sizes[1] = {d};
     const unsigned flags[1] = {0};
-    make_ps(&ps, 1, sizes, flags);
+    toy_make_ps(&ps, 1, sizes, flags);
     for (size_t i = 0; i < d; i++) ps.data[i] = 1.f;
     dg_method_cfg cfg = cfg_plain();
     cfg.la_k = 3;
@@ -652,7 +569,7 @@ static float la_toy_run(size_t d, double strength, dg_la_reg reg, dg_la_endpoint
     cfg.la_endpoint = e;
     cfg.la_reg = reg;
     cfg.la_reg_strength = strength;
-    dg_method *m = make_method("lookahead", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("lookahead", "sgd", &cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, NULL, NULL);
@@ -706,7 +623,7 @@ START_TEST(lookahead_hooks_follow_section_5_3) {
     make_ps_mix(&ps);
     dg_method_cfg cfg = cfg_la(2, 0.5, DG_LA_ENDPOINT_MEAN, DG_LA_REG_NONE, 0.01);
     cfg.la_bn_refresh_final = 37;
-    dg_method *m = make_method("lookahead", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("lookahead", "sgd", &cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -742,7 +659,7 @@ START_TEST(lookahead_hooks_follow_section_5_3) {
     memcpy(ps.data, mix_w0, sizeof(mix_w0));
     cfg.la_bn_refresh = false;
     cfg.la_momentum = DG_LA_MOMENTUM_RESET;
-    m = make_method("lookahead", "adam", &cfg, &ps);
+    m = toy_make_method("lookahead", "adam", &cfg, &ps);
     toy_init(&t, &cl, &ps, mix_a, mix_c);
     run_steps(m, &ps, &cl, 0, 1, 0.05f);
     ck_assert_int_eq(m->base->t, 1);
@@ -775,7 +692,7 @@ START_TEST(sam_and_asam_toy_steps_match_section_15_2) {
         cfg.sam_rho = cases[k].rho;
         cfg.asam_rho = cases[k].rho;
         cfg.asam_eta = cases[k].eta;
-        dg_method *m = make_method(cases[k].method, "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method(cases[k].method, "sgd", &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, NULL, NULL);
@@ -814,7 +731,7 @@ START_TEST(asam_on_unscaled_tensors_equals_sam_bitwise) {
     float out[2][15];
     for (int k = 0; k < 2; k++) {
         dg_param_set ps;
-        make_ps(&ps, 3, sizes, flags);
+        toy_make_ps(&ps, 3, sizes, flags);
         fill_uniform(ps.data, 15, 101, -1.f, 1.f);
         fill_uniform(mix_a, 15, 102, -1.f, 1.f);
         fill_uniform(mix_c, 15, 103, 0.5f, 2.f);
@@ -822,7 +739,7 @@ START_TEST(asam_on_unscaled_tensors_equals_sam_bitwise) {
         dg_method_cfg_default(&cfg);
         cfg.sam_rho = 0.3;
         cfg.asam_rho = 0.3;
-        dg_method *m = make_method(k ? "asam" : "sam", "adam", &cfg, &ps);
+        dg_method *m = toy_make_method(k ? "asam" : "sam", "adam", &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -846,7 +763,7 @@ START_TEST(asam_at_zero_weights_equals_sam_with_radius_rho_eta) {
         cfg.sam_rho = 0.5 * 0.01;
         cfg.asam_rho = 0.5;
         cfg.asam_eta = 0.01;
-        dg_method *m = make_method(k ? "asam" : "sam", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method(k ? "asam" : "sam", "sgd", &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, a, NULL);
@@ -869,7 +786,7 @@ START_TEST(sam_family_base_update_sees_pre_step_weights) {
         dg_method_cfg cfg;
         dg_method_cfg_default(&cfg);
         cfg.sam_rho = 0.2;
-        dg_method *m = make_method(methods[k], "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method(methods[k], "sgd", &cfg, &ps);
         dg_optim *twin = NULL;
         ck_assert_int_eq(dg_optim_create("sgd", &m->base->hp, &ps, &twin), DG_STATUS_OK);
         toy t;
@@ -901,7 +818,7 @@ START_TEST(erm_calls_the_closure_once_with_bn_update) {
     make_ps_mix(&ps);
     dg_method_cfg cfg;
     dg_method_cfg_default(&cfg);
-    dg_method *m = make_method("erm", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("erm", "sgd", &cfg, &ps);
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -976,7 +893,7 @@ START_TEST(state_save_load_continues_bit_for_bit) {
         const dg_method_cfg cfg = combo_cfg(&combos[k]);
         dg_param_set ps;
         make_ps_mix(&ps);
-        dg_method *m = make_method(combos[k].method, combos[k].base, &cfg, &ps);
+        dg_method *m = toy_make_method(combos[k].method, combos[k].base, &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -998,7 +915,7 @@ START_TEST(state_save_load_continues_bit_for_bit) {
 
         /* a fresh method from other weights, then the checkpoint */
         fill_uniform(ps.data, 15, 999, -3.f, 3.f);
-        dg_method *m2 = make_method(combos[k].method, combos[k].base, &cfg, &ps);
+        dg_method *m2 = toy_make_method(combos[k].method, combos[k].base, &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
         dg_tensor_reader r;
         ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
@@ -1027,7 +944,7 @@ START_TEST(state_load_reports_missing_and_misshapen_state) {
     make_ps_mix(&ps);
     dg_method_cfg cfg;
     dg_method_cfg_default(&cfg);
-    dg_method *sam = make_method("sam", "sgd", &cfg, &ps);
+    dg_method *sam = toy_make_method("sam", "sgd", &cfg, &ps);
     dg_tensor_writer w;
     dg_tensor_writer_init(&w);
     dg_method_state_save(sam, &w);
@@ -1035,7 +952,7 @@ START_TEST(state_load_reports_missing_and_misshapen_state) {
     dg_tensor_writer_free(&w);
     dg_tensor_reader r;
     ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
-    dg_method *la = make_method("lookahead", "sgd", &cfg, &ps);
+    dg_method *la = toy_make_method("lookahead", "sgd", &cfg, &ps);
     capture cap;
     capture_begin(&cap);
     const dg_status st = dg_method_state_load(la, &r);
@@ -1043,7 +960,7 @@ START_TEST(state_load_reports_missing_and_misshapen_state) {
     ck_assert_int_eq(st, DG_STATUS_ERR_MISSING);
     ck_assert_ptr_nonnull(strstr(log, "optim.lookahead"));
     dg_free(log);
-    dg_method *adam = make_method("sam", "adam", &cfg, &ps);
+    dg_method *adam = toy_make_method("sam", "adam", &cfg, &ps);
     capture_begin(&cap);
     ck_assert_int_eq(dg_method_state_load(adam, &r), DG_STATUS_ERR_MISSING);
     dg_free(capture_end(&cap));
@@ -1055,7 +972,7 @@ START_TEST(state_load_reports_missing_and_misshapen_state) {
 
     /* the same names over a store of another size */
     make_ps_toy(&ps);
-    dg_method *small = make_method("sam", "sgd", &cfg, &ps);
+    dg_method *small = toy_make_method("sam", "sgd", &cfg, &ps);
     ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
     capture_begin(&cap);
     ck_assert_int_eq(dg_method_state_load(small, &r), DG_STATUS_ERR_SHAPE);
@@ -1113,7 +1030,7 @@ START_TEST(unknown_names_and_bad_values_are_config_errors) {
     bad.la_k = 0;
     dg_param_set ps;
     make_ps_toy(&ps);
-    dg_method *m = make_method("sam", "sgd", &bad, &ps);
+    dg_method *m = toy_make_method("sam", "sgd", &bad, &ps);
     dg_method_free(m);
     dg_params_free(&ps);
 }
@@ -1140,7 +1057,7 @@ START_TEST(step_allocates_nothing) {
         const dg_method_cfg cfg = combo_cfg(&combos[k]);
         dg_param_set ps;
         make_ps_mix(&ps);
-        dg_method *m = make_method(combos[k].method, combos[k].base, &cfg, &ps);
+        dg_method *m = toy_make_method(combos[k].method, combos[k].base, &cfg, &ps);
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
@@ -1182,9 +1099,9 @@ START_TEST(results_do_not_depend_on_thread_count) {
         for (int th = 0; th < 2; th++) {
             omp_set_num_threads(th + 1);
             dg_param_set ps;
-            make_ps(&ps, 3, sizes, flags);
+            toy_make_ps(&ps, 3, sizes, flags);
             memcpy(ps.data, w0, d * sizeof(float));
-            dg_method *m = make_method(combos[k].method, combos[k].base, &cfg, &ps);
+            dg_method *m = toy_make_method(combos[k].method, combos[k].base, &cfg, &ps);
             toy t;
             dg_closure cl;
             toy_init(&t, &cl, &ps, a, c);

@@ -15,66 +15,9 @@
 #include <string.h>
 
 #include "common.h"
+#include "optim_toy.h"
 #include "optimizers/dg_optim.h"
 #include "optimizers/method_impl.h"
-
-/* ---- toy closure ----------------------------------------------------------- */
-
-#define TOY_CALLS 64
-
-typedef struct toy {
-    dg_param_set *ps;
-    const float *a;   /* (d) minimum */
-    const float *c;   /* (d) curvature */
-    int n_calls;
-    int domain[TOY_CALLS];
-    unsigned flags[TOY_CALLS];
-    float seen[TOY_CALLS][2]; /* w[0], w[1] at the call */
-} toy;
-
-static double toy_eval(void *ctx, int domain, unsigned flags) {
-    toy *t = ctx;
-    const size_t d = t->ps->d;
-    const float *w = t->ps->data;
-    float *g = t->ps->grad;
-    if (t->n_calls < TOY_CALLS) {
-        t->domain[t->n_calls] = domain;
-        t->flags[t->n_calls] = flags;
-        t->seen[t->n_calls][0] = w[0];
-        t->seen[t->n_calls][1] = d > 1 ? w[1] : 0.f;
-    }
-    t->n_calls++;
-    double loss = 0.0;
-    for (size_t i = 0; i < d; i++) {
-        const float diff = w[i] - t->a[i];
-        g[i] = t->c[i] * diff;
-        loss += 0.5 * t->c[i] * (double)diff * diff;
-    }
-    return loss;
-}
-
-static void toy_init(toy *t, dg_closure *cl, dg_param_set *ps, const float *a, const float *c) {
-    memset(t, 0, sizeof(*t));
-    t->ps = ps;
-    t->a = a;
-    t->c = c;
-    memset(cl, 0, sizeof(*cl));
-    cl->eval = toy_eval;
-    cl->ctx = t;
-    cl->n_domains = 1;
-}
-
-/* A store of tensors "w0", "w1", ... with sizes n[0 .. nt-1] and flags. */
-static void make_ps(dg_param_set *ps, int nt, const size_t *n, const unsigned *flags) {
-    dg_params_init(ps);
-    for (int k = 0; k < nt; k++) {
-        char name[16];
-        snprintf(name, sizeof(name), "w%d", k);
-        const int64_t shape[1] = {(int64_t)n[k]};
-        dg_params_add(ps, name, 1, shape, flags[k], DG_INIT_CONST, 0.f);
-    }
-    dg_params_alloc(ps);
-}
 
 /* d = 15 over three tensors (scaled, unscaled no-decay, scaled) with random
  * w0, a, c. */
@@ -85,20 +28,11 @@ static void make_mix(dg_param_set *ps) {
     static const size_t n[3] = {7, 3, 5};
     static const unsigned fl[3] = {DG_PARAM_ASAM_SCALED, DG_PARAM_NO_DECAY,
         DG_PARAM_ASAM_SCALED};
-    make_ps(ps, 3, n, fl);
+    toy_make_ps(ps, 3, n, fl);
     fill_uniform(mix_w0, MIX_D, 301, -1.f, 1.f);
     fill_uniform(mix_a, MIX_D, 302, -1.f, 1.f);
     fill_uniform(mix_c, MIX_D, 303, 0.5f, 2.f);
     memcpy(ps->data, mix_w0, sizeof(mix_w0));
-}
-
-static dg_method *make_method(const char *name, const char *base, const dg_method_cfg *cfg,
-        const dg_param_set *ps) {
-    dg_method *m = NULL;
-    const dg_status st = dg_method_create(name, base, cfg, ps, 7, &m);
-    ck_assert_msg(st == DG_STATUS_OK, "%s/%s: %s", name, base, dg_status_str(st));
-    ck_assert_ptr_nonnull(m);
-    return m;
 }
 
 #define ASSERT_BITWISE(got, exp, n, what) do { \
@@ -133,7 +67,7 @@ static void run_mix(const char *method, const char *base, const dg_method_cfg *c
     toy t;
     dg_closure cl;
     toy_init(&t, &cl, &ps, mix_a, mix_c);
-    dg_method *m = make_method(method, base, cfg, &ps);
+    dg_method *m = toy_make_method(method, base, cfg, &ps);
     for (int s = 0; s < n; s++) dg_method_step(m, &ps, &cl, 0.05f);
     memcpy(w, ps.data, sizeof(float) * MIX_D);
     dg_method_free(m);
@@ -184,7 +118,7 @@ START_TEST(toy_matches_section_15_5) {
     for (int v = 0; v < 4; v++) {
         const bool adaptive = v & 1, reuse = v & 2;
         dg_param_set ps;
-        make_ps(&ps, 1, &n2, &fl);
+        toy_make_ps(&ps, 1, &n2, &fl);
         ps.data[0] = 3.f;
         ps.data[1] = 4.f;
         toy t;
@@ -194,7 +128,7 @@ START_TEST(toy_matches_section_15_5) {
         cfg.weight_decay = 0.0;
         cfg.sam_rho = 0.05;
         cfg.lb_reuse_ascent = reuse;
-        dg_method *m = make_method("lookbehind-sam", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method("lookbehind-sam", "sgd", &cfg, &ps);
         dg_method_step(m, &ps, &cl, 0.1f);
         /* ascent at (3, 4), descent at (3.03, 4.04), ascent there (unless
          * reused), descent at (3.06, 4.08) */
@@ -252,7 +186,7 @@ START_TEST(adaptive_alpha_is_per_tensor_over_several_spans) {
     const size_t n[3] = {2 * DG_OPTIM_SPAN + 123, 5, 17};
     const unsigned fl[3] = {DG_PARAM_ASAM_SCALED, DG_PARAM_NO_DECAY, DG_PARAM_ASAM_SCALED};
     dg_param_set ps;
-    make_ps(&ps, 3, n, fl);
+    toy_make_ps(&ps, 3, n, fl);
     const size_t d = ps.d;
     float *a = dg_xmalloc(d * sizeof(float)), *c = dg_xmalloc(d * sizeof(float));
     float *w = dg_xmalloc(d * sizeof(float));
@@ -267,7 +201,7 @@ START_TEST(adaptive_alpha_is_per_tensor_over_several_spans) {
         dg_method_cfg cfg = lb_cfg(0.9, 3, true, 0.5);
         cfg.sam_rho = 0.5;
         cfg.asam_rho = 1.0;
-        dg_method *m = make_method(names[v], "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method(names[v], "sgd", &cfg, &ps);
         for (int s = 0; s < 3; s++) {
             dg_method_step(m, &ps, &cl, 0.3f);
             float alphas[3];
@@ -309,7 +243,7 @@ START_TEST(closure_calls_and_flags_per_step) {
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
-        dg_method *m = make_method(name, "adam", &cfg, &ps);
+        dg_method *m = toy_make_method(name, "adam", &cfg, &ps);
         const int per = reuse ? (int)k + 1 : 2 * (int)k, steps = 4;
         for (int s = 0; s < steps; s++) {
             float w_pre[MIX_D];
@@ -365,7 +299,7 @@ START_TEST(state_save_load_continues_bit_for_bit) {
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
-        dg_method *m = make_method(name, base, &cfg, &ps);
+        dg_method *m = toy_make_method(name, base, &cfg, &ps);
         for (int s = 0; s < 4; s++) dg_method_step(m, &ps, &cl, 0.05f);
         float w_saved[MIX_D];
         memcpy(w_saved, ps.data, sizeof(w_saved));
@@ -379,7 +313,7 @@ START_TEST(state_save_load_continues_bit_for_bit) {
         memcpy(ref, ps.data, sizeof(ref));
         dg_method_free(m);
 
-        dg_method *m2 = make_method(name, base, &cfg, &ps);
+        dg_method *m2 = toy_make_method(name, base, &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
         dg_tensor_reader r;
         ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
@@ -413,7 +347,7 @@ START_TEST(step_allocates_nothing) {
         toy t;
         dg_closure cl;
         toy_init(&t, &cl, &ps, mix_a, mix_c);
-        dg_method *m = make_method(names[v & 1], "adam", &cfg, &ps);
+        dg_method *m = toy_make_method(names[v & 1], "adam", &cfg, &ps);
         dg_method_step(m, &ps, &cl, 0.05f); /* warms the OpenMP pool */
         const alloc_mark mark = alloc_mark_now();
         for (int s = 0; s < 10; s++) dg_method_step(m, &ps, &cl, 0.05f);
@@ -433,7 +367,7 @@ static void expect_config_error(const char *method, const dg_method_cfg *cfg,
     dg_param_set ps;
     const size_t n = 2;
     const unsigned fl = 0;
-    make_ps(&ps, 1, &n, &fl);
+    toy_make_ps(&ps, 1, &n, &fl);
     dg_method *m = (dg_method *)&ps; /* must be reset to NULL */
     capture cap;
     capture_begin(&cap);
@@ -468,11 +402,11 @@ START_TEST(bad_values_are_config_errors) {
     dg_param_set ps;
     const size_t n = 2;
     const unsigned fl = 0;
-    make_ps(&ps, 1, &n, &fl);
+    toy_make_ps(&ps, 1, &n, &fl);
     bad = cfg;
     bad.lb_alpha = 7.0;
     bad.asam_eta = -0.1;
-    dg_method *m = make_method("lookbehind-sam", "sgd", &bad, &ps);
+    dg_method *m = toy_make_method("lookbehind-sam", "sgd", &bad, &ps);
     dg_method_free(m);
     dg_params_free(&ps);
 }

@@ -22,95 +22,13 @@
 
 #include "alloc_hook.h"
 #include "common.h"
+#include "optim_toy.h"
 #include "optimizers/dg_optim.h"
 
-/* ---- toy closure ----------------------------------------------------------- */
-
-#define TOY_CALLS 64
-#define TOY_DOMAINS 4
-
-typedef struct toy {
-    dg_param_set *ps;
-    bool ramp;        /* g = -1 everywhere, loss 0 */
-    const float *a;   /* (d) minimum (one domain, or da == NULL) */
-    const float *c;   /* (d) curvature */
-    int n_dom;        /* domains with their own minima da[k]; 0 = use a */
-    const float *da[TOY_DOMAINS]; /* (d) each: domain k's minimum */
-    int n_calls;
-    int domain[TOY_CALLS];
-    unsigned flags[TOY_CALLS];
-    float seen[TOY_CALLS][2]; /* w[0], w[1] at the call */
-    int n_refresh;
-    const float *refresh_params;
-    long refresh_batches;
-    int refresh_mode;
-} toy;
-
-/* Domain k's loss 1/2 sum_i c_i (w_i - a_k,i)^2; DG_DOMAIN_ALL with several
- * domains: the mean of their losses (gradient summed in double). */
-static double toy_eval(void *ctx, int domain, unsigned flags) {
-    toy *t = ctx;
-    const size_t d = t->ps->d;
-    const float *w = t->ps->data;
-    float *g = t->ps->grad;
-    if (t->n_calls < TOY_CALLS) {
-        t->domain[t->n_calls] = domain;
-        t->flags[t->n_calls] = flags;
-        t->seen[t->n_calls][0] = w[0];
-        t->seen[t->n_calls][1] = d > 1 ? w[1] : 0.f;
-    }
-    t->n_calls++;
-    double loss = 0.0;
-    if (t->ramp) {
-        for (size_t i = 0; i < d; i++) g[i] = -1.f;
-        return loss;
-    }
-    if (domain == DG_DOMAIN_ALL && t->n_dom > 1) {
-        for (size_t i = 0; i < d; i++) {
-            double gi = 0.0;
-            for (int k = 0; k < t->n_dom; k++) {
-                const double diff = (double)w[i] - t->da[k][i];
-                gi += t->c[i] * diff;
-                loss += 0.5 * t->c[i] * diff * diff;
-            }
-            g[i] = (float)(gi / t->n_dom);
-        }
-        return loss / t->n_dom;
-    }
-    DG_ASSERT(domain == DG_DOMAIN_ALL || (domain >= 0 && domain < DG_MAX(t->n_dom, 1)));
-    const float *a = t->n_dom ? t->da[domain == DG_DOMAIN_ALL ? 0 : domain] : t->a;
-    for (size_t i = 0; i < d; i++) {
-        const float diff = w[i] - a[i];
-        g[i] = t->c[i] * diff;
-        loss += 0.5 * t->c[i] * (double)diff * diff;
-    }
-    return loss;
-}
-
-static void toy_refresh(void *ctx, const float *params, long n_batches, int mode) {
-    toy *t = ctx;
-    t->n_refresh++;
-    t->refresh_params = params;
-    t->refresh_batches = n_batches;
-    t->refresh_mode = mode;
-}
-
-static void toy_init(toy *t, dg_closure *cl, dg_param_set *ps) {
-    memset(t, 0, sizeof(*t));
-    t->ps = ps;
-    memset(cl, 0, sizeof(*cl));
-    cl->eval = toy_eval;
-    cl->bn_refresh = toy_refresh;
-    cl->ctx = t;
-    cl->n_domains = 1;
-}
-
-/* A store of one 1-D tensor "w" of d elements, all zero. */
+/* A store of one ASAM-scaled 1-D tensor of d elements, all zero. */
 static void make_ps(dg_param_set *ps, size_t d) {
-    dg_params_init(ps);
-    const int64_t shape[1] = {(int64_t)d};
-    dg_params_add(ps, "w", 1, shape, DG_PARAM_ASAM_SCALED, DG_INIT_CONST, 0.f);
-    dg_params_alloc(ps);
+    const unsigned flags = DG_PARAM_ASAM_SCALED;
+    toy_make_ps(ps, 1, &d, &flags);
 }
 
 #define MIX_D 15
@@ -123,18 +41,9 @@ static void make_mix(dg_param_set *ps, toy *t, dg_closure *cl) {
     fill_uniform(mix_a, MIX_D, 202, -1.f, 1.f);
     fill_uniform(mix_c, MIX_D, 203, 0.5f, 2.f);
     memcpy(ps->data, mix_w0, sizeof(mix_w0));
-    toy_init(t, cl, ps);
+    toy_init(t, cl, ps, NULL, NULL);
     t->a = mix_a;
     t->c = mix_c;
-}
-
-static dg_method *make_method(const char *name, const char *base, const dg_method_cfg *cfg,
-        const dg_param_set *ps) {
-    dg_method *m = NULL;
-    const dg_status st = dg_method_create(name, base, cfg, ps, 7, &m);
-    ck_assert_msg(st == DG_STATUS_OK, "%s/%s: %s", name, base, dg_status_str(st));
-    ck_assert_ptr_nonnull(m);
-    return m;
 }
 
 #define ASSERT_BITWISE(got, exp, n, what) do { \
@@ -245,10 +154,10 @@ START_TEST(swad_scripted_losses_match_section_15_4) {
         ps.data[0] = -1.f;
         toy t;
         dg_closure cl;
-        toy_init(&t, &cl, &ps);
+        toy_init(&t, &cl, &ps, NULL, NULL);
         t.ramp = true;
         const dg_method_cfg cfg = swad_cfg(sc[k].every);
-        dg_method *m = make_method("swad", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method("swad", "sgd", &cfg, &ps);
         const long stop = run_swad(m, &ps, &cl, 0, sc[k].T, losses_15_4, sc[k].n_losses, 1.f,
                 NULL);
         ck_assert_msg(stop == sc[k].stop, "scenario %zu: stop %ld", k, stop);
@@ -262,9 +171,9 @@ START_TEST(swad_scripted_losses_match_section_15_4) {
         ck_assert_msg(fabs(p[0] - sc[k].avg) <= 1e-6, "scenario %zu: A = %.9g, expected %g", k,
                 (double)p[0], sc[k].avg);
         ck_assert_int_eq(t.n_refresh, 1); /* cumulative refresh at A */
-        ck_assert(t.refresh_params == p);
-        ck_assert_int_eq(t.refresh_batches, 37);
-        ck_assert_int_eq(t.refresh_mode, DG_BN_REFRESH_CUMULATIVE);
+        ck_assert(t.refresh_params[0] == p);
+        ck_assert_int_eq(t.refresh_batches[0], 37);
+        ck_assert_int_eq(t.refresh_mode[0], DG_BN_REFRESH_CUMULATIVE);
         save_state(m, path);
         ck_assert_int_eq(read_i64(path, "optim.swad.start"), sc[k].start);
         ck_assert_int_eq(read_i64(path, "optim.swad.end"), sc[k].end);
@@ -296,7 +205,7 @@ START_TEST(swad_average_is_the_mean_of_the_accepted_iterates) {
         dg_closure cl;
         make_mix(&ps, &t, &cl);
         const dg_method_cfg cfg = swad_cfg(cases[k].every);
-        dg_method *m = make_method("swad", "adam", &cfg, &ps);
+        dg_method *m = toy_make_method("swad", "adam", &cfg, &ps);
         double *iter = dg_xcalloc((size_t)cases[k].T * MIX_D, sizeof(double));
         const long stop = run_swad(m, &ps, &cl, 0, cases[k].T, cases[k].losses,
                 cases[k].n_losses, 0.05f, iter);
@@ -326,7 +235,7 @@ START_TEST(swad_calls_the_closure_once_per_step_with_bn_update) {
     dg_closure cl;
     make_mix(&ps, &t, &cl);
     const dg_method_cfg cfg = swad_cfg(2);
-    dg_method *m = make_method("swad", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("swad", "sgd", &cfg, &ps);
     run_swad(m, &ps, &cl, 0, 5, losses_15_4, 20, 0.05f, NULL);
     ck_assert_int_eq(t.n_calls, 5);
     for (int i = 0; i < 5; i++) {
@@ -352,7 +261,7 @@ START_TEST(swad_state_save_load_continues_bit_for_bit) {
         toy t;
         dg_closure cl;
         make_mix(&ps, &t, &cl);
-        dg_method *m = make_method("swad", "adam", &cfg, &ps);
+        dg_method *m = toy_make_method("swad", "adam", &cfg, &ps);
         ck_assert_int_eq(run_swad_to(m, &ps, &cl, 0, t0, 100, losses_15_4, 20, 0.05f, NULL), -1);
         float w_saved[MIX_D];
         memcpy(w_saved, ps.data, sizeof(w_saved));
@@ -367,7 +276,7 @@ START_TEST(swad_state_save_load_continues_bit_for_bit) {
         dg_method_free(m);
 
         fill_uniform(ps.data, MIX_D, 999, -3.f, 3.f);
-        dg_method *m2 = make_method("swad", "adam", &cfg, &ps);
+        dg_method *m2 = toy_make_method("swad", "adam", &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
         load_state(m2, path);
         ck_assert_int_eq(m2->t, t0);
@@ -389,7 +298,7 @@ START_TEST(swad_step_and_evaluation_allocate_nothing) {
     dg_closure cl;
     make_mix(&ps, &t, &cl);
     const dg_method_cfg cfg = swad_cfg(2);
-    dg_method *m = make_method("swad", "adam", &cfg, &ps);
+    dg_method *m = toy_make_method("swad", "adam", &cfg, &ps);
     run_swad(m, &ps, &cl, 0, 1, losses_15_4, 20, 0.05f, NULL); /* warms the OpenMP pool */
     const uint64_t a0 = dg_alloc_count();
     dg_alloc_hook_begin();
@@ -479,7 +388,7 @@ static void run_domains(const char *method, const char *base, const dg_method_cf
     toy t;
     dg_closure cl;
     make_domains(&ps, &t, &cl, S);
-    dg_method *m = make_method(method, base, cfg, &ps);
+    dg_method *m = toy_make_method(method, base, cfg, &ps);
     for (int s = 0; s < n; s++) dg_method_step(m, &ps, &cl, 0.05f);
     memcpy(w, ps.data, sizeof(float) * MIX_D);
     dg_method_free(m);
@@ -540,14 +449,14 @@ START_TEST(dgsam_two_domain_toy_matches_section_15_6) {
         make_ps(&ps, 2);
         toy t;
         dg_closure cl;
-        toy_init(&t, &cl, &ps);
+        toy_init(&t, &cl, &ps, NULL, NULL);
         t.c = one;
         t.n_dom = 2;
         t.da[0] = tc->swap ? b : a;
         t.da[1] = tc->swap ? a : b;
         cl.n_domains = 2;
         cfg.dgsam_refresh_first = tc->refresh;
-        dg_method *m = make_method("dgsam", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method("dgsam", "sgd", &cfg, &ps);
         dg_method_step(m, &ps, &cl, 0.1f);
         const double gexp[2] = {tc->g[0], tc->g[1]};
         const double wexp[2] = {-0.1 * tc->g[0], -0.1 * tc->g[1]};
@@ -569,7 +478,7 @@ START_TEST(dgsam_two_domain_toy_matches_section_15_6) {
 
         /* SAM on the mean loss takes another step: (0.1265365, 0.2651241) */
         ps.data[0] = ps.data[1] = 0.f;
-        dg_method *sam = make_method("sam", "sgd", &cfg, &ps);
+        dg_method *sam = toy_make_method("sam", "sgd", &cfg, &ps);
         dg_method_step(sam, &ps, &cl, 0.1f);
         const double sam_w[2] = {0.1265365, 0.2651241};
         ck_assert(dg_compare_f32(ps.data, sam_w, 2, 1e-6, 1e-6).ok);
@@ -583,11 +492,11 @@ START_TEST(dgsam_two_domain_toy_matches_section_15_6) {
         make_ps(&ps, 2);
         toy t;
         dg_closure cl;
-        toy_init(&t, &cl, &ps);
+        toy_init(&t, &cl, &ps, NULL, NULL);
         t.c = one;
         t.a = a;
         cfg.dgsam_refresh_first = true;
-        dg_method *m = make_method(k ? "sam" : "dgsam", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method(k ? "sam" : "dgsam", "sgd", &cfg, &ps);
         dg_method_step(m, &ps, &cl, 0.1f);
         const double wexp[2] = {0.33, 0.44};
         ck_assert_msg(dg_compare_f32(ps.data, wexp, 2, 1e-6, 1e-6).ok, "%s: (%.9g, %.9g)",
@@ -608,7 +517,7 @@ START_TEST(dgsam_calls_follow_the_method_rng_and_update_from_pre_step_weights) {
         toy t;
         dg_closure cl;
         make_domains(&ps, &t, &cl, S);
-        dg_method *m = make_method("dgsam", "sgd", &cfg, &ps);
+        dg_method *m = toy_make_method("dgsam", "sgd", &cfg, &ps);
         dg_optim_hparams hp = {.momentum = 0.9, .weight_decay = 0.01, .wd_all = false};
         dg_optim *twin = NULL;
         ck_assert_int_eq(dg_optim_create("sgd", &hp, &ps, &twin), DG_STATUS_OK);
@@ -670,7 +579,7 @@ START_TEST(dgsam_state_save_load_continues_bit_for_bit) {
         toy t;
         dg_closure cl;
         make_domains(&ps, &t, &cl, 3);
-        dg_method *m = make_method("dgsam", "adam", &cfg, &ps);
+        dg_method *m = toy_make_method("dgsam", "adam", &cfg, &ps);
         for (int s = 0; s < 5; s++) dg_method_step(m, &ps, &cl, 0.05f);
         float w_saved[MIX_D];
         memcpy(w_saved, ps.data, sizeof(w_saved));
@@ -681,7 +590,7 @@ START_TEST(dgsam_state_save_load_continues_bit_for_bit) {
         const uint64_t rng_ref = m->rng.state;
         dg_method_free(m);
 
-        dg_method *m2 = make_method("dgsam", "adam", &cfg, &ps);
+        dg_method *m2 = toy_make_method("dgsam", "adam", &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
         load_state(m2, path);
         ck_assert_int_eq(m2->t, 5);
@@ -707,7 +616,7 @@ START_TEST(dgsam_step_allocates_nothing) {
     toy t;
     dg_closure cl;
     make_domains(&ps, &t, &cl, 3);
-    dg_method *m = make_method("dgsam", "sgd", &cfg, &ps);
+    dg_method *m = toy_make_method("dgsam", "sgd", &cfg, &ps);
     dg_method_step(m, &ps, &cl, 0.05f); /* warms the OpenMP pool */
     const uint64_t a0 = dg_alloc_count();
     dg_alloc_hook_begin();
