@@ -96,6 +96,17 @@ dnnl_memory_t make_tagged(dg_ctx *ctx, const float *nchw, int ndims, const int64
     return m;
 }
 
+void fill_mem_value(dg_ctx *ctx, dnnl_memory_t m, float v) {
+    const dnnl_memory_desc_t *md = dg_mem_md(m);
+    size_t n = (size_t)dg_md_nelems(md);
+    float *buf = dg_xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) buf[i] = v;
+    dnnl_memory_t plain = make_plain(ctx, buf, md->ndims, md->dims);
+    dg_mem_copy(ctx, m, plain);
+    dnnl_memory_destroy(plain);
+    dg_free(buf);
+}
+
 void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out) {
     const dnnl_memory_desc_t *md = dg_mem_md(m);
     DG_DNNL(dnnl_stream_wait(ctx->stream));

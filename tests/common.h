@@ -48,6 +48,9 @@ dnnl_memory_t make_plain(const dg_ctx *ctx, float *data, int ndims, const int64_
 /* A memory in `tag` layout (e.g. dnnl_nChw16c) filled from plain nchw data. */
 dnnl_memory_t make_tagged(dg_ctx *ctx, const float *nchw, int ndims, const int64_t *dims,
         dnnl_format_tag_t tag);
+/* Writes v into every logical element of m (any layout): gradients filled
+ * with 100 before a backward prove that it overwrites, never adds. */
+void fill_mem_value(dg_ctx *ctx, dnnl_memory_t m, float v);
 /* Copies any-layout memory m into out (plain nchw/nc order, logical size). */
 void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out);
 

@@ -39,17 +39,6 @@ static const concat_case cases[] = {
     {2, 5, 3, 2, {3, 5}, {dnnl_nChw8c, dnnl_nChw8c}, dnnl_nChw8c, EXPECT_PLAIN},
 };
 
-static void fill_100(dnnl_memory_t m) {
-    const dnnl_memory_desc_t *md = dg_mem_md(m);
-    size_t n = (size_t)dg_md_nelems(md);
-    float *buf = dg_xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) buf[i] = 100.f;
-    dnnl_memory_t plain = make_plain(&ctx, buf, md->ndims, md->dims);
-    dg_mem_copy(&ctx, m, plain);
-    dnnl_memory_destroy(plain);
-    dg_free(buf);
-}
-
 static void run_case(const concat_case *tc, uint64_t seed) {
     const int k = tc->k;
     int64_t ctot = 0;
@@ -96,7 +85,7 @@ static void run_case(const concat_case *tc, uint64_t seed) {
     double *dd64 = dup_double(ddst, nd);
     ref_concat_backward(tc->n, k, tc->c, tc->h, tc->w, dd64, eds);
     dnnl_memory_t ddst_m = make_tagged(&ctx, ddst, 4, ddims, tc->ddst_tag);
-    for (int i = 0; i < k; i++) fill_100(l.diff_src[i]); /* backward overwrites */
+    for (int i = 0; i < k; i++) fill_mem_value(&ctx, l.diff_src[i], 100.f); /* backward overwrites */
     dg_concat_backward(&l, &ctx, &p, ddst_m);
     for (int i = 0; i < k; i++) {
         const size_t ns = (size_t)(tc->n * tc->c[i]) * hw;

@@ -57,18 +57,6 @@ static void ref_setup(ref_pool *r, const pool_case *tc) {
                 tc->pad, tc->pad, tc->kind == DG_POOL_MAX);
 }
 
-/* Writes 100 into every logical element of m (any layout). */
-static void fill_100(dnnl_memory_t m) {
-    const dnnl_memory_desc_t *md = dg_mem_md(m);
-    size_t n = (size_t)dg_md_nelems(md);
-    float *buf = dg_xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) buf[i] = 100.f;
-    dnnl_memory_t plain = make_plain(&ctx, buf, md->ndims, md->dims);
-    dg_mem_copy(&ctx, m, plain);
-    dnnl_memory_destroy(plain);
-    dg_free(buf);
-}
-
 static void run_case(const pool_case *tc, uint64_t seed) {
     ref_pool rp;
     ref_setup(&rp, tc);
@@ -100,7 +88,7 @@ static void run_case(const pool_case *tc, uint64_t seed) {
     read_plain(&ctx, l.dst, got);
     DG_ASSERT_CLOSE(got, exp, nd, 1e-5, 1e-4);
 
-    fill_100(l.diff_src); /* backward overwrites, never adds */
+    fill_mem_value(&ctx, l.diff_src, 100.f); /* backward overwrites, never adds */
     dnnl_memory_t ddst_m = make_plain(&ctx, ddst, 4, l.dst_dims);
     dg_pool_backward(&l, &ctx, &p, ddst_m);
     read_plain(&ctx, l.diff_src, gds);

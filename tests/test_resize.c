@@ -41,17 +41,6 @@ static const resize_case cases[] = {
     {2, 13, 65, 33, 17, 13, false, dnnl_nChw8c},
 };
 
-static void fill_100(dnnl_memory_t m) {
-    const dnnl_memory_desc_t *md = dg_mem_md(m);
-    size_t n = (size_t)dg_md_nelems(md);
-    float *buf = dg_xmalloc(n * sizeof(float));
-    for (size_t i = 0; i < n; i++) buf[i] = 100.f;
-    dnnl_memory_t plain = make_plain(&ctx, buf, md->ndims, md->dims);
-    dg_mem_copy(&ctx, m, plain);
-    dnnl_memory_destroy(plain);
-    dg_free(buf);
-}
-
 static void run_case(const resize_case *tc, uint64_t seed) {
     ref_resize rr = {tc->n, tc->c, tc->h, tc->w, tc->oh, tc->ow, tc->align_corners};
     const size_t ns = (size_t)(tc->n * tc->c * tc->h * tc->w);
@@ -79,7 +68,7 @@ static void run_case(const resize_case *tc, uint64_t seed) {
     read_plain(&ctx, l.dst, got);
     DG_ASSERT_CLOSE(got, exp, nd, 1e-5, 1e-4);
 
-    fill_100(l.diff_src); /* backward overwrites, never adds */
+    fill_mem_value(&ctx, l.diff_src, 100.f); /* backward overwrites, never adds */
     dnnl_memory_t ddst_m = make_plain(&ctx, ddst, 4, l.dst_dims);
     dg_resize_backward(&l, &ctx, &p, ddst_m);
     read_plain(&ctx, l.diff_src, gds);
