@@ -1,4 +1,4 @@
-/* data/rotated_fmnist.c -- Rotated Fashion-MNIST construction and splits
+/* data/rotated_fmnist.c -- Rotated Fashion-MNIST construction
  * (see rotated_fmnist.h; DATASETS.md §12.1-§12.4).
  * Shape letters: N (images), H = W = 28 (pixels). */
 #include "data/rotated_fmnist.h"
@@ -212,24 +212,4 @@ void dg_rotated_fmnist_get(const dg_rotated_fmnist *ds, int domain, int64_t k, f
     DG_ASSERT(domain >= 0 && domain < DG_RFMNIST_DOMAINS && k >= 0 && k < ds->n[domain]);
     const uint8_t *img = ds->images[domain] + k * DG_RFMNIST_PIXELS;
     for (int i = 0; i < DG_RFMNIST_PIXELS; i++) dst[i] = (float)img[i] / 255.0f;
-}
-
-void dg_rotated_fmnist_split_init(dg_rotated_fmnist_split *sp, int64_t n, int domain,
-        uint64_t trial_seed) {
-    DG_ASSERT(n > 0 && domain >= 0);
-    memset(sp, 0, sizeof(*sp));
-    sp->order = dg_xmalloc((size_t)n * sizeof(*sp->order));
-    for (int64_t k = 0; k < n; k++) sp->order[k] = k;
-    dg_rng r;
-    dg_rng_init(&r, trial_seed, DG_RNG_SPLIT, (uint32_t)domain);
-    dg_rng_shuffle_i64(&r, sp->order, (size_t)n);
-    sp->n_out = n / 5; /* floor(0.2 n), exact in integers */
-    sp->n_in = n - sp->n_out;
-    sp->out = sp->order;
-    sp->in = sp->order + sp->n_out;
-}
-
-void dg_rotated_fmnist_split_free(dg_rotated_fmnist_split *sp) {
-    dg_free(sp->order);
-    memset(sp, 0, sizeof(*sp));
 }

@@ -2,7 +2,7 @@
  * (DATASETS.md §12): the 70,000-image pool read from the Debian package's
  * IDX files (§12.1), permuted on stream (DG_RNG_FMNIST_POOL, 0) seeded by
  * data.seed (§12.2), dealt into six domains rotated by 0, 15, ..., 75
- * degrees (§12.3), and the per-trial in/out splits of each domain (§12.4).
+ * degrees (§12.3); the per-trial in/out splits (§12.4) are data/holdout.h.
  * Built the DomainBed way (domainbed/datasets.py MultipleEnvironmentMNIST,
  * DATASETS.md §11). Never touches oneDNN.
  * Shape letters: N (images), H = W = 28 (pixels). */
@@ -65,23 +65,5 @@ void dg_rotated_fmnist_rotate(const uint8_t *src, uint8_t *dst, double theta_deg
 
 /* Network input of item k of domain d: x / 255 into dst (1, H, W). */
 void dg_rotated_fmnist_get(const dg_rotated_fmnist *ds, int domain, int64_t k, float *dst);
-
-/* The §12.4 split of one domain of n items: a shuffle of 0 .. n-1 on
- * stream (DG_RNG_SPLIT, domain) seeded by the trial seed; out = the first
- * floor(0.2 n), in = the rest. Owns order; out and in point into it. */
-typedef struct dg_rotated_fmnist_split {
-    int64_t n_out;
-    int64_t n_in;
-    int64_t *order;    /* (n_out + n_in) shuffled domain-local indices */
-    const int64_t *out; /* (n_out) = order */
-    const int64_t *in;  /* (n_in) = order + n_out */
-} dg_rotated_fmnist_split;
-
-/* Computes the split of a domain with n > 0 items. sp is overwritten. */
-void dg_rotated_fmnist_split_init(dg_rotated_fmnist_split *sp, int64_t n, int domain,
-        uint64_t trial_seed);
-
-/* Releases order and zeroes sp; safe on a zeroed struct. */
-void dg_rotated_fmnist_split_free(dg_rotated_fmnist_split *sp);
 
 #endif

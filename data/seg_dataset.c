@@ -12,85 +12,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data/fsutil.h"
 #include "data/png_io.h"
 
 /* Deepest folder nesting a scan descends (Cityscapes' <city>/, GTAV's
  * RobustNet <any>/). */
 #define SCAN_DEPTH 1
-
-/* A growable array of owned strings. */
-typedef struct strvec {
-    char **v; /* (n) */
-    size_t n;
-    size_t cap;
-} strvec;
-
-static void strvec_push(strvec *s, char *str) {
-    if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 64;
-        s->v = dg_xrealloc(s->v, s->cap * sizeof(*s->v));
-    }
-    s->v[s->n++] = str;
-}
-
-static void strvec_free(strvec *s) {
-    for (size_t i = 0; i < s->n; i++) dg_free(s->v[i]);
-    dg_free(s->v);
-    memset(s, 0, sizeof(*s));
-}
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void strvec_sort(strvec *s) {
-    if (s->n > 1) qsort(s->v, s->n, sizeof(*s->v), cmp_str);
-}
-
-/* a + b + c concatenated (dg_free it). */
-static char *cat3(const char *a, const char *b, const char *c) {
-    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
-    char *s = dg_xmalloc(la + lb + lc + 1);
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb);
-    memcpy(s + la + lb, c, lc + 1);
-    return s;
-}
-
-/* dir + "/" + name (dg_free it). */
-static char *join(const char *dir, const char *name) {
-    return cat3(dir, "/", name);
-}
-
-static char *xasprintf(const char *fmt, ...)
-        __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    DG_ASSERT(n >= 0);
-    char *s = dg_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
-
-static bool is_dir(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static bool is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t ls = strlen(s), lx = strlen(suffix);
-    return ls > lx && memcmp(s + ls - lx, suffix, lx) == 0;
-}
 
 /* ---- readers -------------------------------------------------------------
  * A layout resolves to an image folder and a label folder plus the name
@@ -130,7 +57,7 @@ typedef struct reader_def {
  * or NULL. */
 static char *first_dir(char *const *cand) {
     for (size_t i = 0; cand[i]; i++)
-        if (is_dir(cand[i])) return dg_xstrdup(cand[i]);
+        if (dg_is_dir(cand[i])) return dg_xstrdup(cand[i]);
     return NULL;
 }
 
@@ -155,19 +82,19 @@ static dg_status missing_labels(
 static dg_status find_cityscapes(const char *root, const char *split,
         const dg_seg_open_opts *opts, layout *out) {
     (void)opts;
-    char *img[] = {cat3(root, "/leftImg8bit/", split),
-            cat3(root, "/leftImg8bit_trainvaltest/leftImg8bit/", split), NULL};
-    char *lbl[] = {cat3(root, "/gtFine/", split),
-            cat3(root, "/gtFine_trainvaltest/gtFine/", split), NULL};
+    char *img[] = {dg_str_cat3(root, "/leftImg8bit/", split),
+            dg_str_cat3(root, "/leftImg8bit_trainvaltest/leftImg8bit/", split), NULL};
+    char *lbl[] = {dg_str_cat3(root, "/gtFine/", split),
+            dg_str_cat3(root, "/gtFine_trainvaltest/gtFine/", split), NULL};
     dg_status st = DG_STATUS_OK;
     out->img_dir = first_dir(img);
     out->lbl_dir = out->img_dir ? first_dir(lbl) : NULL;
     if (!out->img_dir) {
-        char *looked = xasprintf("%s or %s", img[0], img[1]);
+        char *looked = dg_xasprintf("%s or %s", img[0], img[1]);
         st = missing_layout("cityscapes", root, split, looked);
         dg_free(looked);
     } else if (!out->lbl_dir) {
-        char *looked = xasprintf("%s or %s", lbl[0], lbl[1]);
+        char *looked = dg_xasprintf("%s or %s", lbl[0], lbl[1]);
         st = missing_labels("cityscapes", out->img_dir, looked);
         dg_free(looked);
     }
@@ -186,14 +113,14 @@ static dg_status find_split_list(const char *reader, const char *root,
         const char *split, const dg_seg_open_opts *opts, layout *out) {
     char *project =
             opts && opts->split_dir
-                    ? xasprintf("%s/%s_%s.txt", opts->split_dir, reader, split)
+                    ? dg_xasprintf("%s/%s_%s.txt", opts->split_dir, reader, split)
                     : NULL;
     char *robustnet =
-            xasprintf("%s/split_data/%s_split_%s.txt", root, reader, split);
+            dg_xasprintf("%s/split_data/%s_split_%s.txt", root, reader, split);
     dg_status st = DG_STATUS_OK;
-    if (project && is_file(project))
+    if (project && dg_is_file(project))
         out->list = dg_xstrdup(project);
-    else if (is_file(robustnet))
+    else if (dg_is_file(robustnet))
         out->list = dg_xstrdup(robustnet);
     else {
         dg_log_error("%s: the flat %s layout needs a split list for '%s' "
@@ -213,31 +140,31 @@ static dg_status find_split_list(const char *reader, const char *root,
 static dg_status find_synthetic(const char *reader, const char *root,
         const char *split, const char *img_sub, const char *lbl_sub,
         const char *split_dir_name, const dg_seg_open_opts *opts, layout *out) {
-    char *img_base = join(root, img_sub);
-    char *lbl_base = join(root, lbl_sub);
-    char *img_split = join(img_base, split_dir_name);
-    char *lbl_split = join(lbl_base, split_dir_name);
+    char *img_base = dg_path_join(root, img_sub);
+    char *lbl_base = dg_path_join(root, lbl_sub);
+    char *img_split = dg_path_join(img_base, split_dir_name);
+    char *lbl_split = dg_path_join(lbl_base, split_dir_name);
     dg_status st = DG_STATUS_OK;
     out->img_suffix = ".png";
     out->lbl_suffix = ".png";
-    if (strcmp(split, "all") != 0 && is_dir(img_split)) {
+    if (strcmp(split, "all") != 0 && dg_is_dir(img_split)) {
         out->what = "RobustNet per-split folders";
         out->img_dir = img_split;
         out->lbl_dir = lbl_split;
         img_split = lbl_split = NULL;
-        if (!is_dir(out->lbl_dir))
+        if (!dg_is_dir(out->lbl_dir))
             st = missing_labels(reader, out->img_dir, out->lbl_dir);
-    } else if (is_dir(img_base)) {
+    } else if (dg_is_dir(img_base)) {
         out->what = "flat folders";
         out->img_dir = img_base;
         out->lbl_dir = lbl_base;
         img_base = lbl_base = NULL;
-        if (!is_dir(out->lbl_dir))
+        if (!dg_is_dir(out->lbl_dir))
             st = missing_labels(reader, out->img_dir, out->lbl_dir);
         else if (strcmp(split, "all") != 0)
             st = find_split_list(reader, root, split, opts, out);
     } else {
-        char *looked = xasprintf("%s or %s", img_split, img_base);
+        char *looked = dg_xasprintf("%s or %s", img_split, img_base);
         st = missing_layout(reader, root, split, looked);
         dg_free(looked);
     }
@@ -264,30 +191,30 @@ static dg_status find_synthia(const char *root, const char *split,
 static dg_status find_bdd100k(const char *root, const char *split,
         const dg_seg_open_opts *opts, layout *out) {
     (void)opts;
-    char *off_img = cat3(root, "/images/10k/", split);
-    char *off_lbl = cat3(root, "/labels/sem_seg/masks/", split);
-    char *old_img = cat3(root, "/images/", split);
-    char *old_lbl = cat3(root, "/labels/", split);
+    char *off_img = dg_str_cat3(root, "/images/10k/", split);
+    char *off_lbl = dg_str_cat3(root, "/labels/sem_seg/masks/", split);
+    char *old_img = dg_str_cat3(root, "/images/", split);
+    char *old_lbl = dg_str_cat3(root, "/labels/", split);
     dg_status st = DG_STATUS_OK;
     out->img_suffix = ".jpg";
-    if (is_dir(off_img)) {
+    if (dg_is_dir(off_img)) {
         out->what = "official images/10k + labels/sem_seg/masks";
         out->img_dir = off_img;
         out->lbl_dir = off_lbl;
         out->lbl_suffix = ".png";
         off_img = off_lbl = NULL;
-    } else if (is_dir(old_img)) {
+    } else if (dg_is_dir(old_img)) {
         out->what = "RobustNet images + labels/*_train_id.png";
         out->img_dir = old_img;
         out->lbl_dir = old_lbl;
         out->lbl_suffix = "_train_id.png";
         old_img = old_lbl = NULL;
     } else {
-        char *looked = xasprintf("%s or %s", off_img, old_img);
+        char *looked = dg_xasprintf("%s or %s", off_img, old_img);
         st = missing_layout("bdd100k", root, split, looked);
         dg_free(looked);
     }
-    if (st == DG_STATUS_OK && !is_dir(out->lbl_dir))
+    if (st == DG_STATUS_OK && !dg_is_dir(out->lbl_dir))
         st = missing_labels("bdd100k", out->img_dir, out->lbl_dir);
     dg_free(off_img);
     dg_free(off_lbl);
@@ -299,21 +226,21 @@ static dg_status find_bdd100k(const char *root, const char *split,
 static dg_status find_mapillary(const char *root, const char *split,
         const dg_seg_open_opts *opts, layout *out) {
     (void)opts;
-    char *img = xasprintf("%s/%s/images", root, split);
-    char *lbl[] = {xasprintf("%s/%s/v1.2/labels", root, split),
-            xasprintf("%s/%s/labels", root, split), NULL};
+    char *img = dg_xasprintf("%s/%s/images", root, split);
+    char *lbl[] = {dg_xasprintf("%s/%s/v1.2/labels", root, split),
+            dg_xasprintf("%s/%s/labels", root, split), NULL};
     dg_status st = DG_STATUS_OK;
     out->img_suffix = ".jpg";
     out->lbl_suffix = ".png";
     out->what = "<split>/images + <split>/[v1.2/]labels";
-    if (!is_dir(img)) {
+    if (!dg_is_dir(img)) {
         st = missing_layout("mapillary", root, split, img);
     } else {
         out->img_dir = img;
         img = NULL;
         out->lbl_dir = first_dir(lbl);
         if (!out->lbl_dir) {
-            char *looked = xasprintf("%s or %s", lbl[0], lbl[1]);
+            char *looked = dg_xasprintf("%s or %s", lbl[0], lbl[1]);
             st = missing_labels("mapillary", out->img_dir, looked);
             dg_free(looked);
         }
@@ -350,8 +277,8 @@ static const reader_def READERS[] = {
  * files ending in suffix under base/rel, descending depth more folder
  * levels. */
 static dg_status scan_dir(const char *base, const char *rel, int depth,
-        const char *suffix, strvec *keys) {
-    char *dir = rel[0] ? join(base, rel) : dg_xstrdup(base);
+        const char *suffix, dg_strvec *keys) {
+    char *dir = rel[0] ? dg_path_join(base, rel) : dg_xstrdup(base);
     DIR *d = opendir(dir);
     if (!d) {
         dg_log_error("%s: cannot list folder: %s", dir, strerror(errno));
@@ -362,16 +289,16 @@ static dg_status scan_dir(const char *base, const char *rel, int depth,
     struct dirent *e;
     while (st == DG_STATUS_OK && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') continue;
-        char *full = join(dir, e->d_name);
-        char *sub = rel[0] ? join(rel, e->d_name) : dg_xstrdup(e->d_name);
+        char *full = dg_path_join(dir, e->d_name);
+        char *sub = rel[0] ? dg_path_join(rel, e->d_name) : dg_xstrdup(e->d_name);
         struct stat sb;
         if (stat(full, &sb) != 0) {
             /* a dangling link or a file removed meanwhile: not a candidate */
         } else if (S_ISDIR(sb.st_mode)) {
             if (depth > 0) st = scan_dir(base, sub, depth - 1, suffix, keys);
-        } else if (S_ISREG(sb.st_mode) && ends_with(e->d_name, suffix)) {
+        } else if (S_ISREG(sb.st_mode) && dg_ends_with(e->d_name, suffix)) {
             sub[strlen(sub) - strlen(suffix)] = '\0';
-            strvec_push(keys, sub);
+            dg_strvec_push(keys, sub);
             sub = NULL;
         }
         dg_free(full);
@@ -384,7 +311,7 @@ static dg_status scan_dir(const char *base, const char *rel, int depth,
 
 /* Reads a split list: one "<name>.png" per line (LF or CRLF, blank lines
  * skipped); keys get the names without ".png". */
-static dg_status read_split_list(const char *path, strvec *keys) {
+static dg_status read_split_list(const char *path, dg_strvec *keys) {
     FILE *f = fopen(path, "r");
     if (!f) {
         dg_log_error("%s: cannot open split list: %s", path, strerror(errno));
@@ -400,7 +327,7 @@ static dg_status read_split_list(const char *path, strvec *keys) {
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
         if (len == 0) continue;
-        if (strchr(line, '/') || line[0] == '.' || !ends_with(line, ".png")) {
+        if (strchr(line, '/') || line[0] == '.' || !dg_ends_with(line, ".png")) {
             dg_log_error("%s:%d: expected a frame file name like 00001.png, "
                          "got '%s'",
                     path, lineno, line);
@@ -408,7 +335,7 @@ static dg_status read_split_list(const char *path, strvec *keys) {
             break;
         }
         line[len - 4] = '\0';
-        strvec_push(keys, dg_xstrdup(line));
+        dg_strvec_push(keys, dg_xstrdup(line));
     }
     if (st == DG_STATUS_OK && ferror(f)) {
         dg_log_error("%s: cannot read split list: %s", path, strerror(errno));
@@ -446,28 +373,28 @@ static void add_problem(dg_seg_dataset *ds, size_t *cap, char *file,
 
 /* Pairs sorted image keys with sorted label keys (a merge); keys on one
  * side only become problems. */
-static void pair_scanned(dg_seg_dataset *ds, const layout *l, const strvec *img,
-        const strvec *lbl) {
+static void pair_scanned(dg_seg_dataset *ds, const layout *l, const dg_strvec *img,
+        const dg_strvec *lbl) {
     size_t cap = 0, pcap = 0, a = 0, b = 0;
     while (a < img->n || b < lbl->n) {
         int c = a == img->n   ? 1
                 : b == lbl->n ? -1
                               : strcmp(img->v[a], lbl->v[b]);
         const char *key = c <= 0 ? img->v[a] : lbl->v[b];
-        char *image = xasprintf("%s/%s%s", l->img_dir, key, l->img_suffix);
-        char *label = xasprintf("%s/%s%s", l->lbl_dir, key, l->lbl_suffix);
+        char *image = dg_xasprintf("%s/%s%s", l->img_dir, key, l->img_suffix);
+        char *label = dg_xasprintf("%s/%s%s", l->lbl_dir, key, l->lbl_suffix);
         if (c == 0) {
             add_pair(ds, &cap, image, label);
             a++, b++;
         } else if (c < 0) {
             add_problem(ds, &pcap, image, "missing_label",
-                    xasprintf("%s: image has no label (expected %s)", image,
+                    dg_xasprintf("%s: image has no label (expected %s)", image,
                             label));
             dg_free(label);
             a++;
         } else {
             add_problem(ds, &pcap, label, "missing_image",
-                    xasprintf("%s: label has no image (expected %s)", label,
+                    dg_xasprintf("%s: label has no image (expected %s)", label,
                             image));
             dg_free(image);
             b++;
@@ -477,31 +404,31 @@ static void pair_scanned(dg_seg_dataset *ds, const layout *l, const strvec *img,
 
 /* Pairs the entries of a split list: both files must exist. */
 static void pair_listed(
-        dg_seg_dataset *ds, const layout *l, const strvec *keys) {
+        dg_seg_dataset *ds, const layout *l, const dg_strvec *keys) {
     size_t cap = 0, pcap = 0;
     for (size_t i = 0; i < keys->n; i++) {
         char *image =
-                xasprintf("%s/%s%s", l->img_dir, keys->v[i], l->img_suffix);
+                dg_xasprintf("%s/%s%s", l->img_dir, keys->v[i], l->img_suffix);
         char *label =
-                xasprintf("%s/%s%s", l->lbl_dir, keys->v[i], l->lbl_suffix);
-        bool hi = is_file(image), hl = is_file(label);
+                dg_xasprintf("%s/%s%s", l->lbl_dir, keys->v[i], l->lbl_suffix);
+        bool hi = dg_is_file(image), hl = dg_is_file(label);
         if (hi && hl) {
             add_pair(ds, &cap, image, label);
             continue;
         }
         if (!hi && !hl)
             add_problem(ds, &pcap, dg_xstrdup(image), "missing_image",
-                    xasprintf("%s: split list entry %s%s has neither image %s "
+                    dg_xasprintf("%s: split list entry %s%s has neither image %s "
                               "nor "
                               "label %s",
                             l->list, keys->v[i], l->img_suffix, image, label));
         else if (!hi)
             add_problem(ds, &pcap, dg_xstrdup(image), "missing_image",
-                    xasprintf("%s: label has no image (expected %s)", label,
+                    dg_xasprintf("%s: label has no image (expected %s)", label,
                             image));
         else
             add_problem(ds, &pcap, dg_xstrdup(image), "missing_label",
-                    xasprintf("%s: image has no label (expected %s)", image,
+                    dg_xasprintf("%s: image has no label (expected %s)", image,
                             label));
         dg_free(image);
         dg_free(label);
@@ -560,22 +487,22 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
 
     layout l;
     memset(&l, 0, sizeof(l));
-    strvec img = {0}, lbl = {0};
+    dg_strvec img = {0}, lbl = {0};
     dg_status st = r->find(root, csplit, opts, &l);
     if (st != DG_STATUS_OK) goto err_free_layout;
     ds->layout = dg_xstrdup(l.what);
     if (l.list) {
         st = read_split_list(l.list, &img);
         if (st != DG_STATUS_OK) goto err_free_layout;
-        strvec_sort(&img);
+        dg_strvec_sort(&img);
         pair_listed(ds, &l, &img);
     } else {
         st = scan_dir(l.img_dir, "", SCAN_DEPTH, l.img_suffix, &img);
         if (st == DG_STATUS_OK)
             st = scan_dir(l.lbl_dir, "", SCAN_DEPTH, l.lbl_suffix, &lbl);
         if (st != DG_STATUS_OK) goto err_free_layout;
-        strvec_sort(&img);
-        strvec_sort(&lbl);
+        dg_strvec_sort(&img);
+        dg_strvec_sort(&lbl);
         pair_scanned(ds, &l, &img, &lbl);
     }
     if (ds->n == 0) {
@@ -587,14 +514,14 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
         st = DG_STATUS_ERR_MISSING;
         goto err_free_layout;
     }
-    strvec_free(&img);
-    strvec_free(&lbl);
+    dg_strvec_free(&img);
+    dg_strvec_free(&lbl);
     layout_free(&l);
     return DG_STATUS_OK;
 
 err_free_layout:
-    strvec_free(&img);
-    strvec_free(&lbl);
+    dg_strvec_free(&img);
+    dg_strvec_free(&lbl);
     layout_free(&l);
     dg_seg_dataset_free(ds);
     return st;

@@ -20,6 +20,7 @@
 
 #include "common.h"
 #include "data/idx.h"
+#include "data/holdout.h"
 #include "data/rotated_fmnist.h"
 
 #define HW DG_RFMNIST_HW
@@ -413,8 +414,8 @@ START_TEST(fmnist_splits_have_spec_sizes_and_order) {
     ck_assert_int_eq(real_status, DG_STATUS_OK);
     for (uint64_t seed = 0; seed < 3; seed++) {
         for (int d = 0; d < DG_RFMNIST_DOMAINS; d++) {
-            dg_rotated_fmnist_split sp;
-            dg_rotated_fmnist_split_init(&sp, real.n[d], d, seed);
+            dg_holdout_split sp;
+            dg_holdout_split_init(&sp, real.n[d], d, seed);
             ck_assert_int_eq(sp.n_out, 2333);
             ck_assert_int_eq(sp.n_in, d < 4 ? 9334 : 9333);
             ck_assert_ptr_eq(sp.out, sp.order);
@@ -428,20 +429,20 @@ START_TEST(fmnist_splits_have_spec_sizes_and_order) {
                 seen[sp.order[k]] = 1;
             }
             dg_free(seen);
-            dg_rotated_fmnist_split_free(&sp);
+            dg_holdout_split_free(&sp);
             ck_assert_ptr_null(sp.order);
         }
     }
     /* Streams differ between domains and trials. */
-    dg_rotated_fmnist_split a, b, c;
-    dg_rotated_fmnist_split_init(&a, 11666, 4, 0);
-    dg_rotated_fmnist_split_init(&b, 11666, 5, 0);
-    dg_rotated_fmnist_split_init(&c, 11666, 4, 1);
+    dg_holdout_split a, b, c;
+    dg_holdout_split_init(&a, 11666, 4, 0);
+    dg_holdout_split_init(&b, 11666, 5, 0);
+    dg_holdout_split_init(&c, 11666, 4, 1);
     ck_assert(memcmp(a.order, b.order, 11666 * sizeof(int64_t)) != 0);
     ck_assert(memcmp(a.order, c.order, 11666 * sizeof(int64_t)) != 0);
-    dg_rotated_fmnist_split_free(&a);
-    dg_rotated_fmnist_split_free(&b);
-    dg_rotated_fmnist_split_free(&c);
+    dg_holdout_split_free(&a);
+    dg_holdout_split_free(&b);
+    dg_holdout_split_free(&c);
 }
 END_TEST
 

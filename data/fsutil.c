@@ -1,0 +1,69 @@
+/* data/fsutil.c -- see fsutil.h. */
+#include "data/fsutil.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void dg_strvec_push(dg_strvec *s, char *str) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 64;
+        s->v = dg_xrealloc(s->v, s->cap * sizeof(*s->v));
+    }
+    s->v[s->n++] = str;
+}
+
+void dg_strvec_free(dg_strvec *s) {
+    for (size_t i = 0; i < s->n; i++) dg_free(s->v[i]);
+    dg_free(s->v);
+    memset(s, 0, sizeof(*s));
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void dg_strvec_sort(dg_strvec *s) {
+    if (s->n > 1) qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+}
+
+char *dg_str_cat3(const char *a, const char *b, const char *c) {
+    size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
+    char *s = dg_xmalloc(la + lb + lc + 1);
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb);
+    memcpy(s + la + lb, c, lc + 1);
+    return s;
+}
+
+char *dg_path_join(const char *dir, const char *name) { return dg_str_cat3(dir, "/", name); }
+
+char *dg_xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    DG_ASSERT(n >= 0);
+    char *s = dg_xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+bool dg_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool dg_is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool dg_ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls > lx && memcmp(s + ls - lx, suffix, lx) == 0;
+}

@@ -1,0 +1,42 @@
+/* data/fsutil.h -- small file-system and string helpers shared by the
+ * dataset readers (data/seg_dataset.c, data/domainbed.c): a growable array
+ * of owned strings, path joining, formatted allocation and stat tests.
+ * Every returned string is owned by the caller (dg_free). */
+#ifndef DG_DATA_FSUTIL_H
+#define DG_DATA_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "nets/core/common.h"
+
+/* A growable array of owned strings. Zero-initialise before use. */
+typedef struct dg_strvec {
+    char **v; /* (n) */
+    size_t n;
+    size_t cap;
+} dg_strvec;
+
+/* Appends str, taking ownership of it. */
+void dg_strvec_push(dg_strvec *s, char *str);
+/* Frees every string and the array; zeroes s. */
+void dg_strvec_free(dg_strvec *s);
+/* Sorts by strcmp (byte order = code-point order for UTF-8, Python's
+ * sorted()). */
+void dg_strvec_sort(dg_strvec *s);
+
+/* a + b + c concatenated. */
+char *dg_str_cat3(const char *a, const char *b, const char *c);
+/* dir + "/" + name. */
+char *dg_path_join(const char *dir, const char *name);
+/* printf into a new string. */
+char *dg_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* True when path exists and is a folder (links followed). */
+bool dg_is_dir(const char *path);
+/* True when path exists and is a regular file (links followed). */
+bool dg_is_file(const char *path);
+/* True when s ends with suffix and is longer than it. */
+bool dg_ends_with(const char *s, const char *suffix);
+
+#endif
