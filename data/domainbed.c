@@ -60,9 +60,10 @@ static dg_status list_dir(const char *dir, dg_strvec *dirs, dg_strvec *files) {
     return DG_STATUS_OK;
 }
 
-/* ImageFolder's order is sorted(os.walk(class_dir)) then sorted file names:
- * by folder path, then file name. A pre-order walk is not enough ("a b" sorts
- * before "a/x" since ' ' < '/'), so (folder, file) pairs are collected and
+/* ImageFolder's order is sorted(os.walk(class_dir)) with sorted file names:
+ * by folder path, then file name. That is neither a pre-order walk (folder
+ * "a b" sorts between "a" and "a/x") nor a sort of full paths ("a b/z" <
+ * "a/y" but folder "a" < "a b"), so (folder, file) pairs are collected and
  * sorted. */
 typedef struct walk_entry {
     char *dir;  /* folder path */
