@@ -1,6 +1,7 @@
 /* data/fsutil.c -- see fsutil.h. */
 #include "data/fsutil.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,4 +67,33 @@ bool dg_is_file(const char *path) {
 bool dg_ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls > lx && memcmp(s + ls - lx, suffix, lx) == 0;
+}
+
+char *dg_file_read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        dg_log_error("%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, len = 0;
+    char *buf = dg_xmalloc(cap);
+    for (;;) {
+        if (len + 1 == cap) {
+            cap *= 2;
+            buf = dg_xrealloc(buf, cap);
+        }
+        size_t got = fread(buf + len, 1, cap - 1 - len, f);
+        len += got;
+        if (got == 0) break;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        dg_log_error("%s: read error", path);
+        dg_free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    if (n) *n = len;
+    return buf;
 }

@@ -32,6 +32,10 @@ char *dg_path_join(const char *dir, const char *name);
 /* printf into a new string. */
 char *dg_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The whole file at path, NUL-terminated, size in *n (when not NULL); NULL
+ * (logged, naming the file) when it cannot be read. */
+char *dg_file_read_all(const char *path, size_t *n);
+
 /* True when path exists and is a folder (links followed). */
 bool dg_is_dir(const char *path);
 /* True when path exists and is a regular file (links followed). */

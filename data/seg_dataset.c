@@ -491,6 +491,7 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
     dg_status st = r->find(root, csplit, opts, &l);
     if (st != DG_STATUS_OK) goto err_free_layout;
     ds->layout = dg_xstrdup(l.what);
+    if (l.list) ds->split_list = dg_xstrdup(l.list);
     if (l.list) {
         st = read_split_list(l.list, &img);
         if (st != DG_STATUS_OK) goto err_free_layout;
@@ -546,6 +547,7 @@ void dg_seg_dataset_free(dg_seg_dataset *ds) {
     dg_free(ds->root);
     dg_free(ds->split);
     dg_free(ds->layout);
+    dg_free(ds->split_list);
     memset(ds, 0, sizeof(*ds));
 }
 
@@ -577,13 +579,18 @@ static bool encoding_matches(dg_seg_label_encoding e, const dg_label_png *p) {
 }
 
 dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
-        dg_image *img, dg_image *label, uint64_t *n_out_of_range) {
+        dg_image *img, dg_image *label, dg_seg_load_report *rep) {
     DG_ASSERT(i < ds->n);
     const dg_seg_pair *p = &ds->pairs[i];
     dg_label_png png;
     memset(label, 0, sizeof(*label));
+    if (rep) memset(rep, 0, sizeof(*rep));
     dg_status st = dg_image_read(p->image, img);
-    if (st != DG_STATUS_OK) return st;
+    if (st != DG_STATUS_OK) {
+        if (rep) rep->bad_file = p->image;
+        return st;
+    }
+    if (rep) rep->bad_file = p->label; /* from here on, the label is at fault */
     st = dg_label_read_png(p->label, &png);
     if (st != DG_STATUS_OK) goto err_free_img;
     if (!encoding_matches(ds->encoding, &png)) {
@@ -609,7 +616,10 @@ dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
                                      (size_t)png.channels, n, label->data)
                            : dg_labelmap_apply8(&ds->map, png.data8,
                                      (size_t)png.channels, n, label->data);
-    if (n_out_of_range) *n_out_of_range = bad;
+    if (rep) {
+        rep->n_out_of_range = bad;
+        rep->bad_file = NULL;
+    }
     dg_label_png_free(&png);
     return DG_STATUS_OK;
 

@@ -73,6 +73,7 @@ typedef struct dg_seg_dataset {
     char *root;
     char *split;  /* as requested */
     char *layout; /* which accepted layout was found, in words */
+    char *split_list; /* the split list read (flat GTAV/SYNTHIA), or NULL */
     dg_labelmap map;
     dg_seg_label_encoding encoding;
     size_t n;           /* complete pairs */
@@ -112,11 +113,18 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
 /* Releases everything and zeroes ds; safe on a zeroed dataset. */
 void dg_seg_dataset_free(dg_seg_dataset *ds);
 
+/* What dg_seg_dataset_load_ex reports besides its status. */
+typedef struct dg_seg_load_report {
+    uint64_t n_out_of_range; /* label pixels whose native value lies outside
+                                the reader's native range (mapped to 255) */
+    const char *bad_file;    /* on error: the pair's image or label path
+                                (borrowed from ds), the file at fault */
+} dg_seg_load_report;
+
 /* Decodes pair i < ds->n: img becomes the RGB8 image (H, W, 3) and label
  * the trainId map (H, W, 1), values 0 .. 18 and 255. img and label are
- * overwritten (not freed first) and zeroed on error. *n_out_of_range
- * (when not NULL) gets the number of label pixels whose native value lies
- * outside the reader's native range (they map to 255).
+ * overwritten (not freed first) and zeroed on error. rep (when not NULL)
+ * gets the report.
  * Returns DG_STATUS_OK;
  * DG_STATUS_ERR_IO / DG_STATUS_ERR_FORMAT from decoding (missing, unreadable,
  * corrupt or truncated file, named by the decoder);
@@ -125,7 +133,7 @@ void dg_seg_dataset_free(dg_seg_dataset *ds);
  * DG_STATUS_ERR_SHAPE when image and label sizes differ (both files and both
  * sizes named, at ds->mismatch_level). */
 dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
-        dg_image *img, dg_image *label, uint64_t *n_out_of_range);
+        dg_image *img, dg_image *label, dg_seg_load_report *rep);
 dg_status dg_seg_dataset_load(
         const dg_seg_dataset *ds, size_t i, dg_image *img, dg_image *label);
 

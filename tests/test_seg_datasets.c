@@ -193,9 +193,11 @@ static void expect_pair(const dg_seg_dataset *ds, size_t i, const char *image,
 static void expect_loaded(const dg_seg_dataset *ds, size_t i, int frame,
         dg_labelmap_kind k, bool exact_image) {
     dg_image img, lbl;
-    uint64_t n_oor = 12345;
+    dg_seg_load_report rep = {12345, "x"};
     ck_assert_int_eq(
-            dg_seg_dataset_load_ex(ds, i, &img, &lbl, &n_oor), DG_STATUS_OK);
+            dg_seg_dataset_load_ex(ds, i, &img, &lbl, &rep), DG_STATUS_OK);
+    const uint64_t n_oor = rep.n_out_of_range;
+    ck_assert_ptr_null(rep.bad_file);
     ck_assert_int_eq(img.h, H);
     ck_assert_int_eq(img.w, W);
     ck_assert_int_eq(img.c, 3);

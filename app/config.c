@@ -1,0 +1,644 @@
+/* app/config.c -- the descriptor table of every configuration key, the
+ * libinih reader, command-line overrides, validation and the resolved
+ * writer (see config.h; DESIGN.md §5, ALGORITHMS.md §16). */
+#define _POSIX_C_SOURCE 200809L
+#include "app/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <ini.h>
+
+#include "data/fsutil.h"
+
+typedef enum key_type {
+    K_STR = 0,    /* char * (owned) */
+    K_CHOICE,     /* char *, one of `choices` */
+    K_INT,        /* long in [lo, hi] */
+    K_REAL,       /* double in [lo, hi] (open ends by flags) */
+    K_BOOL,       /* bool: true false yes no on off 1 0 */
+    K_ENUM,       /* int: index into `choices` */
+    K_EPOCH,      /* long: "none" = -1, else >= lo */
+    K_LB_ALPHA    /* optim.lb_alpha: "adaptive" or a number in (0, 1] */
+} key_type;
+
+enum { LO_OPEN = 1, HI_OPEN = 2, LIST = 4 };
+
+typedef struct key_def {
+    const char *section;
+    const char *key;
+    key_type type;
+    size_t off;            /* offset in dg_config */
+    const char *def;       /* default, as text */
+    double lo, hi;
+    unsigned flags;
+    const char *choices;   /* "a|b|c" for K_CHOICE, K_ENUM */
+} key_def;
+
+#define OFF(f) offsetof(dg_config, f)
+#define OPT(f) (offsetof(dg_config, optim) + offsetof(dg_method_cfg, f))
+#define BIG 1e300
+#define LBIG 2000000000.0
+
+static const char *const sections[] = {"data", "model", "optim", "train", "eval", "output"};
+
+static const key_def keys[] = {
+    /* [data] */
+    {"data", "sources", K_STR, OFF(sources), "", 0, 0, LIST, NULL},
+    {"data", "targets", K_STR, OFF(targets), "", 0, 0, LIST, NULL},
+    {"data", "source_split", K_STR, OFF(source_split), "train", 0, 0, 0, NULL},
+    {"data", "source_val_split", K_STR, OFF(source_val_split), "val", 0, 0, 0, NULL},
+    {"data", "dataset", K_STR, OFF(dataset), "", 0, 0, 0, NULL},
+    {"data", "test_domains", K_STR, OFF(test_domains), "", 0, 0, LIST, NULL},
+    {"data", "seed", K_INT, OFF(data_seed), "0", 0, LBIG, 0, NULL},
+    {"data", "fmnist_dir", K_STR, OFF(fmnist_dir), "/usr/share/datasets/fashion-mnist", 0, 0, 0,
+            NULL},
+    {"data", "split_dir", K_STR, OFF(split_dir), DG_SPLIT_DIR, 0, 0, 0, NULL},
+    {"data", "on_bad_sample", K_ENUM, OFF(on_bad_sample), "fail", 0, 0, 0, "fail|skip"},
+    {"data", "workers", K_INT, OFF(workers), "2", 0, 256, 0, NULL},
+    {"data", "prefetch", K_INT, OFF(prefetch), "0", 0, 1024, 0, NULL},
+    {"data", "crop_size", K_INT, OFF(crop_size), "768", 16, 16384, 0, NULL},
+    {"data", "scale_min", K_REAL, OFF(scale_min), "0.5", 0, 16, LO_OPEN, NULL},
+    {"data", "scale_max", K_REAL, OFF(scale_max), "2.0", 0, 16, LO_OPEN, NULL},
+    {"data", "flip", K_BOOL, OFF(flip), "true", 0, 0, 0, NULL},
+    {"data", "jitter_p", K_REAL, OFF(jitter_p), "0.5", 0, 1, 0, NULL},
+    {"data", "brightness", K_REAL, OFF(brightness), "0.4", 0, 1, 0, NULL},
+    {"data", "contrast", K_REAL, OFF(contrast), "0.4", 0, 1, 0, NULL},
+    {"data", "saturation", K_REAL, OFF(saturation), "0.4", 0, 1, 0, NULL},
+    {"data", "hue", K_REAL, OFF(hue), "0.1", 0, 0.5, 0, NULL},
+    {"data", "blur", K_BOOL, OFF(blur), "true", 0, 0, 0, NULL},
+    {"data", "blur_sigma_min", K_REAL, OFF(blur_sigma_min), "0.15", 0, 100, LO_OPEN, NULL},
+    {"data", "blur_sigma_max", K_REAL, OFF(blur_sigma_max), "1.3", 0, 100, LO_OPEN, NULL},
+    {"data", "class_uniform_pct", K_REAL, OFF(class_uniform_pct), "0.5", 0, 1, 0, NULL},
+    {"data", "class_uniform_tile", K_INT, OFF(class_uniform_tile), "1024", 1, 65536, 0, NULL},
+    {"data", "eval_height", K_INT, OFF(eval_height), "1536", 16, 16384, 0, NULL},
+    {"data", "image_size", K_INT, OFF(image_size), "224", 8, 4096, 0, NULL},
+    {"data", "augment", K_BOOL, OFF(augment), "true", 0, 0, 0, NULL},
+    /* [model] */
+    {"model", "name", K_STR, OFF(model), "deeplabv3plus-r50", 0, 0, 0, NULL},
+    {"model", "pretrained", K_STR, OFF(pretrained), "", 0, 0, 0, NULL},
+    {"model", "output_stride", K_INT, OFF(output_stride), "16", 8, 16, 0, NULL},
+    {"model", "aux", K_BOOL, OFF(aux), "true", 0, 0, 0, NULL},
+    {"model", "aux_weight", K_REAL, OFF(aux_weight), "0.4", 0, BIG, 0, NULL},
+    {"model", "freeze_bn", K_BOOL, OFF(freeze_bn), "false", 0, 0, 0, NULL},
+    {"model", "dropout", K_REAL, OFF(dropout), "0", 0, 1, HI_OPEN, NULL},
+    /* [optim] (ALGORITHMS.md §16) */
+    {"optim", "method", K_CHOICE, OFF(method), "erm", 0, 0, 0,
+            "erm|lookahead|swad|sam|asam|lookbehind-sam|lookbehind-asam|dgsam|saf|mesa"},
+    {"optim", "base", K_CHOICE, OFF(base), "sgd", 0, 0, 0, "sgd|adam|adamw"},
+    {"optim", "lr", K_REAL, OFF(lr), "0.01", 0, BIG, LO_OPEN, NULL},
+    {"optim", "momentum", K_REAL, OPT(momentum), "0.9", 0, 1, HI_OPEN, NULL},
+    {"optim", "nesterov", K_BOOL, OPT(nesterov), "false", 0, 0, 0, NULL},
+    {"optim", "weight_decay", K_REAL, OPT(weight_decay), "5e-4", 0, BIG, 0, NULL},
+    {"optim", "wd_all", K_BOOL, OPT(wd_all), "true", 0, 0, 0, NULL},
+    {"optim", "beta1", K_REAL, OPT(beta1), "0.9", 0, 1, LO_OPEN | HI_OPEN, NULL},
+    {"optim", "beta2", K_REAL, OPT(beta2), "0.999", 0, 1, LO_OPEN | HI_OPEN, NULL},
+    {"optim", "eps", K_REAL, OPT(eps), "1e-8", 0, BIG, LO_OPEN, NULL},
+    {"optim", "schedule", K_CHOICE, OFF(schedule), "poly", 0, 0, 0, "poly|cosine|constant"},
+    {"optim", "poly_power", K_REAL, OFF(poly_power), "0.9", 0, BIG, LO_OPEN, NULL},
+    {"optim", "warmup_steps", K_INT, OFF(warmup_steps), "0", 0, LBIG, 0, NULL},
+    {"optim", "lr_min", K_REAL, OFF(lr_min), "0", 0, BIG, 0, NULL},
+    {"optim", "la_k", K_INT, OPT(la_k), "15", 1, LBIG, 0, NULL},
+    {"optim", "la_alpha", K_REAL, OPT(la_alpha), "0.05", 0, 1, 0, NULL},
+    {"optim", "la_endpoint", K_ENUM, OPT(la_endpoint), "mean", 0, 0, 0, "last|mean"},
+    {"optim", "la_reg", K_ENUM, OPT(la_reg), "none", 0, 0, 0, "none|average|history"},
+    {"optim", "la_reg_strength", K_REAL, OPT(la_reg_strength), "0.01", 0, BIG, 0, NULL},
+    {"optim", "la_schedule_per_cycle", K_BOOL, OPT(la_schedule_per_cycle), "false", 0, 0, 0,
+            NULL},
+    {"optim", "la_momentum", K_ENUM, OPT(la_momentum), "keep", 0, 0, 0, "keep|reset"},
+    {"optim", "la_bn_refresh", K_BOOL, OPT(la_bn_refresh), "true", 0, 0, 0, NULL},
+    {"optim", "la_bn_refresh_final", K_INT, OPT(la_bn_refresh_final), "500", 0, LBIG, 0, NULL},
+    {"optim", "swad_n_converge", K_INT, OPT(swad_n_converge), "3", 1, LBIG, 0, NULL},
+    {"optim", "swad_n_tolerance", K_INT, OPT(swad_n_tolerance), "6", 1, LBIG, 0, NULL},
+    {"optim", "swad_tolerance_ratio", K_REAL, OPT(swad_tolerance_ratio), "0.3", 0, BIG, 0, NULL},
+    {"optim", "swad_eval_every", K_INT, OPT(swad_eval_every), "100", 1, LBIG, 0, NULL},
+    {"optim", "swad_early_stop", K_BOOL, OPT(swad_early_stop), "true", 0, 0, 0, NULL},
+    {"optim", "swad_bn_batches", K_INT, OPT(swad_bn_batches), "500", 0, LBIG, 0, NULL},
+    {"optim", "swad_val_images", K_INT, OPT(swad_val_images), "200", 1, LBIG, 0, NULL},
+    {"optim", "sam_rho", K_REAL, OPT(sam_rho), "0.05", 0, BIG, 0, NULL},
+    {"optim", "asam_rho", K_REAL, OPT(asam_rho), "0.5", 0, BIG, 0, NULL},
+    {"optim", "asam_eta", K_REAL, OPT(asam_eta), "0.01", 0, BIG, 0, NULL},
+    {"optim", "lb_k", K_INT, OPT(lb_k), "2", 1, LBIG, 0, NULL},
+    {"optim", "lb_alpha", K_LB_ALPHA, OPT(lb_alpha), "adaptive", 0, 1, LO_OPEN, NULL},
+    {"optim", "lb_reuse_ascent", K_BOOL, OPT(lb_reuse_ascent), "false", 0, 0, 0, NULL},
+    {"optim", "dgsam_rho", K_REAL, OPT(dgsam_rho), "0.05", 0, BIG, 0, NULL},
+    {"optim", "dgsam_refresh_first", K_BOOL, OPT(dgsam_refresh_first), "true", 0, 0, 0, NULL},
+    {"optim", "dgsam_order", K_ENUM, OPT(dgsam_order), "shuffle", 0, 0, 0, "shuffle|fixed"},
+    {"optim", "saf_lambda", K_REAL, OPT(saf_lambda), "0.3", 0, BIG, 0, NULL},
+    {"optim", "saf_tau", K_REAL, OPT(saf_tau), "5", 0, BIG, LO_OPEN, NULL},
+    {"optim", "saf_epochs_back", K_INT, OPT(saf_epochs_back), "2", 1, LBIG, 0, NULL},
+    {"optim", "saf_start_epoch", K_INT, OPT(saf_start_epoch), "5", 0, LBIG, 0, NULL},
+    {"optim", "saf_end_epoch", K_EPOCH, OPT(saf_end_epoch), "none", 0, LBIG, 0, NULL},
+    {"optim", "mesa_lambda", K_REAL, OPT(mesa_lambda), "0.8", 0, BIG, 0, NULL},
+    {"optim", "mesa_tau", K_REAL, OPT(mesa_tau), "5", 0, BIG, LO_OPEN, NULL},
+    {"optim", "mesa_decay", K_REAL, OPT(mesa_decay), "0.9998", 0, 1, 0, NULL},
+    {"optim", "mesa_start_epoch", K_INT, OPT(mesa_start_epoch), "5", 0, LBIG, 0, NULL},
+    {"optim", "mesa_end_epoch", K_EPOCH, OPT(mesa_end_epoch), "none", 0, LBIG, 0, NULL},
+    {"optim", "mesa_eval_teacher", K_BOOL, OPT(mesa_eval_teacher), "false", 0, 0, 0, NULL},
+    /* [train] */
+    {"train", "seed", K_INT, OFF(seed), "0", 0, LBIG, 0, NULL},
+    {"train", "iterations", K_INT, OFF(iterations), "40000", 1, LBIG, 0, NULL},
+    {"train", "batch_size", K_INT, OFF(batch_size), "16", 1, 65536, 0, NULL},
+    {"train", "resume", K_BOOL, OFF(resume), "false", 0, 0, 0, NULL},
+    {"train", "nan_policy", K_ENUM, OFF(nan_policy), "stop", 0, 0, 0, "stop|rollback"},
+    {"train", "log_every", K_INT, OFF(log_every), "10", 1, LBIG, 0, NULL},
+    {"train", "eval_every", K_INT, OFF(eval_every), "0", 0, LBIG, 0, NULL},
+    {"train", "checkpoint_every", K_INT, OFF(checkpoint_every), "1000", 1, LBIG, 0, NULL},
+    {"train", "threads", K_INT, OFF(threads), "0", 0, 4096, 0, NULL},
+    /* [eval] */
+    {"eval", "batch_size", K_INT, OFF(eval_batch_size), "1", 1, 65536, 0, NULL},
+    /* [output] */
+    {"output", "dir", K_STR, OFF(out_dir), "", 0, 0, 0, NULL},
+};
+
+/* ---- values ------------------------------------------------------------- */
+
+static void *field(dg_config *cfg, const key_def *k) { return (char *)cfg + k->off; }
+static const void *cfield(const dg_config *cfg, const key_def *k) {
+    return (const char *)cfg + k->off;
+}
+
+static bool parse_bool(const char *v, bool *out) {
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+    for (size_t i = 0; i < 4; i++) {
+        if (!strcasecmp(v, yes[i])) return *out = true, true;
+        if (!strcasecmp(v, no[i])) return *out = false, true;
+    }
+    return false;
+}
+
+/* Index of v in "a|b|c", or -1. */
+static int choice_index(const char *choices, const char *v) {
+    int i = 0;
+    size_t n = strlen(v);
+    for (const char *p = choices; *p; i++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && !strncmp(p, v, n)) return i;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+static void choice_name(const char *choices, int idx, char *out, size_t cap) {
+    const char *p = choices;
+    for (int i = 0; i < idx && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    size_t len = 0;
+    if (p) {
+        const char *bar = strchr(p, '|');
+        len = bar ? (size_t)(bar - p) : strlen(p);
+    }
+    if (len >= cap) len = cap - 1;
+    memcpy(out, p ? p : "", len);
+    out[len] = '\0';
+}
+
+static bool in_range(const key_def *k, double x) {
+    if (k->flags & LO_OPEN ? x <= k->lo : x < k->lo) return false;
+    if (k->flags & HI_OPEN ? x >= k->hi : x > k->hi) return false;
+    return true;
+}
+
+static void range_text(const key_def *k, char *out, size_t cap) {
+    if (k->hi >= LBIG) snprintf(out, cap, "%s %g", k->flags & LO_OPEN ? ">" : ">=", k->lo);
+    else snprintf(out, cap, "in %c%g, %g%c", k->flags & LO_OPEN ? '(' : '[', k->lo, k->hi,
+            k->flags & HI_OPEN ? ')' : ']');
+}
+
+static bool parse_real(const char *v, double *out) {
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (end == v || *end || errno || !isfinite(x)) return false;
+    *out = x;
+    return true;
+}
+
+static bool parse_long(const char *v, long *out) {
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (end == v || *end || errno) return false;
+    *out = x;
+    return true;
+}
+
+/* Sets key k from text v; on error writes a message into err. */
+static bool set_value(dg_config *cfg, const key_def *k, const char *v, char *err, size_t cap) {
+    void *f = field(cfg, k);
+    char range[64];
+    range_text(k, range, sizeof(range));
+    switch (k->type) {
+    case K_STR:
+        dg_free(*(char **)f);
+        *(char **)f = dg_xstrdup(v);
+        return true;
+    case K_CHOICE:
+        if (choice_index(k->choices, v) < 0) {
+            snprintf(err, cap, "'%s' is not one of %s", v, k->choices);
+            return false;
+        }
+        dg_free(*(char **)f);
+        *(char **)f = dg_xstrdup(v);
+        return true;
+    case K_ENUM: {
+        int i = choice_index(k->choices, v);
+        if (i < 0) {
+            snprintf(err, cap, "'%s' is not one of %s", v, k->choices);
+            return false;
+        }
+        *(int *)f = i;
+        return true;
+    }
+    case K_BOOL:
+        if (!parse_bool(v, (bool *)f)) {
+            snprintf(err, cap, "'%s' is not a boolean (true/false)", v);
+            return false;
+        }
+        return true;
+    case K_INT: {
+        long x;
+        if (!parse_long(v, &x)) {
+            snprintf(err, cap, "'%s' is not an integer", v);
+            return false;
+        }
+        if (!in_range(k, (double)x)) {
+            snprintf(err, cap, "%ld is out of range (%s)", x, range);
+            return false;
+        }
+        *(long *)f = x;
+        return true;
+    }
+    case K_REAL: {
+        double x;
+        if (!parse_real(v, &x)) {
+            snprintf(err, cap, "'%s' is not a finite number", v);
+            return false;
+        }
+        if (!in_range(k, x)) {
+            snprintf(err, cap, "%g is out of range (%s)", x, range);
+            return false;
+        }
+        *(double *)f = x;
+        return true;
+    }
+    case K_EPOCH: {
+        long x;
+        if (!strcmp(v, "none")) {
+            *(long *)f = -1;
+            return true;
+        }
+        if (!parse_long(v, &x) || x < (long)k->lo) {
+            snprintf(err, cap, "'%s' is neither 'none' nor an epoch >= %g", v, k->lo);
+            return false;
+        }
+        *(long *)f = x;
+        return true;
+    }
+    case K_LB_ALPHA: {
+        dg_method_cfg *o = &cfg->optim;
+        double x;
+        if (!strcmp(v, "adaptive")) {
+            o->lb_alpha_adaptive = true;
+            return true;
+        }
+        if (!parse_real(v, &x) || !in_range(k, x)) {
+            snprintf(err, cap, "'%s' is neither 'adaptive' nor a number in (0, 1]", v);
+            return false;
+        }
+        o->lb_alpha_adaptive = false;
+        o->lb_alpha = x;
+        return true;
+    }
+    }
+    return false;
+}
+
+static void value_text(const dg_config *cfg, const key_def *k, char *out, size_t cap) {
+    const void *f = cfield(cfg, k);
+    switch (k->type) {
+    case K_STR:
+    case K_CHOICE:
+        snprintf(out, cap, "%s", *(char *const *)f ? *(char *const *)f : "");
+        break;
+    case K_ENUM:
+        choice_name(k->choices, *(const int *)f, out, cap);
+        break;
+    case K_BOOL:
+        snprintf(out, cap, "%s", *(const bool *)f ? "true" : "false");
+        break;
+    case K_INT:
+        snprintf(out, cap, "%ld", *(const long *)f);
+        break;
+    case K_REAL:
+        snprintf(out, cap, "%.17g", *(const double *)f);
+        break;
+    case K_EPOCH:
+        if (*(const long *)f < 0) snprintf(out, cap, "none");
+        else snprintf(out, cap, "%ld", *(const long *)f);
+        break;
+    case K_LB_ALPHA:
+        if (cfg->optim.lb_alpha_adaptive) snprintf(out, cap, "adaptive");
+        else snprintf(out, cap, "%.17g", cfg->optim.lb_alpha);
+        break;
+    }
+}
+
+static const key_def *find_key(const char *section, const char *key) {
+    for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key)) return &keys[i];
+    return NULL;
+}
+
+static bool known_section(const char *s) {
+    for (size_t i = 0; i < DG_ARRAY_LEN(sections); i++)
+        if (!strcmp(sections[i], s)) return true;
+    return false;
+}
+
+void dg_config_defaults(dg_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    dg_method_cfg_default(&cfg->optim);
+    char err[256];
+    for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++) {
+        bool ok = set_value(cfg, &keys[i], keys[i].def, err, sizeof(err));
+        DG_ASSERT(ok);
+    }
+    cfg->path = dg_xstrdup("");
+    cfg->name = dg_xstrdup("config");
+}
+
+void dg_config_free(dg_config *cfg) {
+    for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++)
+        if (keys[i].type == K_STR || keys[i].type == K_CHOICE) dg_free(*(char **)field(cfg, &keys[i]));
+    dg_free(cfg->path);
+    dg_free(cfg->name);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+typedef struct parse_ctx {
+    dg_config *cfg;
+    bool seen[DG_ARRAY_LEN(keys)];
+    char err[512]; /* first problem, without the line */
+    bool failed;
+} parse_ctx;
+
+static int on_entry(void *user, const char *section, const char *name, const char *value) {
+    parse_ctx *pc = user;
+    if (pc->failed) return 1; /* report only the first problem */
+    char err[384] = "";
+    if (!known_section(section)) {
+        snprintf(pc->err, sizeof(pc->err), "unknown section [%s] (sections: data, model, optim, "
+                 "train, eval, output)", section);
+        pc->failed = true;
+        return 0;
+    }
+    const key_def *k = find_key(section, name);
+    if (!k) {
+        snprintf(pc->err, sizeof(pc->err), "[%s] unknown key '%s'", section, name);
+        pc->failed = true;
+        return 0;
+    }
+    size_t idx = (size_t)(k - keys);
+    if (pc->seen[idx]) {
+        if (!(k->flags & LIST)) {
+            snprintf(pc->err, sizeof(pc->err), "[%s] %s is given twice", section, name);
+            pc->failed = true;
+            return 0;
+        }
+        /* an indented continuation line of a list: append */
+        char **s = field(pc->cfg, k);
+        char *joined = dg_xasprintf("%s%s%s", *s, **s && *value ? ", " : "", value);
+        dg_free(*s);
+        *s = joined;
+        return 1;
+    }
+    pc->seen[idx] = true;
+    if (!set_value(pc->cfg, k, value, err, sizeof(err))) {
+        snprintf(pc->err, sizeof(pc->err), "[%s] %s: %s", section, name, err);
+        pc->failed = true;
+        return 0;
+    }
+    return 1;
+}
+
+/* Lines libinih cannot hold (INI_MAX_LINE 200 with its newline and NUL). */
+static dg_status check_line_lengths(const char *path) {
+    size_t n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        dg_log_error("%s: cannot read the configuration: %s", path, strerror(errno));
+        return DG_STATUS_ERR_IO;
+    }
+    int c, line = 1;
+    while ((c = fgetc(f)) != EOF) {
+        if (c == '\n') {
+            line++;
+            n = 0;
+        } else if (++n == 199) {
+            dg_log_error("%s:%d: line longer than 198 characters; continue a long list on "
+                         "indented lines", path, line);
+            fclose(f);
+            return DG_STATUS_ERR_CONFIG;
+        }
+    }
+    fclose(f);
+    return DG_STATUS_OK;
+}
+
+static char *stem_of(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    char *s = dg_xstrdup(base);
+    char *dot = strrchr(s, '.');
+    if (dot && dot != s) *dot = '\0';
+    return s;
+}
+
+dg_status dg_config_set(dg_config *cfg, const char *assignment) {
+    const char *eq = strchr(assignment, '=');
+    const char *dot = strchr(assignment, '.');
+    if (!eq || !dot || dot > eq) {
+        dg_log_error("command line: '%s' is not section.key=value", assignment);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    char section[32], key[64];
+    size_t ls = (size_t)(dot - assignment), lk = (size_t)(eq - dot - 1);
+    if (ls >= sizeof(section) || lk >= sizeof(key)) {
+        dg_log_error("command line: '%s': unknown key", assignment);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    memcpy(section, assignment, ls);
+    section[ls] = '\0';
+    memcpy(key, dot + 1, lk);
+    key[lk] = '\0';
+    const char *value = eq + 1;
+    if (!known_section(section)) {
+        dg_log_error("command line: '%s': unknown section [%s]", assignment, section);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    const key_def *k = find_key(section, key);
+    if (!k) {
+        dg_log_error("command line: '%s': [%s] has no key '%s'", assignment, section, key);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    char err[384];
+    if (!set_value(cfg, k, value, err, sizeof(err))) {
+        dg_log_error("command line: %s.%s: %s", section, key, err);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    return DG_STATUS_OK;
+}
+
+dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *const *over) {
+    dg_config_defaults(cfg);
+    dg_free(cfg->path);
+    dg_free(cfg->name);
+    cfg->path = dg_xstrdup(path);
+    cfg->name = stem_of(path);
+    dg_status st = check_line_lengths(path);
+    if (st != DG_STATUS_OK) return st;
+    parse_ctx *pc = dg_xcalloc(1, sizeof(*pc));
+    pc->cfg = cfg;
+    int line = ini_parse(path, on_entry, pc);
+    if (line < 0) {
+        dg_log_error("%s: cannot read the configuration: %s", path, strerror(errno));
+        st = DG_STATUS_ERR_IO;
+    } else if (line > 0) {
+        dg_log_error("%s:%d: %s", path, line,
+                pc->failed ? pc->err : "malformed line (expected key = value or [section])");
+        st = DG_STATUS_ERR_CONFIG;
+    }
+    dg_free(pc);
+    for (int i = 0; st == DG_STATUS_OK && i < n_over; i++) st = dg_config_set(cfg, over[i]);
+    return st;
+}
+
+/* ---- validation and output --------------------------------------------- */
+
+dg_status dg_config_validate(dg_config *cfg) {
+    const bool seg = cfg->sources[0] != '\0', cls = cfg->dataset[0] != '\0';
+    if (seg == cls) {
+        dg_log_error("%s: set data.sources (segmentation) or data.dataset (classification)%s",
+                cfg->path, seg ? ", not both" : "");
+        return DG_STATUS_ERR_CONFIG;
+    }
+    cfg->task = seg ? DG_TASK_SEGMENTATION : DG_TASK_CLASSIFICATION;
+    if (cfg->scale_min > cfg->scale_max) {
+        dg_log_error("%s: data.scale_min %g > data.scale_max %g", cfg->path, cfg->scale_min,
+                cfg->scale_max);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (cfg->blur_sigma_min > cfg->blur_sigma_max) {
+        dg_log_error("%s: data.blur_sigma_min %g > data.blur_sigma_max %g", cfg->path,
+                cfg->blur_sigma_min, cfg->blur_sigma_max);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    const dg_method_cfg *o = &cfg->optim;
+    if (!strcmp(cfg->method, "saf") && seg) {
+        dg_log_error("%s: optim.method = saf is classification only: its per-sample logit bank "
+                     "cannot follow pixels through random scaling, cropping and flipping, and "
+                     "would need about 1.7 TB for GTAV (ALGORITHMS.md §11); use mesa", cfg->path);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (o->saf_start_epoch < o->saf_epochs_back - 1) {
+        dg_log_error("%s: optim.saf_start_epoch %ld must be >= optim.saf_epochs_back - 1 = %ld",
+                cfg->path, o->saf_start_epoch, o->saf_epochs_back - 1);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (o->saf_end_epoch >= 0 && o->saf_end_epoch <= o->saf_start_epoch) {
+        dg_log_error("%s: optim.saf_end_epoch %ld must be 'none' or > optim.saf_start_epoch %ld",
+                cfg->path, o->saf_end_epoch, o->saf_start_epoch);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (o->mesa_end_epoch >= 0 && o->mesa_end_epoch <= o->mesa_start_epoch) {
+        dg_log_error("%s: optim.mesa_end_epoch %ld must be 'none' or > optim.mesa_start_epoch %ld",
+                cfg->path, o->mesa_end_epoch, o->mesa_start_epoch);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (o->swad_n_tolerance < o->swad_n_converge) {
+        dg_log_error("%s: optim.swad_n_tolerance %ld must be >= optim.swad_n_converge %ld",
+                cfg->path, o->swad_n_tolerance, o->swad_n_converge);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (o->nesterov && o->momentum == 0) {
+        dg_log_error("%s: optim.nesterov needs optim.momentum > 0 (as PyTorch's SGD)", cfg->path);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    return DG_STATUS_OK;
+}
+
+void dg_config_write(const dg_config *cfg, FILE *f) {
+    char v[4096];
+    for (size_t s = 0; s < DG_ARRAY_LEN(sections); s++) {
+        fprintf(f, "%s[%s]\n", s ? "\n" : "", sections[s]);
+        for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++) {
+            if (strcmp(keys[i].section, sections[s])) continue;
+            value_text(cfg, &keys[i], v, sizeof(v));
+            fprintf(f, "%s = %s\n", keys[i].key, v);
+        }
+    }
+}
+
+/* ---- dataset lists ------------------------------------------------------ */
+
+static char *trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
+dg_status dg_dataset_specs_parse(const char *key, const char *list, dg_dataset_spec **out,
+        int *n) {
+    *out = NULL;
+    *n = 0;
+    char *copy = dg_xstrdup(list);
+    dg_dataset_spec *v = NULL;
+    int cnt = 0;
+    dg_status st = DG_STATUS_OK;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *e = trim(tok);
+        if (!*e) continue;
+        char *colon = strchr(e, ':');
+        if (!colon && strcmp(e, "rotated-fmnist") != 0) {
+            dg_log_error("%s: entry '%s' is not reader:root", key, e);
+            st = DG_STATUS_ERR_CONFIG;
+            break;
+        }
+        v = dg_xrealloc(v, (size_t)(cnt + 1) * sizeof(*v));
+        if (colon) *colon = '\0';
+        v[cnt].reader = dg_xstrdup(trim(e));
+        v[cnt].root = dg_xstrdup(colon ? trim(colon + 1) : "");
+        cnt++;
+    }
+    dg_free(copy);
+    if (st != DG_STATUS_OK) {
+        dg_dataset_specs_free(v, cnt);
+        return st;
+    }
+    *out = v;
+    *n = cnt;
+    return DG_STATUS_OK;
+}
+
+void dg_dataset_specs_free(dg_dataset_spec *specs, int n) {
+    for (int i = 0; i < n; i++) {
+        dg_free(specs[i].reader);
+        dg_free(specs[i].root);
+    }
+    dg_free(specs);
+}

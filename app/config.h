@@ -1,0 +1,125 @@
+/* app/config.h -- the INI configuration of `dgseg train / eval / verify`
+ * (DESIGN.md §5): sections [data] [model] [optim] [train] [eval] [output],
+ * read with libinih through one descriptor table that gives every key its
+ * type, default, range and help; `section.key=value` arguments override the
+ * file. An unknown section or key, a malformed or out-of-range value is an
+ * error naming the file, line and key (exit 2). dg_config_write prints the
+ * fully resolved configuration, every default included.
+ *
+ * Lists (data.sources, data.targets, data.test_domains) are comma
+ * separated; a long list may continue on indented lines. libinih reads at
+ * most 199 characters per line; a longer line is an error naming it. */
+#ifndef DG_APP_CONFIG_H
+#define DG_APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "nets/core/common.h"
+#include "optimizers/dg_optim.h"
+
+typedef enum dg_task {
+    DG_TASK_SEGMENTATION = 0,
+    DG_TASK_CLASSIFICATION = 1
+} dg_task;
+
+typedef struct dg_config {
+    char *path;              /* the file read ("" when none) */
+    char *name;              /* its stem: the default run-directory prefix */
+    dg_task task;            /* segmentation when data.sources is set,
+                                classification when data.dataset is */
+    /* [data] */
+    char *sources;           /* "reader:root, ..." (segmentation) */
+    char *targets;           /* "reader:root, ..." (segmentation) */
+    char *source_split;      /* split of the sources used for training */
+    char *source_val_split;  /* source validation split (SWAD) */
+    char *dataset;           /* "domainbed:/path" or "rotated-fmnist" */
+    char *test_domains;      /* names or indices, comma separated */
+    long data_seed;          /* data.seed */
+    char *fmnist_dir;        /* Rotated Fashion-MNIST IDX folder */
+    char *split_dir;         /* GTAV/SYNTHIA split lists */
+    int on_bad_sample;       /* dg_bad_sample_policy: fail | skip */
+    long workers;            /* loader threads */
+    long prefetch;           /* queued batches (0: 2 per worker) */
+    long crop_size;          /* segmentation training crop (square) */
+    double scale_min, scale_max;
+    bool flip;
+    double jitter_p, brightness, contrast, saturation, hue;
+    bool blur;
+    double blur_sigma_min, blur_sigma_max;
+    double class_uniform_pct;
+    long class_uniform_tile;
+    long eval_height;        /* Mapillary evaluation height */
+    long image_size;         /* classification input size (DomainBed) */
+    bool augment;            /* classification training augmentation */
+    /* [model] */
+    char *model;
+    char *pretrained;
+    long output_stride;
+    bool aux;
+    double aux_weight;
+    bool freeze_bn;
+    double dropout;
+    /* [optim] */
+    char *method;
+    char *base;
+    double lr;
+    char *schedule;
+    double poly_power;
+    long warmup_steps;
+    double lr_min;
+    dg_method_cfg optim;     /* every other [optim] key (ALGORITHMS.md §16) */
+    /* [train] */
+    long seed;
+    long iterations;
+    long batch_size;         /* samples per source domain per step */
+    bool resume;
+    int nan_policy;          /* 0 stop, 1 rollback */
+    long log_every;
+    long eval_every;
+    long checkpoint_every;
+    long threads;            /* 0: OMP_NUM_THREADS or all cores */
+    /* [eval] */
+    long eval_batch_size;    /* eval.batch_size */
+    /* [output] */
+    char *out_dir;           /* output.dir; "" = runs/<name>-<timestamp> */
+} dg_config;
+
+/* Fills every key with its default (no file). */
+void dg_config_defaults(dg_config *cfg);
+
+/* Reads the file at path over the defaults, then applies the
+ * "section.key=value" overrides (n_over of them). cfg is overwritten.
+ * Returns DG_STATUS_OK, DG_STATUS_ERR_IO (the file cannot be read) or
+ * DG_STATUS_ERR_CONFIG (the first problem: file:line, section and key, or
+ * the override, named; logged). */
+dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *const *over);
+
+/* Applies one "section.key=value" (what the command line gives). */
+dg_status dg_config_set(dg_config *cfg, const char *assignment);
+
+/* Cross-key checks (task from the data keys, method-specific rules such as
+ * SAF on segmentation); DG_STATUS_ERR_CONFIG with a message naming the keys. */
+dg_status dg_config_validate(dg_config *cfg);
+
+/* Writes the resolved configuration as an INI file (every key). */
+void dg_config_write(const dg_config *cfg, FILE *f);
+
+/* Releases the strings and zeroes cfg. */
+void dg_config_free(dg_config *cfg);
+
+/* One "reader:root" entry of a dataset list. */
+typedef struct dg_dataset_spec {
+    char *reader;
+    char *root;  /* empty for rotated-fmnist without a folder */
+} dg_dataset_spec;
+
+/* Splits a comma-separated "reader:root" list (entries trimmed; a root may
+ * itself contain ':'). *out is a new array of *n entries. Returns
+ * DG_STATUS_ERR_CONFIG (logged, naming key) for an entry without
+ * "reader:". */
+dg_status dg_dataset_specs_parse(const char *key, const char *list, dg_dataset_spec **out,
+        int *n);
+void dg_dataset_specs_free(dg_dataset_spec *specs, int n);
+
+#endif

@@ -1,0 +1,430 @@
+/* tests/test_config.c -- the INI configuration (app/config.h) and
+ * `dgseg verify` (app/verify.h) on real files written here.
+ *
+ * Config: the resolved writer's output reads back to the same text; every
+ * error names file:line and the key (unknown section, unknown key, bad
+ * value, out of range, key given twice, an over-long line); indented lines
+ * continue a list; command-line overrides and their errors; cross-key
+ * validation (SAF on segmentation, task from the data keys); dataset lists.
+ * Verify: a small Cityscapes-layout source and BDD-layout target give the
+ * JSON counts and trainId histogram computed here; a missing partner is
+ * reported without failing; a truncated label and a size mismatch are
+ * reported by file and make verify exit 1, or 0 for a source under
+ * data.on_bad_sample = skip; a wrong root exits 1; usage errors exit 2. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "app/config.h"
+#include "app/verify.h"
+#include "common.h"
+#include "data/image_cv.h"
+#include "data/png_io.h"
+
+static char dir[64];
+static void make_dir(void) { make_tmpdir(dir, "config"); }
+static void remove_dir(void) { remove_tree(dir, 8); }
+
+static char *write_ini(const char *name, const char *text) {
+    char *path = dg_xmalloc(512);
+    snprintf(path, 512, "%s/%s", dir, name);
+    write_file(path, text, strlen(text));
+    return path;
+}
+
+/* Loads text as a config file; returns the status and the log. */
+static dg_status load_text(const char *text, dg_config *cfg, char **log, int n_over,
+        char *const *over) {
+    char *path = write_ini("c.ini", text);
+    capture cap;
+    capture_begin(&cap);
+    dg_status st = dg_config_load(cfg, path, n_over, over);
+    *log = capture_end(&cap);
+    dg_free(path);
+    return st;
+}
+
+static char *config_text(const dg_config *cfg) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/resolved.ini", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    dg_config_write(cfg, f);
+    fclose(f);
+    return read_file(path, NULL);
+}
+
+START_TEST(resolved_config_reads_back_identically) {
+    dg_config a, b;
+    char *log;
+    ck_assert_int_eq(load_text("[data]\nsources = gtav:/data/GTAV\n[optim]\nmethod = lookbehind-sam\n"
+                               "lb_alpha = 0.25\nsaf_end_epoch = 9\nla_reg = history\n"
+                               "[train]\niterations = 77\n", &a, &log, 0, NULL),
+            DG_STATUS_OK);
+    dg_free(log);
+    ck_assert_int_eq(a.iterations, 77);
+    ck_assert(!a.optim.lb_alpha_adaptive);
+    ck_assert_double_eq(a.optim.lb_alpha, 0.25);
+    ck_assert_int_eq(a.optim.saf_end_epoch, 9);
+    ck_assert_int_eq(a.optim.la_reg, DG_LA_REG_HISTORY);
+    ck_assert_int_eq(a.optim.mesa_end_epoch, -1);
+    ck_assert_double_eq(a.optim.momentum, 0.9);
+    char *ta = config_text(&a);
+    ck_assert_msg(strstr(ta, "lb_alpha = 0.25\n") && strstr(ta, "mesa_end_epoch = none\n") &&
+                    strstr(ta, "[output]\ndir = \n"), "%s", ta);
+    char *path = write_ini("again.ini", ta);
+    ck_assert_int_eq(dg_config_load(&b, path, 0, NULL), DG_STATUS_OK);
+    char *tb = config_text(&b);
+    ck_assert_str_eq(ta, tb);
+    ck_assert_str_eq(b.name, "again");
+    dg_free(ta);
+    dg_free(tb);
+    dg_free(path);
+    dg_config_free(&a);
+    dg_config_free(&b);
+}
+END_TEST
+
+typedef struct bad_case {
+    const char *text;
+    const char *want; /* substring of the message */
+} bad_case;
+
+START_TEST(errors_name_file_line_and_key) {
+    static const bad_case cases[] = {
+        {"[data]\nsources = a:b\n[model]\nnmae = x\n", "c.ini:4: [model] unknown key 'nmae'"},
+        {"[dat]\nsources = a:b\n", "c.ini:2: unknown section [dat]"},
+        {"[optim]\nmomentum = fast\n", "c.ini:2: [optim] momentum: 'fast' is not a finite number"},
+        {"[optim]\nmomentum = 1\n", "c.ini:2: [optim] momentum: 1 is out of range (in [0, 1))"},
+        {"[optim]\nla_k = 0\n", "c.ini:2: [optim] la_k: 0 is out of range (>= 1)"},
+        {"[optim]\nla_endpoint = middle\n", "'middle' is not one of last|mean"},
+        {"[optim]\nmethod = adam\n", "c.ini:2: [optim] method: 'adam' is not one of erm|"},
+        {"[train]\nresume = maybe\n", "[train] resume: 'maybe' is not a boolean"},
+        {"[train]\n\nseed = 1\nseed = 2\n", "c.ini:4: [train] seed is given twice"},
+        {"[optim]\nlb_alpha = 1.5\n", "neither 'adaptive' nor a number in (0, 1]"},
+        {"[optim]\nsaf_end_epoch = soon\n", "neither 'none' nor an epoch"},
+        {"[data]\nthis line has no equals sign\n", "c.ini:2: malformed line"},
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        dg_config cfg;
+        char *log;
+        ck_assert_int_eq(load_text(cases[i].text, &cfg, &log, 0, NULL), DG_STATUS_ERR_CONFIG);
+        ck_assert_msg(strstr(log, cases[i].want) != NULL, "case %zu: want '%s' in:\n%s", i,
+                cases[i].want, log);
+        ck_assert_int_eq(count_lines(log), 1);
+        dg_free(log);
+        dg_config_free(&cfg);
+    }
+    /* a line libinih cannot hold */
+    char text[400] = "[data]\nsources = ";
+    memset(text + strlen(text), 'x', 220);
+    strcat(text, "\n");
+    dg_config cfg;
+    char *log;
+    ck_assert_int_eq(load_text(text, &cfg, &log, 0, NULL), DG_STATUS_ERR_CONFIG);
+    ck_assert_msg(strstr(log, "c.ini:2: line longer than 198"), "%s", log);
+    dg_free(log);
+    dg_config_free(&cfg);
+    /* a missing file */
+    char missing[512];
+    snprintf(missing, sizeof(missing), "%s/none.ini", dir);
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_load(&cfg, missing, 0, NULL), DG_STATUS_ERR_IO);
+    log = capture_end(&cap);
+    ck_assert_msg(strstr(log, missing) != NULL, "%s", log);
+    dg_free(log);
+    dg_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(lists_continue_on_indented_lines) {
+    dg_config cfg;
+    char *log;
+    ck_assert_int_eq(load_text("[data]\nsources = gtav:/a,\n   synthia:/b\ntargets = cityscapes:/c\n",
+                             &cfg, &log, 0, NULL), DG_STATUS_OK);
+    dg_free(log);
+    dg_dataset_spec *specs;
+    int n;
+    ck_assert_int_eq(dg_dataset_specs_parse("data.sources", cfg.sources, &specs, &n), DG_STATUS_OK);
+    ck_assert_int_eq(n, 2);
+    ck_assert_str_eq(specs[0].reader, "gtav");
+    ck_assert_str_eq(specs[0].root, "/a");
+    ck_assert_str_eq(specs[1].reader, "synthia");
+    ck_assert_str_eq(specs[1].root, "/b");
+    dg_dataset_specs_free(specs, n);
+    ck_assert_int_eq(dg_dataset_specs_parse("data.sources", " mapillary:C:/odd:path ", &specs, &n),
+            DG_STATUS_OK);
+    ck_assert_str_eq(specs[0].root, "C:/odd:path");
+    dg_dataset_specs_free(specs, n);
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_dataset_specs_parse("data.targets", "gtav:/a, nocolon", &specs, &n),
+            DG_STATUS_ERR_CONFIG);
+    char *l2 = capture_end(&cap);
+    ck_assert_msg(strstr(l2, "data.targets: entry 'nocolon' is not reader:root"), "%s", l2);
+    dg_free(l2);
+    dg_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(overrides_and_validation) {
+    dg_config cfg;
+    char *log;
+    char *over[] = {"optim.method=saf", "train.iterations=5"};
+    ck_assert_int_eq(load_text("[data]\nsources = gtav:/a\n", &cfg, &log, 2, over), DG_STATUS_OK);
+    dg_free(log);
+    ck_assert_str_eq(cfg.method, "saf");
+    ck_assert_int_eq(cfg.iterations, 5);
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_ERR_CONFIG);
+    log = capture_end(&cap);
+    ck_assert_msg(strstr(log, "saf is classification only"), "%s", log);
+    dg_free(log);
+    ck_assert_int_eq(dg_config_set(&cfg, "data.sources="), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_set(&cfg, "data.dataset=rotated-fmnist"), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_OK);
+    ck_assert_int_eq(cfg.task, DG_TASK_CLASSIFICATION);
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_set(&cfg, "optim.saf_start_epoch=0"), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_ERR_CONFIG);
+    ck_assert_int_eq(dg_config_set(&cfg, "train.sed=1"), DG_STATUS_ERR_CONFIG);
+    ck_assert_int_eq(dg_config_set(&cfg, "train.seed"), DG_STATUS_ERR_CONFIG);
+    ck_assert_int_eq(dg_config_set(&cfg, "model.dropout=1"), DG_STATUS_ERR_CONFIG);
+    ck_assert_int_eq(dg_config_set(&cfg, "data.sources=x:y"), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_ERR_CONFIG); /* both tasks */
+    log = capture_end(&cap);
+    ck_assert_msg(strstr(log, "saf_start_epoch 0 must be >= optim.saf_epochs_back - 1 = 1") &&
+                    strstr(log, "[train] has no key 'sed'") &&
+                    strstr(log, "'train.seed' is not section.key=value") &&
+                    strstr(log, "model.dropout: 1 is out of range (in [0, 1))") &&
+                    strstr(log, "not both"), "%s", log);
+    dg_free(log);
+    dg_config_free(&cfg);
+}
+END_TEST
+
+/* ---- verify ---------------------------------------------------------------- */
+
+#define VH 6
+#define VW 8
+
+static void mkdirs(const char *path) {
+    char *p = dg_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    mkdir(p, 0755);
+    dg_free(p);
+}
+
+/* A Cityscapes pair: labelIds with rows of 7 (road), 8 (sidewalk), 26 (car)
+ * and one 0 (unlabeled -> ignore) pixel. */
+static void cityscapes_pair(const char *root, const char *split, const char *stem, int h) {
+    char d1[640], d2[640], p[1280];
+    snprintf(d1, sizeof(d1), "%s/leftImg8bit/%s/aachen", root, split);
+    snprintf(d2, sizeof(d2), "%s/gtFine/%s/aachen", root, split);
+    mkdirs(d1);
+    mkdirs(d2);
+    dg_image img;
+    dg_image_init(&img, h, VW, 3);
+    snprintf(p, sizeof(p), "%s/%s_leftImg8bit.png", d1, stem);
+    ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
+    dg_image_free(&img);
+    uint8_t lab[VH * VW];
+    for (int i = 0; i < VH * VW; i++) lab[i] = (uint8_t)(i / VW < 2 ? 7 : i / VW < 4 ? 8 : 26);
+    lab[0] = 0;
+    snprintf(p, sizeof(p), "%s/%s_gtFine_labelIds.png", d2, stem);
+    ck_assert_int_eq(dg_png_write_gray8(p, lab, VH, VW), DG_STATUS_OK);
+}
+
+static void bdd_pair(const char *root, const char *stem) {
+    char d1[640], d2[640], p[1280];
+    snprintf(d1, sizeof(d1), "%s/images/10k/val", root);
+    snprintf(d2, sizeof(d2), "%s/labels/sem_seg/masks/val", root);
+    mkdirs(d1);
+    mkdirs(d2);
+    dg_image img;
+    dg_image_init(&img, VH, VW, 3);
+    snprintf(p, sizeof(p), "%s/%s.jpg", d1, stem);
+    ck_assert_int_eq(dg_image_write_jpeg(p, &img, 90), DG_STATUS_OK);
+    dg_image_free(&img);
+    uint8_t lab[VH * VW];
+    for (int i = 0; i < VH * VW; i++) lab[i] = (uint8_t)(i < VW ? 10 : 13);
+    snprintf(p, sizeof(p), "%s/%s.png", d2, stem);
+    ck_assert_int_eq(dg_png_write_gray8(p, lab, VH, VW), DG_STATUS_OK);
+}
+
+static int run_verify(const char *ini_text, const char *json, char **log, char **extra,
+        int n_extra) {
+    char *ini = write_ini("v.ini", ini_text);
+    char *argv[8] = {"verify", ini, "--json", (char *)json};
+    int argc = 4;
+    for (int i = 0; i < n_extra; i++) argv[argc++] = extra[i];
+    capture cap;
+    capture_begin(&cap);
+    fflush(stdout);
+    int rc = dg_verify_main(argc, argv);
+    fflush(stdout);
+    *log = capture_end(&cap);
+    dg_free(ini);
+    return rc;
+}
+
+static cJSON *read_json(const char *path) {
+    char *t = read_file(path, NULL);
+    cJSON *j = cJSON_Parse(t);
+    dg_free(t);
+    ck_assert_ptr_nonnull(j);
+    return j;
+}
+
+static long num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "no number %s", key);
+    return (long)v->valuedouble;
+}
+
+START_TEST(verify_reports_counts_histograms_and_problems) {
+    char cs[512], bdd[512], ini[2048], json[512];
+    snprintf(cs, sizeof(cs), "%s/cs", dir);
+    snprintf(bdd, sizeof(bdd), "%s/bdd", dir);
+    snprintf(json, sizeof(json), "%s/v.json", dir);
+    cityscapes_pair(cs, "train", "aachen_000000_000001", VH);
+    cityscapes_pair(cs, "train", "aachen_000000_000002", VH);
+    bdd_pair(bdd, "b1");
+    snprintf(ini, sizeof(ini), "[data]\nsources = cityscapes:%s\ntargets = bdd100k:%s\n", cs, bdd);
+    char *log;
+    int rc = run_verify(ini, json, &log, NULL, 0);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    cJSON *j = read_json(json);
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(j, "datasets");
+    ck_assert_int_eq(cJSON_GetArraySize(ds), 2);
+    const cJSON *src = cJSON_GetArrayItem(ds, 0), *tgt = cJSON_GetArrayItem(ds, 1);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(src, "role")->valuestring, "source");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(src, "reader")->valuestring, "cityscapes");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(src, "split")->valuestring, "train");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(tgt, "role")->valuestring, "target");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(tgt, "split")->valuestring, "val");
+    ck_assert_int_eq(num(src, "images"), 2);
+    ck_assert_int_eq(num(tgt, "images"), 1);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(src, "problems")), 0);
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(src, "label_histogram");
+    ck_assert_int_eq(cJSON_GetArraySize(h), 20);
+    /* per image: road 15 (one pixel is ignore), sidewalk 16, car 16, ignore 1 */
+    long want[20] = {0};
+    want[0] = 30;
+    want[1] = 32;
+    want[13] = 32;
+    want[19] = 2;
+    for (int k = 0; k < 20; k++)
+        ck_assert_msg((long)cJSON_GetArrayItem(h, k)->valuedouble == want[k], "bin %d", k);
+    h = cJSON_GetObjectItemCaseSensitive(tgt, "label_histogram");
+    ck_assert_int_eq((long)cJSON_GetArrayItem(h, 10)->valuedouble, VW);
+    ck_assert_int_eq((long)cJSON_GetArrayItem(h, 13)->valuedouble, VW * VH - VW);
+    cJSON_Delete(j);
+
+    /* a missing partner: reported, not fatal */
+    char p[1024];
+    snprintf(p, sizeof(p), "%s/leftImg8bit/train/aachen/aachen_000000_000003_leftImg8bit.png", cs);
+    dg_image img;
+    dg_image_init(&img, VH, VW, 3);
+    ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
+    dg_image_free(&img);
+    rc = run_verify(ini, json, &log, NULL, 0);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    j = read_json(json);
+    src = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "datasets"), 0);
+    const cJSON *pr = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(src, "problems"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "kind")->valuestring, "missing_label");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "file")->valuestring, p);
+    cJSON_Delete(j);
+    remove(p);
+
+    /* a truncated label and a size mismatch: fatal, named */
+    char lab[1024];
+    snprintf(lab, sizeof(lab), "%s/gtFine/train/aachen/aachen_000000_000002_gtFine_labelIds.png",
+            cs);
+    size_t n;
+    char *bytes = read_file(lab, &n);
+    write_file(lab, bytes, n - 20);
+    dg_free(bytes);
+    cityscapes_pair(cs, "train", "aachen_000000_000004", VH - 1); /* image 1 row short */
+    rc = run_verify(ini, json, &log, NULL, 0);
+    ck_assert_msg(rc == 1, "rc %d:\n%s", rc, log);
+    ck_assert_msg(strstr(log, lab) != NULL, "%s", log);
+    dg_free(log);
+    j = read_json(json);
+    src = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "datasets"), 0);
+    const cJSON *probs = cJSON_GetObjectItemCaseSensitive(src, "problems");
+    ck_assert_int_eq(cJSON_GetArraySize(probs), 2);
+    pr = cJSON_GetArrayItem(probs, 0);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "kind")->valuestring, "unreadable");
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "file")->valuestring, lab);
+    pr = cJSON_GetArrayItem(probs, 1);
+    ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "kind")->valuestring, "size_mismatch");
+    cJSON_Delete(j);
+
+    /* the same problems in a source are not fatal when training skips them */
+    char *skip[] = {"data.on_bad_sample=skip"};
+    rc = run_verify(ini, json, &log, skip, 1);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+
+    /* a wrong root: fatal */
+    snprintf(ini, sizeof(ini), "[data]\nsources = cityscapes:%s/nothing\n", dir);
+    rc = run_verify(ini, json, &log, NULL, 0);
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(log, "nothing"), "%s", log);
+    dg_free(log);
+}
+END_TEST
+
+START_TEST(verify_usage_and_config_errors_exit_2) {
+    char *log;
+    capture cap;
+    capture_begin(&cap);
+    char *a0[] = {"verify"};
+    ck_assert_int_eq(dg_verify_main(1, a0), 2);
+    char *a1[] = {"verify", "--bogus"};
+    ck_assert_int_eq(dg_verify_main(2, a1), 2);
+    log = capture_end(&cap);
+    dg_free(log);
+    char json[512];
+    snprintf(json, sizeof(json), "%s/v.json", dir);
+    ck_assert_int_eq(run_verify("[data]\nsourcez = x:y\n", json, &log, NULL, 0), 2);
+    ck_assert_msg(strstr(log, "v.ini:2: [data] unknown key 'sourcez'"), "%s", log);
+    dg_free(log);
+    ck_assert_int_eq(run_verify("[model]\nname = x\n", json, &log, NULL, 0), 2);
+    ck_assert_msg(strstr(log, "set data.sources"), "%s", log);
+    dg_free(log);
+}
+END_TEST
+
+Suite *config_suite(void) {
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("ini");
+    tcase_add_checked_fixture(tc, make_dir, remove_dir);
+    tcase_add_test(tc, resolved_config_reads_back_identically);
+    tcase_add_test(tc, errors_name_file_line_and_key);
+    tcase_add_test(tc, lists_continue_on_indented_lines);
+    tcase_add_test(tc, overrides_and_validation);
+    suite_add_tcase(s, tc);
+    TCase *v = tcase_create("verify");
+    tcase_set_timeout(v, 30);
+    tcase_add_checked_fixture(v, make_dir, remove_dir);
+    tcase_add_test(v, verify_reports_counts_histograms_and_problems);
+    tcase_add_test(v, verify_usage_and_config_errors_exit_2);
+    suite_add_tcase(s, v);
+    return s;
+}
