@@ -1,0 +1,63 @@
+/* data/sources.h -- the sample sources the batch loader (data/loader.h)
+ * draws from: the datasets of data/ combined with their transforms
+ * (data/augment.h).
+ *
+ *   seg train   S segmentation datasets (one per source domain), §7.4
+ *               augmentation with the class-uniform centroid of the sample
+ *   seg eval    one segmentation dataset, §7.5 evaluation input
+ *   rfmnist     Rotated Fashion-MNIST domains, x / 255 (no augmentation)
+ *   domainbed   DomainBed folders, §9.2 augmentation or the eval resize
+ *
+ * Every source maps the loader's domain slot k to a dataset domain
+ * (classification: the training domains, without the test domain). A
+ * source only reads its datasets, so the loader's threads may share it.
+ * Labels come out as int32 class ids (255 = ignore for segmentation). */
+#ifndef DG_DATA_SOURCES_H
+#define DG_DATA_SOURCES_H
+
+#include "data/augment.h"
+#include "data/domainbed.h"
+#include "data/loader.h"
+#include "data/rotated_fmnist.h"
+#include "data/seg_dataset.h"
+
+typedef struct dg_seg_train_source {
+    const dg_seg_dataset *ds[DG_LOADER_MAX_DOMAINS]; /* borrowed, one per slot */
+    int n_domains;
+    dg_seg_aug_cfg aug;                              /* crop_h, crop_w > 0 */
+} dg_seg_train_source;
+
+/* Fills src (ctx = s, which must outlive the loader): C = 3, size = the
+ * crop, dense labels. */
+void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src);
+
+typedef struct dg_seg_eval_source {
+    const dg_seg_dataset *ds;  /* borrowed */
+    dg_seg_eval_cfg eval;
+    int max_h, max_w;          /* largest output (from the label headers) */
+} dg_seg_eval_source;
+
+/* Reads the label PNG headers of ds to find the largest output size, then
+ * fills src (ctx = s). Returns DG_STATUS_OK or the header reader's status
+ * (the file is named). */
+dg_status dg_seg_eval_source_bind(dg_seg_eval_source *s, dg_sample_source *src);
+
+typedef struct dg_rfmnist_source {
+    const dg_rotated_fmnist *ds;           /* borrowed */
+    int domain[DG_LOADER_MAX_DOMAINS];     /* dataset domain of each slot */
+} dg_rfmnist_source;
+
+/* C = 1, 28 x 28, one label per sample; item indices are domain-local. */
+void dg_rfmnist_source_bind(dg_rfmnist_source *s, dg_sample_source *src);
+
+typedef struct dg_domainbed_source {
+    const dg_domainbed *ds;                /* borrowed */
+    int domain[DG_LOADER_MAX_DOMAINS];     /* dataset domain of each slot */
+    dg_cls_aug_cfg aug;
+    bool train;                            /* augment; false: eval resize */
+} dg_domainbed_source;
+
+/* C = 3, aug.size square, one label per sample. */
+void dg_domainbed_source_bind(dg_domainbed_source *s, dg_sample_source *src);
+
+#endif
