@@ -12,7 +12,9 @@
 
 #include "app/bench.h"
 #include "app/cli.h"
+#include "app/config.h"
 #include "nets/core/loss.h"
+#include "optimizers/dg_optim.h"
 #include "nets/model.h"
 
 typedef struct bench_opts {
@@ -23,6 +25,8 @@ typedef struct bench_opts {
     bool json;
     int64_t size, batch;
     int threads, steps;
+    char *over[32];   /* optim.KEY=VALUE settings of --optimizer's method */
+    int n_over;
 } bench_opts;
 
 /* Per-model defaults: input channels, natural input size, classes, batch. */
@@ -44,6 +48,7 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: dgseg bench --model NAME [--size S] [--batch B] [--threads T] [--steps N]\n"
             "                   [--mode train|infer] [--optimizer METHOD] [--dtype f32|bf16] [--json]\n"
+            "                   [optim.KEY=VALUE ...]\n"
             "\n"
             "Times training steps (forward, backward, optimizer update) or inference on random\n"
             "data and reports images/s, achieved GFLOP/s (convolution and inner-product FLOPs,\n"
@@ -58,7 +63,13 @@ static void bench_usage(FILE *f) {
             "  --threads T        OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
             "  --steps N          timed steps after 2 warm-up steps (default 20)\n"
             "  --mode train|infer training steps or eval-mode inference (default train)\n"
-            "  --optimizer METHOD optimizer method of the update (default erm: plain SGD)\n"
+            "  --optimizer METHOD training method (erm, lookahead, swad, sam, asam, lookbehind-sam,\n"
+            "                     lookbehind-asam, dgsam, saf, mesa; default erm: plain SGD).\n"
+            "                     Other than erm, ERM and METHOD steps are timed alternately in\n"
+            "                     the same process and their ratio is printed; dgsam splits the\n"
+            "                     batch into two domains; saf needs a classifier model.\n"
+            "                     optim.KEY=VALUE sets the method's [optim] keys (e.g.\n"
+            "                     optim.la_reg=average for LA+WA); the base is SGD\n"
             "  --dtype f32|bf16   compute type (default f32)\n"
             "  --json             print one JSON object instead of text\n");
 }
@@ -114,22 +125,22 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "dgseg bench: unexpected argument '%s'\n", argv[optind]);
-        return 2;
+    for (int i = optind; i < argc; i++) {
+        if (strncmp(argv[i], "optim.", 6) || !strchr(argv[i], '=') ||
+                o->n_over == (int)DG_ARRAY_LEN(o->over)) {
+            fprintf(stderr, "dgseg bench: unexpected argument '%s' (only optim.KEY=VALUE "
+                    "settings of the method may follow the options)\n", argv[i]);
+            return 2;
+        }
+        o->over[o->n_over++] = argv[i];
     }
     if (!o->model) {
         fprintf(stderr, "dgseg bench: --model is required\n");
         bench_usage(stderr);
         return 2;
     }
-    /* This build's update is plain SGD and its compute type f32: anything
-     * else is refused rather than silently measured as something else. */
-    if (strcmp(o->optimizer, "erm")) {
-        fprintf(stderr, "dgseg bench: --optimizer '%s' is not available (available: erm)\n",
-                o->optimizer);
-        return 2;
-    }
+    /* This build's compute type is f32: anything else is refused rather than
+     * silently measured as something else. */
     if (strcmp(o->dtype, "f32")) {
         fprintf(stderr, "dgseg bench: --dtype '%s' is not available (available: f32)\n", o->dtype);
         return 2;
@@ -169,6 +180,229 @@ static void print_result(const bench_opts *o, const char *model, double ips, dou
     printf("%s\n", s);
     cJSON_free(s);
     cJSON_Delete(j);
+}
+
+static void print_method(const bench_opts *o, const char *model, double ms, double erm_ms,
+        double rss) {
+    if (!o->json) {
+        printf("model %s | optimizer %s | batch %lld | size %lld | threads %d | steps %d each\n",
+                model, o->optimizer, (long long)o->batch, (long long)o->size, o->threads,
+                o->steps);
+        printf("%s %.2f ms/step | erm %.2f ms/step | %.3fx erm | peak RSS %.0f MB\n", o->optimizer,
+                ms, erm_ms, ms / erm_ms, rss);
+        return;
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", model);
+    cJSON_AddStringToObject(j, "mode", "train");
+    cJSON_AddStringToObject(j, "dtype", o->dtype);
+    cJSON_AddStringToObject(j, "optimizer", o->optimizer);
+    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+    cJSON_AddNumberToObject(j, "size", (double)o->size);
+    cJSON_AddNumberToObject(j, "threads", o->threads);
+    cJSON_AddNumberToObject(j, "steps", o->steps);
+    cJSON_AddNumberToObject(j, "images_per_s", (double)o->batch / ms * 1e3);
+    cJSON_AddNumberToObject(j, "ms_per_step", ms);
+    cJSON_AddNumberToObject(j, "erm_ms_per_step", erm_ms);
+    cJSON_AddNumberToObject(j, "ratio_to_erm", ms / erm_ms);
+    cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+    char *s = cJSON_PrintUnformatted(j);
+    printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+
+/* ---- --optimizer: a method's step against ERM's ------------------------
+ * The closure of ALGORITHMS.md §1 over the bench batch: the whole batch, or
+ * one of S = 2 domain halves (DGSAM) on a second model instance of half the
+ * batch that runs with the first one's weights, statistics and gradient
+ * buffer. Logits and their gradient go through plain (N, C, P) buffers for
+ * the methods' loss terms (SAF, MESA). */
+typedef struct bench_cl {
+    dg_ctx *ctx;
+    dg_model *m;         /* whole batch */
+    dg_model *sub;       /* one domain's half, or NULL */
+    dg_loss_ce *loss;
+    dg_loss_ce *sub_loss;
+    const float *x;      /* (N, C, H, W) the batch */
+    const int32_t *label; /* (N, P) */
+    int64_t *sample_id;  /* (N) */
+    size_t x_per;        /* C H W */
+    long p;              /* P = logits' H W */
+    int classes;
+    dg_method *method;   /* whose loss term runs, or NULL */
+    float *z;            /* (N, K, P) plain logits */
+    float *dz;           /* (N, K, P) plain gradient */
+    uint64_t forwards;
+    int epoch;           /* the closure's epoch (what the loss term sees) */
+} bench_cl;
+
+static void view_copy(const dg_chw *v, const float *src, float *dst, int64_t n, bool to_plain,
+        bool add) {
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t c = 0; c < v->c; c++)
+            for (int64_t h = 0; h < v->h; h++)
+                for (int64_t w = 0; w < v->w; w++) {
+                    size_t pi = (size_t)(((b * v->c + c) * v->h + h) * v->w + w);
+                    size_t vi = (size_t)dg_chw_at(v, b, c, h, w);
+                    if (to_plain) dst[pi] = src[vi];
+                    else if (add) dst[vi] += src[pi];
+                    else dst[vi] = src[pi];
+                }
+}
+
+static double bench_cl_eval(void *vctx, int domain, unsigned flags) {
+    bench_cl *b = vctx;
+    dg_model *m = b->m;
+    dg_loss_ce *loss = b->loss;
+    size_t first = 0;
+    if (domain != DG_DOMAIN_ALL) {
+        m = b->sub;
+        loss = b->sub_loss;
+        first = (size_t)domain * (size_t)m->opts.batch;
+        memcpy(dg_mem_ptr(m->src), b->x + first * b->x_per,
+                (size_t)m->opts.batch * b->x_per * sizeof(float));
+    }
+    dg_pass p = dg_pass_train(&b->m->ps);
+    p.update_stats = (flags & DG_CLOSURE_BN_UPDATE) != 0;
+    p.counter = b->forwards++;
+    dg_model_forward(m, b->ctx, &p);
+    double l = dg_loss_ce_compute(loss, b->ctx, b->label + first * (size_t)b->p);
+    if (b->method && b->method->ops->loss_term) {
+        dg_loss_view v = dg_loss_ce_view(loss);
+        const int64_t n = m->opts.batch;
+        view_copy(&v.v, v.z, b->z, n, true, false);
+        memset(b->dz, 0, (size_t)n * (size_t)b->classes * (size_t)b->p * sizeof(float));
+        dg_logits lz = {.z = b->z, .diff_z = b->dz, .label = b->label + first * (size_t)b->p,
+                .sample_id = b->sample_id + first, .n = (int)n, .c = b->classes, .p = b->p,
+                .n_valid = v.n_valid};
+        l += dg_method_loss_term(b->method, &lz, b->epoch);
+        view_copy(&v.v, b->dz, v.diff_z, n, false, true);
+    }
+    dg_model_backward(m, b->ctx, &p, loss->diff, NULL);
+    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
+    return l;
+}
+
+static void bench_cl_infer(void *vctx, const float *params, const float *stats, float *logits) {
+    bench_cl *b = vctx;
+    dg_pass p = dg_pass_eval(&b->m->ps);
+    p.params = params;
+    p.stats = (float *)stats;
+    dg_model_forward(b->m, b->ctx, &p);
+    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
+    dg_chw v;
+    const dnnl_memory_desc_t *md;
+    DG_DNNL(dnnl_memory_get_memory_desc(b->m->logits, &md));
+    DG_ASSERT(dg_chw_from_md(&v, md));
+    view_copy(&v, dg_mem_ptr(b->m->logits), logits, b->m->opts.batch, true, false);
+}
+
+/* Train-mode forwards without gradient at params, updating the statistics
+ * (the bench has one batch: every refresh batch is that batch). */
+static void bench_cl_bn_refresh(void *vctx, const float *params, long n_batches, int mode) {
+    (void)mode;
+    bench_cl *b = vctx;
+    dg_pass p = dg_pass_train(&b->m->ps);
+    p.params = params;
+    for (long k = 0; k < n_batches; k++) {
+        p.counter = b->forwards++;
+        dg_model_forward(b->m, b->ctx, &p);
+    }
+    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
+}
+
+/* Times `steps` steps of method `name` against `steps` of ERM, alternating
+ * blocks of 5 so that machine drift hits both alike. *ms and *erm_ms get
+ * the mean step times. Returns 0, or 2 when the method cannot be created. */
+static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx, dg_model *m,
+        dg_loss_ce *loss, const int32_t *label, double *ms, double *erm_ms) {
+    const bool seg = !strncmp(bm->name, "deeplab", 7);
+    const bool dgsam = !strcmp(o->optimizer, "dgsam");
+    dg_model sub;
+    dg_loss_ce sub_loss;
+    memset(&sub, 0, sizeof(sub));
+    memset(&sub_loss, 0, sizeof(sub_loss));
+    if (dgsam && (o->batch < 2 || o->batch % 2)) {
+        fprintf(stderr, "dgseg bench: dgsam splits the batch into 2 domains: --batch must be even\n");
+        return 2;
+    }
+    int64_t ld[4];
+    dg_mem_dims4(m->logits, ld);
+    const long P = (long)(ld[2] * ld[3]);
+    const size_t nz = (size_t)(o->batch * bm->classes * P);
+    bench_cl b = {.ctx = ctx, .m = m, .loss = loss, .x = NULL, .label = label,
+            .x_per = (size_t)(bm->channels * o->size * o->size), .p = P,
+            .classes = (int)bm->classes, .epoch = 10};
+    float *x = dg_xmalloc((size_t)o->batch * b.x_per * sizeof(float));
+    memcpy(x, dg_mem_ptr(m->src), (size_t)o->batch * b.x_per * sizeof(float));
+    b.x = x;
+    b.sample_id = dg_xmalloc((size_t)o->batch * sizeof(int64_t));
+    for (int64_t i = 0; i < o->batch; i++) b.sample_id[i] = i;
+    b.z = dg_xmalloc(nz * sizeof(float));
+    b.dz = dg_xmalloc(nz * sizeof(float));
+    if (dgsam) {
+        dg_model_opts so = m->opts;
+        so.batch = o->batch / 2;
+        if (dg_model_create(&sub, ctx, o->model, &so, 0) != DG_STATUS_OK) return 2;
+        DG_ASSERT(sub.ps.d == m->ps.d && sub.ps.n_stats == m->ps.n_stats);
+        dg_loss_ce_cfg lc = {.scale = 1.f};
+        dg_loss_ce_init(&sub_loss, ctx, sub.logits, &lc);
+        b.sub = &sub;
+        b.sub_loss = &sub_loss;
+    }
+    dg_closure cl = {.eval = bench_cl_eval, .infer = bench_cl_infer,
+            .bn_refresh = bench_cl_bn_refresh, .ctx = &b, .n_domains = dgsam ? 2 : 1, .epoch = 10};
+    dg_config conf;
+    dg_config_defaults(&conf);
+    for (int i = 0; i < o->n_over; i++)
+        if (dg_config_set(&conf, o->over[i]) != DG_STATUS_OK) {
+            dg_config_free(&conf);
+            return 2;
+        }
+    dg_method_cfg mc = conf.optim;
+    dg_config_free(&conf);
+    mc.n_samples = (long)o->batch;
+    mc.n_classes = (int)bm->classes;
+    mc.logits_numel = nz;
+    mc.segmentation = seg;
+    mc.saf_start_epoch = 1; /* active from the bench's epoch 10 on */
+    mc.mesa_start_epoch = 1;
+    dg_method *erm = NULL, *meth = NULL;
+    int rc = 0;
+    if (dg_method_create("erm", "sgd", &mc, &m->ps, 0, &erm) != DG_STATUS_OK ||
+            dg_method_create(o->optimizer, "sgd", &mc, &m->ps, 0, &meth) != DG_STATUS_OK)
+        rc = 2;
+    const bool saf = !strcmp(o->optimizer, "saf");
+    double t_erm = 0, t_m = 0;
+    const int block = 5, warm = 2;
+    for (int done = 0; rc == 0 && done < o->steps; done += block) {
+        for (int which = 0; which < 2; which++) {
+            dg_method *cur = which ? meth : erm;
+            b.method = cur;
+            int nsteps = done == 0 ? block + warm : block;
+            double t0 = 0;
+            for (int s = 0; s < nsteps; s++) {
+                if (s == nsteps - block) t0 = dg_now();
+                /* SAF: one epoch per step, so its bank turns over */
+                cl.epoch = b.epoch = saf && which ? 10 + (int)cur->t : 10;
+                dg_method_step(cur, &m->ps, &cl, 1e-3f);
+            }
+            *(which ? &t_m : &t_erm) += dg_now() - t0;
+        }
+    }
+    int blocks = (o->steps + block - 1) / block;
+    *ms = t_m / (blocks * block) * 1e3;
+    *erm_ms = t_erm / (blocks * block) * 1e3;
+    dg_method_free(erm);
+    dg_method_free(meth);
+    dg_loss_ce_free(&sub_loss);
+    if (dgsam) dg_model_free(&sub);
+    dg_free(x);
+    dg_free(b.sample_id);
+    dg_free(b.z);
+    dg_free(b.dz);
+    return rc;
 }
 
 int dg_bench_main(int argc, char **argv) {
@@ -215,6 +449,16 @@ int dg_bench_main(int argc, char **argv) {
     memset(&loss, 0, sizeof(loss));
     dg_loss_ce_cfg lc = {.scale = 1.f};
     if (o.train) dg_loss_ce_init(&loss, &ctx, m.logits, &lc);
+    if (o.train && strcmp(o.optimizer, "erm")) {
+        double ms = 0, erm_ms = 0;
+        rc = bench_methods(&o, bm, &ctx, &m, &loss, label, &ms, &erm_ms);
+        if (rc == 0) print_method(&o, m.name, ms, erm_ms, dg_bench_peak_rss_mb());
+        dg_loss_ce_free(&loss);
+        dg_free(label);
+        dg_model_free(&m);
+        dg_ctx_free(&ctx);
+        return rc;
+    }
     dg_pass p = o.train ? dg_pass_train(&m.ps) : dg_pass_eval(&m.ps);
     const int warmup = 2;
     double t0 = 0;

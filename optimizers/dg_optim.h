@@ -1,9 +1,11 @@
 /* optimizers/dg_optim.h -- the shared optimizer module (ALGORITHMS.md §1):
  * base optimizers (SGD, Adam, AdamW, §3), learning-rate schedules (§4), the
- * methods that own a training step (ERM, Lookahead / LA for DG §5, SAM §7,
- * ASAM §8), the closure interface through which a method asks the trainer
- * for losses and gradients, flat-vector helpers, and optimizer state I/O
- * for exact resume (§13 names).
+ * methods that own a training step (ERM, Lookahead / LA for DG §5, SWAD §6,
+ * SAM §7, ASAM §8, Lookbehind-SAM / -ASAM §9, DGSAM §10, SAF §11, MESA §12),
+ * the closure interface through which a method asks the trainer for losses
+ * and gradients (and, for SAF and MESA, the loss term the trainer's closure
+ * adds to the task loss), flat-vector helpers, and optimizer state I/O for
+ * exact resume (§13 names).
  *
  * Optimizers see only the parameter store (nets/core/params.h): the flat
  * weight vector w = ps->data (d), its gradient g = ps->grad (d, overwritten
@@ -89,22 +91,28 @@ typedef struct dg_closure {
     int epoch;     /* sampler epoch of this batch, 0-based */
 } dg_closure;
 
-/* What a method's loss term sees and adds to (SAF, MESA; unused so far). */
+/* What a method's loss term sees and adds to (SAF, MESA): the main head's
+ * logits of the batch the closure is evaluating. N samples, C classes,
+ * P = H*W pixels (1 for classification); element (n, c, p) is at
+ * (n*C + c)*P + p. */
 typedef struct dg_logits {
     const float *z;           /* (N, C, P) logits; P = H*W, 1 for classification */
     float *diff_z;            /* (N, C, P) dL/dz, loss terms add into it */
-    const int32_t *label;     /* (N, P) class id; 255 = ignore */
-    const int64_t *sample_id; /* (N) dataset-wide sample index */
+    const int32_t *label;     /* (N, P) class id; 255 = ignore (segmentation) */
+    const int64_t *sample_id; /* (N) dataset-wide sample index (SAF's bank row) */
     int n;
     int c;
     long p;
-    long n_valid;             /* denominator of the mean CE */
+    long n_valid;             /* denominator of the mean CE: samples or valid pixels */
 } dg_logits;
 
 /* ---- configuration (ALGORITHMS.md §16, the [optim] keys) ------------------
  * `method`, `base` are passed to dg_method_create by name; `lr`, `schedule`,
  * `poly_power`, `warmup_steps`, `lr_min` belong to dg_sched (the trainer's).
- * Every other key is a field here; keys of other methods are ignored. */
+ * Every other key is a field here; keys of other methods are ignored. The
+ * last block holds run facts the trainer fills from its data and model
+ * before dg_method_create: they are NOT config keys (no [optim] entry, not
+ * in the resolved config), default 0/false. */
 
 typedef enum dg_la_endpoint {
     DG_LA_ENDPOINT_LAST = 0,
@@ -180,9 +188,14 @@ typedef struct dg_method_cfg {
     long mesa_start_epoch;    /* >= 0, 5 */
     long mesa_end_epoch;      /* -1 = none, else > start */
     bool mesa_eval_teacher;   /* false */
+    /* Run facts (not config keys; filled by the trainer, default 0/false) */
+    long n_samples;           /* N: global training sample ids 0 .. N-1 (SAF's bank rows) */
+    int n_classes;            /* C: classes of the main head (SAF's bank width) */
+    size_t logits_numel;      /* largest N*C*P of one batch (MESA's teacher-logit scratch) */
+    bool segmentation;        /* segmentation track (SAF refuses it, §11) */
 } dg_method_cfg;
 
-/* Fills every field with its §16 default. */
+/* Fills every field with its §16 default (run facts 0/false). */
 void dg_method_cfg_default(dg_method_cfg *cfg);
 
 /* ---- base optimizers (optimizers/base.c, ALGORITHMS.md §3) ---------------- */
@@ -256,9 +269,15 @@ typedef struct dg_method_ops {
     /* One training step on the current batch at learning rate lr. */
     void (*step)(dg_method *m, dg_param_set *ps, const dg_closure *cl, float lr);
     /* Optional members (NULL when the method has none). */
+    /* SAF, MESA: the term for the batch of lz at sampler epoch `epoch`,
+     * its gradient w.r.t. lz->z added into lz->diff_z. */
     double (*loss_term)(dg_method *m, const dg_logits *lz, int epoch);
     /* Weights to evaluate: params (d) and stats (n_stats), borrowed. */
     bool (*eval_weights)(const dg_method *m, const float **params, const float **stats);
+    /* MESA: the other model reported as a second row (label, params (d),
+     * stats (n_stats), borrowed). */
+    bool (*second_weights)(const dg_method *m, const char **label, const float **params,
+            const float **stats);
     bool (*on_eval)(dg_method *m, long t, double source_val_loss); /* true = stop */
     long (*sched_step)(const dg_method *m, long t);
     void (*finish)(dg_method *m, dg_param_set *ps, const dg_closure *cl);
@@ -281,13 +300,16 @@ struct dg_method {
 };
 
 /* Creates method `name` (erm, lookahead, sam, asam, swad, dgsam,
- * lookbehind-sam, lookbehind-asam) driving base
+ * lookbehind-sam, lookbehind-asam, saf, mesa) driving base
  * optimizer `base_name` over ps's layout (borrowed: ps must outlive m; its
  * buffers must be allocated, and the method's initial state, e.g.
- * Lookahead's slow weights, is taken from ps->data now). seed is
- * train.seed. Every buffer is allocated here. Returns DG_STATUS_OK, or
- * DG_STATUS_ERR_CONFIG for an unknown method or base name (the message
- * lists the valid names) or an out-of-range key; *out is NULL then. */
+ * Lookahead's slow weights or MESA's teacher, is taken from ps->data and
+ * ps->stats now). seed is train.seed. Every buffer is allocated here (SAF's
+ * bank from cfg->n_samples and n_classes, MESA's teacher-logit scratch from
+ * cfg->logits_numel). Returns DG_STATUS_OK, or DG_STATUS_ERR_CONFIG for an
+ * unknown method or base name (the message lists the valid names), an
+ * out-of-range key, SAF on a segmentation run (§11: classification only),
+ * or a run fact the method needs left at 0; *out is NULL then. */
 dg_status dg_method_create(const char *name, const char *base_name, const dg_method_cfg *cfg,
         const dg_param_set *ps, uint64_t seed, dg_method **out);
 /* Releases m, its base optimizer and its buffers; NULL is fine. */
@@ -300,6 +322,25 @@ long dg_method_sched_step(const dg_method *m, long t);
 /* Weights to evaluate: the method's (slow, averaged) or ps's own. */
 void dg_method_eval_weights(const dg_method *m, const dg_param_set *ps, const float **params,
         const float **stats);
+/* A second model the trainer evaluates and reports as its own row: MESA's
+ * teacher (label "teacher"), or the student ("student", the live weights)
+ * when mesa_eval_teacher makes the teacher primary. params (d), stats
+ * (n_stats) and label are borrowed from m (or its parameter store). False,
+ * with the three set to NULL, for every other method. */
+bool dg_method_second_weights(const dg_method *m, const char **label, const float **params,
+        const float **stats);
+/* The method's loss term (ALGORITHMS.md §1 rule 2), called by the trainer's
+ * closure after it has computed the task CE and its gradient lz->diff_z,
+ * before backward; epoch is the closure's sampler epoch. Returns 0 and
+ * touches nothing when the method has no loss term; otherwise returns the
+ * term (SAF §11, MESA §12; 0 outside the epoch window) having ADDED its
+ * gradient w.r.t. the main-head logits lz->z into lz->diff_z. SAF also
+ * records the batch's logits in its bank (classification: P = 1, sample_id
+ * set); MESA averages over the units whose label is not 255 with
+ * denominator lz->n_valid and reads the teacher logits of this step, so
+ * inside its window it may only run from the closure call of its own step
+ * (asserted). */
+double dg_method_loss_term(dg_method *m, const dg_logits *lz, int epoch);
 /* After an evaluation at step t with the source validation loss (trainer's
  * loop step 5): true when the method asks to stop (SWAD); false for
  * methods without on_eval. */

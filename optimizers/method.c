@@ -1,10 +1,12 @@
 /* optimizers/method.c -- the method registry (creation by name), the §16
  * configuration defaults, the trainer-facing wrappers (step, schedule step,
- * evaluated weights, finish) and the common part of the state I/O
- * (ALGORITHMS.md §1, §13, §16).
+ * evaluated and second weights, loss term, finish), the common part of the
+ * state I/O (ALGORITHMS.md §1, §13, §16) and the KL distillation helper
+ * shared by SAF and MESA (§11, §12, checked against §15.7).
  *
  * Owns (per method): the dg_method struct, its base optimizer, buf[0..3]
  * and priv. Borrows: the parameter store given at creation. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -24,11 +26,8 @@ static const method_entry method_table[] = {
     {"dgsam", dg_method_init_dgsam},
     {"lookbehind-sam", dg_method_init_lookbehind_sam},
     {"lookbehind-asam", dg_method_init_lookbehind_asam},
-};
-
-/* Methods of ALGORITHMS.md §16 that this build does not provide yet. */
-static const char *const method_planned[] = {
-    "saf", "mesa",
+    {"saf", dg_method_init_saf},
+    {"mesa", dg_method_init_mesa},
 };
 
 void dg_method_cfg_default(dg_method_cfg *cfg) {
@@ -77,6 +76,10 @@ void dg_method_cfg_default(dg_method_cfg *cfg) {
     cfg->mesa_start_epoch = 5;
     cfg->mesa_end_epoch = -1;
     cfg->mesa_eval_teacher = false;
+    cfg->n_samples = 0;
+    cfg->n_classes = 0;
+    cfg->logits_numel = 0;
+    cfg->segmentation = false;
 }
 
 float *dg_method_new_buf(size_t d) { return dg_xcalloc(d ? d : 1, sizeof(float)); }
@@ -86,13 +89,6 @@ static void log_unknown_method(const char *name) {
     for (size_t i = 0; i < DG_ARRAY_LEN(method_table); i++) {
         if (i) strncat(valid, ", ", sizeof(valid) - strlen(valid) - 1);
         strncat(valid, method_table[i].name, sizeof(valid) - strlen(valid) - 1);
-    }
-    for (size_t i = 0; i < DG_ARRAY_LEN(method_planned); i++) {
-        if (!strcmp(name, method_planned[i])) {
-            dg_log_error("optim.method: method '%s' is not available in this build (valid: %s)",
-                    name, valid);
-            return;
-        }
     }
     dg_log_error("optim.method: unknown method '%s' (valid: %s)", name, valid);
 }
@@ -156,6 +152,48 @@ void dg_method_eval_weights(const dg_method *m, const dg_param_set *ps, const fl
     if (m->ops->eval_weights && m->ops->eval_weights(m, params, stats)) return;
     *params = ps->data;
     *stats = ps->stats;
+}
+
+bool dg_method_second_weights(const dg_method *m, const char **label, const float **params,
+        const float **stats) {
+    if (m->ops->second_weights && m->ops->second_weights(m, label, params, stats)) return true;
+    *label = NULL;
+    *params = NULL;
+    *stats = NULL;
+    return false;
+}
+
+double dg_method_loss_term(dg_method *m, const dg_logits *lz, int epoch) {
+    return m->ops->loss_term ? m->ops->loss_term(m, lz, epoch) : 0.0;
+}
+
+/* ALGORITHMS.md §11 steps 5-7, §12 step 5; §15.7 gives tau = 5, zt =
+ * (5 ln 3, 0), zs = (0, 0): 3.2703009 and tau (q - p) = (-1.25, 1.25).
+ * a_k = zt_k/tau, b_k = zs_k/tau; log p_k = a_k - lse(a), log q_k = b_k -
+ * lse(b); KL = sum_k p_k (log p_k - log q_k); d(tau^2 KL)/dzs_k = tau (q_k -
+ * p_k). */
+double dg_method_kl_distill(const float *zt, size_t st, const float *zs, size_t ss,
+        float *diff, int c, double tau, double coef) {
+    double mt = -INFINITY, ms = -INFINITY;
+    for (int k = 0; k < c; k++) {
+        mt = fmax(mt, (double)zt[(size_t)k * st] / tau);
+        ms = fmax(ms, (double)zs[(size_t)k * ss] / tau);
+    }
+    double et = 0.0, es = 0.0;
+    for (int k = 0; k < c; k++) {
+        et += exp((double)zt[(size_t)k * st] / tau - mt);
+        es += exp((double)zs[(size_t)k * ss] / tau - ms);
+    }
+    const double lset = mt + log(et), lses = ms + log(es), g = coef * tau;
+    double kl = 0.0;
+    for (int k = 0; k < c; k++) {
+        const double lp = (double)zt[(size_t)k * st] / tau - lset;
+        const double lq = (double)zs[(size_t)k * ss] / tau - lses;
+        const double p = exp(lp), q = exp(lq);
+        kl += p * (lp - lq);
+        diff[(size_t)k * ss] += (float)(g * (q - p));
+    }
+    return tau * tau * kl;
 }
 
 bool dg_method_on_eval(dg_method *m, long t, double source_val_loss) {

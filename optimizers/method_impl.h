@@ -17,6 +17,20 @@ dg_status dg_method_init_swad(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_dgsam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_lookbehind_sam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_lookbehind_asam(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_saf(dg_method *m, const dg_param_set *ps);
+dg_status dg_method_init_mesa(dg_method *m, const dg_param_set *ps);
+
+/* The distillation term of SAF (ALGORITHMS.md §11 steps 5-7) and MESA (§12
+ * step 5) for one unit u (a sample, or a pixel), the ONE place both take it
+ * from so they never diverge: with p = softmax(zt/tau) (teacher, or the
+ * bank's old logits) and q = softmax(zs/tau) (the current logits) over c
+ * classes, in double with log-sum-exp, adds (float)(coef*tau*(q_k - p_k)) to
+ * diff_k (coef = lambda / denominator) and returns tau^2 * KL(p || q)
+ * (unscaled by coef). zt: (c) with stride st; zs, diff: (c) with stride ss
+ * (P in the (N, C, P) layout, 1 for a contiguous row). Identical zt and zs
+ * give exactly 0 and add exactly 0. */
+double dg_method_kl_distill(const float *zt, size_t st, const float *zs, size_t ss,
+        float *diff, int c, double tau, double coef);
 
 /* Lookbehind's adaptive alpha (ALGORITHMS.md §9): (1 + cos(a, b))/2 with
  * cos = dot / max(sqrt(na2)*sqrt(nb2), 1e-8), clamped to [0, 1]; dot = <a, b>,

@@ -1004,7 +1004,7 @@ START_TEST(unknown_names_and_bad_values_are_config_errors) {
     dg_method_cfg cfg;
     dg_method_cfg_default(&cfg);
     expect_config_error("foo", "sgd", &cfg, "valid: erm, lookahead, sam, asam");
-    expect_config_error("saf", "sgd", &cfg, "not available");
+    expect_config_error("saf", "sgd", &cfg, "n_samples");
     expect_config_error("erm", "rmsprop", &cfg, "valid: sgd, adam, adamw");
     expect_config_error("sam", "SGD", &cfg, "'SGD'");
     dg_method_cfg bad = cfg;
