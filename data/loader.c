@@ -68,7 +68,7 @@ void dg_class_centroids_free(dg_class_centroids *cc) {
     memset(cc, 0, sizeof(*cc));
 }
 
-static void centroid_push(dg_class_centroids *cc, int k, dg_centroid c) {
+void dg_class_centroids_push(dg_class_centroids *cc, int k, dg_centroid c) {
     int64_t n = cc->n[k];
     if ((n & (n - 1)) == 0) /* grow at powers of two */
         cc->c[k] = dg_xrealloc(cc->c[k], (size_t)(n ? 2 * n : 1) * sizeof(dg_centroid));
@@ -101,7 +101,7 @@ void dg_class_centroids_add(dg_class_centroids *cc, int64_t item, const uint8_t 
                 if (!count[k]) continue;
                 dg_centroid c = {item, (int32_t)(sy[k] / (double)count[k]),
                     (int32_t)(sx[k] / (double)count[k])};
-                centroid_push(cc, k, c);
+                dg_class_centroids_push(cc, k, c);
             }
         }
     }

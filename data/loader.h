@@ -104,6 +104,9 @@ typedef struct dg_class_centroids {
 /* Releases every list and zeroes cc; safe on a zeroed struct. */
 void dg_class_centroids_free(dg_class_centroids *cc);
 
+/* Appends centroid c to class k's list. */
+void dg_class_centroids_push(dg_class_centroids *cc, int k, dg_centroid c);
+
 /* Centroids of one label map (h, w) of class ids (values >= n_classes,
  * 255 included, are ignored): the map is cut into tile x tile tiles from
  * (0, 0), whole tiles only; for each tile and class present, the integer

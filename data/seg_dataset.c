@@ -578,36 +578,29 @@ static bool encoding_matches(dg_seg_label_encoding e, const dg_label_png *p) {
     return false;
 }
 
-dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
-        dg_image *img, dg_image *label, dg_seg_load_report *rep) {
-    DG_ASSERT(i < ds->n);
-    const dg_seg_pair *p = &ds->pairs[i];
+/* Decodes and maps pair p's label; when h > 0 its size must be (h, w).
+ * label is zeroed on error. */
+static dg_status load_label(const dg_seg_dataset *ds, const dg_seg_pair *p, int h, int w,
+        dg_image *label, uint64_t *n_out_of_range) {
     dg_label_png png;
     memset(label, 0, sizeof(*label));
-    if (rep) memset(rep, 0, sizeof(*rep));
-    dg_status st = dg_image_read(p->image, img);
-    if (st != DG_STATUS_OK) {
-        if (rep) rep->bad_file = p->image;
-        return st;
-    }
-    if (rep) rep->bad_file = p->label; /* from here on, the label is at fault */
-    st = dg_label_read_png(p->label, &png);
-    if (st != DG_STATUS_OK) goto err_free_img;
+    dg_status st = dg_label_read_png(p->label, &png);
+    if (st != DG_STATUS_OK) return st;
     if (!encoding_matches(ds->encoding, &png)) {
         dg_log_error(
                 "%s: %s label must be %s; found %d-bit %s with %d channel(s)",
                 p->label, ds->reader, encoding_name(ds->encoding),
                 png.file_bit_depth, png.paletted ? "paletted" : "samples",
                 png.channels);
-        st = DG_STATUS_ERR_FORMAT;
-        goto err_free_png;
+        dg_label_png_free(&png);
+        return DG_STATUS_ERR_FORMAT;
     }
-    if (png.h != img->h || png.w != img->w) {
+    if (h > 0 && (png.h != h || png.w != w)) {
         dg_log(ds->mismatch_level,
                 "%s: image is %dx%d but its label %s is %dx%d (width x height)",
-                p->image, img->w, img->h, p->label, png.w, png.h);
-        st = DG_STATUS_ERR_SHAPE;
-        goto err_free_png;
+                p->image, w, h, p->label, png.w, png.h);
+        dg_label_png_free(&png);
+        return DG_STATUS_ERR_SHAPE;
     }
     dg_image_init(label, png.h, png.w, 1);
     size_t n = (size_t)png.h * (size_t)png.w;
@@ -616,18 +609,36 @@ dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
                                      (size_t)png.channels, n, label->data)
                            : dg_labelmap_apply8(&ds->map, png.data8,
                                      (size_t)png.channels, n, label->data);
-    if (rep) {
-        rep->n_out_of_range = bad;
-        rep->bad_file = NULL;
-    }
+    if (n_out_of_range) *n_out_of_range = bad;
     dg_label_png_free(&png);
     return DG_STATUS_OK;
+}
 
-err_free_png:
-    dg_label_png_free(&png);
-err_free_img:
-    dg_image_free(img);
-    return st;
+dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
+        dg_image *img, dg_image *label, dg_seg_load_report *rep) {
+    DG_ASSERT(i < ds->n);
+    const dg_seg_pair *p = &ds->pairs[i];
+    memset(label, 0, sizeof(*label));
+    if (rep) memset(rep, 0, sizeof(*rep));
+    dg_status st = dg_image_read(p->image, img);
+    if (st != DG_STATUS_OK) {
+        if (rep) rep->bad_file = p->image;
+        return st;
+    }
+    uint64_t bad = 0;
+    st = load_label(ds, p, img->h, img->w, label, &bad);
+    if (st != DG_STATUS_OK) {
+        if (rep) rep->bad_file = p->label;
+        dg_image_free(img);
+        return st;
+    }
+    if (rep) rep->n_out_of_range = bad;
+    return DG_STATUS_OK;
+}
+
+dg_status dg_seg_dataset_load_label(const dg_seg_dataset *ds, size_t i, dg_image *label) {
+    DG_ASSERT(i < ds->n);
+    return load_label(ds, &ds->pairs[i], 0, 0, label, NULL);
 }
 
 dg_status dg_seg_dataset_load(

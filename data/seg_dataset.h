@@ -137,4 +137,8 @@ dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
 dg_status dg_seg_dataset_load(
         const dg_seg_dataset *ds, size_t i, dg_image *img, dg_image *label);
 
+/* Decodes and maps pair i's label alone (no size check against the image):
+ * what the class-uniform centroid scan needs. Statuses as above. */
+dg_status dg_seg_dataset_load_label(const dg_seg_dataset *ds, size_t i, dg_image *label);
+
 #endif

@@ -44,6 +44,37 @@ void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src) {
     src->dense = true;
 }
 
+dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_bad,
+        dg_class_centroids *cc) {
+    memset(cc, 0, sizeof(*cc));
+    cc->n_classes = 19;
+    dg_class_centroids *part = dg_xcalloc(ds->n ? ds->n : 1, sizeof(*part));
+    dg_status *st = dg_xcalloc(ds->n ? ds->n : 1, sizeof(*st));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)ds->n; i++) {
+        dg_image lbl;
+        part[i].n_classes = 19;
+        st[i] = dg_seg_dataset_load_label(ds, (size_t)i, &lbl);
+        if (st[i] != DG_STATUS_OK) continue;
+        dg_class_centroids_add(&part[i], i, lbl.data, lbl.h, lbl.w, tile);
+        dg_image_free(&lbl);
+    }
+    dg_status rc = DG_STATUS_OK;
+    for (size_t i = 0; i < ds->n; i++) {
+        if (st[i] != DG_STATUS_OK && rc == DG_STATUS_OK) {
+            if (skip_bad) dg_log_warn("%s: label skipped in the class-uniform scan", ds->pairs[i].label);
+            else rc = st[i];
+        }
+        for (int k = 0; k < 19; k++)
+            for (int64_t j = 0; j < part[i].n[k]; j++) dg_class_centroids_push(cc, k, part[i].c[k][j]);
+        dg_class_centroids_free(&part[i]);
+    }
+    dg_free(part);
+    dg_free(st);
+    if (rc != DG_STATUS_OK) dg_class_centroids_free(cc);
+    return rc;
+}
+
 static dg_status seg_eval_load(void *ctx, const dg_sample_ref *ref, dg_rng *rng,
         dg_sample_out *out) {
     (void)rng;

@@ -31,6 +31,15 @@ typedef struct dg_seg_train_source {
  * crop, dense labels. */
 void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src);
 
+/* Class-uniform centroids of every label of ds (DATASETS.md §7.3): tiles
+ * of tile x tile pixels, 19 trainId classes, items = pair indices. Labels are
+ * decoded in parallel (OpenMP) and merged in pair order, so the lists do not
+ * depend on the thread count. cc is overwritten. A label that cannot be read
+ * is skipped with a warning when skip_bad, else its status is returned
+ * (the file is named in the log). */
+dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_bad,
+        dg_class_centroids *cc);
+
 typedef struct dg_seg_eval_source {
     const dg_seg_dataset *ds;  /* borrowed */
     dg_seg_eval_cfg eval;
