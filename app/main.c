@@ -5,6 +5,8 @@
 
 #include "app/bench.h"
 #include "app/predict.h"
+#include "app/synth_cmd.h"
+#include "app/verify.h"
 
 typedef struct command {
     const char *name;
@@ -13,6 +15,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"synth", dg_synth_main, "write the embedded five-domain street-scene benchmark"},
+    {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
     {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},
 };

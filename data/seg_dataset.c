@@ -19,6 +19,9 @@
  * RobustNet <any>/). */
 #define SCAN_DEPTH 1
 
+/* Missing partners logged one by one; the rest are summarised. */
+#define DG_SEG_PROBLEMS_LOGGED 10
+
 /* ---- readers -------------------------------------------------------------
  * A layout resolves to an image folder and a label folder plus the name
  * suffixes that turn a key (path relative to the folder, without suffix)
@@ -106,9 +109,10 @@ static dg_status find_cityscapes(const char *root, const char *split,
     return st;
 }
 
-/* The split list of a flat GTAV/SYNTHIA layout:
- * opts->split_dir/<ds>_<split>.txt, then
- * <root>/split_data/<ds>_split_<split>.txt (RobustNet's name). */
+/* The split list of a flat GTAV/SYNTHIA layout: the dataset's own
+ * <root>/split_data/<ds>_split_<split>.txt (RobustNet's name) first, so a
+ * dataset that carries its lists (a RobustNet copy, `dgseg synth` output)
+ * uses them, then the project's opts->split_dir/<ds>_<split>.txt. */
 static dg_status find_split_list(const char *reader, const char *root,
         const char *split, const dg_seg_open_opts *opts, layout *out) {
     char *project =
@@ -118,10 +122,10 @@ static dg_status find_split_list(const char *reader, const char *root,
     char *robustnet =
             dg_xasprintf("%s/split_data/%s_split_%s.txt", root, reader, split);
     dg_status st = DG_STATUS_OK;
-    if (project && dg_is_file(project))
-        out->list = dg_xstrdup(project);
-    else if (dg_is_file(robustnet))
+    if (dg_is_file(robustnet))
         out->list = dg_xstrdup(robustnet);
+    else if (project && dg_is_file(project))
+        out->list = dg_xstrdup(project);
     else {
         dg_log_error("%s: the flat %s layout needs a split list for '%s' "
                      "(looked for "
@@ -364,7 +368,7 @@ static void add_problem(dg_seg_dataset *ds, size_t *cap, char *file,
         *cap = *cap ? 2 * *cap : 16;
         ds->problems = dg_xrealloc(ds->problems, *cap * sizeof(*ds->problems));
     }
-    dg_log_warn("%s", msg);
+    if (ds->n_problems < DG_SEG_PROBLEMS_LOGGED) dg_log_warn("%s", msg);
     ds->problems[ds->n_problems].file = file;
     ds->problems[ds->n_problems].kind = kind;
     ds->problems[ds->n_problems].message = msg;
@@ -506,6 +510,9 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
         dg_strvec_sort(&lbl);
         pair_scanned(ds, &l, &img, &lbl);
     }
+    if (ds->n_problems > DG_SEG_PROBLEMS_LOGGED)
+        dg_log_warn("%s: %zu more missing partners in %s split '%s' (`dgseg verify --json` lists "
+                    "them all)", root, ds->n_problems - DG_SEG_PROBLEMS_LOGGED, r->name, split);
     if (ds->n == 0) {
         dg_log_error("%s: no complete image/label pair in %s split '%s' "
                      "(images %s/*%s, "

@@ -15,13 +15,14 @@
  *   gtav        <root>/images/<split>/<any>/N.png with labels/<split>/<any>/
  *               (RobustNet; splits train, valid (alias val), test), or the
  *               flat <root>/images/N.png + labels/N.png with a split list
- *               (one "N.png" per line) from opts->split_dir/gtav_<split>.txt
- *               or <root>/split_data/gtav_split_<split>.txt; split "all"
- *               takes every flat frame without a list.
+ *               (one "N.png" per line): the dataset's own
+ *               <root>/split_data/gtav_split_<split>.txt when present, else
+ *               opts->split_dir/gtav_<split>.txt; split "all" takes every
+ *               flat frame without a list.
  *   synthia     <root>/RGB/<split>/N.png with GT/LABELS/<split>/ (splits
  *               train, val), or the flat RGB/, GT/LABELS/ with a list from
- *               opts->split_dir/synthia_<split>.txt or
- *               <root>/split_data/synthia_split_<split>.txt; "all" as gtav.
+ *               <root>/split_data/synthia_split_<split>.txt, else
+ *               opts->split_dir/synthia_<split>.txt; "all" as gtav.
  *   bdd100k     <root>/images/10k/<split>/<name>.jpg with
  *               labels/sem_seg/masks/<split>/<name>.png (official), or
  *               <root>/images/<split>/<name>.jpg with

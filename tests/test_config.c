@@ -24,6 +24,7 @@
 #include "common.h"
 #include "data/image_cv.h"
 #include "data/png_io.h"
+#include "data/synth.h"
 
 static char dir[64];
 static void make_dir(void) { make_tmpdir(dir, "config"); }
@@ -390,6 +391,59 @@ START_TEST(verify_reports_counts_histograms_and_problems) {
 }
 END_TEST
 
+START_TEST(verify_reads_synth_output_with_expected_counts) {
+    char out[128], ini[2048], json[512];
+    snprintf(out, sizeof(out), "%.64s/synth", dir);
+    snprintf(json, sizeof(json), "%s/v.json", dir);
+    dg_synth_opts so;
+    dg_synth_opts_default(&so);
+    so.width = 64;
+    so.height = 32;
+    so.per_domain = 8;
+    dg_synth_summary sum;
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_synth_generate(out, &so, &sum), DG_STATUS_OK);
+    dg_free(capture_end(&cap));
+    snprintf(ini, sizeof(ini),
+            "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\n"
+            "targets = cityscapes:%s/cityscapes, bdd100k:%s/bdd100k,\n  mapillary:%s/mapillary\n",
+            out, out, out, out, out);
+    char *log;
+    int rc = run_verify(ini, json, &log, NULL, 0);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    ck_assert_msg(strstr(log, "warning") == NULL, "%s", log);
+    dg_free(log);
+    cJSON *j = read_json(json);
+    const cJSON *ds = cJSON_GetObjectItemCaseSensitive(j, "datasets");
+    static const char *const want[5][3] = {
+        {"gtav", "train", "source"}, {"synthia", "train", "source"},
+        {"cityscapes", "val", "target"}, {"bdd100k", "val", "target"},
+        {"mapillary", "validation", "target"},
+    };
+    ck_assert_int_eq(cJSON_GetArraySize(ds), 5);
+    long seen[20] = {0};
+    for (int i = 0; i < 5; i++) {
+        const cJSON *e = cJSON_GetArrayItem(ds, i);
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "reader")->valuestring, want[i][0]);
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "split")->valuestring, want[i][1]);
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(e, "role")->valuestring, want[i][2]);
+        ck_assert_int_eq(num(e, "images"), 8);
+        ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(e, "problems")), 0);
+        const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "label_histogram");
+        long total = 0;
+        for (int k = 0; k < 20; k++) {
+            long v = (long)cJSON_GetArrayItem(h, k)->valuedouble;
+            total += v;
+            seen[k] += v;
+        }
+        ck_assert_int_gt(total, 8 * 32 * 16); /* 8 frames of at least 16 x 32 pixels */
+    }
+    for (int k = 0; k < 19; k++) ck_assert_msg(seen[k] > 0, "trainId %d never seen", k);
+    cJSON_Delete(j);
+}
+END_TEST
+
 START_TEST(verify_usage_and_config_errors_exit_2) {
     char *log;
     capture cap;
@@ -424,6 +478,7 @@ Suite *config_suite(void) {
     tcase_set_timeout(v, 30);
     tcase_add_checked_fixture(v, make_dir, remove_dir);
     tcase_add_test(v, verify_reports_counts_histograms_and_problems);
+    tcase_add_test(v, verify_reads_synth_output_with_expected_counts);
     tcase_add_test(v, verify_usage_and_config_errors_exit_2);
     suite_add_tcase(s, v);
     return s;
