@@ -88,3 +88,19 @@ dg_method *toy_make_method(const char *name, const char *base, const dg_method_c
     ck_assert_ptr_nonnull(m);
     return m;
 }
+
+void toy_state_save(const dg_method *m, const char *path) {
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    ck_assert_int_eq(dg_method_state_save(m, &w), DG_STATUS_OK);
+    ck_assert_int_eq(dg_tensor_writer_write(&w, path), DG_STATUS_OK);
+    dg_tensor_writer_free(&w);
+}
+
+dg_status toy_state_load(dg_method *m, const char *path) {
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
+    const dg_status st = dg_method_state_load(m, &r);
+    dg_tensor_reader_close(&r);
+    return st;
+}

@@ -41,4 +41,9 @@ void toy_make_ps(dg_param_set *ps, int n, const size_t *sizes, const unsigned *f
 dg_method *toy_make_method(const char *name, const char *base, const dg_method_cfg *cfg,
         const dg_param_set *ps);
 
+/* Writes m's state (dg_method_state_save) to path; fails the test on error. */
+void toy_state_save(const dg_method *m, const char *path);
+/* Reads path into m (dg_method_state_load) and returns its status. */
+dg_status toy_state_load(dg_method *m, const char *path);
+
 #endif

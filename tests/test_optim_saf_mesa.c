@@ -26,6 +26,7 @@
 
 #include "alloc_hook.h"
 #include "common.h"
+#include "optim_toy.h"
 #include "optimizers/dg_optim.h"
 
 /* ---- the toy classifier closure ------------------------------------------- */
@@ -899,21 +900,6 @@ static char state_dir[64];
 static void make_state_dir(void) { make_tmpdir(state_dir, "optim_saf_mesa"); }
 static void remove_state_dir(void) { remove_tree(state_dir, 0); }
 
-static void save_state(const dg_method *m, const char *path) {
-    dg_tensor_writer w;
-    dg_tensor_writer_init(&w);
-    ck_assert_int_eq(dg_method_state_save(m, &w), DG_STATUS_OK);
-    ck_assert_int_eq(dg_tensor_writer_write(&w, path), DG_STATUS_OK);
-    dg_tensor_writer_free(&w);
-}
-
-static dg_status load_state(dg_method *m, const char *path) {
-    dg_tensor_reader r;
-    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
-    const dg_status st = dg_method_state_load(m, &r);
-    dg_tensor_reader_close(&r);
-    return st;
-}
 
 START_TEST(saf_and_mesa_state_save_load_continues_bit_for_bit) {
     /* saved mid-epoch 2 (step 5) with the windows open from epoch 2 */
@@ -939,7 +925,7 @@ START_TEST(saf_and_mesa_state_save_load_continues_bit_for_bit) {
         std_result saved, ref;
         memcpy(saved.w, ps.data, sizeof(saved.w));
         memcpy(saved.s, ps.stats, sizeof(saved.s));
-        save_state(m, path);
+        toy_state_save(m, path);
         cls_run(&t, m, &cl, 5, 12, 2, 0.1f);
         memcpy(ref.w, ps.data, sizeof(ref.w));
         memcpy(ref.s, ps.stats, sizeof(ref.s));
@@ -960,7 +946,7 @@ START_TEST(saf_and_mesa_state_save_load_continues_bit_for_bit) {
             memcpy(ps.data, saved.w, sizeof(saved.w));
             memcpy(ps.stats, saved.s, sizeof(saved.s));
             if (load) {
-                ck_assert_int_eq(load_state(m2, path), DG_STATUS_OK);
+                ck_assert_int_eq(toy_state_load(m2, path), DG_STATUS_OK);
                 ck_assert_int_eq(m2->t, 5);
             }
             cls_run(&t, m2, &cl, 5, 12, 2, 0.1f);
@@ -989,7 +975,7 @@ START_TEST(saf_and_mesa_state_save_load_continues_bit_for_bit) {
     std_make(&ps, &t, &cl);
     dg_method_cfg cfg = std_cfg();
     dg_method *saf = make_method("saf", "sgd", &cfg, &ps);
-    save_state(saf, path);
+    toy_state_save(saf, path);
     dg_tensor_reader r;
     ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
     static const char *const names[] = {"optim.saf.bank", "optim.saf.tag", "optim.saf.step",
@@ -1001,21 +987,21 @@ START_TEST(saf_and_mesa_state_save_load_continues_bit_for_bit) {
     dg_method *other = make_method("saf", "sgd", &cfg, &ps);
     capture cap;
     capture_begin(&cap);
-    ck_assert_int_eq(load_state(other, path), DG_STATUS_ERR_SHAPE);
+    ck_assert_int_eq(toy_state_load(other, path), DG_STATUS_ERR_SHAPE);
     char *log = capture_end(&cap);
     ck_assert_msg(strstr(log, "optim.saf.bank") != NULL, "%s", log);
     dg_free(log);
     dg_method_free(other);
     cfg = std_cfg();
     dg_method *mesa = make_method("mesa", "sgd", &cfg, &ps);
-    save_state(mesa, path);
+    toy_state_save(mesa, path);
     ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
     ck_assert_ptr_nonnull(dg_tensor_reader_find(&r, "optim.mesa.teacher"));
     ck_assert_ptr_nonnull(dg_tensor_reader_find(&r, "optim.mesa.teacher_stats"));
     dg_tensor_reader_close(&r);
     /* a method named like SAF but fed a MESA file finds no step counter */
     capture_begin(&cap);
-    ck_assert_int_eq(load_state(saf, path), DG_STATUS_ERR_MISSING);
+    ck_assert_int_eq(toy_state_load(saf, path), DG_STATUS_ERR_MISSING);
     dg_free(capture_end(&cap));
     dg_method_free(mesa);
     dg_method_free(saf);
@@ -1040,14 +1026,14 @@ START_TEST(mesa_state_without_statistics_round_trips) {
     cls_run(&t0, m, &cl0, 0, 4, 2, 0.1f);
     float saved[STD_C * STD_D], ref[STD_C * STD_D];
     memcpy(saved, ps0.data, sizeof(saved));
-    save_state(m, path);
+    toy_state_save(m, path);
     cls_run(&t0, m, &cl0, 4, 6, 2, 0.1f);
     memcpy(ref, ps0.data, sizeof(ref));
     dg_method_free(m);
     m = make_method("mesa", "sgd", &cfg, &ps0);
     t0.m = m;
     memcpy(ps0.data, saved, sizeof(saved));
-    ck_assert_int_eq(load_state(m, path), DG_STATUS_OK);
+    ck_assert_int_eq(toy_state_load(m, path), DG_STATUS_OK);
     cls_run(&t0, m, &cl0, 4, 6, 2, 0.1f);
     ASSERT_BITWISE(ps0.data, ref, STD_C * STD_D, "no statistics");
     dg_method_free(m);

@@ -57,20 +57,6 @@ static char state_dir[64];
 static void make_state_dir(void) { make_tmpdir(state_dir, "optim_swad_dgsam"); }
 static void remove_state_dir(void) { remove_tree(state_dir, 0); }
 
-static void save_state(const dg_method *m, const char *path) {
-    dg_tensor_writer w;
-    dg_tensor_writer_init(&w);
-    ck_assert_int_eq(dg_method_state_save(m, &w), DG_STATUS_OK);
-    ck_assert_int_eq(dg_tensor_writer_write(&w, path), DG_STATUS_OK);
-    dg_tensor_writer_free(&w);
-}
-
-static void load_state(dg_method *m, const char *path) {
-    dg_tensor_reader r;
-    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
-    ck_assert_int_eq(dg_method_state_load(m, &r), DG_STATUS_OK);
-    dg_tensor_reader_close(&r);
-}
 
 /* ---- SWAD (§6) -------------------------------------------------------------- */
 
@@ -174,7 +160,7 @@ START_TEST(swad_scripted_losses_match_section_15_4) {
         ck_assert(t.refresh_params[0] == p);
         ck_assert_int_eq(t.refresh_batches[0], 37);
         ck_assert_int_eq(t.refresh_mode[0], DG_BN_REFRESH_CUMULATIVE);
-        save_state(m, path);
+        toy_state_save(m, path);
         ck_assert_int_eq(read_i64(path, "optim.swad.start"), sc[k].start);
         ck_assert_int_eq(read_i64(path, "optim.swad.end"), sc[k].end);
         dg_method_free(m);
@@ -265,7 +251,7 @@ START_TEST(swad_state_save_load_continues_bit_for_bit) {
         ck_assert_int_eq(run_swad_to(m, &ps, &cl, 0, t0, 100, losses_15_4, 20, 0.05f, NULL), -1);
         float w_saved[MIX_D];
         memcpy(w_saved, ps.data, sizeof(w_saved));
-        save_state(m, path);
+        toy_state_save(m, path);
         const long stop = run_swad(m, &ps, &cl, t0, 100, losses_15_4, 20, 0.05f, NULL);
         dg_method_finish(m, &ps, &cl);
         float ref[MIX_D], ref_avg[MIX_D];
@@ -278,7 +264,7 @@ START_TEST(swad_state_save_load_continues_bit_for_bit) {
         fill_uniform(ps.data, MIX_D, 999, -3.f, 3.f);
         dg_method *m2 = toy_make_method("swad", "adam", &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
-        load_state(m2, path);
+        ck_assert_int_eq(toy_state_load(m2, path), DG_STATUS_OK);
         ck_assert_int_eq(m2->t, t0);
         const long stop2 = run_swad(m2, &ps, &cl, t0, 100, losses_15_4, 20, 0.05f, NULL);
         ck_assert_int_eq(stop2, stop);
@@ -583,7 +569,7 @@ START_TEST(dgsam_state_save_load_continues_bit_for_bit) {
         for (int s = 0; s < 5; s++) dg_method_step(m, &ps, &cl, 0.05f);
         float w_saved[MIX_D];
         memcpy(w_saved, ps.data, sizeof(w_saved));
-        save_state(m, path);
+        toy_state_save(m, path);
         for (int s = 0; s < 6; s++) dg_method_step(m, &ps, &cl, 0.05f);
         float ref[MIX_D];
         memcpy(ref, ps.data, sizeof(ref));
@@ -592,7 +578,7 @@ START_TEST(dgsam_state_save_load_continues_bit_for_bit) {
 
         dg_method *m2 = toy_make_method("dgsam", "adam", &cfg, &ps);
         memcpy(ps.data, w_saved, sizeof(w_saved));
-        load_state(m2, path);
+        ck_assert_int_eq(toy_state_load(m2, path), DG_STATUS_OK);
         ck_assert_int_eq(m2->t, 5);
         for (int s = 0; s < 6; s++) dg_method_step(m2, &ps, &cl, 0.05f);
         ASSERT_BITWISE(ps.data, ref, MIX_D, "continued");
