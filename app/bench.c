@@ -327,6 +327,14 @@ static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx
         fprintf(stderr, "dgseg bench: dgsam splits the batch into 2 domains: --batch must be even\n");
         return 2;
     }
+    if (dgsam && seg && o->batch < 4) {
+        /* ASPP's image-pooling branch normalises a 1x1 map: one sample gives
+         * BatchNorm one value per channel (PyTorch refuses it as well) */
+        fprintf(stderr, "dgseg bench: dgsam on %s needs at least 2 images per domain (--batch 4): "
+                "with one, the ASPP image-pooling BatchNorm sees one value per channel\n",
+                bm->name);
+        return 2;
+    }
     int64_t ld[4];
     dg_mem_dims4(m->logits, ld);
     const long P = (long)(ld[2] * ld[3]);
