@@ -12,6 +12,7 @@
 
 #include "app/bench.h"
 #include "app/cli.h"
+#include "app/closure.h"
 #include "app/config.h"
 #include "nets/core/loss.h"
 #include "optimizers/dg_optim.h"
@@ -212,117 +213,13 @@ static void print_method(const bench_opts *o, const char *model, double ms, doub
     cJSON_Delete(j);
 }
 
-/* ---- --optimizer: a method's step against ERM's ------------------------
- * The closure of ALGORITHMS.md §1 over the bench batch: the whole batch, or
- * one of S = 2 domain halves (DGSAM) on a second model instance of half the
- * batch that runs with the first one's weights, statistics and gradient
- * buffer. Logits and their gradient go through plain (N, C, P) buffers for
- * the methods' loss terms (SAF, MESA). */
-typedef struct bench_cl {
-    dg_ctx *ctx;
-    dg_model *m;         /* whole batch */
-    dg_model *sub;       /* one domain's half, or NULL */
-    dg_loss_ce *loss;
-    dg_loss_ce *sub_loss;
-    const float *x;      /* (N, C, H, W) the batch */
-    const int32_t *label; /* (N, P) */
-    int64_t *sample_id;  /* (N) */
-    size_t x_per;        /* C H W */
-    long p;              /* P = logits' H W */
-    int classes;
-    dg_method *method;   /* whose loss term runs, or NULL */
-    float *z;            /* (N, K, P) plain logits */
-    float *dz;           /* (N, K, P) plain gradient */
-    uint64_t forwards;
-    int epoch;           /* the closure's epoch (what the loss term sees) */
-} bench_cl;
-
-static void view_copy(const dg_chw *v, const float *src, float *dst, int64_t n, bool to_plain,
-        bool add) {
-    for (int64_t b = 0; b < n; b++)
-        for (int64_t c = 0; c < v->c; c++)
-            for (int64_t h = 0; h < v->h; h++)
-                for (int64_t w = 0; w < v->w; w++) {
-                    size_t pi = (size_t)(((b * v->c + c) * v->h + h) * v->w + w);
-                    size_t vi = (size_t)dg_chw_at(v, b, c, h, w);
-                    if (to_plain) dst[pi] = src[vi];
-                    else if (add) dst[vi] += src[pi];
-                    else dst[vi] = src[pi];
-                }
-}
-
-static double bench_cl_eval(void *vctx, int domain, unsigned flags) {
-    bench_cl *b = vctx;
-    dg_model *m = b->m;
-    dg_loss_ce *loss = b->loss;
-    size_t first = 0;
-    if (domain != DG_DOMAIN_ALL) {
-        m = b->sub;
-        loss = b->sub_loss;
-        first = (size_t)domain * (size_t)m->opts.batch;
-        memcpy(dg_mem_ptr(m->src), b->x + first * b->x_per,
-                (size_t)m->opts.batch * b->x_per * sizeof(float));
-    }
-    dg_pass p = dg_pass_train(&b->m->ps);
-    p.update_stats = (flags & DG_CLOSURE_BN_UPDATE) != 0;
-    p.counter = b->forwards++;
-    dg_model_forward(m, b->ctx, &p);
-    double l = dg_loss_ce_compute(loss, b->ctx, b->label + first * (size_t)b->p);
-    if (b->method && b->method->ops->loss_term) {
-        dg_loss_view v = dg_loss_ce_view(loss);
-        const int64_t n = m->opts.batch;
-        view_copy(&v.v, v.z, b->z, n, true, false);
-        memset(b->dz, 0, (size_t)n * (size_t)b->classes * (size_t)b->p * sizeof(float));
-        dg_logits lz = {.z = b->z, .diff_z = b->dz, .label = b->label + first * (size_t)b->p,
-                .sample_id = b->sample_id + first, .n = (int)n, .c = b->classes, .p = b->p,
-                .n_valid = v.n_valid};
-        l += dg_method_loss_term(b->method, &lz, b->epoch);
-        view_copy(&v.v, b->dz, v.diff_z, n, false, true);
-    }
-    dg_model_backward(m, b->ctx, &p, loss->diff, NULL);
-    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
-    return l;
-}
-
-static void bench_cl_infer(void *vctx, const float *params, const float *stats, float *logits) {
-    bench_cl *b = vctx;
-    dg_pass p = dg_pass_eval(&b->m->ps);
-    p.params = params;
-    p.stats = (float *)stats;
-    dg_model_forward(b->m, b->ctx, &p);
-    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
-    dg_chw v;
-    const dnnl_memory_desc_t *md;
-    DG_DNNL(dnnl_memory_get_memory_desc(b->m->logits, &md));
-    DG_ASSERT(dg_chw_from_md(&v, md));
-    view_copy(&v, dg_mem_ptr(b->m->logits), logits, b->m->opts.batch, true, false);
-}
-
-/* Train-mode forwards without gradient at params, updating the statistics
- * (the bench has one batch: every refresh batch is that batch). */
-static void bench_cl_bn_refresh(void *vctx, const float *params, long n_batches, int mode) {
-    (void)mode;
-    bench_cl *b = vctx;
-    dg_pass p = dg_pass_train(&b->m->ps);
-    p.params = params;
-    for (long k = 0; k < n_batches; k++) {
-        p.counter = b->forwards++;
-        dg_model_forward(b->m, b->ctx, &p);
-    }
-    DG_DNNL(dnnl_stream_wait(b->ctx->stream));
-}
-
 /* Times `steps` steps of method `name` against `steps` of ERM, alternating
  * blocks of 5 so that machine drift hits both alike. *ms and *erm_ms get
  * the mean step times. Returns 0, or 2 when the method cannot be created. */
 static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx, dg_model *m,
-        dg_loss_ce *loss, const int32_t *label, double *ms, double *erm_ms) {
+        const int32_t *label, double *ms, double *erm_ms) {
     const bool seg = !strncmp(bm->name, "deeplab", 7);
     const bool dgsam = !strcmp(o->optimizer, "dgsam");
-    dg_model sub;
-    dg_loss_ce sub_loss;
-    memset(&sub, 0, sizeof(sub));
-    memset(&sub_loss, 0, sizeof(sub_loss));
     if (dgsam && (o->batch < 2 || o->batch % 2)) {
         fprintf(stderr, "dgseg bench: dgsam splits the batch into 2 domains: --batch must be even\n");
         return 2;
@@ -335,51 +232,32 @@ static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx
                 bm->name);
         return 2;
     }
+    dg_train_closure tc;
+    if (dg_train_closure_init(&tc, ctx, m, dgsam ? 2 : 1, dgsam, 0.f) != DG_STATUS_OK) return 2;
+    const size_t nx = (size_t)(o->batch * bm->channels * o->size * o->size);
+    float *x = dg_xmalloc(nx * sizeof(float));
+    memcpy(x, dg_mem_ptr(m->src), nx * sizeof(float));
+    int64_t *sample_id = dg_xmalloc((size_t)o->batch * sizeof(int64_t));
+    for (int64_t i = 0; i < o->batch; i++) sample_id[i] = i;
     int64_t ld[4];
     dg_mem_dims4(m->logits, ld);
-    const long P = (long)(ld[2] * ld[3]);
-    const size_t nz = (size_t)(o->batch * bm->classes * P);
-    bench_cl b = {.ctx = ctx, .m = m, .loss = loss, .x = NULL, .label = label,
-            .x_per = (size_t)(bm->channels * o->size * o->size), .p = P,
-            .classes = (int)bm->classes, .epoch = 10};
-    float *x = dg_xmalloc((size_t)o->batch * b.x_per * sizeof(float));
-    memcpy(x, dg_mem_ptr(m->src), (size_t)o->batch * b.x_per * sizeof(float));
-    b.x = x;
-    b.sample_id = dg_xmalloc((size_t)o->batch * sizeof(int64_t));
-    for (int64_t i = 0; i < o->batch; i++) b.sample_id[i] = i;
-    b.z = dg_xmalloc(nz * sizeof(float));
-    b.dz = dg_xmalloc(nz * sizeof(float));
-    if (dgsam) {
-        dg_model_opts so = m->opts;
-        so.batch = o->batch / 2;
-        if (dg_model_create(&sub, ctx, o->model, &so, 0) != DG_STATUS_OK) return 2;
-        DG_ASSERT(sub.ps.d == m->ps.d && sub.ps.n_stats == m->ps.n_stats);
-        dg_loss_ce_cfg lc = {.scale = 1.f};
-        dg_loss_ce_init(&sub_loss, ctx, sub.logits, &lc);
-        b.sub = &sub;
-        b.sub_loss = &sub_loss;
-    }
-    dg_closure cl = {.eval = bench_cl_eval, .infer = bench_cl_infer,
-            .bn_refresh = bench_cl_bn_refresh, .ctx = &b, .n_domains = dgsam ? 2 : 1, .epoch = 10};
+
     dg_config conf;
     dg_config_defaults(&conf);
-    for (int i = 0; i < o->n_over; i++)
-        if (dg_config_set(&conf, o->over[i]) != DG_STATUS_OK) {
-            dg_config_free(&conf);
-            return 2;
-        }
+    int rc = 0;
+    for (int i = 0; i < o->n_over && rc == 0; i++)
+        if (dg_config_set(&conf, o->over[i]) != DG_STATUS_OK) rc = 2;
     dg_method_cfg mc = conf.optim;
     dg_config_free(&conf);
     mc.n_samples = (long)o->batch;
     mc.n_classes = (int)bm->classes;
-    mc.logits_numel = nz;
+    mc.logits_numel = (size_t)(ld[0] * ld[1] * ld[2] * ld[3]);
     mc.segmentation = seg;
     mc.saf_start_epoch = 1; /* active from the bench's epoch 10 on */
     mc.mesa_start_epoch = 1;
     dg_method *erm = NULL, *meth = NULL;
-    int rc = 0;
-    if (dg_method_create("erm", "sgd", &mc, &m->ps, 0, &erm) != DG_STATUS_OK ||
-            dg_method_create(o->optimizer, "sgd", &mc, &m->ps, 0, &meth) != DG_STATUS_OK)
+    if (rc == 0 && (dg_method_create("erm", "sgd", &mc, &m->ps, 0, &erm) != DG_STATUS_OK ||
+            dg_method_create(o->optimizer, "sgd", &mc, &m->ps, 0, &meth) != DG_STATUS_OK))
         rc = 2;
     const bool saf = !strcmp(o->optimizer, "saf");
     double t_erm = 0, t_m = 0;
@@ -387,14 +265,15 @@ static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx
     for (int done = 0; rc == 0 && done < o->steps; done += block) {
         for (int which = 0; which < 2; which++) {
             dg_method *cur = which ? meth : erm;
-            b.method = cur;
+            tc.method = cur;
             int nsteps = done == 0 ? block + warm : block;
             double t0 = 0;
             for (int s = 0; s < nsteps; s++) {
                 if (s == nsteps - block) t0 = dg_now();
                 /* SAF: one epoch per step, so its bank turns over */
-                cl.epoch = b.epoch = saf && which ? 10 + (int)cur->t : 10;
-                dg_method_step(cur, &m->ps, &cl, 1e-3f);
+                int epoch = saf && which ? 10 + (int)cur->t : 10;
+                dg_train_closure_set_batch(&tc, x, label, sample_id, epoch, cur->t);
+                dg_method_step(cur, &m->ps, &tc.cl, 1e-3f);
             }
             *(which ? &t_m : &t_erm) += dg_now() - t0;
         }
@@ -404,12 +283,9 @@ static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx
     *erm_ms = t_erm / (blocks * block) * 1e3;
     dg_method_free(erm);
     dg_method_free(meth);
-    dg_loss_ce_free(&sub_loss);
-    if (dgsam) dg_model_free(&sub);
+    dg_train_closure_free(&tc);
     dg_free(x);
-    dg_free(b.sample_id);
-    dg_free(b.z);
-    dg_free(b.dz);
+    dg_free(sample_id);
     return rc;
 }
 
@@ -459,7 +335,7 @@ int dg_bench_main(int argc, char **argv) {
     if (o.train) dg_loss_ce_init(&loss, &ctx, m.logits, &lc);
     if (o.train && strcmp(o.optimizer, "erm")) {
         double ms = 0, erm_ms = 0;
-        rc = bench_methods(&o, bm, &ctx, &m, &loss, label, &ms, &erm_ms);
+        rc = bench_methods(&o, bm, &ctx, &m, label, &ms, &erm_ms);
         if (rc == 0) print_method(&o, m.name, ms, erm_ms, dg_bench_peak_rss_mb());
         dg_loss_ce_free(&loss);
         dg_free(label);

@@ -101,11 +101,12 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 }
 
 /* running <- (1 - momentum)*running + momentum*batch, the variance term
- * unbiased (ALGORITHMS.md §2.1); C values, accumulated in double. */
-static void update_running(const dg_bn *l, dg_ctx *ctx, float *stats) {
+ * unbiased (ALGORITHMS.md §2.1); C values, accumulated in double. momentum
+ * is the pass's bn_momentum when set (cumulative refresh), else 0.1. */
+static void update_running(const dg_bn *l, dg_ctx *ctx, float *stats, double momentum) {
     const int64_t c = l->dims[1];
     const double m = (double)(l->dims[0] * l->dims[2] * l->dims[3]);
-    const double mu = DG_BN_MOMENTUM, unbias = m / (m - 1.0);
+    const double mu = momentum > 0 ? momentum : DG_BN_MOMENTUM, unbias = m / (m - 1.0);
     DG_ASSERT(stats != NULL);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const float *bm = dg_mem_ptr(l->mean), *bv = dg_mem_ptr(l->var);
@@ -144,7 +145,7 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_prim_exec(&l->fwd[mode], ctx, nargs, args);
     l->last_mode = mode;
     l->forwarded = true;
-    if (mode == DG_BN_BATCH && p->update_stats) update_running(l, ctx, p->stats);
+    if (mode == DG_BN_BATCH && p->update_stats) update_running(l, ctx, p->stats, p->bn_momentum);
 }
 
 void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {

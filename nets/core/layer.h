@@ -18,6 +18,10 @@ typedef struct dg_pass {
     bool update_stats;   /* train mode: update BN running statistics */
     uint64_t seed;       /* dropout streams (DG_RNG_DROPOUT) */
     uint64_t counter;    /* forward number: dropout masks differ per step */
+    double bn_momentum;  /* BN running-statistics momentum; 0 = PyTorch's 0.1.
+                            1/(k+1) on the k-th batch after zeroing the
+                            statistics gives their exact cumulative mean
+                            (PyTorch momentum=None, the SWAD BN refresh) */
 } dg_pass;
 
 /* A pass over the live buffers of ps in train mode that updates stats. */

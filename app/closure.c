@@ -1,0 +1,202 @@
+/* app/closure.c -- the training closure (see closure.h). */
+#include "app/closure.h"
+
+#include <string.h>
+
+/* Copies between a loss view's layout v and plain (n, C, H*W): to_plain
+ * fills dst from src; otherwise dst (layout v) += src (plain). */
+static void view_copy(const dg_chw *v, const float *src, float *dst, int64_t n, bool to_plain) {
+    const int64_t hw = v->h * v->w;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t b = 0; b < n; b++) {
+        for (int64_t c = 0; c < v->c; c++) {
+            for (int64_t h = 0; h < v->h; h++) {
+                for (int64_t w = 0; w < v->w; w++) {
+                    size_t pi = (size_t)((b * v->c + c) * hw + h * v->w + w);
+                    size_t vi = (size_t)dg_chw_at(v, b, c, h, w);
+                    if (to_plain) dst[pi] = src[vi];
+                    else dst[vi] += src[pi];
+                }
+            }
+        }
+    }
+}
+
+static bool has_term(const dg_train_closure *tc) {
+    return tc->method && tc->method->ops->loss_term;
+}
+
+/* Loss and gradient of model mm on its current input; labels (n, P). */
+static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *loss,
+        dg_loss_ce *aux_loss, int32_t *aux_label, const int32_t *label,
+        const int64_t *sample_id, unsigned flags) {
+    dg_pass p = dg_pass_train(&tc->m->ps);
+    p.update_stats = (flags & DG_CLOSURE_BN_UPDATE) != 0;
+    p.counter = (uint64_t)tc->step * 64 + (uint64_t)tc->call++;
+    dg_model_forward(mm, tc->ctx, &p);
+    double l = dg_loss_ce_compute(loss, tc->ctx, label);
+    if (tc->aux_weight > 0) {
+        int64_t ad[4], md[4];
+        dg_mem_dims4(mm->aux_logits, ad);
+        dg_mem_dims4(mm->logits, md);
+        dg_label_resize_nearest(label, md[0], md[2], md[3], aux_label, ad[2], ad[3]);
+        l += dg_loss_ce_compute(aux_loss, tc->ctx, aux_label);
+    }
+    if (has_term(tc)) {
+        dg_loss_view v = dg_loss_ce_view(loss);
+        const int64_t n = mm->opts.batch;
+        const size_t nz = (size_t)(n * v.v.c * v.v.h * v.v.w);
+        view_copy(&v.v, v.z, tc->z, n, true);
+        memset(tc->dz, 0, nz * sizeof(float));
+        dg_logits lz = {.z = tc->z, .diff_z = tc->dz, .label = label, .sample_id = sample_id,
+                .n = (int)n, .c = (int)v.v.c, .p = (long)(v.v.h * v.v.w), .n_valid = v.n_valid};
+        l += dg_method_loss_term(tc->method, &lz, tc->epoch);
+        view_copy(&v.v, tc->dz, v.diff_z, n, false);
+    }
+    dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
+    DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    if (p.counter % 64 == 0) tc->first_loss = l;
+    return l;
+}
+
+static double tc_eval(void *ctx, int domain, unsigned flags) {
+    dg_train_closure *tc = ctx;
+    if (domain == DG_DOMAIN_ALL)
+        return forward_backward(tc, tc->m, &tc->loss, &tc->aux_loss, tc->aux_label, tc->label,
+                tc->sample_id, flags);
+    DG_ASSERT(tc->has_sub && domain >= 0 && domain < tc->n_domains);
+    dg_model *s = &tc->sub;
+    const int64_t b = s->opts.batch;
+    const size_t x_per = (size_t)(s->opts.in_channels * s->opts.height * s->opts.width);
+    int64_t ld[4];
+    dg_mem_dims4(s->logits, ld);
+    const size_t p_per = (size_t)(ld[2] * ld[3]);
+    memcpy(dg_mem_ptr(s->src), tc->x + (size_t)(domain * b) * x_per,
+            (size_t)b * x_per * sizeof(float));
+    return forward_backward(tc, s, &tc->sub_loss, &tc->sub_aux_loss, tc->sub_aux_label,
+            tc->label + (size_t)(domain * b) * p_per, tc->sample_id + domain * b, flags);
+}
+
+static void tc_infer(void *ctx, const float *params, const float *stats, float *logits) {
+    dg_train_closure *tc = ctx;
+    dg_pass p = dg_pass_eval(&tc->m->ps);
+    p.params = params;
+    p.stats = (float *)stats;
+    dg_model_forward(tc->m, tc->ctx, &p);
+    DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    dg_chw v;
+    const dnnl_memory_desc_t *md;
+    DG_DNNL(dnnl_memory_get_memory_desc(tc->m->logits, &md));
+    DG_ASSERT(dg_chw_from_md(&v, md));
+    view_copy(&v, dg_mem_ptr(tc->m->logits), logits, tc->m->opts.batch, true);
+}
+
+/* §2.4: train-mode forwards without gradient at params on refresh batches,
+ * updating ps->stats with momentum 0.1, or (cumulative) their exact mean. */
+static void tc_bn_refresh(void *ctx, const float *params, long n_batches, int mode) {
+    dg_train_closure *tc = ctx;
+    dg_model *m = tc->m;
+    const size_t nx = (size_t)(m->opts.batch * m->opts.in_channels * m->opts.height *
+            m->opts.width);
+    float *saved = tc->saved_src;
+    memcpy(saved, dg_mem_ptr(m->src), nx * sizeof(float));
+    dg_pass p = dg_pass_train(&m->ps);
+    p.params = params;
+    for (long k = 0; k < n_batches; k++) {
+        if (tc->refresh_batch && tc->refresh_batch(tc->refresh_ctx, m) != DG_STATUS_OK) {
+            dg_log_warn("BN refresh stopped after %ld of %ld batches (a refresh batch failed)",
+                    k, n_batches);
+            break;
+        }
+        tc->refresh_batches++;
+        p.bn_momentum = mode == DG_BN_REFRESH_CUMULATIVE ? 1.0 / (double)(k + 1) : 0.0;
+        p.counter = UINT64_C(1) << 62 | (uint64_t)tc->refresh_batches;
+        dg_model_forward(m, tc->ctx, &p);
+    }
+    DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    memcpy(dg_mem_ptr(m->src), saved, nx * sizeof(float));
+}
+
+static void init_losses(dg_train_closure *tc, dg_model *mm, dg_loss_ce *loss,
+        dg_loss_ce *aux_loss, int32_t **aux_label) {
+    dg_loss_ce_cfg lc = {.scale = 1.f};
+    dg_loss_ce_init(loss, tc->ctx, mm->logits, &lc);
+    if (tc->aux_weight > 0) {
+        dg_loss_ce_cfg ac = {.scale = tc->aux_weight};
+        dg_loss_ce_init(aux_loss, tc->ctx, mm->aux_logits, &ac);
+        int64_t ad[4];
+        dg_mem_dims4(mm->aux_logits, ad);
+        *aux_label = dg_xmalloc((size_t)(ad[0] * ad[2] * ad[3]) * sizeof(int32_t));
+    }
+}
+
+dg_status dg_train_closure_init(dg_train_closure *tc, dg_ctx *ctx, dg_model *m, int n_domains,
+        bool sub_batches, float aux_weight) {
+    memset(tc, 0, sizeof(*tc));
+    tc->ctx = ctx;
+    tc->m = m;
+    tc->n_domains = n_domains;
+    tc->aux_weight = aux_weight;
+    if (aux_weight > 0 && !m->aux_logits) {
+        dg_log_error("model.aux_weight = %g but model %s has no auxiliary head (model.aux)",
+                aux_weight, m->name);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (sub_batches && n_domains > 1) {
+        if (m->opts.batch % n_domains) {
+            dg_log_error("a batch of %lld cannot be split into %d domain sub-batches",
+                    (long long)m->opts.batch, n_domains);
+            return DG_STATUS_ERR_CONFIG;
+        }
+        dg_model_opts so = m->opts;
+        so.batch = m->opts.batch / n_domains;
+        dg_status st = dg_model_create(&tc->sub, ctx, m->name, &so, 0);
+        if (st != DG_STATUS_OK) return st;
+        DG_ASSERT(tc->sub.ps.d == m->ps.d && tc->sub.ps.n_stats == m->ps.n_stats);
+        tc->has_sub = true;
+        init_losses(tc, &tc->sub, &tc->sub_loss, &tc->sub_aux_loss, &tc->sub_aux_label);
+    }
+    init_losses(tc, m, &tc->loss, &tc->aux_loss, &tc->aux_label);
+    int64_t ld[4];
+    dg_mem_dims4(m->logits, ld);
+    const size_t nz = (size_t)(ld[0] * ld[1] * ld[2] * ld[3]);
+    tc->z = dg_xmalloc(nz * sizeof(float));
+    tc->saved_src = dg_xmalloc((size_t)(m->opts.batch * m->opts.in_channels * m->opts.height *
+            m->opts.width) * sizeof(float));
+    tc->dz = dg_xmalloc(nz * sizeof(float));
+    tc->cl.eval = tc_eval;
+    tc->cl.infer = tc_infer;
+    tc->cl.bn_refresh = tc_bn_refresh;
+    tc->cl.ctx = tc;
+    tc->cl.n_domains = n_domains;
+    return DG_STATUS_OK;
+}
+
+void dg_train_closure_set_batch(dg_train_closure *tc, const float *x, const int32_t *label,
+        const int64_t *sample_id, int epoch, long step) {
+    dg_model *m = tc->m;
+    const size_t nx = (size_t)(m->opts.batch * m->opts.in_channels * m->opts.height *
+            m->opts.width);
+    if (x != dg_mem_ptr(m->src)) memcpy(dg_mem_ptr(m->src), x, nx * sizeof(float));
+    tc->x = x;
+    tc->label = label;
+    tc->sample_id = sample_id;
+    tc->epoch = epoch;
+    tc->step = step;
+    tc->call = 0;
+    tc->cl.epoch = epoch;
+}
+
+void dg_train_closure_free(dg_train_closure *tc) {
+    dg_loss_ce_free(&tc->loss);
+    dg_loss_ce_free(&tc->aux_loss);
+    dg_loss_ce_free(&tc->sub_loss);
+    dg_loss_ce_free(&tc->sub_aux_loss);
+    if (tc->has_sub) dg_model_free(&tc->sub);
+    dg_free(tc->aux_label);
+    dg_free(tc->sub_aux_label);
+    dg_free(tc->z);
+    dg_free(tc->dz);
+    dg_free(tc->saved_src);
+    memset(tc, 0, sizeof(*tc));
+}

@@ -1,0 +1,69 @@
+/* app/closure.h -- the closure of ALGORITHMS.md §1 over a model and one
+ * batch: what the trainers and `dgseg bench --optimizer` hand to a method's
+ * step. It computes the task loss (mean CE over valid pixels or samples,
+ * plus aux_weight times the auxiliary head's CE) and the method's loss term
+ * (SAF, MESA) at the weights in the parameter store, on the whole batch or
+ * on one source domain's sub-batch, runs backward into ps.grad, and
+ * provides the teacher forward (infer) and the BN refresh (§2.4).
+ *
+ * Sub-batches run on a second model instance built for b = B / S samples;
+ * it runs with the first instance's weights, statistics and gradient
+ * buffer (same tensor layout, checked at init). Loss terms see plain
+ * (N, K, P) logits: the loss's blocked view is converted both ways.
+ *
+ * Dropout masks come from the pass counter step * 64 + call, so a resumed
+ * run draws the same masks. */
+#ifndef DG_APP_CLOSURE_H
+#define DG_APP_CLOSURE_H
+
+#include "nets/core/loss.h"
+#include "nets/model.h"
+#include "optimizers/dg_optim.h"
+
+/* Where the BN refresh takes its batches: fills the model's input (and
+ * nothing else) with the next refresh batch; returns DG_STATUS_OK or a load
+ * error (already logged). */
+typedef dg_status (*dg_refresh_batch_fn)(void *ctx, dg_model *m);
+
+typedef struct dg_train_closure {
+    dg_ctx *ctx;
+    dg_model *m;             /* whole batch (B); borrowed */
+    dg_model sub;            /* one domain (b), when n_domains > 1 and sub-batches are used */
+    bool has_sub;
+    int n_domains;           /* S */
+    float aux_weight;        /* 0: no auxiliary loss */
+    dg_loss_ce loss, aux_loss, sub_loss, sub_aux_loss;
+    int32_t *aux_label;      /* (B, h_aux, w_aux) */
+    int32_t *sub_aux_label;  /* (b, h_aux, w_aux) */
+    const float *x;          /* (B, C, H, W) the batch, plain; copied into m->src by the caller */
+    const int32_t *label;    /* (B, P_label) labels at the model's output size */
+    const int64_t *sample_id; /* (B) */
+    dg_method *method;       /* whose loss term runs; may be NULL */
+    float *z, *dz;           /* (B, K, P) plain logits and their gradient */
+    float *saved_src;        /* (B, C, H, W) the batch, kept across a BN refresh */
+    long step;               /* training step (dropout counter) */
+    int call;                /* closure calls in this step */
+    double first_loss;       /* loss of the step's first call (the BN-updating one) */
+    int epoch;
+    dg_refresh_batch_fn refresh_batch; /* NULL: refresh on the current batch */
+    void *refresh_ctx;
+    long refresh_batches;    /* drawn so far (checkpointed by the trainer) */
+    dg_closure cl;           /* what the method receives: eval, infer, bn_refresh */
+} dg_train_closure;
+
+/* Sets tc up over model m (training instance; borrowed). With n_domains > 1
+ * and sub_batches, builds the sub-batch instance of m->opts.batch /
+ * n_domains samples (DG_STATUS_ERR_CONFIG when B is not a multiple of S).
+ * aux_weight > 0 needs a model with an auxiliary head. */
+dg_status dg_train_closure_init(dg_train_closure *tc, dg_ctx *ctx, dg_model *m, int n_domains,
+        bool sub_batches, float aux_weight);
+
+/* Points the closure at the current batch: x (B, C, H, W) (copied into
+ * m->src here), labels (B, H*W) for segmentation or (B) for classification,
+ * sample ids (B), sampler epoch and training step. */
+void dg_train_closure_set_batch(dg_train_closure *tc, const float *x, const int32_t *label,
+        const int64_t *sample_id, int epoch, long step);
+
+void dg_train_closure_free(dg_train_closure *tc);
+
+#endif
