@@ -642,3 +642,22 @@ void dg_dataset_specs_free(dg_dataset_spec *specs, int n) {
     }
     dg_free(specs);
 }
+
+char *dg_config_text(const dg_config *cfg, bool portable) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    DG_ASSERT(f != NULL);
+    if (portable) {
+        dg_config c = *cfg; /* shallow: only two fields change, nothing is freed */
+        c.out_dir = "";
+        c.resume = false;
+        dg_config_write(&c, f);
+    } else {
+        dg_config_write(cfg, f);
+    }
+    fclose(f);
+    char *out = dg_xstrdup(buf);
+    free(buf);
+    return out;
+}

@@ -105,6 +105,11 @@ dg_status dg_config_validate(dg_config *cfg);
 /* Writes the resolved configuration as an INI file (every key). */
 void dg_config_write(const dg_config *cfg, FILE *f);
 
+/* The resolved configuration as INI text (dg_free it). portable leaves
+ * output.dir and train.resume empty/false: what a checkpoint records, so
+ * that its bytes do not depend on where the run lives or how it started. */
+char *dg_config_text(const dg_config *cfg, bool portable);
+
 /* Releases the strings and zeroes cfg. */
 void dg_config_free(dg_config *cfg);
 

@@ -6,6 +6,7 @@
 #include "app/bench.h"
 #include "app/predict.h"
 #include "app/synth_cmd.h"
+#include "app/train.h"
 #include "app/verify.h"
 
 typedef struct command {
@@ -16,6 +17,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"synth", dg_synth_main, "write the embedded five-domain street-scene benchmark"},
+    {"train", dg_train_main, "train a segmentation or classification model from a config"},
     {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
     {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},

@@ -1,0 +1,745 @@
+/* app/train.c -- `dgseg train` (DESIGN.md §4, ALGORITHMS.md §1 trainer
+ * loop): builds the data (segmentation sources with §7.4 augmentation and
+ * class-uniform sampling, or a classification dataset's training domains
+ * with their 80/20 in/out splits), the model, the method and the schedule
+ * from the configuration, then runs the steps with checkpoints, exact
+ * resume, interrupt handling and the NaN policy.
+ *
+ * Run directory (output.dir, default runs/<config-name>-<timestamp>):
+ * config.ini (resolved), metrics.jsonl, checkpoints/last.safetensors.
+ * Classification runs leave one domain out per data.test_domains entry,
+ * each in <run>/test-<domain>/.
+ *
+ * Exactness: everything a step depends on is a function of the checkpoint
+ * (weights, statistics, optimizer and method state, step, BN-refresh batches
+ * drawn) and of the configuration: the loaders replay their samplers to the
+ * resumed step, dropout masks are indexed by step. So N steps, interrupt,
+ * resume to 2N writes the same checkpoint bytes as 2N straight (same seed
+ * and thread count). */
+#define _POSIX_C_SOURCE 200809L
+#include "app/train.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "app/closure.h"
+#include "app/config.h"
+#include "data/fsutil.h"
+#include "data/holdout.h"
+#include "data/sources.h"
+#include "nets/core/weights.h"
+
+long dg_train_interrupt_after = -1;
+
+static volatile sig_atomic_t interrupted;
+static void on_signal(int sig) { interrupted = sig; }
+
+#define MAX_DOM DG_LOADER_MAX_DOMAINS
+
+/* One training run (one test domain for classification). */
+typedef struct run {
+    const dg_config *cfg;
+    char *dir;                     /* run directory */
+    dg_ctx ctx;
+    dg_model m;
+    bool has_model;
+    dg_train_closure tc;
+    bool has_tc;
+    dg_method *method;
+    dg_sched sched;
+    int S;                         /* source (training) domains */
+    int n_classes;
+    /* segmentation */
+    dg_seg_dataset seg[MAX_DOM];
+    int n_seg;
+    dg_class_centroids cc[MAX_DOM];
+    dg_seg_train_source seg_src;
+    /* classification */
+    dg_rotated_fmnist rf;
+    bool has_rf;
+    dg_domainbed db;
+    bool has_db;
+    int n_cls_domains;             /* domains of the dataset */
+    int test_domain;               /* dataset index of the held-out domain */
+    int train_domain[MAX_DOM];     /* dataset index of loader slot k */
+    dg_holdout_split split[MAX_DOM]; /* per dataset domain */
+    dg_rfmnist_source rf_src;
+    dg_domainbed_source db_src;
+    /* loaders */
+    dg_loader *loader;
+    dg_loader *refresh;
+    long start_step;
+    FILE *metrics;
+} run;
+
+/* ---- data ------------------------------------------------------------------ */
+
+static void loader_base(const dg_config *cfg, dg_loader_cfg *lc) {
+    memset(lc, 0, sizeof(*lc));
+    lc->per_domain = (int)cfg->batch_size;
+    lc->seed = (uint64_t)cfg->seed;
+    lc->workers = (int)cfg->workers;
+    lc->prefetch = (int)cfg->prefetch;
+    lc->on_bad = cfg->on_bad_sample ? DG_BAD_SAMPLE_SKIP : DG_BAD_SAMPLE_FAIL;
+}
+
+static void seg_aug_from_config(const dg_config *cfg, dg_seg_aug_cfg *a) {
+    dg_seg_aug_cfg_default(a);
+    a->scale_min = cfg->scale_min;
+    a->scale_max = cfg->scale_max;
+    a->crop_h = a->crop_w = (int)cfg->crop_size;
+    a->flip_p = cfg->flip ? 0.5 : 0.0;
+    a->jitter_p = cfg->jitter_p;
+    a->brightness = cfg->brightness;
+    a->contrast = cfg->contrast;
+    a->saturation = cfg->saturation;
+    a->hue = cfg->hue;
+    a->blur = cfg->blur;
+    a->blur_sigma_min = cfg->blur_sigma_min;
+    a->blur_sigma_max = cfg->blur_sigma_max;
+}
+
+static dg_status open_seg_data(run *r) {
+    const dg_config *cfg = r->cfg;
+    dg_dataset_spec *specs = NULL;
+    int n = 0;
+    dg_status st = dg_dataset_specs_parse("data.sources", cfg->sources, &specs, &n);
+    if (st != DG_STATUS_OK) return st;
+    if (n < 1 || n > MAX_DOM) {
+        dg_log_error("data.sources: %d sources (1 .. %d)", n, MAX_DOM);
+        dg_dataset_specs_free(specs, n);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    dg_seg_open_opts oo = {.split_dir = cfg->split_dir};
+    for (int i = 0; i < n && st == DG_STATUS_OK; i++) {
+        st = dg_seg_dataset_open_opts(specs[i].reader, specs[i].root, cfg->source_split, &oo,
+                &r->seg[i]);
+        if (st == DG_STATUS_OK) {
+            r->n_seg++;
+            if (cfg->on_bad_sample == DG_BAD_SAMPLE_SKIP) r->seg[i].mismatch_level = DG_LOG_WARN;
+        }
+    }
+    dg_dataset_specs_free(specs, n);
+    if (st != DG_STATUS_OK) return st;
+    r->S = n;
+    r->n_classes = 19;
+    r->seg_src.n_domains = n;
+    for (int i = 0; i < n; i++) r->seg_src.ds[i] = &r->seg[i];
+    seg_aug_from_config(cfg, &r->seg_src.aug);
+    st = dg_seg_aug_cfg_check(&r->seg_src.aug);
+    if (st != DG_STATUS_OK) return st;
+    if (cfg->class_uniform_pct > 0) {
+        for (int i = 0; i < n && st == DG_STATUS_OK; i++) {
+            dg_log_info("class-uniform centroids of %s (%zu labels, %ld-pixel tiles)",
+                    r->seg[i].root, r->seg[i].n, cfg->class_uniform_tile);
+            st = dg_seg_class_centroids(&r->seg[i], (int)cfg->class_uniform_tile,
+                    cfg->on_bad_sample == DG_BAD_SAMPLE_SKIP, &r->cc[i]);
+        }
+    }
+    return st;
+}
+
+static dg_status make_seg_loaders(run *r) {
+    const dg_config *cfg = r->cfg;
+    dg_loader_cfg lc;
+    loader_base(cfg, &lc);
+    dg_seg_train_source_bind(&r->seg_src, &lc.src);
+    lc.n_domains = r->S;
+    for (int i = 0; i < r->S; i++) {
+        lc.dom[i].n = (int64_t)r->seg[i].n;
+        lc.dom[i].cu = cfg->class_uniform_pct > 0 ? &r->cc[i] : NULL;
+    }
+    lc.class_uniform_pct = cfg->class_uniform_pct;
+    lc.start_step = r->start_step;
+    dg_status st = dg_loader_create(&lc, &r->loader);
+    return st;
+}
+
+/* Index of domain `name` (or a decimal index) among n names; -1 if none. */
+static int find_domain(const char *tok, char *const *names, int n) {
+    char *end;
+    long k = strtol(tok, &end, 10);
+    if (*end == '\0' && k >= 0 && k < n) return (int)k;
+    for (int d = 0; d < n; d++)
+        if (!strcmp(names[d], tok)) return d;
+    return -1;
+}
+
+static dg_status open_cls_data(run *r, dg_dataset_spec *spec) {
+    const dg_config *cfg = r->cfg;
+    dg_status st;
+    if (!strcmp(spec->reader, "rotated-fmnist")) {
+        st = dg_rotated_fmnist_init(&r->rf, cfg->fmnist_dir, (uint64_t)cfg->data_seed, false);
+        if (st != DG_STATUS_OK) return st;
+        r->has_rf = true;
+        r->n_cls_domains = DG_RFMNIST_DOMAINS;
+        r->n_classes = DG_RFMNIST_CLASSES;
+    } else if (!strcmp(spec->reader, "domainbed")) {
+        st = dg_domainbed_open(spec->root, &r->db);
+        if (st != DG_STATUS_OK) return st;
+        r->has_db = true;
+        r->n_cls_domains = r->db.n_domains;
+        r->n_classes = r->db.n_classes;
+    } else {
+        dg_log_error("data.dataset: unknown reader '%s' (domainbed, rotated-fmnist)",
+                spec->reader);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (r->n_cls_domains - 1 > MAX_DOM) {
+        dg_log_error("data.dataset: %d domains (at most %d training domains)", r->n_cls_domains,
+                MAX_DOM);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    r->S = 0;
+    for (int d = 0; d < r->n_cls_domains; d++) {
+        int64_t n = r->has_rf ? r->rf.n[d] : r->db.domains[d].n;
+        dg_holdout_split_init(&r->split[d], n, d, (uint64_t)cfg->seed);
+        if (d != r->test_domain) r->train_domain[r->S++] = d;
+    }
+    return DG_STATUS_OK;
+}
+
+static void cls_source(run *r, dg_sample_source *src, bool train) {
+    if (r->has_rf) {
+        r->rf_src.ds = &r->rf;
+        memcpy(r->rf_src.domain, r->train_domain, sizeof(r->train_domain));
+        dg_rfmnist_source_bind(&r->rf_src, src);
+    } else {
+        r->db_src.ds = &r->db;
+        memcpy(r->db_src.domain, r->train_domain, sizeof(r->train_domain));
+        dg_cls_aug_cfg_default(&r->db_src.aug);
+        r->db_src.aug.size = (int)r->cfg->image_size;
+        r->db_src.train = train && r->cfg->augment;
+        dg_domainbed_source_bind(&r->db_src, src);
+    }
+}
+
+static dg_status make_cls_loaders(run *r) {
+    dg_loader_cfg lc;
+    loader_base(r->cfg, &lc);
+    cls_source(r, &lc.src, true);
+    lc.n_domains = r->S;
+    for (int k = 0; k < r->S; k++) {
+        const dg_holdout_split *sp = &r->split[r->train_domain[k]];
+        lc.dom[k].n = sp->n_in;
+        lc.dom[k].items = sp->in;
+    }
+    lc.start_step = r->start_step;
+    return dg_loader_create(&lc, &r->loader);
+}
+
+/* The BN-refresh loader: the training data on its own streams (seed
+ * train.seed + 1), positioned after the batches already drawn. */
+static dg_status make_refresh_loader(run *r, long drawn) {
+    dg_loader_cfg lc;
+    loader_base(r->cfg, &lc);
+    lc.seed = (uint64_t)r->cfg->seed + 1;
+    lc.workers = 0;
+    lc.start_step = drawn;
+    if (r->cfg->task == DG_TASK_SEGMENTATION) {
+        dg_seg_train_source_bind(&r->seg_src, &lc.src);
+        lc.n_domains = r->S;
+        for (int i = 0; i < r->S; i++) lc.dom[i].n = (int64_t)r->seg[i].n;
+    } else {
+        cls_source(r, &lc.src, true);
+        lc.n_domains = r->S;
+        for (int k = 0; k < r->S; k++) {
+            const dg_holdout_split *sp = &r->split[r->train_domain[k]];
+            lc.dom[k].n = sp->n_in;
+            lc.dom[k].items = sp->in;
+        }
+    }
+    return dg_loader_create(&lc, &r->refresh);
+}
+
+static dg_status next_refresh_batch(void *ctx, dg_model *m) {
+    run *r = ctx;
+    const dg_batch *b;
+    dg_status st = dg_loader_next(r->refresh, &b);
+    if (st != DG_STATUS_OK) return st;
+    const size_t nx = (size_t)b->n * (size_t)b->c * (size_t)b->h * (size_t)b->w;
+    memcpy(dg_mem_ptr(m->src), b->x, nx * sizeof(float));
+    return DG_STATUS_OK;
+}
+
+/* ---- model and method ------------------------------------------------------ */
+
+static bool is_seg_model(const char *name) { return !strncmp(name, "deeplab", 7); }
+
+static dg_status make_model(run *r) {
+    const dg_config *cfg = r->cfg;
+    const bool seg = cfg->task == DG_TASK_SEGMENTATION;
+    if (seg != is_seg_model(cfg->model)) {
+        dg_log_error("model.name = %s does not fit a %s run", cfg->model,
+                seg ? "segmentation" : "classification");
+        return DG_STATUS_ERR_CONFIG;
+    }
+    dg_model_opts mo = {
+        .batch = cfg->batch_size * r->S,
+        .in_channels = seg || r->has_db ? 3 : 1,
+        .height = seg ? cfg->crop_size : r->has_rf ? DG_RFMNIST_HW : cfg->image_size,
+        .width = seg ? cfg->crop_size : r->has_rf ? DG_RFMNIST_HW : cfg->image_size,
+        .classes = r->n_classes,
+        .training = true,
+        .output_stride = (int)cfg->output_stride,
+        .aux = seg && cfg->aux,
+        .aux_dropout = 0.1f,
+        .freeze_bn = cfg->freeze_bn,
+        .dropout = (float)cfg->dropout,
+    };
+    dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
+    if (st != DG_STATUS_OK) return st;
+    r->has_model = true;
+    if (cfg->pretrained[0]) st = dg_model_load_pretrained(&r->m, cfg->pretrained);
+    return st;
+}
+
+static dg_status make_method(run *r) {
+    const dg_config *cfg = r->cfg;
+    dg_method_cfg mc = cfg->optim;
+    int64_t ld[4];
+    dg_mem_dims4(r->m.logits, ld);
+    mc.n_samples = 0;
+    for (int k = 0; k < r->S; k++)
+        mc.n_samples += cfg->task == DG_TASK_SEGMENTATION ? (long)r->seg[k].n
+                                                          : (long)r->split[r->train_domain[k]].n_in;
+    mc.n_classes = r->n_classes;
+    mc.logits_numel = (size_t)(ld[0] * ld[1] * ld[2] * ld[3]);
+    mc.segmentation = cfg->task == DG_TASK_SEGMENTATION;
+    dg_status st = dg_method_create(cfg->method, cfg->base, &mc, &r->m.ps, (uint64_t)cfg->seed,
+            &r->method);
+    if (st != DG_STATUS_OK) return st;
+    st = dg_sched_parse(cfg->schedule, &r->sched.kind);
+    r->sched.lr = cfg->lr;
+    r->sched.lr_min = cfg->lr_min;
+    r->sched.power = cfg->poly_power;
+    r->sched.total = cfg->iterations;
+    r->sched.warmup = cfg->warmup_steps;
+    if (st != DG_STATUS_OK) return st;
+    const bool sub = !strcmp(cfg->method, "dgsam") && r->S > 1;
+    st = dg_train_closure_init(&r->tc, &r->ctx, &r->m, r->S, sub,
+            r->m.aux_logits ? (float)cfg->aux_weight : 0.f);
+    if (st != DG_STATUS_OK) return st;
+    r->has_tc = true;
+    r->tc.method = r->method;
+    r->tc.refresh_batch = next_refresh_batch;
+    r->tc.refresh_ctx = r;
+    return DG_STATUS_OK;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+static char *ckpt_path(const run *r) { return dg_xasprintf("%s/checkpoints/last.safetensors", r->dir); }
+
+static dg_status save_checkpoint(run *r, long step) {
+    const dg_config *cfg = r->cfg;
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    dg_weights_add(&w, &r->m.ps);
+    dg_status st = dg_method_state_save(r->method, &w);
+    char buf[64];
+    char *text = dg_config_text(cfg, true);
+    dg_tensor_writer_set_metadata(&w, "format_version", "1");
+    snprintf(buf, sizeof(buf), "%ld", step);
+    dg_tensor_writer_set_metadata(&w, "step", buf);
+    dg_tensor_writer_set_metadata(&w, "model", cfg->model);
+    snprintf(buf, sizeof(buf), "%d", r->n_classes);
+    dg_tensor_writer_set_metadata(&w, "classes", buf);
+    snprintf(buf, sizeof(buf), "%ld", cfg->output_stride);
+    dg_tensor_writer_set_metadata(&w, "output_stride", buf);
+    dg_tensor_writer_set_metadata(&w, "aux", r->m.aux_logits ? "true" : "false");
+    dg_tensor_writer_set_metadata(&w, "task",
+            cfg->task == DG_TASK_SEGMENTATION ? "segmentation" : "classification");
+    dg_tensor_writer_set_metadata(&w, "method", cfg->method);
+    snprintf(buf, sizeof(buf), "%ld", r->tc.refresh_batches);
+    dg_tensor_writer_set_metadata(&w, "bn_refresh_batches", buf);
+    dg_tensor_writer_set_metadata(&w, "config", text);
+    char *path = ckpt_path(r);
+    if (st == DG_STATUS_OK) st = dg_tensor_writer_write(&w, path);
+    if (st == DG_STATUS_OK) dg_log_info("checkpoint: %s (step %ld)", path, step);
+    dg_free(path);
+    dg_free(text);
+    dg_tensor_writer_free(&w);
+    return st;
+}
+
+static long meta_long(const dg_tensor_reader *rd, const char *path, const char *key,
+        dg_status *st) {
+    const char *v = dg_tensor_reader_metadata(rd, key);
+    char *end = NULL;
+    long x = v ? strtol(v, &end, 10) : -1;
+    if (!v || *end || x < 0) {
+        dg_log_error("%s: checkpoint metadata '%s' is missing or malformed", path, key);
+        *st = DG_STATUS_ERR_FORMAT;
+        return 0;
+    }
+    return x;
+}
+
+/* Restores weights, statistics, optimizer/method state; *step and
+ * *refresh get the checkpoint's counters. */
+static dg_status load_checkpoint(run *r, long *step, long *refresh) {
+    char *path = ckpt_path(r);
+    dg_tensor_reader rd;
+    dg_status st = dg_tensor_reader_open(&rd, path);
+    if (st == DG_STATUS_OK) {
+        const char *model = dg_tensor_reader_metadata(&rd, "model");
+        if (!model || strcmp(model, r->cfg->model)) {
+            dg_log_error("%s: checkpoint of model '%s', the configuration trains '%s'", path,
+                    model ? model : "?", r->cfg->model);
+            st = DG_STATUS_ERR_FORMAT;
+        }
+        if (st == DG_STATUS_OK) *step = meta_long(&rd, path, "step", &st);
+        if (st == DG_STATUS_OK) *refresh = meta_long(&rd, path, "bn_refresh_batches", &st);
+        if (st == DG_STATUS_OK) st = dg_weights_load_reader(&rd, &r->m.ps, NULL);
+        if (st == DG_STATUS_OK) st = dg_method_state_load(r->method, &rd);
+        dg_tensor_reader_close(&rd);
+    }
+    if (st != DG_STATUS_OK) dg_log_error("%s: cannot resume from this checkpoint", path);
+    dg_free(path);
+    return st;
+}
+
+/* ---- metrics --------------------------------------------------------------- */
+
+static void log_metrics(run *r, long step, int epoch, double loss, double lr, double ips) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "epoch", epoch);
+    cJSON_AddNumberToObject(j, "loss", loss);
+    cJSON_AddNumberToObject(j, "lr", lr);
+    cJSON_AddNumberToObject(j, "images_per_s", ips);
+    char *s = cJSON_PrintUnformatted(j);
+    fprintf(r->metrics, "%s\n", s);
+    fflush(r->metrics);
+    cJSON_free(s);
+    cJSON_Delete(j);
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+static int train_loop(run *r) {
+    const dg_config *cfg = r->cfg;
+    const long T = cfg->iterations;
+    const int B = (int)(cfg->batch_size * r->S);
+    double t_log = dg_now(), loss_sum = 0;
+    long n_loss = 0, last_ckpt = r->start_step;
+    dg_param_set *ps = &r->m.ps;
+    for (long t = r->start_step; t < T; t++) {
+        const dg_batch *b;
+        dg_status st = dg_loader_next(r->loader, &b);
+        if (st != DG_STATUS_OK) {
+            dg_log_error("training stopped at step %ld: a batch could not be loaded (the last "
+                         "checkpoint, step %ld, is intact)", t, last_ckpt);
+            return 1;
+        }
+        dg_train_closure_set_batch(&r->tc, b->x, b->label, b->sample_id, b->epoch, t);
+        const long ts = dg_method_sched_step(r->method, t);
+        const float lr = dg_sched_lr(&r->sched, ts);
+        dg_method_step(r->method, ps, &r->tc.cl, lr);
+        const double loss = r->tc.first_loss;
+        if (!isfinite(loss)) {
+            if (cfg->nan_policy == 0) {
+                dg_log_error("non-finite loss (%g) at step %ld: training stopped; the last "
+                             "checkpoint (step %ld) is intact (train.nan_policy = rollback "
+                             "restores it and goes on)", loss, t, last_ckpt);
+                return 1;
+            }
+            long step = 0, refresh = 0;
+            dg_log_warn("non-finite loss (%g) at step %ld: rolling back to the checkpoint of "
+                        "step %ld and going on with the next batch", loss, t, last_ckpt);
+            if (load_checkpoint(r, &step, &refresh) != DG_STATUS_OK) return 1;
+            continue;
+        }
+        loss_sum += loss;
+        n_loss++;
+        const long done = t + 1;
+        if (done % cfg->log_every == 0 || done == T) {
+            double now = dg_now();
+            double ips = (double)B * (double)n_loss / (now - t_log);
+            log_metrics(r, done, b->epoch, loss_sum / (double)n_loss, lr, ips);
+            double eta = (double)(T - done) * (now - t_log) / (double)n_loss;
+            dg_log_info("step %ld/%ld | loss %.4f | lr %.3g | %.1f images/s | ETA %.0f s", done, T,
+                    loss_sum / (double)n_loss, lr, ips, eta);
+            t_log = now;
+            loss_sum = 0;
+            n_loss = 0;
+        }
+        bool stop = interrupted || dg_train_interrupt_after == t;
+        if (done % cfg->checkpoint_every == 0 || stop) {
+            if (save_checkpoint(r, done) != DG_STATUS_OK) {
+                dg_log_error("step %ld: the checkpoint could not be written; the previous one "
+                             "(step %ld) is intact", done, last_ckpt);
+                return 1;
+            }
+            last_ckpt = done;
+        }
+        if (stop) {
+            dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
+                         "train.resume=true", done);
+            return 1;
+        }
+    }
+    dg_method_finish(r->method, ps, &r->tc.cl);
+    if (save_checkpoint(r, T) != DG_STATUS_OK) return 1;
+    return 0;
+}
+
+static void run_free(run *r) {
+    dg_loader_free(r->loader);
+    dg_loader_free(r->refresh);
+    if (r->has_tc) dg_train_closure_free(&r->tc);
+    dg_method_free(r->method);
+    if (r->has_model) dg_model_free(&r->m);
+    for (int i = 0; i < r->n_seg; i++) dg_seg_dataset_free(&r->seg[i]);
+    for (int i = 0; i < MAX_DOM; i++) dg_class_centroids_free(&r->cc[i]);
+    for (int d = 0; d < MAX_DOM; d++) dg_holdout_split_free(&r->split[d]);
+    if (r->has_rf) dg_rotated_fmnist_free(&r->rf);
+    if (r->has_db) dg_domainbed_free(&r->db);
+    if (r->metrics) fclose(r->metrics);
+    dg_free(r->dir);
+}
+
+static int mkdir_p(const char *path) {
+    char *p = dg_xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1; *s && !rc; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0755) && errno != EEXIST) rc = -1;
+        *s = '/';
+    }
+    if (!rc && mkdir(p, 0755) && errno != EEXIST) rc = -1;
+    if (rc) dg_log_error("%s: cannot create the folder: %s", path, strerror(errno));
+    dg_free(p);
+    return rc;
+}
+
+/* One run in dir; test_domain is the held-out classification domain (-1
+ * for segmentation). Returns the exit code. */
+static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_dataset_spec *cls) {
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.dir = dg_xstrdup(dir);
+    r.test_domain = test_domain;
+    char *sub = dg_xasprintf("%s/checkpoints", dir);
+    int rc = mkdir_p(sub) ? 1 : 0;
+    dg_free(sub);
+    dg_status st = DG_STATUS_OK;
+    if (rc == 0) {
+        dg_ctx_init(&r.ctx);
+        st = cfg->task == DG_TASK_SEGMENTATION ? open_seg_data(&r) : open_cls_data(&r, cls);
+        if (st == DG_STATUS_OK) st = make_model(&r);
+        if (st == DG_STATUS_OK) st = make_method(&r);
+        long refresh = 0;
+        if (st == DG_STATUS_OK && cfg->resume) {
+            char *path = ckpt_path(&r);
+            bool have = dg_is_file(path);
+            dg_free(path);
+            if (have) st = load_checkpoint(&r, &r.start_step, &refresh);
+            else dg_log_warn("%s: no checkpoint yet; starting from step 0", dir);
+            r.tc.refresh_batches = refresh;
+        }
+        if (st == DG_STATUS_OK)
+            st = cfg->task == DG_TASK_SEGMENTATION ? make_seg_loaders(&r) : make_cls_loaders(&r);
+        if (st == DG_STATUS_OK) st = make_refresh_loader(&r, refresh);
+        if (st == DG_STATUS_OK) {
+            char *mp = dg_xasprintf("%s/metrics.jsonl", dir);
+            r.metrics = fopen(mp, r.start_step ? "a" : "w");
+            if (!r.metrics) {
+                dg_log_error("%s: cannot open: %s", mp, strerror(errno));
+                st = DG_STATUS_ERR_IO;
+            }
+            dg_free(mp);
+        }
+        if (st == DG_STATUS_OK) {
+            dg_log_info("training %s with %s (%s base) for %ld steps from step %ld; run folder %s",
+                    cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
+            rc = train_loop(&r);
+        } else {
+            rc = st == DG_STATUS_ERR_CONFIG ? 2 : 1;
+        }
+        run_free(&r);
+        dg_ctx_free(&r.ctx);
+    } else {
+        dg_free(r.dir);
+    }
+    return rc;
+}
+
+/* ---- command --------------------------------------------------------------- */
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: dgseg train CONFIG [section.key=value ...] [--resume]\n"
+            "\n"
+            "Trains the model CONFIG describes: segmentation (data.sources) or leave-one-domain-\n"
+            "out classification over every data.test_domains entry (data.dataset). The run\n"
+            "folder (output.dir, default runs/<config-name>-<timestamp>) gets config.ini,\n"
+            "metrics.jsonl and checkpoints/last.safetensors. --resume (train.resume=true)\n"
+            "continues from the last checkpoint exactly; SIGINT/SIGTERM write a checkpoint\n"
+            "and stop. Exit codes: 0 done, 1 runtime failure, 2 usage or configuration error.\n");
+}
+
+/* The newest runs/<name>-<timestamp> folder holding a checkpoint (the
+ * timestamps sort by name), or NULL. */
+static char *latest_run(const char *name) {
+    DIR *d = opendir("runs");
+    if (!d) return NULL;
+    char *prefix = dg_xasprintf("%s-", name), *best = NULL;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, prefix, strlen(prefix))) continue;
+        char *ck = dg_xasprintf("runs/%s/checkpoints/last.safetensors", e->d_name);
+        if (dg_is_file(ck) && (!best || strcmp(e->d_name, best) > 0)) {
+            dg_free(best);
+            best = dg_xstrdup(e->d_name);
+        }
+        dg_free(ck);
+    }
+    closedir(d);
+    dg_free(prefix);
+    char *dir = best ? dg_xasprintf("runs/%s", best) : NULL;
+    dg_free(best);
+    return dir;
+}
+
+int dg_train_main(int argc, char **argv) {
+    const char *config = NULL;
+    bool resume = false;
+    char **over = dg_xcalloc((size_t)argc + 1, sizeof(*over));
+    int n_over = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            train_usage(stdout);
+            dg_free(over);
+            return 0;
+        }
+        if (!strcmp(argv[i], "--resume")) resume = true;
+        else if (strchr(argv[i], '=')) over[n_over++] = argv[i];
+        else if (!config && argv[i][0] != '-') config = argv[i];
+        else {
+            fprintf(stderr, "dgseg train: unexpected argument '%s'\n", argv[i]);
+            train_usage(stderr);
+            dg_free(over);
+            return 2;
+        }
+    }
+    if (!config) {
+        train_usage(stderr);
+        dg_free(over);
+        return 2;
+    }
+    if (resume) over[n_over++] = "train.resume=true";
+    dg_config cfg;
+    dg_status st = dg_config_load(&cfg, config, n_over, over);
+    dg_free(over);
+    if (st == DG_STATUS_OK) st = dg_config_validate(&cfg);
+    if (st != DG_STATUS_OK) {
+        dg_config_free(&cfg);
+        return st == DG_STATUS_ERR_IO ? 1 : 2;
+    }
+    if (cfg.threads) omp_set_num_threads((int)cfg.threads);
+    char *dir = NULL;
+    if (cfg.out_dir[0]) {
+        dir = dg_xstrdup(cfg.out_dir);
+    } else if (cfg.resume) {
+        dir = latest_run(cfg.name);
+        if (!dir) {
+            dg_log_error("train.resume: no runs/%s-* folder with a checkpoint; set output.dir to "
+                         "the run folder to resume", cfg.name);
+            dg_config_free(&cfg);
+            return 2;
+        }
+    } else {
+        char stamp[32];
+        time_t now = time(NULL);
+        struct tm tmv;
+        localtime_r(&now, &tmv);
+        strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tmv);
+        dir = dg_xasprintf("runs/%s-%s", cfg.name, stamp);
+    }
+    int rc = mkdir_p(dir) ? 1 : 0;
+    if (rc == 0) {
+        char *text = dg_config_text(&cfg, false);
+        char *path = dg_xasprintf("%s/config.ini", dir);
+        const dg_file_part part = {text, strlen(text)};
+        if (dg_file_write_atomic(path, &part, 1) != DG_STATUS_OK) rc = 1;
+        dg_free(path);
+        dg_free(text);
+    }
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    interrupted = 0;
+    if (rc == 0 && cfg.task == DG_TASK_SEGMENTATION) {
+        rc = run_one(&cfg, dir, -1, NULL);
+    } else if (rc == 0) {
+        dg_dataset_spec *specs = NULL;
+        int n = 0;
+        st = dg_dataset_specs_parse("data.dataset", cfg.dataset, &specs, &n);
+        if (st != DG_STATUS_OK || n != 1) {
+            if (st == DG_STATUS_OK) dg_log_error("data.dataset: name exactly one dataset");
+            rc = 2;
+        }
+        /* domain names: opened once here to resolve data.test_domains */
+        char **names = NULL;
+        int n_names = 0;
+        dg_domainbed db;
+        memset(&db, 0, sizeof(db));
+        if (rc == 0 && !strcmp(specs[0].reader, "domainbed")) {
+            if (dg_domainbed_open(specs[0].root, &db) != DG_STATUS_OK) rc = 1;
+            n_names = db.n_domains;
+            names = dg_xcalloc((size_t)n_names + 1, sizeof(*names));
+            for (int d = 0; d < n_names; d++) names[d] = db.domains[d].name;
+        } else if (rc == 0) {
+            n_names = DG_RFMNIST_DOMAINS;
+            names = dg_xcalloc((size_t)n_names, sizeof(*names));
+            for (int d = 0; d < n_names; d++)
+                names[d] = dg_xasprintf("rot%d", dg_rotated_fmnist_angle(d));
+        }
+        char *copy = dg_xstrdup(cfg.test_domains), *save = NULL;
+        int runs = 0;
+        for (char *tok = strtok_r(copy, ", \t", &save); rc == 0 && tok;
+                tok = strtok_r(NULL, ", \t", &save)) {
+            int d = find_domain(tok, names, n_names);
+            if (d < 0) {
+                dg_log_error("data.test_domains: unknown domain '%s'", tok);
+                rc = 2;
+                break;
+            }
+            char *sub = dg_xasprintf("%s/test-%s", dir, names[d]);
+            rc = run_one(&cfg, sub, d, &specs[0]);
+            dg_free(sub);
+            runs++;
+        }
+        if (rc == 0 && runs == 0) {
+            dg_log_error("data.test_domains: name at least one test domain");
+            rc = 2;
+        }
+        dg_free(copy);
+        if (!db.domains && names)
+            for (int d = 0; d < n_names; d++) dg_free(names[d]);
+        dg_free(names);
+        dg_domainbed_free(&db);
+        dg_dataset_specs_free(specs, n);
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    dg_free(dir);
+    dg_config_free(&cfg);
+    return rc;
+}

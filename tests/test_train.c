@@ -1,0 +1,226 @@
+/* tests/test_train.c -- `dgseg train` end to end on `dgseg synth` output at
+ * tiny sizes (DeepLabv3+ R18, 32x32 crops) and on Rotated Fashion-MNIST:
+ * resume exactness (4 steps straight vs 2 steps, interrupt, resume to 4:
+ * identical checkpoint bytes) for Lookahead with a sync and BN refresh
+ * across the resume point and for DGSAM on two sources; the run folder's
+ * files; a non-finite loss (absurd learning rate) stops with exit 1 and
+ * the last checkpoint intact; a corrupt checkpoint is refused by name. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+
+#include "app/train.h"
+#include "common.h"
+#include "data/fsutil.h"
+#include "data/synth.h"
+#include "nets/core/weights.h"
+
+static char dir[64];
+static char synth_dir[128];
+
+static void setup_synth(void) {
+    make_tmpdir(dir, "train");
+    snprintf(synth_dir, sizeof(synth_dir), "%.64s/synth", dir);
+    dg_synth_opts so;
+    dg_synth_opts_default(&so);
+    so.width = 64;
+    so.height = 32;
+    so.per_domain = 6;
+    dg_synth_summary sum;
+    capture cap;
+    capture_begin(&cap);
+    dg_status st = dg_synth_generate(synth_dir, &so, &sum);
+    dg_free(capture_end(&cap));
+    ck_assert_int_eq(st, DG_STATUS_OK);
+}
+static void remove_all(void) { remove_tree(dir, 8); }
+
+static char *write_cfg(const char *name, const char *body) {
+    char *path = dg_xmalloc(256);
+    snprintf(path, 256, "%s/%s.ini", dir, name);
+    char text[2048];
+    snprintf(text, sizeof(text), body, synth_dir, synth_dir);
+    write_file(path, text, strlen(text));
+    return path;
+}
+
+static const char *SEG_CFG =
+        "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\ncrop_size = 32\nworkers = 1\n"
+        "class_uniform_tile = 16\n"
+        "[model]\nname = deeplabv3plus-r18\n"
+        "[optim]\nmethod = lookahead\nla_k = 2\nla_bn_refresh_final = 2\n"
+        "[train]\niterations = 4\nbatch_size = 2\nlog_every = 1\ncheckpoint_every = 100\n";
+
+static int train(const char *cfg, const char *out, const char *extra, long interrupt_after,
+        char **log) {
+    char o[256];
+    snprintf(o, sizeof(o), "output.dir=%s", out);
+    char *argv[6] = {"train", (char *)cfg, o, (char *)extra, NULL};
+    int argc = extra ? 4 : 3;
+    dg_train_interrupt_after = interrupt_after;
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_train_main(argc, argv);
+    char *l = capture_end(&cap);
+    dg_train_interrupt_after = -1;
+    if (log) *log = l;
+    else dg_free(l);
+    return rc;
+}
+
+static void expect_same_checkpoints(const char *a, const char *b) {
+    char pa[256], pb[256];
+    snprintf(pa, sizeof(pa), "%s/checkpoints/last.safetensors", a);
+    snprintf(pb, sizeof(pb), "%s/checkpoints/last.safetensors", b);
+    size_t na, nb;
+    char *ba = read_file(pa, &na), *bb = read_file(pb, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(!memcmp(ba, bb, na), "checkpoints %s and %s differ", pa, pb);
+    dg_free(ba);
+    dg_free(bb);
+}
+
+static void resume_case(const char *name, const char *extra) {
+    char *cfg = write_cfg(name, SEG_CFG);
+    char a[128], b[128];
+    snprintf(a, sizeof(a), "%.64s/%s-straight", dir, name);
+    snprintf(b, sizeof(b), "%.64s/%s-resumed", dir, name);
+    char *log;
+    int rc = train(cfg, a, extra, -1, &log);
+    ck_assert_msg(rc == 0, "straight run rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train(cfg, b, extra, 1, &log); /* interrupted after step 2 of 4 */
+    ck_assert_msg(rc == 1 && strstr(log, "interrupted after step 2"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train(cfg, b, "train.resume=true", -1, &log);
+    if (extra) {
+        /* the override must hold on resume too: rerun with both */
+        dg_free(log);
+        char *argv[6] = {"train", cfg, NULL, (char *)extra, "train.resume=true", NULL};
+        char o[256];
+        snprintf(o, sizeof(o), "output.dir=%s", b);
+        argv[2] = o;
+        capture cap;
+        capture_begin(&cap);
+        rc = dg_train_main(5, argv);
+        log = capture_end(&cap);
+    }
+    ck_assert_msg(rc == 0 && strstr(log, "from step 2"), "resume rc %d:\n%s", rc, log);
+    dg_free(log);
+    expect_same_checkpoints(a, b);
+    dg_free(cfg);
+}
+
+START_TEST(lookahead_resume_is_exact) { resume_case("la", NULL); }
+END_TEST
+
+START_TEST(dgsam_two_sources_resume_is_exact) { resume_case("dgsam", "optim.method=dgsam"); }
+END_TEST
+
+START_TEST(run_folder_holds_config_metrics_and_a_loadable_checkpoint) {
+    char *cfg = write_cfg("files", SEG_CFG);
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/files-run", dir);
+    ck_assert_int_eq(train(cfg, out, "optim.method=erm", -1, NULL), 0);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/config.ini", out);
+    char *text = read_file(p, NULL);
+    ck_assert_msg(strstr(text, "method = erm\n") && strstr(text, "iterations = 4\n"), "%s", text);
+    dg_free(text);
+    snprintf(p, sizeof(p), "%s/metrics.jsonl", out);
+    text = read_file(p, NULL);
+    ck_assert_int_eq(count_lines(text), 4);
+    ck_assert_msg(strstr(text, "\"step\":4") != NULL, "%s", text);
+    dg_free(text);
+    snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", out);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
+    ck_assert_str_eq(dg_tensor_reader_metadata(&r, "step"), "4");
+    ck_assert_str_eq(dg_tensor_reader_metadata(&r, "model"), "deeplabv3plus-r18");
+    ck_assert_str_eq(dg_tensor_reader_metadata(&r, "classes"), "19");
+    ck_assert_ptr_nonnull(strstr(dg_tensor_reader_metadata(&r, "config"), "[optim]"));
+    dg_tensor_reader_close(&r);
+    dg_free(cfg);
+}
+END_TEST
+
+START_TEST(nan_loss_stops_with_the_last_checkpoint_intact) {
+    char *cfg = write_cfg("nan", SEG_CFG);
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/nan-run", dir);
+    char *log;
+    char o[256];
+    snprintf(o, sizeof(o), "output.dir=%s", out);
+    char *argv[] = {"train", cfg, o, "optim.method=erm", "optim.lr=1e30", "train.iterations=50",
+            "train.checkpoint_every=1"};
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_train_main(7, argv);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 1 && strstr(log, "non-finite loss"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", out);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
+    dg_tensor_reader_close(&r);
+    dg_free(cfg);
+}
+END_TEST
+
+START_TEST(corrupt_checkpoint_is_refused_by_name) {
+    char *cfg = write_cfg("corrupt", SEG_CFG);
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/corrupt-run", dir);
+    ck_assert_int_eq(train(cfg, out, "optim.method=erm", 1, NULL), 1);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", out);
+    size_t n;
+    char *bytes = read_file(p, &n);
+    write_file(p, bytes, n / 3);
+    dg_free(bytes);
+    char *log;
+    int rc = train(cfg, out, "train.resume=true", -1, &log);
+    ck_assert_msg(rc == 1 && strstr(log, p), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    dg_free(cfg);
+}
+END_TEST
+
+START_TEST(rotated_fmnist_leave_one_out_runs) {
+    char path[256];
+    snprintf(path, sizeof(path), "%s/rf.ini", dir);
+    const char *text = "[data]\ndataset = rotated-fmnist\ntest_domains = 0, rot75\nworkers = 0\n"
+                       "[model]\nname = mnist-cnn\n"
+                       "[optim]\nmethod = erm\nbase = adam\nlr = 1e-3\nweight_decay = 0\n"
+                       "schedule = constant\n"
+                       "[train]\niterations = 3\nbatch_size = 4\nlog_every = 1\n";
+    write_file(path, text, strlen(text));
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/rf-run", dir);
+    char *log;
+    int rc = train(path, out, NULL, -1, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/test-rot0/checkpoints/last.safetensors", out);
+    ck_assert_msg(dg_is_file(p), "%s", p);
+    snprintf(p, sizeof(p), "%s/test-rot75/checkpoints/last.safetensors", out);
+    ck_assert_msg(dg_is_file(p), "%s", p);
+}
+END_TEST
+
+Suite *train_suite(void) {
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("segmentation");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup_synth, remove_all); /* in the child: OpenMP after fork hangs */
+    tcase_add_test(tc, lookahead_resume_is_exact);
+    tcase_add_test(tc, dgsam_two_sources_resume_is_exact);
+    tcase_add_test(tc, run_folder_holds_config_metrics_and_a_loadable_checkpoint);
+    tcase_add_test(tc, nan_loss_stops_with_the_last_checkpoint_intact);
+    tcase_add_test(tc, corrupt_checkpoint_is_refused_by_name);
+    tcase_add_test(tc, rotated_fmnist_leave_one_out_runs);
+    suite_add_tcase(s, tc);
+    return s;
+}
