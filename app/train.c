@@ -34,6 +34,7 @@
 
 #include "app/closure.h"
 #include "app/config.h"
+#include "app/report.h"
 #include "data/fsutil.h"
 #include "data/holdout.h"
 #include "data/sources.h"
@@ -79,7 +80,8 @@ typedef struct run {
     dg_loader *loader;
     dg_loader *refresh;
     long start_step;
-    FILE *metrics;
+    dg_metrics metrics;
+    dg_progress progress;
 } run;
 
 /* ---- data ------------------------------------------------------------------ */
@@ -410,22 +412,6 @@ static dg_status load_checkpoint(run *r, long *step, long *refresh) {
     return st;
 }
 
-/* ---- metrics --------------------------------------------------------------- */
-
-static void log_metrics(run *r, long step, int epoch, double loss, double lr, double ips) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "step", (double)step);
-    cJSON_AddNumberToObject(j, "epoch", epoch);
-    cJSON_AddNumberToObject(j, "loss", loss);
-    cJSON_AddNumberToObject(j, "lr", lr);
-    cJSON_AddNumberToObject(j, "images_per_s", ips);
-    char *s = cJSON_PrintUnformatted(j);
-    fprintf(r->metrics, "%s\n", s);
-    fflush(r->metrics);
-    cJSON_free(s);
-    cJSON_Delete(j);
-}
-
 /* ---- the loop -------------------------------------------------------------- */
 
 static int train_loop(run *r) {
@@ -435,10 +421,13 @@ static int train_loop(run *r) {
     double t_log = dg_now(), loss_sum = 0;
     long n_loss = 0, last_ckpt = r->start_step;
     dg_param_set *ps = &r->m.ps;
+    dg_progress_init(&r->progress, stdout, dg_progress_is_tty(stdout), r->start_step, T,
+            cfg->log_every, B);
     for (long t = r->start_step; t < T; t++) {
         const dg_batch *b;
         dg_status st = dg_loader_next(r->loader, &b);
         if (st != DG_STATUS_OK) {
+            dg_progress_break(&r->progress);
             dg_log_error("training stopped at step %ld: a batch could not be loaded (the last "
                          "checkpoint, step %ld, is intact)", t, last_ckpt);
             return 1;
@@ -449,6 +438,7 @@ static int train_loop(run *r) {
         dg_method_step(r->method, ps, &r->tc.cl, lr);
         const double loss = r->tc.first_loss;
         if (!isfinite(loss)) {
+            dg_progress_break(&r->progress);
             if (cfg->nan_policy == 0) {
                 dg_log_error("non-finite loss (%g) at step %ld: training stopped; the last "
                              "checkpoint (step %ld) is intact (train.nan_policy = rollback "
@@ -464,19 +454,18 @@ static int train_loop(run *r) {
         loss_sum += loss;
         n_loss++;
         const long done = t + 1;
+        dg_progress_update(&r->progress, done, loss, lr);
         if (done % cfg->log_every == 0 || done == T) {
             double now = dg_now();
-            double ips = (double)B * (double)n_loss / (now - t_log);
-            log_metrics(r, done, b->epoch, loss_sum / (double)n_loss, lr, ips);
-            double eta = (double)(T - done) * (now - t_log) / (double)n_loss;
-            dg_log_info("step %ld/%ld | loss %.4f | lr %.3g | %.1f images/s | ETA %.0f s", done, T,
-                    loss_sum / (double)n_loss, lr, ips, eta);
+            dg_metrics_log_train(&r->metrics, done, loss_sum / (double)n_loss, lr,
+                    (double)B * (double)n_loss / (now - t_log));
             t_log = now;
             loss_sum = 0;
             n_loss = 0;
         }
         bool stop = interrupted || dg_train_interrupt_after == t;
         if (done % cfg->checkpoint_every == 0 || stop) {
+            dg_progress_break(&r->progress);
             if (save_checkpoint(r, done) != DG_STATUS_OK) {
                 dg_log_error("step %ld: the checkpoint could not be written; the previous one "
                              "(step %ld) is intact", done, last_ckpt);
@@ -490,6 +479,7 @@ static int train_loop(run *r) {
             return 1;
         }
     }
+    dg_progress_break(&r->progress);
     dg_method_finish(r->method, ps, &r->tc.cl);
     if (save_checkpoint(r, T) != DG_STATUS_OK) return 1;
     return 0;
@@ -506,7 +496,7 @@ static void run_free(run *r) {
     for (int d = 0; d < MAX_DOM; d++) dg_holdout_split_free(&r->split[d]);
     if (r->has_rf) dg_rotated_fmnist_free(&r->rf);
     if (r->has_db) dg_domainbed_free(&r->db);
-    if (r->metrics) fclose(r->metrics);
+    dg_metrics_close(&r->metrics);
     dg_free(r->dir);
 }
 
@@ -556,11 +546,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
         if (st == DG_STATUS_OK) st = make_refresh_loader(&r, refresh);
         if (st == DG_STATUS_OK) {
             char *mp = dg_xasprintf("%s/metrics.jsonl", dir);
-            r.metrics = fopen(mp, r.start_step ? "a" : "w");
-            if (!r.metrics) {
-                dg_log_error("%s: cannot open: %s", mp, strerror(errno));
-                st = DG_STATUS_ERR_IO;
-            }
+            st = dg_metrics_open(&r.metrics, mp, r.start_step > 0, r.start_step);
             dg_free(mp);
         }
         if (st == DG_STATUS_OK) {

@@ -130,7 +130,7 @@ START_TEST(run_folder_holds_config_metrics_and_a_loadable_checkpoint) {
     snprintf(p, sizeof(p), "%s/metrics.jsonl", out);
     text = read_file(p, NULL);
     ck_assert_int_eq(count_lines(text), 4);
-    ck_assert_msg(strstr(text, "\"step\":4") != NULL, "%s", text);
+    ck_assert_msg(strstr(text, "\"step\":4") && strstr(text, "\"kind\":\"train\""), "%s", text);
     dg_free(text);
     snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", out);
     dg_tensor_reader r;
