@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "app/bench.h"
+#include "app/eval_cmd.h"
 #include "app/predict.h"
 #include "app/synth_cmd.h"
 #include "app/train.h"
@@ -18,6 +19,7 @@ typedef struct command {
 static const command commands[] = {
     {"synth", dg_synth_main, "write the embedded five-domain street-scene benchmark"},
     {"train", dg_train_main, "train a segmentation or classification model from a config"},
+    {"eval", dg_eval_main, "evaluate a checkpoint on the targets a config names (mIoU)"},
     {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
     {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},

@@ -34,6 +34,7 @@
 
 #include "app/closure.h"
 #include "app/config.h"
+#include "app/evaluate.h"
 #include "app/report.h"
 #include "data/fsutil.h"
 #include "data/holdout.h"
@@ -485,6 +486,54 @@ static int train_loop(run *r) {
     return 0;
 }
 
+/* After training: every target with the method's evaluated weights (and
+ * its second model, MESA's teacher), results.json, results.md, curves.png. */
+static int final_reports(run *r) {
+    const dg_config *cfg = r->cfg;
+    dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
+    int n = 0, rc = 0;
+    if (cfg->task == DG_TASK_SEGMENTATION && cfg->targets[0]) {
+        const float *P, *Q;
+        dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
+        int n1 = 0;
+        dg_log_info("evaluating on %s", cfg->targets);
+        dg_status st = dg_eval_seg_targets(cfg, &r->ctx, &r->m.ps, P, Q, cfg->method, t, &n1);
+        n = n1;
+        const char *label2;
+        if (st == DG_STATUS_OK && dg_method_second_weights(r->method, &label2, &P, &Q)) {
+            int n2 = 0;
+            st = dg_eval_seg_targets(cfg, &r->ctx, &r->m.ps, P, Q, label2, t + n, &n2);
+            n += n2;
+        }
+        if (st != DG_STATUS_OK) rc = 1;
+        dg_report_settings set;
+        memset(&set, 0, sizeof(set));
+        dg_report_settings_from_config(&set, cfg);
+        dg_seg_result res[2 * DG_EVAL_MAX_TARGETS];
+        for (int i = 0; i < n; i++) res[i] = t[i].res;
+        dg_seg_report rep = {.method = cfg->method, .run = &set, .results = res, .n_results = n};
+        char *pj = dg_xasprintf("%s/results.json", r->dir), *pm = dg_xasprintf("%s/results.md", r->dir);
+        if (n && (dg_report_seg_write_json(&rep, pj) != DG_STATUS_OK ||
+                dg_report_seg_write_md(&rep, pm) != DG_STATUS_OK))
+            rc = 1;
+        dg_eval_print_seg(stdout, t, n);
+        fflush(stdout);
+        dg_free(pj);
+        dg_free(pm);
+        dg_eval_targets_free(t, n);
+    }
+    dg_metrics_close(&r->metrics);
+    char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir), *cp = dg_xasprintf("%s/curves.png", r->dir);
+    dg_metrics_data md;
+    if (dg_metrics_read(&md, mp) == DG_STATUS_OK) {
+        dg_report_curves(&md, cp, 0, 0); /* a failure is a warning */
+        dg_metrics_data_free(&md);
+    }
+    dg_free(mp);
+    dg_free(cp);
+    return rc;
+}
+
 static void run_free(run *r) {
     dg_loader_free(r->loader);
     dg_loader_free(r->refresh);
@@ -553,6 +602,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             dg_log_info("training %s with %s (%s base) for %ld steps from step %ld; run folder %s",
                     cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
             rc = train_loop(&r);
+            if (rc == 0) rc = final_reports(&r);
         } else {
             rc = st == DG_STATUS_ERR_CONFIG ? 2 : 1;
         }

@@ -48,11 +48,6 @@ static const known_split known[] = {
     {"mapillary", "validation", 2000, NULL},
 };
 
-/* Evaluation split of each reader when it is a target (DATASETS.md §7.5). */
-static const char *target_split(const char *reader) {
-    return !strcmp(reader, "mapillary") ? "validation" : "val";
-}
-
 static const known_split *find_known(const char *reader, const char *split) {
     for (size_t i = 0; i < DG_ARRAY_LEN(known); i++)
         if (!strcmp(known[i].reader, reader) && !strcmp(known[i].split, split)) return &known[i];
@@ -103,7 +98,7 @@ typedef struct pair_result {
 
 static void verify_seg(verify_run *vr, const dg_dataset_spec *spec, bool source) {
     const dg_config *cfg = vr->cfg;
-    const char *split = source ? cfg->source_split : target_split(spec->reader);
+    const char *split = source ? cfg->source_split : dg_seg_eval_split(spec->reader);
     char name[256];
     snprintf(name, sizeof(name), "%s:%s", spec->reader, split);
     cJSON *e = entry_new(vr, name, spec->reader, spec->root, split, source);

@@ -652,3 +652,7 @@ dg_status dg_seg_dataset_load(
         const dg_seg_dataset *ds, size_t i, dg_image *img, dg_image *label) {
     return dg_seg_dataset_load_ex(ds, i, img, label, NULL);
 }
+
+const char *dg_seg_eval_split(const char *reader_name) {
+    return !strcmp(reader_name, "mapillary") ? "validation" : "val";
+}

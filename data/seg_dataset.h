@@ -111,6 +111,10 @@ dg_status dg_seg_dataset_open(const char *reader_name, const char *root,
 dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
         const char *split, const dg_seg_open_opts *opts, dg_seg_dataset *ds);
 
+/* The split a reader's dataset is evaluated on as a target (DATASETS.md
+ * §7.5): "validation" for mapillary, "val" for the others. */
+const char *dg_seg_eval_split(const char *reader_name);
+
 /* Releases everything and zeroes ds; safe on a zeroed dataset. */
 void dg_seg_dataset_free(dg_seg_dataset *ds);
 

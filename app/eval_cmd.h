@@ -1,0 +1,8 @@
+/* app/eval_cmd.h -- `dgseg eval` (DESIGN.md §4). */
+#ifndef DG_APP_EVAL_CMD_H
+#define DG_APP_EVAL_CMD_H
+
+/* Runs the command; argv[0] is "eval". Returns the exit code. */
+int dg_eval_main(int argc, char **argv);
+
+#endif

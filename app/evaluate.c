@@ -1,0 +1,132 @@
+/* app/evaluate.c -- segmentation target evaluation (see evaluate.h). */
+#include "app/evaluate.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "data/fsutil.h"
+#include "data/sources.h"
+#include "eval/metrics.h"
+
+static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf,
+        const dg_dataset_spec *spec, const float *params, const float *stats, dg_eval_target *t) {
+    const char *split = dg_seg_eval_split(spec->reader);
+    dg_seg_dataset ds;
+    dg_seg_open_opts oo = {.split_dir = cfg->split_dir};
+    dg_status st = dg_seg_dataset_open_opts(spec->reader, spec->root, split, &oo, &ds);
+    if (st != DG_STATUS_OK) return st;
+    dg_seg_eval_source src = {.ds = &ds};
+    dg_seg_eval_cfg_default(&src.eval);
+    if (!strcmp(spec->reader, "mapillary")) src.eval.target_h = (int)cfg->eval_height;
+    dg_loader_cfg lc;
+    memset(&lc, 0, sizeof(lc));
+    st = dg_seg_eval_source_bind(&src, &lc.src);
+    dg_loader *l = NULL;
+    if (st == DG_STATUS_OK) {
+        lc.n_domains = 1;
+        lc.dom[0].n = (int64_t)ds.n;
+        lc.per_domain = 1;
+        lc.sequential = true;
+        lc.workers = (int)cfg->workers;
+        st = dg_loader_create(&lc, &l);
+    }
+    dg_confusion cm;
+    dg_confusion_init(&cm, 19);
+    float *logits = NULL;
+    if (st == DG_STATUS_OK)
+        logits = dg_xmalloc((size_t)19 * (size_t)src.max_h * (size_t)src.max_w * sizeof(float));
+    const dg_batch *b;
+    while (st == DG_STATUS_OK && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+        st = dg_seg_infer_run(inf, params, stats, b->x, b->h, b->w, logits);
+        if (st == DG_STATUS_OK) dg_confusion_add_logits(&cm, logits, b->label, (int64_t)b->h * b->w);
+    }
+    if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
+    if (st == DG_STATUS_OK) {
+        t->name = dg_xstrdup(spec->reader);
+        t->reader = dg_xstrdup(spec->reader);
+        t->resolution = src.eval.target_h
+                ? dg_xasprintf("height %d, centre crop %dx%d", src.eval.target_h,
+                          src.eval.target_h, src.eval.target_h)
+                : dg_xstrdup("full image");
+        dg_seg_scores sc = dg_confusion_scores(&cm, t->res.iou);
+        t->res.target = t->name;
+        t->res.reader = t->reader;
+        t->res.images = (int64_t)ds.n;
+        t->res.miou = sc.miou;
+        t->res.pixel_acc = sc.pixel_acc;
+        t->res.resolution = t->resolution;
+        t->res.inference = "whole image";
+        t->res.bn = cfg->freeze_bn ? "frozen (running statistics)" : "running statistics";
+    }
+    dg_free(logits);
+    dg_confusion_free(&cm);
+    dg_loader_free(l);
+    dg_seg_dataset_free(&ds);
+    return st;
+}
+
+dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
+        const float *params, const float *stats, const char *weights, dg_eval_target *out,
+        int *n) {
+    *n = 0;
+    dg_dataset_spec *specs = NULL;
+    int ns = 0;
+    dg_status st = dg_dataset_specs_parse("data.targets", cfg->targets, &specs, &ns);
+    if (st != DG_STATUS_OK) return st;
+    if (ns > DG_EVAL_MAX_TARGETS) ns = DG_EVAL_MAX_TARGETS;
+    dg_seg_infer inf;
+    dg_seg_infer_cfg ic = {.model = cfg->model, .classes = 19,
+            .output_stride = (int)cfg->output_stride, .mode = DG_SEG_INFER_WHOLE};
+    st = dg_seg_infer_init(&inf, ctx, &ic, layout);
+    for (int i = 0; i < ns && st == DG_STATUS_OK; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        st = eval_one(cfg, &inf, &specs[i], params, stats, &out[i]);
+        if (st == DG_STATUS_OK) {
+            out[i].res.weights = weights;
+            (*n)++;
+        }
+    }
+    dg_seg_infer_free(&inf); /* zeroed when init failed */
+    dg_dataset_specs_free(specs, ns);
+    return st;
+}
+
+void dg_eval_targets_free(dg_eval_target *t, int n) {
+    for (int i = 0; i < n; i++) {
+        dg_free(t[i].name);
+        dg_free(t[i].reader);
+        dg_free(t[i].resolution);
+        memset(&t[i], 0, sizeof(t[i]));
+    }
+}
+
+void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
+    if (n <= 0) return;
+    fprintf(f, "\n| weights |");
+    for (int i = 0; i < n && !strcmp(t[i].res.weights, t[0].res.weights); i++)
+        fprintf(f, " %s |", t[i].name);
+    fprintf(f, " mean |\n");
+    int per = 0;
+    while (per < n && !strcmp(t[per].res.weights, t[0].res.weights)) per++;
+    fprintf(f, "|---|");
+    for (int i = 0; i < per; i++) fprintf(f, "---:|");
+    fprintf(f, "---:|\n");
+    for (int r = 0; r < n; r += per) {
+        double sum = 0;
+        int cnt = 0;
+        fprintf(f, "| %s |", t[r].res.weights);
+        for (int i = r; i < r + per && i < n; i++) {
+            char buf[32];
+            dg_metrics_format_pct(t[i].res.miou, buf, sizeof(buf));
+            fprintf(f, " %s |", buf);
+            if (isfinite(t[i].res.miou)) {
+                sum += t[i].res.miou;
+                cnt++;
+            }
+        }
+        char buf[32];
+        dg_metrics_format_pct(cnt ? sum / cnt : NAN, buf, sizeof(buf));
+        fprintf(f, " %s |\n", buf);
+    }
+    fprintf(f, "\n(mIoU %%, 19 classes, whole image at each target's protocol resolution)\n");
+}

@@ -1,0 +1,39 @@
+/* app/evaluate.h -- evaluation as the trainers and `dgseg eval` run it:
+ * every segmentation target of a configuration (DATASETS.md §7.5, §8:
+ * whole-image inference at each target's protocol resolution, one confusion
+ * histogram per target set) and classification accuracy of one domain
+ * split. Weights are any vector laid out like `layout` (a training model's
+ * store, or an inference model loaded from a checkpoint). */
+#ifndef DG_APP_EVALUATE_H
+#define DG_APP_EVALUATE_H
+
+#include "app/config.h"
+#include "app/report.h"
+#include "data/loader.h"
+#include "eval/seg_infer.h"
+#include "nets/model.h"
+
+#define DG_EVAL_MAX_TARGETS 16
+
+/* What one segmentation target evaluation keeps (strings owned). */
+typedef struct dg_eval_target {
+    char *name;        /* reader name, "cityscapes" */
+    char *reader;
+    char *resolution;  /* "full image", "height 1536, centre crop 1536" */
+    dg_seg_result res; /* points into the strings above */
+} dg_eval_target;
+
+/* Evaluates params/stats (layout `layout`) on every data.targets entry of
+ * cfg with model cfg->model; fills out[0 .. *n-1] (weights label copied
+ * into res.weights by pointer: keep it alive). Returns DG_STATUS_OK, or the
+ * first dataset/model error (logged). */
+dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
+        const float *params, const float *stats, const char *weights, dg_eval_target *out,
+        int *n);
+
+void dg_eval_targets_free(dg_eval_target *t, int n);
+
+/* Prints the mIoU table (rows = results, columns = targets) to f. */
+void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n);
+
+#endif
