@@ -661,3 +661,11 @@ char *dg_config_text(const dg_config *cfg, bool portable) {
     free(buf);
     return out;
 }
+
+int dg_config_load_checked(dg_config *cfg, const char *path, int n_over, char *const *over) {
+    dg_status st = dg_config_load(cfg, path, n_over, over);
+    if (st == DG_STATUS_OK) st = dg_config_validate(cfg);
+    if (st == DG_STATUS_OK) return 0;
+    dg_config_free(cfg);
+    return st == DG_STATUS_ERR_IO ? 1 : 2;
+}

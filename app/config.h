@@ -95,6 +95,11 @@ void dg_config_defaults(dg_config *cfg);
  * the override, named; logged). */
 dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *const *over);
 
+/* What a command does with CONFIG and its overrides: dg_config_load, then
+ * dg_config_validate. Returns 0 with cfg ready, or the exit code (1: the
+ * file cannot be read, 2: a configuration error, logged) with cfg freed. */
+int dg_config_load_checked(dg_config *cfg, const char *path, int n_over, char *const *over);
+
 /* Applies one "section.key=value" (what the command line gives). */
 dg_status dg_config_set(dg_config *cfg, const char *assignment);
 

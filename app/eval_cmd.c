@@ -50,13 +50,9 @@ int dg_eval_main(int argc, char **argv) {
         return 2;
     }
     dg_config cfg;
-    dg_status st = dg_config_load(&cfg, config, n_over, over);
+    int crc = dg_config_load_checked(&cfg, config, n_over, over);
     dg_free(over);
-    if (st == DG_STATUS_OK) st = dg_config_validate(&cfg);
-    if (st != DG_STATUS_OK) {
-        dg_config_free(&cfg);
-        return st == DG_STATUS_ERR_IO ? 1 : 2;
-    }
+    if (crc) return crc;
     if (cfg.task != DG_TASK_SEGMENTATION || !cfg.targets[0]) {
         dg_log_error("%s: dgseg eval needs a segmentation config with data.targets "
                      "(classification runs report their test domains when training)", config);
@@ -64,7 +60,7 @@ int dg_eval_main(int argc, char **argv) {
         return 2;
     }
     dg_tensor_reader rd;
-    st = dg_tensor_reader_open(&rd, ckpt);
+    dg_status st = dg_tensor_reader_open(&rd, ckpt);
     const bool opened = st == DG_STATUS_OK;
     const char *model = st == DG_STATUS_OK ? dg_tensor_reader_metadata(&rd, "model") : NULL;
     const char *os = st == DG_STATUS_OK ? dg_tensor_reader_metadata(&rd, "output_stride") : NULL;

@@ -679,13 +679,9 @@ int dg_train_main(int argc, char **argv) {
     }
     if (resume) over[n_over++] = "train.resume=true";
     dg_config cfg;
-    dg_status st = dg_config_load(&cfg, config, n_over, over);
+    int crc = dg_config_load_checked(&cfg, config, n_over, over);
     dg_free(over);
-    if (st == DG_STATUS_OK) st = dg_config_validate(&cfg);
-    if (st != DG_STATUS_OK) {
-        dg_config_free(&cfg);
-        return st == DG_STATUS_ERR_IO ? 1 : 2;
-    }
+    if (crc) return crc;
     if (cfg.threads) omp_set_num_threads((int)cfg.threads);
     char *dir = NULL;
     if (cfg.out_dir[0]) {
@@ -726,7 +722,7 @@ int dg_train_main(int argc, char **argv) {
     } else if (rc == 0) {
         dg_dataset_spec *specs = NULL;
         int n = 0;
-        st = dg_dataset_specs_parse("data.dataset", cfg.dataset, &specs, &n);
+        dg_status st = dg_dataset_specs_parse("data.dataset", cfg.dataset, &specs, &n);
         if (st != DG_STATUS_OK || n != 1) {
             if (st == DG_STATUS_OK) dg_log_error("data.dataset: name exactly one dataset");
             rc = 2;

@@ -349,13 +349,9 @@ int dg_verify_main(int argc, char **argv) {
         return 2;
     }
     dg_config cfg;
-    dg_status st = dg_config_load(&cfg, config, n_over, over);
+    int crc = dg_config_load_checked(&cfg, config, n_over, over);
     dg_free(over);
-    if (st == DG_STATUS_OK) st = dg_config_validate(&cfg);
-    if (st != DG_STATUS_OK) {
-        dg_config_free(&cfg);
-        return st == DG_STATUS_ERR_IO ? 1 : 2;
-    }
+    if (crc) return crc;
     verify_run vr = {.cfg = &cfg, .datasets = cJSON_CreateArray()};
     int rc = 0;
     if (cfg.task == DG_TASK_SEGMENTATION) {
