@@ -39,6 +39,7 @@
 #include "data/fsutil.h"
 #include "data/holdout.h"
 #include "data/sources.h"
+#include "eval/metrics.h"
 #include "nets/core/weights.h"
 
 long dg_train_interrupt_after = -1;
@@ -81,6 +82,14 @@ typedef struct run {
     dg_loader *loader;
     dg_loader *refresh;
     long start_step;
+    /* classification evaluation: an eval-mode instance on the trainer's layout */
+    dg_model ev;
+    bool has_ev;
+    long n_evals;
+    long *eval_step;               /* (n_evals) */
+    double *eval_val;              /* (n_evals) mean training-domain out-split accuracy */
+    double *eval_test;             /* (n_evals) test-domain in-split accuracy */
+    dg_cls_run result;             /* filled after training */
     dg_metrics metrics;
     dg_progress progress;
 } run;
@@ -340,6 +349,105 @@ static dg_status make_method(run *r) {
     return DG_STATUS_OK;
 }
 
+/* ---- classification evaluation (DATASETS.md §9.2, §12.6) ------------------- */
+
+#define CLS_EVAL_BATCH 128
+
+static dg_status make_cls_evaluator(run *r) {
+    const dg_model_opts *o = &r->m.opts;
+    dg_model_opts eo = *o;
+    eo.batch = r->cfg->eval_batch_size > 1 ? r->cfg->eval_batch_size : CLS_EVAL_BATCH;
+    eo.training = false;
+    dg_status st = dg_model_create(&r->ev, &r->ctx, r->cfg->model, &eo, 0);
+    if (st != DG_STATUS_OK) return st;
+    r->has_ev = true;
+    const dg_param_set *a = &r->ev.ps, *b = &r->m.ps;
+    bool same = a->d == b->d && a->n_stats == b->n_stats && a->n_tensors == b->n_tensors;
+    for (size_t i = 0; same && i < a->n_tensors; i++)
+        same = !strcmp(a->tensors[i].name, b->tensors[i].name) &&
+                a->tensors[i].offset == b->tensors[i].offset;
+    if (!same) {
+        dg_log_error("%s: the evaluation instance's parameter layout differs from the training "
+                     "instance's", r->cfg->model);
+        return DG_STATUS_ERR_SHAPE;
+    }
+    return DG_STATUS_OK;
+}
+
+/* Accuracy of params/stats on the in (out = false) or out split of dataset
+ * domain d. */
+static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool out) {
+    const dg_holdout_split *sp = &r->split[d];
+    dg_loader_cfg lc;
+    loader_base(r->cfg, &lc);
+    int saved[MAX_DOM];
+    memcpy(saved, r->train_domain, sizeof(saved));
+    r->train_domain[0] = d; /* slot 0 of this pass reads domain d */
+    cls_source(r, &lc.src, false);
+    memcpy(r->train_domain, saved, sizeof(saved));
+    lc.n_domains = 1;
+    lc.dom[0].n = out ? sp->n_out : sp->n_in;
+    lc.dom[0].items = out ? sp->out : sp->in;
+    lc.per_domain = (int)r->ev.opts.batch;
+    lc.sequential = true;
+    if (lc.dom[0].n == 0) return NAN;
+    dg_loader *l;
+    if (dg_loader_create(&lc, &l) != DG_STATUS_OK) return NAN;
+    const size_t x_per = (size_t)(r->ev.opts.in_channels * r->ev.opts.height * r->ev.opts.width);
+    float *src = dg_mem_ptr(r->ev.src);
+    dg_pass p = dg_pass_eval(&r->ev.ps);
+    p.params = P;
+    p.stats = (float *)Q;
+    float *logits = dg_xmalloc((size_t)r->ev.opts.batch * (size_t)r->n_classes * sizeof(float));
+    int64_t correct = 0, total = 0;
+    const dg_batch *b;
+    dg_status st;
+    while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+        memcpy(src, b->x, (size_t)b->n * x_per * sizeof(float));
+        memset(src + (size_t)b->n * x_per, 0,
+                (size_t)(r->ev.opts.batch - b->n) * x_per * sizeof(float));
+        dg_model_forward(&r->ev, &r->ctx, &p);
+        DG_DNNL(dnnl_stream_wait(r->ctx.stream));
+        dg_chw v;
+        const dnnl_memory_desc_t *md;
+        DG_DNNL(dnnl_memory_get_memory_desc(r->ev.logits, &md));
+        DG_ASSERT(dg_chw_from_md(&v, md));
+        const float *z = dg_mem_ptr(r->ev.logits);
+        for (int i = 0; i < b->n; i++)
+            for (int c = 0; c < r->n_classes; c++)
+                logits[(size_t)i * (size_t)r->n_classes + (size_t)c] = z[dg_chw_at(&v, i, c, 0, 0)];
+        correct += dg_metrics_count_correct(logits, b->label, b->n, r->n_classes);
+        total += b->n;
+    }
+    dg_free(logits);
+    dg_loader_free(l);
+    if (st != DG_STATUS_ERR_MISSING) return NAN;
+    return total ? (double)correct / (double)total : NAN;
+}
+
+/* One evaluation at step `step`: every training domain's out split (their
+ * mean is the selection score) and the test domain's in split. */
+static void cls_evaluate(run *r, long step) {
+    const float *P, *Q;
+    dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
+    double val = 0;
+    for (int k = 0; k < r->S; k++) val += cls_accuracy(r, P, Q, r->train_domain[k], true);
+    val /= r->S;
+    double test = cls_accuracy(r, P, Q, r->test_domain, false);
+    r->eval_step = dg_xrealloc(r->eval_step, (size_t)(r->n_evals + 1) * sizeof(long));
+    r->eval_val = dg_xrealloc(r->eval_val, (size_t)(r->n_evals + 1) * sizeof(double));
+    r->eval_test = dg_xrealloc(r->eval_test, (size_t)(r->n_evals + 1) * sizeof(double));
+    r->eval_step[r->n_evals] = step;
+    r->eval_val[r->n_evals] = val;
+    r->eval_test[r->n_evals] = test;
+    r->n_evals++;
+    dg_metric mv[2] = {{"val_acc", val}, {"test_acc", test}};
+    dg_metrics_log(&r->metrics, "eval", step, mv, 2);
+    dg_progress_break(&r->progress);
+    dg_log_info("step %ld: training-domain validation %.2f%%, test domain %.2f%%", step,
+            100 * val, 100 * test);
+}
+
 /* ---- checkpoints ----------------------------------------------------------- */
 
 static char *ckpt_path(const run *r) { return dg_xasprintf("%s/checkpoints/last.safetensors", r->dir); }
@@ -464,6 +572,8 @@ static int train_loop(run *r) {
             loss_sum = 0;
             n_loss = 0;
         }
+        if (r->has_ev && cfg->eval_every > 0 && (done % cfg->eval_every == 0 || done == T))
+            cls_evaluate(r, done);
         bool stop = interrupted || dg_train_interrupt_after == t;
         if (done % cfg->checkpoint_every == 0 || stop) {
             dg_progress_break(&r->progress);
@@ -483,6 +593,14 @@ static int train_loop(run *r) {
     dg_progress_break(&r->progress);
     dg_method_finish(r->method, ps, &r->tc.cl);
     if (save_checkpoint(r, T) != DG_STATUS_OK) return 1;
+    if (r->n_evals) {
+        int sel = dg_report_select(r->eval_val, (int)r->n_evals);
+        r->result.selected_step = sel >= 0 ? r->eval_step[sel] : -1;
+        r->result.val_acc = sel >= 0 ? r->eval_val[sel] : NAN;
+        r->result.acc_selected = sel >= 0 ? r->eval_test[sel] : NAN;
+        r->result.last_step = r->eval_step[r->n_evals - 1];
+        r->result.acc_last = r->eval_test[r->n_evals - 1];
+    }
     return 0;
 }
 
@@ -540,6 +658,10 @@ static void run_free(run *r) {
     if (r->has_tc) dg_train_closure_free(&r->tc);
     dg_method_free(r->method);
     if (r->has_model) dg_model_free(&r->m);
+    if (r->has_ev) dg_model_free(&r->ev);
+    dg_free(r->eval_step);
+    dg_free(r->eval_val);
+    dg_free(r->eval_test);
     for (int i = 0; i < r->n_seg; i++) dg_seg_dataset_free(&r->seg[i]);
     for (int i = 0; i < MAX_DOM; i++) dg_class_centroids_free(&r->cc[i]);
     for (int d = 0; d < MAX_DOM; d++) dg_holdout_split_free(&r->split[d]);
@@ -566,7 +688,8 @@ static int mkdir_p(const char *path) {
 
 /* One run in dir; test_domain is the held-out classification domain (-1
  * for segmentation). Returns the exit code. */
-static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_dataset_spec *cls) {
+static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_dataset_spec *cls,
+        dg_cls_run *result) {
     run r;
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
@@ -581,6 +704,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
         st = cfg->task == DG_TASK_SEGMENTATION ? open_seg_data(&r) : open_cls_data(&r, cls);
         if (st == DG_STATUS_OK) st = make_model(&r);
         if (st == DG_STATUS_OK) st = make_method(&r);
+        if (st == DG_STATUS_OK && cfg->task == DG_TASK_CLASSIFICATION) st = make_cls_evaluator(&r);
         long refresh = 0;
         if (st == DG_STATUS_OK && cfg->resume) {
             char *path = ckpt_path(&r);
@@ -603,6 +727,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
                     cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
             rc = train_loop(&r);
             if (rc == 0) rc = final_reports(&r);
+            if (rc == 0 && result) *result = r.result;
         } else {
             rc = st == DG_STATUS_ERR_CONFIG ? 2 : 1;
         }
@@ -718,7 +843,7 @@ int dg_train_main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     interrupted = 0;
     if (rc == 0 && cfg.task == DG_TASK_SEGMENTATION) {
-        rc = run_one(&cfg, dir, -1, NULL);
+        rc = run_one(&cfg, dir, -1, NULL, NULL);
     } else if (rc == 0) {
         dg_dataset_spec *specs = NULL;
         int n = 0;
@@ -745,6 +870,8 @@ int dg_train_main(int argc, char **argv) {
         }
         char *copy = dg_xstrdup(cfg.test_domains), *save = NULL;
         int runs = 0;
+        dg_cls_run *cls_runs = NULL;
+        char **cls_names = NULL;
         for (char *tok = strtok_r(copy, ", \t", &save); rc == 0 && tok;
                 tok = strtok_r(NULL, ", \t", &save)) {
             int d = find_domain(tok, names, n_names);
@@ -754,7 +881,13 @@ int dg_train_main(int argc, char **argv) {
                 break;
             }
             char *sub = dg_xasprintf("%s/test-%s", dir, names[d]);
-            rc = run_one(&cfg, sub, d, &specs[0]);
+            cls_runs = dg_xrealloc(cls_runs, (size_t)(runs + 1) * sizeof(*cls_runs));
+            cls_names = dg_xrealloc(cls_names, (size_t)(runs + 1) * sizeof(*cls_names));
+            memset(&cls_runs[runs], 0, sizeof(cls_runs[runs]));
+            rc = run_one(&cfg, sub, d, &specs[0], &cls_runs[runs]);
+            cls_names[runs] = names[d];
+            cls_runs[runs].test_domain = names[d];
+            cls_runs[runs].trial = cfg.seed;
             dg_free(sub);
             runs++;
         }
@@ -762,6 +895,26 @@ int dg_train_main(int argc, char **argv) {
             dg_log_error("data.test_domains: name at least one test domain");
             rc = 2;
         }
+        if (rc == 0 && cfg.eval_every > 0) {
+            dg_report_settings set;
+            memset(&set, 0, sizeof(set));
+            dg_report_settings_from_config(&set, &cfg);
+            dg_cls_report rep = {.method = cfg.method, .dataset = cfg.dataset,
+                    .domains = (const char *const *)cls_names, .n_domains = runs, .run = &set,
+                    .runs = cls_runs, .n_runs = runs};
+            char *pj = dg_xasprintf("%s/results.json", dir), *pm = dg_xasprintf("%s/results.md", dir);
+            if (dg_report_cls_write_json(&rep, pj) != DG_STATUS_OK ||
+                    dg_report_cls_write_md(&rep, pm) != DG_STATUS_OK)
+                rc = 1;
+            char *table = dg_report_cls_table(&rep, 1, DG_CLS_PICK_SELECTED);
+            printf("\ntest-domain accuracy (%%) at the step chosen by training-domain validation:\n"
+                   "%s\n", table);
+            dg_free(table);
+            dg_free(pj);
+            dg_free(pm);
+        }
+        dg_free(cls_runs);
+        dg_free(cls_names);
         dg_free(copy);
         if (!db.domains && names)
             for (int d = 0; d < n_names; d++) dg_free(names[d]);
