@@ -6,6 +6,8 @@
 
 #include <check.h>
 
+#include "common.h"
+
 static double toy_eval(void *ctx, int domain, unsigned flags) {
     toy *t = ctx;
     const size_t d = t->ps->d;
@@ -103,4 +105,17 @@ dg_status toy_state_load(dg_method *m, const char *path) {
     const dg_status st = dg_method_state_load(m, &r);
     dg_tensor_reader_close(&r);
     return st;
+}
+
+void toy_expect_config_error(const char *method, const char *base, const dg_method_cfg *cfg,
+        const dg_param_set *ps, const char *expect) {
+    dg_method *m = (dg_method *)ps; /* must be reset to NULL */
+    capture cap;
+    capture_begin(&cap);
+    const dg_status st = dg_method_create(method, base, cfg, ps, 1, &m);
+    char *log = capture_end(&cap);
+    ck_assert_msg(st == DG_STATUS_ERR_CONFIG, "%s/%s: %s", method, base, dg_status_str(st));
+    ck_assert_ptr_null(m);
+    ck_assert_msg(strstr(log, expect) != NULL, "log '%s' lacks '%s'", log, expect);
+    dg_free(log);
 }

@@ -46,4 +46,9 @@ void toy_state_save(const dg_method *m, const char *path);
 /* Reads path into m (dg_method_state_load) and returns its status. */
 dg_status toy_state_load(dg_method *m, const char *path);
 
+/* dg_method_create(method, base, cfg) over ps must fail with
+ * DG_STATUS_ERR_CONFIG, leave its output NULL and log `expect`. */
+void toy_expect_config_error(const char *method, const char *base, const dg_method_cfg *cfg,
+        const dg_param_set *ps, const char *expect);
+
 #endif

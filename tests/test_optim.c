@@ -988,15 +988,7 @@ static void expect_config_error(const char *method, const char *base, const dg_m
         const char *expect) {
     dg_param_set ps;
     make_ps_toy(&ps);
-    dg_method *m = (dg_method *)&ps; /* must be reset to NULL */
-    capture cap;
-    capture_begin(&cap);
-    const dg_status st = dg_method_create(method, base, cfg, &ps, 1, &m);
-    char *log = capture_end(&cap);
-    ck_assert_msg(st == DG_STATUS_ERR_CONFIG, "%s/%s: %s", method, base, dg_status_str(st));
-    ck_assert_ptr_null(m);
-    ck_assert_msg(strstr(log, expect) != NULL, "log '%s' lacks '%s'", log, expect);
-    dg_free(log);
+    toy_expect_config_error(method, base, cfg, &ps, expect);
     dg_params_free(&ps);
 }
 

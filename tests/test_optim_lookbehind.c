@@ -368,15 +368,7 @@ static void expect_config_error(const char *method, const dg_method_cfg *cfg,
     const size_t n = 2;
     const unsigned fl = 0;
     toy_make_ps(&ps, 1, &n, &fl);
-    dg_method *m = (dg_method *)&ps; /* must be reset to NULL */
-    capture cap;
-    capture_begin(&cap);
-    const dg_status st = dg_method_create(method, "sgd", cfg, &ps, 1, &m);
-    char *log = capture_end(&cap);
-    ck_assert_msg(st == DG_STATUS_ERR_CONFIG, "%s: %s", method, dg_status_str(st));
-    ck_assert_ptr_null(m);
-    ck_assert_msg(strstr(log, expect) != NULL, "log '%s' lacks '%s'", log, expect);
-    dg_free(log);
+    toy_expect_config_error(method, "sgd", cfg, &ps, expect);
     dg_params_free(&ps);
 }
 
