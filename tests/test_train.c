@@ -4,14 +4,18 @@
  * identical checkpoint bytes) for Lookahead with a sync and BN refresh
  * across the resume point and for DGSAM on two sources; the run folder's
  * files; a non-finite loss (absurd learning rate) stops with exit 1 and
- * the last checkpoint intact; a corrupt checkpoint is refused by name. */
+ * the last checkpoint intact; a corrupt checkpoint is refused by name; a
+ * DomainBed tree trains leave-one-out with evaluation every 2 steps and
+ * writes the selection results. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "app/train.h"
 #include "common.h"
 #include "data/fsutil.h"
+#include "data/image_cv.h"
 #include "data/synth.h"
 #include "nets/core/weights.h"
 
@@ -210,6 +214,58 @@ START_TEST(rotated_fmnist_leave_one_out_runs) {
 }
 END_TEST
 
+/* A DomainBed tree: 3 domains x 2 classes x 5 images of 24 x 24 whose
+ * class shows as brightness, so a few steps learn something. */
+START_TEST(domainbed_evaluation_and_selection) {
+    char root[128];
+    snprintf(root, sizeof(root), "%.64s/db", dir);
+    mkdir(root, 0755);
+    for (int d = 0; d < 3; d++) {
+        for (int c = 0; c < 2; c++) {
+            char p[256];
+            snprintf(p, sizeof(p), "%s/env%d", root, d);
+            mkdir(p, 0755);
+            snprintf(p, sizeof(p), "%s/env%d/class%d", root, d, c);
+            mkdir(p, 0755);
+            for (int i = 0; i < 5; i++) {
+                dg_image img;
+                dg_image_init(&img, 24, 24, 3);
+                memset(img.data, c ? 200 - 20 * d : 30 + 20 * d, 24 * 24 * 3);
+                snprintf(p, sizeof(p), "%s/env%d/class%d/%d.png", root, d, c, i);
+                ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
+                dg_image_free(&img);
+            }
+        }
+    }
+    char path[256], text[1024];
+    snprintf(path, sizeof(path), "%s/db.ini", dir);
+    snprintf(text, sizeof(text),
+            "[data]\ndataset = domainbed:%s\ntest_domains = env0, 2\nimage_size = 32\n"
+            "workers = 0\n[model]\nname = resnet18\n[optim]\nmethod = erm\nbase = adam\n"
+            "lr = 1e-3\nweight_decay = 0\nschedule = constant\n"
+            "[train]\niterations = 4\nbatch_size = 2\nlog_every = 1\neval_every = 2\n"
+            "[eval]\nbatch_size = 4\n", root);
+    write_file(path, text, strlen(text));
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/db-run", dir);
+    char *log;
+    int rc = train(path, out, NULL, -1, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "step 4: training-domain validation"), "rc %d:\n%s", rc,
+            log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/results.json", out);
+    char *json = read_file(p, NULL);
+    ck_assert_msg(strstr(json, "env0") && strstr(json, "env2") && strstr(json, "selected_step"),
+            "%s", json);
+    dg_free(json);
+    snprintf(p, sizeof(p), "%s/test-env2/metrics.jsonl", out);
+    char *m = read_file(p, NULL);
+    ck_assert_msg(strstr(m, "\"kind\":\"eval\"") && strstr(m, "val_acc"), "%s", m);
+    dg_free(m);
+}
+END_TEST
+
 Suite *train_suite(void) {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("segmentation");
@@ -221,6 +277,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, nan_loss_stops_with_the_last_checkpoint_intact);
     tcase_add_test(tc, corrupt_checkpoint_is_refused_by_name);
     tcase_add_test(tc, rotated_fmnist_leave_one_out_runs);
+    tcase_add_test(tc, domainbed_evaluation_and_selection);
     suite_add_tcase(s, tc);
     return s;
 }
