@@ -84,11 +84,15 @@ static void tc_infer(void *ctx, const float *params, const float *stats, float *
     p.stats = (float *)stats;
     dg_model_forward(tc->m, tc->ctx, &p);
     DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    dg_logits_to_plain(tc->m->logits, tc->m->opts.batch, logits);
+}
+
+void dg_logits_to_plain(const_dnnl_memory_t logits, int64_t n, float *dst) {
     dg_chw v;
     const dnnl_memory_desc_t *md;
-    DG_DNNL(dnnl_memory_get_memory_desc(tc->m->logits, &md));
+    DG_DNNL(dnnl_memory_get_memory_desc(logits, &md));
     DG_ASSERT(dg_chw_from_md(&v, md));
-    view_copy(&v, dg_mem_ptr(tc->m->logits), logits, tc->m->opts.batch, true);
+    view_copy(&v, dg_mem_ptr(logits), dst, n, true);
 }
 
 /* §2.4: train-mode forwards without gradient at params on refresh batches,

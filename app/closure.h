@@ -66,4 +66,8 @@ void dg_train_closure_set_batch(dg_train_closure *tc, const float *x, const int3
 
 void dg_train_closure_free(dg_train_closure *tc);
 
+/* The first n samples of a model's logits memory (any supported layout,
+ * (N, K, H, W) or (N, K)) as plain (n, K, H*W) floats into dst. */
+void dg_logits_to_plain(const_dnnl_memory_t logits, int64_t n, float *dst);
+
 #endif

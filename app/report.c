@@ -25,15 +25,9 @@
 #include <plplot.h>
 
 #include "data/fsutil.h"
+#include "eval/metrics.h"
 
 /* ---- shared helpers ------------------------------------------------------ */
-
-/* fraction -> percent rounded to two decimals (DATASETS.md §8 step 6). */
-static double pct2(double frac) { return round(frac * 1e4) / 100.0; }
-
-static cJSON *json_pct2(double frac) {
-    return isfinite(frac) ? cJSON_CreateNumber(pct2(frac)) : cJSON_CreateNull();
-}
 
 /* v in the shortest of %.15g .. %.17g that reads back exactly (cJSON's own
  * printer accepts a one-ulp difference); null when not finite. */
@@ -56,9 +50,11 @@ static void md_text(FILE *f, const char *s) {
     }
 }
 
+/* Percent with two decimals, or a dash (eval/metrics.h, DATASETS.md §8). */
 static void md_pct2(FILE *f, double frac) {
-    if (isfinite(frac)) fprintf(f, "%.2f", pct2(frac));
-    else fputs("—", f);
+    char buf[16];
+    dg_metrics_format_pct(frac, buf, sizeof(buf));
+    fputs(buf, f);
 }
 
 /* Writes a NUL-terminated text atomically. */
@@ -431,11 +427,11 @@ dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path) {
         cJSON_AddStringToObject(t, "name", res->target);
         cJSON_AddStringToObject(t, "reader", res->reader);
         cJSON_AddNumberToObject(t, "images", (double)res->images);
-        cJSON_AddItemToObject(t, "miou", json_pct2(res->miou));
+        cJSON_AddItemToObject(t, "miou", dg_metrics_json_pct(res->miou));
         cJSON *iou = cJSON_AddArrayToObject(t, "per_class_iou");
         for (int c = 0; c < DG_NUM_TRAIN_IDS; c++)
-            cJSON_AddItemToArray(iou, json_pct2(res->iou[c]));
-        cJSON_AddItemToObject(t, "pixel_acc", json_pct2(res->pixel_acc));
+            cJSON_AddItemToArray(iou, dg_metrics_json_pct(res->iou[c]));
+        cJSON_AddItemToObject(t, "pixel_acc", dg_metrics_json_pct(res->pixel_acc));
         cJSON *set = cJSON_AddObjectToObject(t, "settings");
         cJSON_AddStringToObject(set, "weights", weights_of(res));
         if (res->resolution) cJSON_AddStringToObject(set, "resolution", res->resolution);
@@ -662,11 +658,11 @@ static cJSON *cls_summary_json(const dg_cls_report *r, dg_cls_pick pick) {
         cJSON *d = cJSON_CreateObject();
         cJSON_AddStringToObject(d, "name", r->domains[j]);
         cJSON_AddNumberToObject(d, "trials", c.n);
-        cJSON_AddItemToObject(d, "mean", json_pct2(c.mean / 100.0));
-        cJSON_AddItemToObject(d, "se", json_pct2(c.se / 100.0));
+        cJSON_AddItemToObject(d, "mean", dg_metrics_json_pct(c.mean / 100.0));
+        cJSON_AddItemToObject(d, "se", dg_metrics_json_pct(c.se / 100.0));
         cJSON_AddItemToArray(doms, d);
     }
-    cJSON_AddItemToObject(o, "avg", json_pct2(cls_avg(r, r->domains, r->n_domains, pick) / 100.0));
+    cJSON_AddItemToObject(o, "avg", dg_metrics_json_pct(cls_avg(r, r->domains, r->n_domains, pick) / 100.0));
     return o;
 }
 
@@ -683,10 +679,10 @@ dg_status dg_report_cls_write_json(const dg_cls_report *r, const char *path) {
         cJSON_AddStringToObject(o, "test_domain", run->test_domain);
         cJSON_AddNumberToObject(o, "trial", (double)run->trial);
         cJSON_AddNumberToObject(o, "selected_step", (double)run->selected_step);
-        cJSON_AddItemToObject(o, "val_acc", json_pct2(run->val_acc));
-        cJSON_AddItemToObject(o, "acc_selected", json_pct2(run->acc_selected));
+        cJSON_AddItemToObject(o, "val_acc", dg_metrics_json_pct(run->val_acc));
+        cJSON_AddItemToObject(o, "acc_selected", dg_metrics_json_pct(run->acc_selected));
         cJSON_AddNumberToObject(o, "last_step", (double)run->last_step);
-        cJSON_AddItemToObject(o, "acc_last", json_pct2(run->acc_last));
+        cJSON_AddItemToObject(o, "acc_last", dg_metrics_json_pct(run->acc_last));
         cJSON_AddItemToArray(runs, o);
     }
     cJSON *summary = cJSON_AddObjectToObject(root, "summary");
@@ -750,7 +746,7 @@ dg_status dg_report_cls_write_eval_json(const char *checkpoint, const dg_cls_dom
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "name", domains[i].name);
         cJSON_AddNumberToObject(o, "images", (double)domains[i].images);
-        cJSON_AddItemToObject(o, "accuracy", json_pct2(domains[i].accuracy));
+        cJSON_AddItemToObject(o, "accuracy", dg_metrics_json_pct(domains[i].accuracy));
         cJSON_AddItemToArray(arr, o);
     }
     const dg_status st = write_json(path, root);

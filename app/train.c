@@ -20,14 +20,12 @@
 #include "app/train.h"
 
 #include <dirent.h>
-#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -161,21 +159,6 @@ static dg_status open_seg_data(run *r) {
     return st;
 }
 
-static dg_status make_seg_loaders(run *r) {
-    const dg_config *cfg = r->cfg;
-    dg_loader_cfg lc;
-    loader_base(cfg, &lc);
-    dg_seg_train_source_bind(&r->seg_src, &lc.src);
-    lc.n_domains = r->S;
-    for (int i = 0; i < r->S; i++) {
-        lc.dom[i].n = (int64_t)r->seg[i].n;
-        lc.dom[i].cu = cfg->class_uniform_pct > 0 ? &r->cc[i] : NULL;
-    }
-    lc.class_uniform_pct = cfg->class_uniform_pct;
-    lc.start_step = r->start_step;
-    dg_status st = dg_loader_create(&lc, &r->loader);
-    return st;
-}
 
 /* Index of domain `name` (or a decimal index) among n names; -1 if none. */
 static int find_domain(const char *tok, char *const *names, int n) {
@@ -236,42 +219,40 @@ static void cls_source(run *r, dg_sample_source *src, bool train) {
     }
 }
 
-static dg_status make_cls_loaders(run *r) {
+
+
+/* The training loader (refresh = false: train.seed, class-uniform epochs
+ * for segmentation, from the resumed step) or the BN-refresh loader (its own
+ * streams, seed train.seed + 1, plain epochs, no workers, positioned after
+ * the `drawn` batches already used). Both read the training domains: the
+ * segmentation sources or the classification in-splits. */
+static dg_status make_loader(run *r, bool refresh, long drawn) {
+    const dg_config *cfg = r->cfg;
+    const bool seg = cfg->task == DG_TASK_SEGMENTATION;
     dg_loader_cfg lc;
-    loader_base(r->cfg, &lc);
-    cls_source(r, &lc.src, true);
+    loader_base(cfg, &lc);
+    if (seg) dg_seg_train_source_bind(&r->seg_src, &lc.src);
+    else cls_source(r, &lc.src, true);
     lc.n_domains = r->S;
     for (int k = 0; k < r->S; k++) {
-        const dg_holdout_split *sp = &r->split[r->train_domain[k]];
-        lc.dom[k].n = sp->n_in;
-        lc.dom[k].items = sp->in;
-    }
-    lc.start_step = r->start_step;
-    return dg_loader_create(&lc, &r->loader);
-}
-
-/* The BN-refresh loader: the training data on its own streams (seed
- * train.seed + 1), positioned after the batches already drawn. */
-static dg_status make_refresh_loader(run *r, long drawn) {
-    dg_loader_cfg lc;
-    loader_base(r->cfg, &lc);
-    lc.seed = (uint64_t)r->cfg->seed + 1;
-    lc.workers = 0;
-    lc.start_step = drawn;
-    if (r->cfg->task == DG_TASK_SEGMENTATION) {
-        dg_seg_train_source_bind(&r->seg_src, &lc.src);
-        lc.n_domains = r->S;
-        for (int i = 0; i < r->S; i++) lc.dom[i].n = (int64_t)r->seg[i].n;
-    } else {
-        cls_source(r, &lc.src, true);
-        lc.n_domains = r->S;
-        for (int k = 0; k < r->S; k++) {
+        if (seg) {
+            lc.dom[k].n = (int64_t)r->seg[k].n;
+            lc.dom[k].cu = !refresh && cfg->class_uniform_pct > 0 ? &r->cc[k] : NULL;
+        } else {
             const dg_holdout_split *sp = &r->split[r->train_domain[k]];
             lc.dom[k].n = sp->n_in;
             lc.dom[k].items = sp->in;
         }
     }
-    return dg_loader_create(&lc, &r->refresh);
+    if (refresh) {
+        lc.seed = (uint64_t)cfg->seed + 1;
+        lc.workers = 0;
+        lc.start_step = drawn;
+        return dg_loader_create(&lc, &r->refresh);
+    }
+    lc.class_uniform_pct = seg ? cfg->class_uniform_pct : 0;
+    lc.start_step = r->start_step;
+    return dg_loader_create(&lc, &r->loader);
 }
 
 static dg_status next_refresh_batch(void *ctx, dg_model *m) {
@@ -408,14 +389,7 @@ static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool o
                 (size_t)(r->ev.opts.batch - b->n) * x_per * sizeof(float));
         dg_model_forward(&r->ev, &r->ctx, &p);
         DG_DNNL(dnnl_stream_wait(r->ctx.stream));
-        dg_chw v;
-        const dnnl_memory_desc_t *md;
-        DG_DNNL(dnnl_memory_get_memory_desc(r->ev.logits, &md));
-        DG_ASSERT(dg_chw_from_md(&v, md));
-        const float *z = dg_mem_ptr(r->ev.logits);
-        for (int i = 0; i < b->n; i++)
-            for (int c = 0; c < r->n_classes; c++)
-                logits[(size_t)i * (size_t)r->n_classes + (size_t)c] = z[dg_chw_at(&v, i, c, 0, 0)];
+        dg_logits_to_plain(r->ev.logits, b->n, logits);
         correct += dg_metrics_count_correct(logits, b->label, b->n, r->n_classes);
         total += b->n;
     }
@@ -671,20 +645,6 @@ static void run_free(run *r) {
     dg_free(r->dir);
 }
 
-static int mkdir_p(const char *path) {
-    char *p = dg_xstrdup(path);
-    int rc = 0;
-    for (char *s = p + 1; *s && !rc; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(p, 0755) && errno != EEXIST) rc = -1;
-        *s = '/';
-    }
-    if (!rc && mkdir(p, 0755) && errno != EEXIST) rc = -1;
-    if (rc) dg_log_error("%s: cannot create the folder: %s", path, strerror(errno));
-    dg_free(p);
-    return rc;
-}
 
 /* One run in dir; test_domain is the held-out classification domain (-1
  * for segmentation). Returns the exit code. */
@@ -696,7 +656,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     r.dir = dg_xstrdup(dir);
     r.test_domain = test_domain;
     char *sub = dg_xasprintf("%s/checkpoints", dir);
-    int rc = mkdir_p(sub) ? 1 : 0;
+    int rc = dg_make_dirs(sub) != DG_STATUS_OK;
     dg_free(sub);
     dg_status st = DG_STATUS_OK;
     if (rc == 0) {
@@ -714,9 +674,8 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             else dg_log_warn("%s: no checkpoint yet; starting from step 0", dir);
             r.tc.refresh_batches = refresh;
         }
-        if (st == DG_STATUS_OK)
-            st = cfg->task == DG_TASK_SEGMENTATION ? make_seg_loaders(&r) : make_cls_loaders(&r);
-        if (st == DG_STATUS_OK) st = make_refresh_loader(&r, refresh);
+        if (st == DG_STATUS_OK) st = make_loader(&r, false, 0);
+        if (st == DG_STATUS_OK) st = make_loader(&r, true, refresh);
         if (st == DG_STATUS_OK) {
             char *mp = dg_xasprintf("%s/metrics.jsonl", dir);
             st = dg_metrics_open(&r.metrics, mp, r.start_step > 0, r.start_step);
@@ -827,7 +786,7 @@ int dg_train_main(int argc, char **argv) {
         strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tmv);
         dir = dg_xasprintf("runs/%s-%s", cfg.name, stamp);
     }
-    int rc = mkdir_p(dir) ? 1 : 0;
+    int rc = dg_make_dirs(dir) != DG_STATUS_OK;
     if (rc == 0) {
         char *text = dg_config_text(&cfg, false);
         char *path = dg_xasprintf("%s/config.ini", dir);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 void dg_strvec_push(dg_strvec *s, char *str) {
     if (s->n == s->cap) {
@@ -96,4 +97,30 @@ char *dg_file_read_all(const char *path, size_t *n) {
     buf[len] = '\0';
     if (n) *n = len;
     return buf;
+}
+
+dg_status dg_make_dirs(const char *path) {
+    if (path[0] == '\0') {
+        dg_log_error("cannot create a folder with an empty name");
+        return DG_STATUS_ERR_IO;
+    }
+    char *buf = dg_xstrdup(path);
+    dg_status st = DG_STATUS_OK;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0') continue;
+        const char save = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
+            dg_log_error("%s: cannot create folder: %s", buf, strerror(errno));
+            st = DG_STATUS_ERR_IO;
+        } else if (!dg_is_dir(buf)) {
+            dg_log_error("%s: cannot create folder: a file of that name exists",
+                    buf);
+            st = DG_STATUS_ERR_IO;
+        }
+        *p = save;
+        if (st != DG_STATUS_OK || save == '\0') break;
+    }
+    dg_free(buf);
+    return st;
 }

@@ -36,6 +36,11 @@ char *dg_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (logged, naming the file) when it cannot be read. */
 char *dg_file_read_all(const char *path, size_t *n);
 
+/* mkdir -p: creates path and its missing parents. Returns DG_STATUS_OK or
+ * DG_STATUS_ERR_IO (the folder that cannot be made, or a file in the way,
+ * logged). */
+dg_status dg_make_dirs(const char *path);
+
 /* True when path exists and is a folder (links followed). */
 bool dg_is_dir(const char *path);
 /* True when path exists and is a regular file (links followed). */

@@ -1484,32 +1484,6 @@ static dg_status job_run(
     return st;
 }
 
-/* mkdir -p; logs the folder that cannot be made. */
-static dg_status make_dirs(const char *path) {
-    if (path[0] == '\0') {
-        dg_log_error("cannot create a folder with an empty name");
-        return DG_STATUS_ERR_IO;
-    }
-    char *buf = dg_xstrdup(path);
-    dg_status st = DG_STATUS_OK;
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0') continue;
-        const char save = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST) {
-            dg_log_error("%s: cannot create folder: %s", buf, strerror(errno));
-            st = DG_STATUS_ERR_IO;
-        } else if (!dg_is_dir(buf)) {
-            dg_log_error("%s: cannot create folder: a file of that name exists",
-                    buf);
-            st = DG_STATUS_ERR_IO;
-        }
-        *p = save;
-        if (st != DG_STATUS_OK || save == '\0') break;
-    }
-    dg_free(buf);
-    return st;
-}
 
 /* Every folder of the benchmark. */
 static dg_status make_tree(const char *root, const dg_synth_opts *o) {
@@ -1543,7 +1517,7 @@ static dg_status make_tree(const char *root, const dg_synth_opts *o) {
     }
     dg_status st = DG_STATUS_OK;
     for (size_t i = 0; i < dirs.n && st == DG_STATUS_OK; i++)
-        st = make_dirs(dirs.v[i]);
+        st = dg_make_dirs(dirs.v[i]);
     dg_strvec_free(&dirs);
     return st;
 }
@@ -1579,7 +1553,7 @@ dg_status dg_synth_generate(
     DG_ASSERT(o->height >= DG_SYNTH_MIN_SIDE && o->height <= DG_SYNTH_MAX_SIDE);
     DG_ASSERT(o->width >= DG_SYNTH_MIN_SIDE && o->width <= DG_SYNTH_MAX_SIDE);
     DG_ASSERT(o->per_domain >= 1 && o->per_domain <= DG_SYNTH_MAX_PER_DOMAIN);
-    dg_status st = make_dirs(out_dir);
+    dg_status st = dg_make_dirs(out_dir);
     if (st == DG_STATUS_OK) st = make_tree(out_dir, o);
     if (st != DG_STATUS_OK) return st;
 

@@ -114,11 +114,11 @@ double dg_metrics_accuracy(const float *logits, const int32_t *label, int64_t n,
 }
 
 double dg_metrics_pct(double v) {
-    return isnan(v) ? v : round(v * 1e4) / 100.0;
+    return isfinite(v) ? round(v * 1e4) / 100.0 : v;
 }
 
 cJSON *dg_metrics_json_pct(double v) {
-    cJSON *j = isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(dg_metrics_pct(v));
+    cJSON *j = isfinite(v) ? cJSON_CreateNumber(dg_metrics_pct(v)) : cJSON_CreateNull();
     DG_ASSERT(j != NULL);
     return j;
 }
@@ -132,7 +132,7 @@ cJSON *dg_metrics_json_pct_array(const double *v, int64_t n) {
 
 void dg_metrics_format_pct(double v, char *buf, size_t size) {
     DG_ASSERT(size >= 8);
-    if (isnan(v))
+    if (!isfinite(v))
         snprintf(buf, size, "%s", "\xe2\x80\x94"); /* U+2014 em dash */
     else
         snprintf(buf, size, "%.2f", dg_metrics_pct(v));

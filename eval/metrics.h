@@ -74,15 +74,15 @@ int64_t dg_metrics_count_correct(const float *logits, const int32_t *label, int6
 double dg_metrics_accuracy(const float *logits, const int32_t *label, int64_t n, int64_t c);
 
 /* A fraction as a percentage rounded to two decimals:
- * round(v * 10^4) / 100 (halves away from zero); NaN stays NaN. */
+ * round(v * 10^4) / 100 (halves away from zero); NaN and Inf stay. */
 double dg_metrics_pct(double v);
 /* JSON value of a fraction: the number dg_metrics_pct(v), or null when v is
- * NaN. The caller owns the item (cJSON_Delete, or add it to a parent). */
+ * not finite. The caller owns the item (cJSON_Delete, or add it to a parent). */
 cJSON *dg_metrics_json_pct(double v);
 /* JSON array of dg_metrics_json_pct(v[i]) for v (n) ("per_class_iou"). */
 cJSON *dg_metrics_json_pct_array(const double *v, int64_t n);
 /* Markdown cell text of a fraction into buf (size bytes, >= 8): "%.2f" of
- * dg_metrics_pct(v) (so it agrees with the JSON value), or "—" for NaN. */
+ * dg_metrics_pct(v) (so it agrees with the JSON value), or "—" when not finite. */
 void dg_metrics_format_pct(double v, char *buf, size_t size);
 
 #endif
