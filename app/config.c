@@ -152,6 +152,12 @@ static const key_def keys[] = {
     {"train", "threads", K_INT, OFF(threads), "0", 0, 4096, 0, NULL},
     /* [eval] */
     {"eval", "batch_size", K_INT, OFF(eval_batch_size), "1", 1, 65536, 0, NULL},
+    {"eval", "mode", K_ENUM, OFF(eval_mode), "whole", 0, 0, 0, "whole|slide"},
+    {"eval", "window", K_INT, OFF(eval_window), "768", 16, 16384, 0, NULL},
+    {"eval", "stride", K_INT, OFF(eval_stride), "512", 1, 16384, 0, NULL},
+    {"eval", "flip", K_BOOL, OFF(eval_flip), "false", 0, 0, 0, NULL},
+    {"eval", "validate", K_ENUM, OFF(val_on), "source", 0, 0, 0, "source|targets|both"},
+    {"eval", "val_images", K_INT, OFF(val_images), "500", 0, LBIG, 0, NULL},
     /* [output] */
     {"output", "dir", K_STR, OFF(out_dir), "", 0, 0, 0, NULL},
 };
@@ -571,6 +577,11 @@ dg_status dg_config_validate(dg_config *cfg) {
     if (o->swad_n_tolerance < o->swad_n_converge) {
         dg_log_error("%s: optim.swad_n_tolerance %ld must be >= optim.swad_n_converge %ld",
                 cfg->path, o->swad_n_tolerance, o->swad_n_converge);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (cfg->eval_stride > cfg->eval_window) {
+        dg_log_error("%s: eval.stride %ld > eval.window %ld would leave pixels uncovered",
+                cfg->path, cfg->eval_stride, cfg->eval_window);
         return DG_STATUS_ERR_CONFIG;
     }
     if (o->nesterov && o->momentum == 0) {

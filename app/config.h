@@ -81,6 +81,12 @@ typedef struct dg_config {
     long threads;            /* 0: OMP_NUM_THREADS or all cores */
     /* [eval] */
     long eval_batch_size;    /* eval.batch_size */
+    int eval_mode;           /* eval.mode: 0 whole image, 1 sliding window */
+    long eval_window;        /* eval.window: sliding window side */
+    long eval_stride;        /* eval.stride: sliding window step */
+    bool eval_flip;          /* eval.flip: mean with the flipped image */
+    int val_on;              /* eval.validate: 0 source, 1 targets, 2 both */
+    long val_images;         /* eval.val_images: first N images per set (0: all) */
     /* [output] */
     char *out_dir;           /* output.dir; "" = runs/<name>-<timestamp> */
 } dg_config;

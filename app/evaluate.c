@@ -76,7 +76,10 @@ dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_
     if (ns > DG_EVAL_MAX_TARGETS) ns = DG_EVAL_MAX_TARGETS;
     dg_seg_infer inf;
     dg_seg_infer_cfg ic = {.model = cfg->model, .classes = 19,
-            .output_stride = (int)cfg->output_stride, .mode = DG_SEG_INFER_WHOLE};
+            .output_stride = (int)cfg->output_stride,
+            .mode = cfg->eval_mode ? DG_SEG_INFER_SLIDE : DG_SEG_INFER_WHOLE,
+            .win_h = cfg->eval_window, .win_w = cfg->eval_window,
+            .stride_h = cfg->eval_stride, .stride_w = cfg->eval_stride, .flip = cfg->eval_flip};
     st = dg_seg_infer_init(&inf, ctx, &ic, layout);
     for (int i = 0; i < ns && st == DG_STATUS_OK; i++) {
         memset(&out[i], 0, sizeof(out[i]));

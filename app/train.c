@@ -546,7 +546,9 @@ static int train_loop(run *r) {
             loss_sum = 0;
             n_loss = 0;
         }
-        if (r->has_ev && cfg->eval_every > 0 && (done % cfg->eval_every == 0 || done == T))
+        /* DomainBed's points (DATASETS.md §12.6): after the first update, every
+         * eval_every updates from there (1, 1 + every, ...) and after the last. */
+        if (r->has_ev && cfg->eval_every > 0 && ((done - 1) % cfg->eval_every == 0 || done == T))
             cls_evaluate(r, done);
         bool stop = interrupted || dg_train_interrupt_after == t;
         if (done % cfg->checkpoint_every == 0 || stop) {
