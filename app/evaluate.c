@@ -8,13 +8,38 @@
 #include "data/sources.h"
 #include "eval/metrics.h"
 
-static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf,
-        const dg_dataset_spec *spec, const float *params, const float *stats, dg_eval_target *t) {
-    const char *split = dg_seg_eval_split(spec->reader);
+/* Adds the cross-entropy of the valid pixels (label != 255) of one image's
+ * logits (K x P, plain) to *sum, their count to *count (double, stable). */
+static void add_ce(const float *logits, const int32_t *label, int64_t p, int k, double *sum,
+        int64_t *count) {
+    for (int64_t i = 0; i < p; i++) {
+        if (label[i] == 255) continue;
+        double mx = logits[i];
+        for (int c = 1; c < k; c++) mx = fmax(mx, (double)logits[(int64_t)c * p + i]);
+        double se = 0;
+        for (int c = 0; c < k; c++) se += exp((double)logits[(int64_t)c * p + i] - mx);
+        *sum += mx + log(se) - (double)logits[(int64_t)label[i] * p + i];
+        (*count)++;
+    }
+}
+
+static char *inference_text(const dg_seg_infer_cfg *ic) {
+    const char *flip = ic->flip ? ", flip" : "";
+    if (ic->mode == DG_SEG_INFER_SLIDE)
+        return dg_xasprintf("sliding window %lld, stride %lld%s", (long long)ic->win_h,
+                (long long)ic->stride_h, flip);
+    return dg_xasprintf("whole image%s", flip);
+}
+
+static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_dataset_spec *spec,
+        const char *split, long max_images, const float *params, const float *stats,
+        dg_eval_target *t) {
+    const char *sp = split ? split : dg_seg_eval_split(spec->reader);
     dg_seg_dataset ds;
     dg_seg_open_opts oo = {.split_dir = cfg->split_dir};
-    dg_status st = dg_seg_dataset_open_opts(spec->reader, spec->root, split, &oo, &ds);
+    dg_status st = dg_seg_dataset_open_opts(spec->reader, spec->root, sp, &oo, &ds);
     if (st != DG_STATUS_OK) return st;
+    const int64_t n_img = max_images > 0 && (size_t)max_images < ds.n ? max_images : (int64_t)ds.n;
     dg_seg_eval_source src = {.ds = &ds};
     dg_seg_eval_cfg_default(&src.eval);
     if (!strcmp(spec->reader, "mapillary")) src.eval.target_h = (int)cfg->eval_height;
@@ -24,7 +49,7 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf,
     dg_loader *l = NULL;
     if (st == DG_STATUS_OK) {
         lc.n_domains = 1;
-        lc.dom[0].n = (int64_t)ds.n;
+        lc.dom[0].n = n_img;
         lc.per_domain = 1;
         lc.sequential = true;
         lc.workers = (int)cfg->workers;
@@ -35,27 +60,34 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf,
     float *logits = NULL;
     if (st == DG_STATUS_OK)
         logits = dg_xmalloc((size_t)19 * (size_t)src.max_h * (size_t)src.max_w * sizeof(float));
+    double ce = 0;
+    int64_t n_valid = 0;
     const dg_batch *b;
     while (st == DG_STATUS_OK && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+        const int64_t p = (int64_t)b->h * b->w;
         st = dg_seg_infer_run(inf, params, stats, b->x, b->h, b->w, logits);
-        if (st == DG_STATUS_OK) dg_confusion_add_logits(&cm, logits, b->label, (int64_t)b->h * b->w);
+        if (st != DG_STATUS_OK) break;
+        dg_confusion_add_logits(&cm, logits, b->label, p);
+        add_ce(logits, b->label, p, 19, &ce, &n_valid);
     }
     if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
     if (st == DG_STATUS_OK) {
-        t->name = dg_xstrdup(spec->reader);
+        t->name = split ? dg_xasprintf("%s %s", spec->reader, sp) : dg_xstrdup(spec->reader);
         t->reader = dg_xstrdup(spec->reader);
         t->resolution = src.eval.target_h
                 ? dg_xasprintf("height %d, centre crop %dx%d", src.eval.target_h,
                           src.eval.target_h, src.eval.target_h)
                 : dg_xstrdup("full image");
+        t->inference = inference_text(&inf->cfg);
+        t->ce = n_valid ? ce / (double)n_valid : NAN;
         dg_seg_scores sc = dg_confusion_scores(&cm, t->res.iou);
         t->res.target = t->name;
         t->res.reader = t->reader;
-        t->res.images = (int64_t)ds.n;
+        t->res.images = n_img;
         t->res.miou = sc.miou;
         t->res.pixel_acc = sc.pixel_acc;
         t->res.resolution = t->resolution;
-        t->res.inference = "whole image";
+        t->res.inference = t->inference;
         t->res.bn = cfg->freeze_bn ? "frozen (running statistics)" : "running statistics";
     }
     dg_free(logits);
@@ -65,13 +97,13 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf,
     return st;
 }
 
-dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
-        const float *params, const float *stats, const char *weights, dg_eval_target *out,
-        int *n) {
+dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
+        const float *params, const float *stats, const char *weights, const char *key,
+        const char *list, const char *split, long max_images, dg_eval_target *out, int *n) {
     *n = 0;
     dg_dataset_spec *specs = NULL;
     int ns = 0;
-    dg_status st = dg_dataset_specs_parse("data.targets", cfg->targets, &specs, &ns);
+    dg_status st = dg_dataset_specs_parse(key, list, &specs, &ns);
     if (st != DG_STATUS_OK) return st;
     if (ns > DG_EVAL_MAX_TARGETS) ns = DG_EVAL_MAX_TARGETS;
     dg_seg_infer inf;
@@ -83,7 +115,7 @@ dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_
     st = dg_seg_infer_init(&inf, ctx, &ic, layout);
     for (int i = 0; i < ns && st == DG_STATUS_OK; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        st = eval_one(cfg, &inf, &specs[i], params, stats, &out[i]);
+        st = eval_one(cfg, &inf, &specs[i], split, max_images, params, stats, &out[i]);
         if (st == DG_STATUS_OK) {
             out[i].res.weights = weights;
             (*n)++;
@@ -94,11 +126,19 @@ dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_
     return st;
 }
 
+dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
+        const float *params, const float *stats, const char *weights, dg_eval_target *out,
+        int *n) {
+    return dg_eval_seg_list(cfg, ctx, layout, params, stats, weights, "data.targets",
+            cfg->targets, NULL, 0, out, n);
+}
+
 void dg_eval_targets_free(dg_eval_target *t, int n) {
     for (int i = 0; i < n; i++) {
         dg_free(t[i].name);
         dg_free(t[i].reader);
         dg_free(t[i].resolution);
+        dg_free(t[i].inference);
         memset(&t[i], 0, sizeof(t[i]));
     }
 }
@@ -131,5 +171,6 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
         dg_metrics_format_pct(cnt ? sum / cnt : NAN, buf, sizeof(buf));
         fprintf(f, " %s |\n", buf);
     }
-    fprintf(f, "\n(mIoU %%, 19 classes, whole image at each target's protocol resolution)\n");
+    fprintf(f, "\n(mIoU %%, 19 classes, %s at each target's protocol resolution)\n",
+            t[0].inference ? t[0].inference : "whole image");
 }

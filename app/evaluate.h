@@ -17,9 +17,11 @@
 
 /* What one segmentation target evaluation keeps (strings owned). */
 typedef struct dg_eval_target {
-    char *name;        /* reader name, "cityscapes" */
+    char *name;        /* reader name, "cityscapes" ("gtav val" for validation sets) */
     char *reader;
     char *resolution;  /* "full image", "height 1536, centre crop 1536" */
+    char *inference;   /* "whole image", "sliding window 768, stride 512, flip" */
+    double ce;         /* mean cross-entropy over the valid pixels */
     dg_seg_result res; /* points into the strings above */
 } dg_eval_target;
 
@@ -30,6 +32,15 @@ typedef struct dg_eval_target {
 dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
         const float *params, const float *stats, const char *weights, dg_eval_target *out,
         int *n);
+
+/* The general form: every entry of the dataset list `list` (config key
+ * `key`, "data.targets" or "data.sources", for messages) on `split` (NULL:
+ * each reader's evaluation split, dg_seg_eval_split) and, when max_images >
+ * 0, only its first max_images images (dataset order, which is sorted).
+ * Validation sets (split != NULL) are named "<reader> <split>". */
+dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
+        const float *params, const float *stats, const char *weights, const char *key,
+        const char *list, const char *split, long max_images, dg_eval_target *out, int *n);
 
 void dg_eval_targets_free(dg_eval_target *t, int n);
 

@@ -21,7 +21,7 @@ static const command commands[] = {
     {"train", dg_train_main, "train a segmentation or classification model from a config"},
     {"eval", dg_eval_main, "evaluate a checkpoint on the targets a config names (mIoU)"},
     {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
-    {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits)"},
+    {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits, overlay)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},
 };
 

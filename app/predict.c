@@ -2,11 +2,17 @@
  * [0, 1] and normalised with ImageNet's mean and std, and run whole (no
  * resize) through an eval-mode inference instance of the model built for
  * its size; the prediction is the per-pixel argmax of the logits (ties to
- * the lowest class). Inputs of the same size share one instance. */
+ * the lowest class). Inputs of the same size share one instance.
+ *
+ * A checkpoint is run with the weights its method evaluates (app/eval_cmd.h:
+ * Lookahead's slow weights, ...), copied out of the recreated method once
+ * and loaded into every instance; --weights live, or a file without
+ * optimizer state, loads the stored weights directly. */
 #define _POSIX_C_SOURCE 200809L
 #include "app/predict.h"
 
 #include "app/cli.h"
+#include "app/eval_cmd.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -29,27 +35,39 @@ typedef struct predict_opts {
     int output_stride;
     bool aux;
     bool logits;
+    bool overlay;
+    bool live;           /* --checkpoint with --weights live */
     char **inputs;
     int n_inputs;
 } predict_opts;
 
 static void predict_usage(FILE *f) {
     fprintf(f,
-            "usage: dgseg predict (--checkpoint FILE | --model NAME --weights FILE --classes N)\n"
-            "                     --input FILE... --out DIR [--logits]\n"
+            "usage: dgseg predict (--checkpoint FILE [--weights live|method]\n"
+            "                      | --model NAME --weights FILE --classes N)\n"
+            "                     --input FILE... --out DIR [--logits] [--overlay]\n"
             "\n"
             "Writes DIR/<name>.png, the predicted classes as a paletted PNG with the Cityscapes\n"
-            "colours, for every input image (<name> = file name without extension), and with\n"
-            "--logits DIR/<name>.npy, the float32 logits (C, H, W) at input resolution.\n"
+            "colours, for every input image (<name> = file name without extension), with\n"
+            "--logits DIR/<name>.npy, the float32 logits (C, H, W) at input resolution, and\n"
+            "with --overlay DIR/<name>_overlay.png, an RGB image twice the input's width: the\n"
+            "input on the left, on the right the prediction's colours blended 50/50 with it.\n"
             "\n"
             "  --checkpoint FILE  a dgseg checkpoint: the model, classes and output stride\n"
-            "                     come from its metadata\n"
+            "                     come from its metadata; the weights are those its method\n"
+            "                     evaluates (Lookahead's slow weights, SWAD's average once\n"
+            "                     finished, MESA's teacher with optim.mesa_eval_teacher;\n"
+            "                     otherwise, or for a file without optimizer state, the\n"
+            "                     stored weights); the first output line names them\n"
+            "  --weights live     with --checkpoint: the live weights training was updating\n"
+            "                     (--weights method, the default, as above)\n"
             "  --model NAME       deeplabv3plus-r18 | deeplabv3plus-r50 | deeplabv3plus-r101\n"
             "  --weights FILE     safetensors weights with the model's tensor names\n"
             "  --classes N        number of classes of the weights (19 for Cityscapes)\n"
             "  --input FILE...    images (JPEG, PNG, ... as OpenCV reads them)\n"
             "  --out DIR          output directory (created if missing)\n"
-            "  --logits           also write the logits as .npy\n");
+            "  --logits           also write the logits as .npy\n"
+            "  --overlay          also write the input | blend image <name>_overlay.png\n");
 }
 
 /* 0 ok, 2 usage error, -1 after --help. */
@@ -58,7 +76,8 @@ static int parse_args(int argc, char **argv, predict_opts *o) {
         {"checkpoint", required_argument, NULL, 'c'}, {"model", required_argument, NULL, 'm'},
         {"weights", required_argument, NULL, 'w'}, {"classes", required_argument, NULL, 'k'},
         {"input", required_argument, NULL, 'i'}, {"out", required_argument, NULL, 'o'},
-        {"logits", no_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"logits", no_argument, NULL, 'l'}, {"overlay", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -83,6 +102,7 @@ static int parse_args(int argc, char **argv, predict_opts *o) {
             break;
         case 'o': o->out = optarg; break;
         case 'l': o->logits = true; break;
+        case 'v': o->overlay = true; break;
         case 'h': predict_usage(stdout); return -1;
         default:
             fprintf(stderr, "dgseg predict: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -93,6 +113,11 @@ static int parse_args(int argc, char **argv, predict_opts *o) {
     if (optind < argc) {
         fprintf(stderr, "dgseg predict: unexpected argument '%s'\n", argv[optind]);
         return 2;
+    }
+    /* With --checkpoint, --weights chooses which of its weights. */
+    if (o->checkpoint && o->weights) {
+        if (!dg_ckpt_weights_parse("predict", o->weights, &o->live)) return 2;
+        o->weights = NULL;
     }
     const bool by_model = o->model || o->weights || o->classes;
     if (o->checkpoint ? by_model : !(o->model && o->weights && o->classes)) {
@@ -166,7 +191,44 @@ typedef struct predictor {
     dg_model m;
     bool built;
     int h, w;
+    float *params;  /* (d) the method's evaluated weights, owned; NULL: load the file */
+    float *stats;   /* (n_stats) their statistics, owned */
+    size_t d, n_stats;
 } predictor;
+
+/* Plain weights may carry an auxiliary head the inference model lacks. */
+static const char *const aux_ignore[] = {"aux."};
+
+/* With --checkpoint: recreates the checkpoint's method on an instance
+ * laid out like the training model and, when the weights it evaluates are
+ * not the stored ones, copies them into p->params / p->stats. Prints which
+ * weights are used. Returns 0 or 1 (logged). */
+static int resolve_weights(predictor *p, const predict_opts *o, const dg_tensor_reader *r) {
+    dg_model lm;
+    dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
+            .classes = o->classes, .training = false, .output_stride = o->output_stride,
+            .aux = o->aux};
+    if (dg_model_create(&lm, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 1;
+    dg_weights_load_opts lo = {.ignore = aux_ignore, .n_ignore = o->aux ? 0 : 1};
+    dg_status st = dg_weights_load_reader(r, &lm.ps, &lo);
+    dg_ckpt_weights w;
+    memset(&w, 0, sizeof(w));
+    if (st == DG_STATUS_OK) st = dg_ckpt_weights_resolve(&w, r, o->checkpoint, &lm.ps, o->live);
+    if (st == DG_STATUS_OK) {
+        printf("weights: %s\n", w.note);
+        if (w.params != lm.ps.data || w.stats != lm.ps.stats) {
+            p->d = lm.ps.d;
+            p->n_stats = lm.ps.n_stats;
+            p->params = dg_xmalloc((p->d ? p->d : 1) * sizeof(float));
+            p->stats = dg_xmalloc((p->n_stats ? p->n_stats : 1) * sizeof(float));
+            memcpy(p->params, w.params, p->d * sizeof(float));
+            memcpy(p->stats, w.stats, p->n_stats * sizeof(float));
+        }
+    }
+    dg_ckpt_weights_free(&w);
+    dg_model_free(&lm);
+    return st == DG_STATUS_OK ? 0 : 1;
+}
 
 /* (Re)builds the inference instance for an h x w input and loads weights. */
 static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tensor_reader *r,
@@ -180,10 +242,36 @@ static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tenso
     if (dg_model_create(&p->m, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 2;
     p->built = true;
     p->h = h, p->w = w;
-    /* Plain weights may carry an auxiliary head the inference model lacks. */
-    static const char *const ignore[] = {"aux."};
-    dg_weights_load_opts lo = {.ignore = ignore, .n_ignore = o->aux ? 0 : 1};
+    if (p->params) {
+        /* same model, classes, stride and head: the resolve instance's layout */
+        DG_ASSERT(p->m.ps.d == p->d && p->m.ps.n_stats == p->n_stats);
+        memcpy(p->m.ps.data, p->params, p->d * sizeof(float));
+        memcpy(p->m.ps.stats, p->stats, p->n_stats * sizeof(float));
+        return 0;
+    }
+    dg_weights_load_opts lo = {.ignore = aux_ignore, .n_ignore = o->aux ? 0 : 1};
     return dg_weights_load_reader(r, &p->m.ps, &lo) == DG_STATUS_OK ? 0 : 1;
+}
+
+/* DIR/<stem>_overlay.png: img (H, W, 3) on the left, on the right each
+ * pixel's class colour blended 50/50 with it, (a + b + 1) / 2 per channel. */
+static int write_overlay(const char *path, const dg_image *img, const uint8_t *cls) {
+    const int h = img->h, w = img->w;
+    dg_image ov;
+    dg_image_init(&ov, h, 2 * w, 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            const uint8_t *in = img->data + ((size_t)y * w + x) * 3;
+            const uint8_t *col = DG_CITYSCAPES_PALETTE[cls[(size_t)y * w + x]];
+            uint8_t *left = ov.data + ((size_t)y * 2 * w + x) * 3, *right = left + (size_t)w * 3;
+            for (int k = 0; k < 3; k++) {
+                left[k] = in[k];
+                right[k] = (uint8_t)((in[k] + col[k] + 1) / 2);
+            }
+        }
+    const int rc = dg_image_write_png(path, &ov) == DG_STATUS_OK ? 0 : 1;
+    dg_image_free(&ov);
+    return rc;
 }
 
 static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_reader *r,
@@ -196,7 +284,6 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
         return rc;
     }
     dg_image_to_tensor(&img, dg_mem_ptr(p->m.src), DG_IMAGENET_MEAN, DG_IMAGENET_STD);
-    dg_image_free(&img);
     dg_pass pass = dg_pass_eval(&p->m.ps);
     dg_model_forward(&p->m, &p->ctx, &pass);
     DG_DNNL(dnnl_stream_wait(p->ctx.stream));
@@ -221,7 +308,12 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
         int64_t shape[3] = {c, p->h, p->w};
         rc = dg_npy_write_f32(path, 3, shape, z) == DG_STATUS_OK ? 0 : 1;
     }
+    if (!rc && o->overlay) {
+        snprintf(path, sizeof(path), "%s/%s_overlay.png", o->out, stem);
+        rc = write_overlay(path, &img, cls);
+    }
     if (!rc) printf("%s -> %s/%s.png\n", input, o->out, stem);
+    dg_image_free(&img);
     dg_free(cls);
     dg_free(z);
     return rc;
@@ -232,16 +324,24 @@ static bool dir_exists(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Two inputs with the same stem would overwrite each other's outputs. */
+/* True when stem a's outputs include b's <b>.png: a == b, or with
+ * --overlay a == b + "_overlay". */
+static bool stems_clash(const char *a, const char *b, bool overlay) {
+    const size_t na = strlen(a), nb = strlen(b);
+    return !strcmp(a, b)
+            || (overlay && nb == na + 8 && !strncmp(a, b, na) && !strcmp(b + na, "_overlay"));
+}
+
+/* Two inputs whose outputs have the same name would overwrite each other. */
 static bool stems_unique(const predict_opts *o) {
     for (int i = 0; i < o->n_inputs; i++)
-        for (int j = 0; j < i; j++) {
+        for (int j = 0; j < o->n_inputs; j++) {
             char a[256], b[256];
             stem_of(o->inputs[i], a, sizeof(a));
             stem_of(o->inputs[j], b, sizeof(b));
-            if (!strcmp(a, b)) {
+            if (i != j && stems_clash(a, b, o->overlay)) {
                 fprintf(stderr, "dgseg predict: inputs '%s' and '%s' would both write '%s.png'\n",
-                        o->inputs[j], o->inputs[i], a);
+                        o->inputs[i], o->inputs[j], b);
                 return false;
             }
         }
@@ -270,8 +370,11 @@ int dg_predict_main(int argc, char **argv) {
     predictor p;
     memset(&p, 0, sizeof(p));
     dg_ctx_init(&p.ctx);
+    if (o.checkpoint) rc = resolve_weights(&p, &o, &r);
     for (int i = 0; i < o.n_inputs && !rc; i++) rc = predict_one(&p, &o, &r, o.inputs[i]);
     if (p.built) dg_model_free(&p.m);
+    dg_free(p.params);
+    dg_free(p.stats);
     dg_ctx_free(&p.ctx);
 done:
     dg_tensor_reader_close(&r);

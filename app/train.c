@@ -32,6 +32,7 @@
 
 #include "app/closure.h"
 #include "app/config.h"
+#include "app/eval_cmd.h"
 #include "app/evaluate.h"
 #include "app/report.h"
 #include "data/fsutil.h"
@@ -88,6 +89,10 @@ typedef struct run {
     double *eval_val;              /* (n_evals) mean training-domain out-split accuracy */
     double *eval_test;             /* (n_evals) test-domain in-split accuracy */
     dg_cls_run result;             /* filled after training */
+    /* segmentation validation (train.eval_every, eval.validate) */
+    double best_score;             /* best validation mIoU so far (NaN: none) */
+    long best_step;
+    long stopped_at;               /* SWAD's early stop: the last step run (0: none) */
     dg_metrics metrics;
     dg_progress progress;
 } run;
@@ -277,6 +282,18 @@ static dg_status make_model(run *r) {
                 seg ? "segmentation" : "classification");
         return DG_STATUS_ERR_CONFIG;
     }
+    /* ASPP's image-pooling BN sees one value per channel and image: training
+     * mode needs two images per forward (PyTorch raises the same error). */
+    const long per_forward = !strcmp(cfg->method, "dgsam") ? cfg->batch_size
+                                                           : cfg->batch_size * r->S;
+    if (seg && !cfg->freeze_bn && per_forward < 2) {
+        dg_log_error("train.batch_size = %ld: DeepLabv3+ needs at least 2 images per forward "
+                     "pass in training (%s); raise train.batch_size or set model.freeze_bn = true",
+                cfg->batch_size, !strcmp(cfg->method, "dgsam")
+                        ? "DGSAM runs one forward per source domain"
+                        : "the ASPP image-pooling BatchNorm sees one value per channel and image");
+        return DG_STATUS_ERR_CONFIG;
+    }
     dg_model_opts mo = {
         .batch = cfg->batch_size * r->S,
         .in_channels = seg || r->has_db ? 3 : 1,
@@ -356,9 +373,10 @@ static dg_status make_cls_evaluator(run *r) {
 }
 
 /* Accuracy of params/stats on the in (out = false) or out split of dataset
- * domain d. */
-static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool out) {
+ * domain d; *ce gets the mean cross-entropy of the same pass. */
+static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool out, double *ce) {
     const dg_holdout_split *sp = &r->split[d];
+    *ce = NAN;
     dg_loader_cfg lc;
     loader_base(r->cfg, &lc);
     int saved[MAX_DOM];
@@ -375,12 +393,14 @@ static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool o
     dg_loader *l;
     if (dg_loader_create(&lc, &l) != DG_STATUS_OK) return NAN;
     const size_t x_per = (size_t)(r->ev.opts.in_channels * r->ev.opts.height * r->ev.opts.width);
+    const int C = r->n_classes;
     float *src = dg_mem_ptr(r->ev.src);
     dg_pass p = dg_pass_eval(&r->ev.ps);
     p.params = P;
     p.stats = (float *)Q;
-    float *logits = dg_xmalloc((size_t)r->ev.opts.batch * (size_t)r->n_classes * sizeof(float));
+    float *logits = dg_xmalloc((size_t)r->ev.opts.batch * (size_t)C * sizeof(float));
     int64_t correct = 0, total = 0;
+    double ce_sum = 0;
     const dg_batch *b;
     dg_status st;
     while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
@@ -390,24 +410,53 @@ static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool o
         dg_model_forward(&r->ev, &r->ctx, &p);
         DG_DNNL(dnnl_stream_wait(r->ctx.stream));
         dg_logits_to_plain(r->ev.logits, b->n, logits);
-        correct += dg_metrics_count_correct(logits, b->label, b->n, r->n_classes);
+        correct += dg_metrics_count_correct(logits, b->label, b->n, C);
+        for (int i = 0; i < b->n; i++) { /* log-sum-exp in double */
+            const float *z = logits + (size_t)i * (size_t)C;
+            double mx = z[0], se = 0;
+            for (int c = 1; c < C; c++) mx = fmax(mx, (double)z[c]);
+            for (int c = 0; c < C; c++) se += exp((double)z[c] - mx);
+            ce_sum += mx + log(se) - (double)z[b->label[i]];
+        }
         total += b->n;
     }
     dg_free(logits);
     dg_loader_free(l);
-    if (st != DG_STATUS_ERR_MISSING) return NAN;
-    return total ? (double)correct / (double)total : NAN;
+    if (st != DG_STATUS_ERR_MISSING || !total) return NAN;
+    *ce = ce_sum / (double)total;
+    return (double)correct / (double)total;
 }
 
-/* One evaluation at step `step`: every training domain's out split (their
- * mean is the selection score) and the test domain's in split. */
-static void cls_evaluate(run *r, long step) {
-    const float *P, *Q;
-    dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
-    double val = 0;
-    for (int k = 0; k < r->S; k++) val += cls_accuracy(r, P, Q, r->train_domain[k], true);
-    val /= r->S;
-    double test = cls_accuracy(r, P, Q, r->test_domain, false);
+static bool is_swad(const dg_config *cfg) { return !strcmp(cfg->method, "swad"); }
+
+/* DomainBed's (and SWAD's, ALGORITHMS.md §6) evaluation points: after the
+ * first update, every `every` updates from there and after the last. */
+static bool domainbed_point(long done, long every, long T) {
+    return every > 0 && ((done - 1) % every == 0 || done == T);
+}
+
+/* Classification evaluations run every train.eval_every steps; SWAD's run
+ * on its own schedule (optim.swad_eval_every), which then is the trainer's. */
+static long cls_eval_every(const dg_config *cfg) {
+    return is_swad(cfg) ? cfg->optim.swad_eval_every : cfg->eval_every;
+}
+
+/* Training-domain validation (mean accuracy and mean CE over the training
+ * domains' out splits) and the test domain's in-split accuracy of P/Q. */
+static void cls_scores(run *r, const float *P, const float *Q, double *val, double *val_loss,
+        double *test) {
+    double ce;
+    *val = *val_loss = 0;
+    for (int k = 0; k < r->S; k++) {
+        *val += cls_accuracy(r, P, Q, r->train_domain[k], true, &ce);
+        *val_loss += ce;
+    }
+    *val /= r->S;
+    *val_loss /= r->S;
+    *test = cls_accuracy(r, P, Q, r->test_domain, false, &ce);
+}
+
+static void push_eval(run *r, long step, double val, double test) {
     r->eval_step = dg_xrealloc(r->eval_step, (size_t)(r->n_evals + 1) * sizeof(long));
     r->eval_val = dg_xrealloc(r->eval_val, (size_t)(r->n_evals + 1) * sizeof(double));
     r->eval_test = dg_xrealloc(r->eval_test, (size_t)(r->n_evals + 1) * sizeof(double));
@@ -415,40 +464,180 @@ static void cls_evaluate(run *r, long step) {
     r->eval_val[r->n_evals] = val;
     r->eval_test[r->n_evals] = test;
     r->n_evals++;
+}
+
+/* One evaluation after step `step` with the method's evaluated weights
+ * (SWAD's live weights until it finishes). SWAD then gets the source
+ * validation loss (trainer loop step 5); returns true when it asks to stop. */
+static bool cls_evaluate(run *r, long step) {
+    const float *P, *Q;
+    dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
+    double val, val_loss, test;
+    cls_scores(r, P, Q, &val, &val_loss, &test);
+    push_eval(r, step, val, test);
     dg_metric mv[2] = {{"val_acc", val}, {"test_acc", test}};
     dg_metrics_log(&r->metrics, "eval", step, mv, 2);
+    dg_metric ml[1] = {{"loss", val_loss}};
+    dg_metrics_log(&r->metrics, "val_loss", step, ml, 1);
     dg_progress_break(&r->progress);
-    dg_log_info("step %ld: training-domain validation %.2f%%, test domain %.2f%%", step,
-            100 * val, 100 * test);
+    dg_log_info("step %ld: training-domain validation %.2f%% (loss %.4f), test domain %.2f%%",
+            step, 100 * val, val_loss, 100 * test);
+    return is_swad(r->cfg) && dg_method_on_eval(r->method, step - 1, val_loss);
+}
+
+/* After a resume: the evaluations before the checkpoint, from metrics.jsonl
+ * (already cut at the resumed step), so selection sees the whole run. */
+static void restore_evals(run *r) {
+    char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir);
+    dg_metrics_data md;
+    if (dg_metrics_read(&md, mp) == DG_STATUS_OK) {
+        const dg_series *v = dg_metrics_find(&md, "eval", "val_acc");
+        const dg_series *t = dg_metrics_find(&md, "eval", "test_acc");
+        const dg_series *m = dg_metrics_find(&md, "eval", "val_miou");
+        for (int i = 0; v && t && i < v->n && i < t->n; i++)
+            push_eval(r, (long)v->step[i], v->value[i], t->value[i]);
+        for (int i = 0; m && i < m->n; i++)
+            if (isfinite(m->value[i]) && !(m->value[i] <= r->best_score)) {
+                r->best_score = m->value[i];
+                r->best_step = (long)m->step[i];
+            }
+        dg_metrics_data_free(&md);
+    }
+    dg_free(mp);
+}
+
+/* ---- segmentation validation ----------------------------------------------- */
+
+/* The source validation loss of SWAD (ALGORITHMS.md §6): mean CE over the
+ * valid pixels of the first optim.swad_val_images images of every source's
+ * validation split (data.source_val_split), averaged over the sources; live
+ * weights, eval mode. NaN when it cannot be had. */
+static double seg_source_val_loss(run *r) {
+    const dg_config *cfg = r->cfg;
+    dg_eval_target t[DG_EVAL_MAX_TARGETS];
+    int n = 0;
+    dg_status st = dg_eval_seg_list(cfg, &r->ctx, &r->m.ps, r->m.ps.data, r->m.ps.stats, "live",
+            "data.sources", cfg->sources, cfg->source_val_split, cfg->optim.swad_val_images, t,
+            &n);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i].ce;
+    dg_eval_targets_free(t, n);
+    return st == DG_STATUS_OK && n ? sum / n : NAN;
+}
+
+static char *best_path(const run *r) { return dg_xasprintf("%s/checkpoints/best.safetensors", r->dir); }
+static dg_status save_weights_file(run *r, const char *path, long step, const float *P,
+        const float *Q, const char *what, double score);
+
+/* Validation every train.eval_every steps (and after the last): mIoU of the
+ * method's evaluated weights on the first eval.val_images images of the
+ * sources' validation splits and/or the targets (eval.validate); the score
+ * is the mean over the source sets (the targets' when only they are
+ * validated). A better score writes checkpoints/best.safetensors. */
+static dg_status seg_validate(run *r, long step) {
+    const dg_config *cfg = r->cfg;
+    const float *P, *Q;
+    dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
+    dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
+    int n_src = 0, n_tgt = 0;
+    dg_status st = DG_STATUS_OK;
+    if (cfg->val_on != 1)
+        st = dg_eval_seg_list(cfg, &r->ctx, &r->m.ps, P, Q, "evaluated", "data.sources",
+                cfg->sources, cfg->source_val_split, cfg->val_images, t, &n_src);
+    if (st == DG_STATUS_OK && cfg->val_on != 0 && cfg->targets[0])
+        st = dg_eval_seg_list(cfg, &r->ctx, &r->m.ps, P, Q, "evaluated", "data.targets",
+                cfg->targets, NULL, cfg->val_images, t + n_src, &n_tgt);
+    const int n = n_src + n_tgt, n_score = n_src ? n_src : n_tgt;
+    dg_metric mv[1 + 2 * DG_EVAL_MAX_TARGETS];
+    char names[2 * DG_EVAL_MAX_TARGETS][64];
+    double score = 0;
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (i < n_score) score += t[i].res.miou;
+        snprintf(names[i], sizeof(names[i]), "%s_miou", t[i].name);
+        for (char *c = names[i]; *c; c++)
+            if (*c == ' ') *c = '_';
+        mv[m++] = (dg_metric){names[i], t[i].res.miou};
+    }
+    score = n_score ? score / n_score : NAN;
+    if (st == DG_STATUS_OK && n) {
+        mv[m++] = (dg_metric){"val_miou", score};
+        dg_metrics_log(&r->metrics, "eval", step, mv, m);
+        dg_progress_break(&r->progress);
+        char line[512];
+        size_t off = 0;
+        for (int i = 0; i < n && off < sizeof(line); i++)
+            off += (size_t)snprintf(line + off, sizeof(line) - off, "%s%s %.2f", i ? ", " : "",
+                    t[i].name, 100 * t[i].res.miou);
+        dg_log_info("step %ld: validation mIoU %s (score %.2f)", step, line, 100 * score);
+        if (isfinite(score) && !(score <= r->best_score)) {
+            r->best_score = score;
+            r->best_step = step;
+            char *bp = best_path(r);
+            st = save_weights_file(r, bp, step, P, Q, "best", score);
+            dg_free(bp);
+        }
+    }
+    dg_eval_targets_free(t, n);
+    return st;
 }
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
 static char *ckpt_path(const run *r) { return dg_xasprintf("%s/checkpoints/last.safetensors", r->dir); }
 
-static dg_status save_checkpoint(run *r, long step) {
+/* The metadata every weights file of a run carries (text: the resolved
+ * configuration, freed by the caller after the write). */
+static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char **text) {
     const dg_config *cfg = r->cfg;
+    char buf[64];
+    *text = dg_config_text(cfg, true);
+    dg_tensor_writer_set_metadata(w, "format_version", "1");
+    snprintf(buf, sizeof(buf), "%ld", step);
+    dg_tensor_writer_set_metadata(w, "step", buf);
+    dg_tensor_writer_set_metadata(w, "model", cfg->model);
+    snprintf(buf, sizeof(buf), "%d", r->n_classes);
+    dg_tensor_writer_set_metadata(w, "classes", buf);
+    snprintf(buf, sizeof(buf), "%ld", cfg->output_stride);
+    dg_tensor_writer_set_metadata(w, "output_stride", buf);
+    dg_tensor_writer_set_metadata(w, "aux", r->m.aux_logits ? "true" : "false");
+    dg_tensor_writer_set_metadata(w, "task",
+            cfg->task == DG_TASK_SEGMENTATION ? "segmentation" : "classification");
+    dg_tensor_writer_set_metadata(w, "method", cfg->method);
+    snprintf(buf, sizeof(buf), "%ld", r->tc.refresh_batches);
+    dg_tensor_writer_set_metadata(w, "bn_refresh_batches", buf);
+    dg_tensor_writer_set_metadata(w, "config", *text);
+}
+
+/* A model-only weights file (best.safetensors): P/Q under the model's
+ * tensor names, no optimizer state; "weights" and "score" say what it is. */
+static dg_status save_weights_file(run *r, const char *path, long step, const float *P,
+        const float *Q, const char *what, double score) {
+    dg_param_set view = r->m.ps; /* shallow: only data and stats are read */
+    view.data = (float *)P;
+    view.stats = (float *)Q;
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    dg_weights_add(&w, &view);
+    char *text, buf[64];
+    set_run_metadata(r, &w, step, &text);
+    dg_tensor_writer_set_metadata(&w, "weights", what);
+    snprintf(buf, sizeof(buf), "%.17g", score);
+    dg_tensor_writer_set_metadata(&w, "score", buf);
+    dg_status st = dg_tensor_writer_write(&w, path);
+    if (st == DG_STATUS_OK) dg_log_info("%s weights: %s (step %ld)", what, path, step);
+    dg_free(text);
+    dg_tensor_writer_free(&w);
+    return st;
+}
+
+static dg_status save_checkpoint(run *r, long step) {
     dg_tensor_writer w;
     dg_tensor_writer_init(&w);
     dg_weights_add(&w, &r->m.ps);
     dg_status st = dg_method_state_save(r->method, &w);
-    char buf[64];
-    char *text = dg_config_text(cfg, true);
-    dg_tensor_writer_set_metadata(&w, "format_version", "1");
-    snprintf(buf, sizeof(buf), "%ld", step);
-    dg_tensor_writer_set_metadata(&w, "step", buf);
-    dg_tensor_writer_set_metadata(&w, "model", cfg->model);
-    snprintf(buf, sizeof(buf), "%d", r->n_classes);
-    dg_tensor_writer_set_metadata(&w, "classes", buf);
-    snprintf(buf, sizeof(buf), "%ld", cfg->output_stride);
-    dg_tensor_writer_set_metadata(&w, "output_stride", buf);
-    dg_tensor_writer_set_metadata(&w, "aux", r->m.aux_logits ? "true" : "false");
-    dg_tensor_writer_set_metadata(&w, "task",
-            cfg->task == DG_TASK_SEGMENTATION ? "segmentation" : "classification");
-    dg_tensor_writer_set_metadata(&w, "method", cfg->method);
-    snprintf(buf, sizeof(buf), "%ld", r->tc.refresh_batches);
-    dg_tensor_writer_set_metadata(&w, "bn_refresh_batches", buf);
-    dg_tensor_writer_set_metadata(&w, "config", text);
+    char *text;
+    set_run_metadata(r, &w, step, &text);
     char *path = ckpt_path(r);
     if (st == DG_STATUS_OK) st = dg_tensor_writer_write(&w, path);
     if (st == DG_STATUS_OK) dg_log_info("checkpoint: %s (step %ld)", path, step);
@@ -501,6 +690,7 @@ static int train_loop(run *r) {
     const dg_config *cfg = r->cfg;
     const long T = cfg->iterations;
     const int B = (int)(cfg->batch_size * r->S);
+    const bool seg = cfg->task == DG_TASK_SEGMENTATION;
     double t_log = dg_now(), loss_sum = 0;
     long n_loss = 0, last_ckpt = r->start_step;
     dg_param_set *ps = &r->m.ps;
@@ -546,10 +736,29 @@ static int train_loop(run *r) {
             loss_sum = 0;
             n_loss = 0;
         }
-        /* DomainBed's points (DATASETS.md §12.6): after the first update, every
-         * eval_every updates from there (1, 1 + every, ...) and after the last. */
-        if (r->has_ev && cfg->eval_every > 0 && ((done - 1) % cfg->eval_every == 0 || done == T))
-            cls_evaluate(r, done);
+        bool swad_stop = false;
+        /* The evaluation after the last step waits for the method's finish
+         * (BN refresh, final sync) unless SWAD needs it for its end rule. */
+        if (r->has_ev && domainbed_point(done, cls_eval_every(cfg), T) &&
+                (done != T || is_swad(cfg)))
+            swad_stop = cls_evaluate(r, done);
+        if (seg && is_swad(cfg) && domainbed_point(done, cfg->optim.swad_eval_every, T)) {
+            const double l = seg_source_val_loss(r);
+            if (!isfinite(l)) {
+                dg_progress_break(&r->progress);
+                dg_log_error("step %ld: SWAD's source validation loss could not be computed "
+                             "(the sources' val splits, optim.swad_val_images)", done);
+                return 1;
+            }
+            dg_metric ml[1] = {{"loss", l}};
+            dg_metrics_log(&r->metrics, "val_loss", done, ml, 1);
+            swad_stop = dg_method_on_eval(r->method, t, l);
+        }
+        if (seg && cfg->eval_every > 0 && (done % cfg->eval_every == 0 || done == T) &&
+                seg_validate(r, done) != DG_STATUS_OK) {
+            dg_log_error("step %ld: validation failed", done);
+            return 1;
+        }
         bool stop = interrupted || dg_train_interrupt_after == t;
         if (done % cfg->checkpoint_every == 0 || stop) {
             dg_progress_break(&r->progress);
@@ -565,11 +774,36 @@ static int train_loop(run *r) {
                          "train.resume=true", done);
             return 1;
         }
+        if (swad_stop && cfg->optim.swad_early_stop) {
+            dg_progress_break(&r->progress);
+            dg_log_info("swad: the loss valley ended; training stops after step %ld "
+                        "(optim.swad_early_stop)", done);
+            r->stopped_at = done;
+            break;
+        }
     }
     dg_progress_break(&r->progress);
+    const long last = r->stopped_at ? r->stopped_at : T;
     dg_method_finish(r->method, ps, &r->tc.cl);
-    if (save_checkpoint(r, T) != DG_STATUS_OK) return 1;
-    if (r->n_evals) {
+    if (save_checkpoint(r, last) != DG_STATUS_OK) return 1;
+    if (r->has_ev && is_swad(cfg)) {
+        /* SWAD reports its averaged model (DATASETS.md §9.3): one evaluation
+         * of it stands for both the selected and the last step. */
+        const float *P, *Q;
+        dg_method_eval_weights(r->method, ps, &P, &Q);
+        double val, val_loss, test;
+        cls_scores(r, P, Q, &val, &val_loss, &test);
+        dg_metric mv[3] = {{"val_acc", val}, {"test_acc", test}, {"val_loss", val_loss}};
+        dg_metrics_log(&r->metrics, "swad", last, mv, 3);
+        dg_log_info("swad average: training-domain validation %.2f%%, test domain %.2f%%",
+                100 * val, 100 * test);
+        r->result.selected_step = r->result.last_step = last;
+        r->result.val_acc = val;
+        r->result.acc_selected = r->result.acc_last = test;
+    } else if (r->has_ev && domainbed_point(last, cls_eval_every(cfg), T)) {
+        cls_evaluate(r, last); /* the finished model */
+    }
+    if (r->has_ev && !is_swad(cfg) && r->n_evals) {
         int sel = dg_report_select(r->eval_val, (int)r->n_evals);
         r->result.selected_step = sel >= 0 ? r->eval_step[sel] : -1;
         r->result.val_acc = sel >= 0 ? r->eval_val[sel] : NAN;
@@ -657,6 +891,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     r.cfg = cfg;
     r.dir = dg_xstrdup(dir);
     r.test_domain = test_domain;
+    r.best_score = NAN;
     char *sub = dg_xasprintf("%s/checkpoints", dir);
     int rc = dg_make_dirs(sub) != DG_STATUS_OK;
     dg_free(sub);
@@ -682,7 +917,12 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             char *mp = dg_xasprintf("%s/metrics.jsonl", dir);
             st = dg_metrics_open(&r.metrics, mp, r.start_step > 0, r.start_step);
             dg_free(mp);
+            if (st == DG_STATUS_OK && r.start_step > 0) restore_evals(&r);
         }
+        if (st == DG_STATUS_OK && cfg->task == DG_TASK_SEGMENTATION && cfg->eval_every > 0 &&
+                cfg->val_on == 1)
+            dg_log_warn("eval.validate = targets: best.safetensors is chosen on the target "
+                        "domains (oracle selection, not domain generalization)");
         if (st == DG_STATUS_OK) {
             dg_log_info("training %s with %s (%s base) for %ld steps from step %ld; run folder %s",
                     cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
@@ -698,6 +938,78 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
         dg_free(r.dir);
     }
     return rc;
+}
+
+/* ---- dgseg eval for classification checkpoints ------------------------------ */
+
+int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_reader *rd,
+        bool live, const char *json) {
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.test_domain = -1; /* every domain is read */
+    dg_ctx_init(&r.ctx);
+    dg_dataset_spec *specs = NULL;
+    int n = 0;
+    dg_status st = dg_dataset_specs_parse("data.dataset", cfg->dataset, &specs, &n);
+    if (st == DG_STATUS_OK && n != 1) {
+        dg_log_error("data.dataset: name one dataset");
+        st = DG_STATUS_ERR_CONFIG;
+    }
+    if (st == DG_STATUS_OK) st = open_cls_data(&r, &specs[0]);
+    if (st == DG_STATUS_OK) {
+        /* the training layout, built small: batch 1, inference */
+        dg_model_opts mo = {.batch = 1, .in_channels = r.has_db ? 3 : 1,
+                .height = r.has_rf ? DG_RFMNIST_HW : cfg->image_size,
+                .width = r.has_rf ? DG_RFMNIST_HW : cfg->image_size, .classes = r.n_classes,
+                .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout};
+        st = dg_model_create(&r.m, &r.ctx, cfg->model, &mo, 0);
+        r.has_model = st == DG_STATUS_OK;
+    }
+    if (st == DG_STATUS_OK) st = make_cls_evaluator(&r);
+    if (st == DG_STATUS_OK) {
+        st = dg_weights_load_reader(rd, &r.m.ps, NULL);
+        if (st != DG_STATUS_OK) dg_log_error("%s: cannot load the weights", path);
+    }
+    dg_ckpt_weights w;
+    memset(&w, 0, sizeof(w));
+    if (st == DG_STATUS_OK) st = dg_ckpt_weights_resolve(&w, rd, path, &r.m.ps, live);
+    if (st == DG_STATUS_OK) {
+        printf("weights: %s\n", w.note);
+        fflush(stdout);
+    }
+    dg_cls_domain_acc acc[MAX_DOM + 1];
+    char rot_names[MAX_DOM + 1][16];
+    for (int d = 0; st == DG_STATUS_OK && d < r.n_cls_domains; d++) {
+        double ce, a_in = cls_accuracy(&r, w.params, w.stats, d, false, &ce);
+        double a_out = cls_accuracy(&r, w.params, w.stats, d, true, &ce);
+        const dg_holdout_split *sp = &r.split[d];
+        snprintf(rot_names[d], sizeof(rot_names[d]), "rot%d",
+                r.has_rf ? dg_rotated_fmnist_angle(d) : 0);
+        acc[d].name = r.has_rf ? rot_names[d] : r.db.domains[d].name;
+        acc[d].images = sp->n_in + sp->n_out;
+        acc[d].accuracy = ((sp->n_in ? a_in * (double)sp->n_in : 0) +
+                                  (sp->n_out ? a_out * (double)sp->n_out : 0)) /
+                (double)acc[d].images;
+        if (!isfinite(acc[d].accuracy)) {
+            dg_log_error("%s: domain %s could not be evaluated", cfg->dataset, acc[d].name);
+            st = DG_STATUS_ERR_IO;
+        }
+    }
+    if (st == DG_STATUS_OK) {
+        printf("\n| domain | images | accuracy (%%) |\n|---|---:|---:|\n");
+        for (int d = 0; d < r.n_cls_domains; d++)
+            printf("| %s | %lld | %.2f |\n", acc[d].name, (long long)acc[d].images,
+                    100 * acc[d].accuracy);
+        printf("\n(%s, every image of each domain, eval mode)\n", w.label);
+        fflush(stdout);
+        if (json) st = dg_report_cls_write_eval_json(path, acc, r.n_cls_domains, json);
+    }
+    dg_ckpt_weights_free(&w);
+    dg_dataset_specs_free(specs, n);
+    run_free(&r);
+    dg_ctx_free(&r.ctx);
+    return st == DG_STATUS_OK ? 0 : st == DG_STATUS_ERR_CONFIG ? 2 : 1;
 }
 
 /* ---- command --------------------------------------------------------------- */
@@ -829,12 +1141,13 @@ int dg_train_main(int argc, char **argv) {
             for (int d = 0; d < n_names; d++)
                 names[d] = dg_xasprintf("rot%d", dg_rotated_fmnist_angle(d));
         }
-        char *copy = dg_xstrdup(cfg.test_domains), *save = NULL;
+        dg_strvec toks = {0};
+        dg_split_list(cfg.test_domains, &toks);
         int runs = 0;
         dg_cls_run *cls_runs = NULL;
         char **cls_names = NULL;
-        for (char *tok = strtok_r(copy, ", \t", &save); rc == 0 && tok;
-                tok = strtok_r(NULL, ", \t", &save)) {
+        for (size_t ti = 0; rc == 0 && ti < toks.n; ti++) {
+            const char *tok = toks.v[ti];
             int d = find_domain(tok, names, n_names);
             if (d < 0) {
                 dg_log_error("data.test_domains: unknown domain '%s'", tok);
@@ -876,7 +1189,7 @@ int dg_train_main(int argc, char **argv) {
         }
         dg_free(cls_runs);
         dg_free(cls_names);
-        dg_free(copy);
+        dg_strvec_free(&toks);
         if (!db.domains && names)
             for (int d = 0; d < n_names; d++) dg_free(names[d]);
         dg_free(names);

@@ -202,14 +202,15 @@ static void verify_seg(verify_run *vr, const dg_dataset_spec *spec, bool source)
 
 /* Is domain d (name) among data.test_domains (names or indices)? */
 static bool is_test_domain(const dg_config *cfg, int d, const char *name) {
-    char *copy = dg_xstrdup(cfg->test_domains), *save = NULL;
+    dg_strvec toks = {0};
+    dg_split_list(cfg->test_domains, &toks);
     bool hit = false;
-    for (char *t = strtok_r(copy, ", \t", &save); t && !hit; t = strtok_r(NULL, ", \t", &save)) {
+    for (size_t i = 0; i < toks.n && !hit; i++) {
         char *end;
-        long k = strtol(t, &end, 10);
-        hit = (*end == '\0' && k == d) || !strcmp(t, name);
+        long k = strtol(toks.v[i], &end, 10);
+        hit = (*end == '\0' && k == d) || !strcmp(toks.v[i], name);
     }
-    dg_free(copy);
+    dg_strvec_free(&toks);
     return hit;
 }
 

@@ -1,6 +1,7 @@
 /* data/fsutil.c -- see fsutil.h. */
 #include "data/fsutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,19 @@ static int cmp_str(const void *a, const void *b) {
 
 void dg_strvec_sort(dg_strvec *s) {
     if (s->n > 1) qsort(s->v, s->n, sizeof(*s->v), cmp_str);
+}
+
+void dg_split_list(const char *list, dg_strvec *out) {
+    const char *p = list;
+    while (*p) {
+        const char *end = p;
+        while (*end && *end != ',' && *end != '\n') end++;
+        const char *a = p, *b = end;
+        while (a < b && isspace((unsigned char)*a)) a++;
+        while (b > a && isspace((unsigned char)b[-1])) b--;
+        if (b > a) dg_strvec_push(out, dg_xasprintf("%.*s", (int)(b - a), a));
+        p = *end ? end + 1 : end;
+    }
 }
 
 char *dg_str_cat3(const char *a, const char *b, const char *c) {

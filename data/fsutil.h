@@ -27,6 +27,10 @@ void dg_strvec_sort(dg_strvec *s);
 
 /* a + b + c concatenated. */
 char *dg_str_cat3(const char *a, const char *b, const char *c);
+/* Appends to out the comma-separated items of list (new lines also
+ * separate), each trimmed of surrounding white space; empty items are
+ * dropped. Items may contain inner spaces ("Real World"). */
+void dg_split_list(const char *list, dg_strvec *out);
 /* dir + "/" + name. */
 char *dg_path_join(const char *dir, const char *name);
 /* printf into a new string. */

@@ -112,7 +112,7 @@ static double mesa_loss_term(dg_method *m, const dg_logits *lz, int epoch) {
         const size_t lo = k * per, hi = DG_MIN(U, lo + per);
         double s = 0.0;
         for (size_t u = lo; u < hi; u++) {
-            if (label && label[u] == 255) continue;
+            if (label && C < 255 && label[u] == 255) continue; /* 255 is a class from C = 255 on */
             const size_t at = (u / P) * C * P + u % P;
             s += dg_method_kl_distill(zt + at, P, z + at, P, diff + at, (int)C, tau, coef);
         }

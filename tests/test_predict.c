@@ -1,8 +1,11 @@
 /* tests/test_predict.c -- `dgseg predict` in-process on real files: the
  * PNG holds the argmax of the logits, the .npy the logits (C, H, W) of an
  * eval-mode forward on the ImageNet-normalised image, checkpoints supply the
- * model from their metadata, and bad inputs give exit 1 (runtime) or 2
- * (usage) with nothing written. */
+ * model from their metadata (a file without optimizer state runs its
+ * stored weights, with or without --weights live), --overlay writes the
+ * input beside its 50/50 blend with the class colours, and bad inputs give
+ * exit 1 (runtime) or 2 (usage) with nothing written. Method weights of
+ * training checkpoints: tests/test_eval_cmd.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <string.h>
@@ -135,6 +138,47 @@ START_TEST(predict_takes_the_model_from_checkpoint_metadata) {
     char *argv[] = {"predict", "--checkpoint", w, "--input", in, "--out", out, "--logits", NULL};
     ck_assert_int_eq(run(8, argv), 0);
     check_outputs(out);
+    snprintf(out, sizeof(out), "%s/live", dir);
+    char *live[] = {"predict", "--checkpoint", w, "--weights", "live", "--input", in, "--out",
+            out, "--logits", NULL};
+    ck_assert_int_eq(run(10, live), 0);
+    check_outputs(out);
+}
+END_TEST
+
+START_TEST(predict_overlay_is_input_beside_the_blend) {
+    write_inputs(NULL, 0);
+    char w[128], in[128], out[128];
+    snprintf(w, sizeof(w), "%s/weights.safetensors", dir);
+    snprintf(in, sizeof(in), "%s/street.png", dir);
+    snprintf(out, sizeof(out), "%s/ov", dir);
+    char *argv[] = {"predict", "--model", "deeplabv3plus-r18", "--weights", w, "--classes", "19",
+            "--input", in, "--out", out, "--overlay", NULL};
+    ck_assert_int_eq(run(12, argv), 0);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/street.png", out);
+    dg_label_png l;
+    ck_assert_int_eq(dg_label_read_png(path, &l), DG_STATUS_OK);
+    dg_image src, ov;
+    ck_assert_int_eq(dg_image_read(in, &src), DG_STATUS_OK);
+    snprintf(path, sizeof(path), "%s/street_overlay.png", out);
+    ck_assert_int_eq(dg_image_read(path, &ov), DG_STATUS_OK);
+    ck_assert(ov.h == PH && ov.w == 2 * PW && ov.c == 3);
+    int differ = 0;
+    for (int y = 0; y < PH; y++)
+        for (int x = 0; x < PW; x++) {
+            const uint8_t *a = src.data + (y * PW + x) * 3, *left = ov.data + (y * 2 * PW + x) * 3;
+            const uint8_t *right = left + PW * 3, *col = DG_CITYSCAPES_PALETTE[l.data8[y * PW + x]];
+            for (int k = 0; k < 3; k++) {
+                ck_assert_int_eq(left[k], a[k]);
+                ck_assert_int_eq(right[k], (a[k] + col[k] + 1) / 2);
+                differ += right[k] != a[k];
+            }
+        }
+    ck_assert_int_gt(differ, PH * PW); /* the right half is not the input */
+    dg_image_free(&src);
+    dg_image_free(&ov);
+    dg_label_png_free(&l);
 }
 END_TEST
 
@@ -168,6 +212,15 @@ START_TEST(predict_bad_inputs_exit_nonzero_and_write_nothing) {
     ck_assert_int_eq(run(11, a6), 1);
     char *a7[] = {"predict", "--checkpoint", w, "--input", in, "--out", out, NULL};
     ck_assert_int_eq(run(7, a7), 1); /* plain weights have no model metadata */
+    char *a8[] = {"predict", "--checkpoint", w, "--weights", "slow", "--input", in, "--out", out,
+            NULL};
+    ck_assert_int_eq(run(9, a8), 2); /* with --checkpoint, --weights is live or method */
+    char ovl[128];
+    snprintf(ovl, sizeof(ovl), "%s/street_overlay.png", dir);
+    write_file(ovl, "", 0);
+    char *a9[] = {"predict", "--model", "deeplabv3plus-r18", "--weights", w, "--classes", "19",
+            "--input", in, ovl, "--out", out, "--overlay", NULL};
+    ck_assert_int_eq(run(13, a9), 2); /* street's overlay would replace street_overlay.png */
     char png[160];
     snprintf(png, sizeof(png), "%s/street.png", out);
     ck_assert_int_ne(access(png, F_OK), 0);
@@ -181,6 +234,7 @@ Suite *predict_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, predict_writes_argmax_png_and_logits_npy);
     tcase_add_test(tc, predict_takes_the_model_from_checkpoint_metadata);
+    tcase_add_test(tc, predict_overlay_is_input_beside_the_blend);
     tcase_add_test(tc, predict_bad_inputs_exit_nonzero_and_write_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -8,10 +8,13 @@
  * DomainBed tree trains leave-one-out with evaluation every 2 steps and
  * writes the selection results. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/eval_cmd.h"
 #include "app/train.h"
 #include "common.h"
 #include "data/fsutil.h"
@@ -216,9 +219,7 @@ END_TEST
 
 /* A DomainBed tree: 3 domains x 2 classes x 5 images of 24 x 24 whose
  * class shows as brightness, so a few steps learn something. */
-START_TEST(domainbed_evaluation_and_selection) {
-    char root[128];
-    snprintf(root, sizeof(root), "%.64s/db", dir);
+static void make_domainbed_tree(const char *root) {
     mkdir(root, 0755);
     for (int d = 0; d < 3; d++) {
         for (int c = 0; c < 2; c++) {
@@ -237,6 +238,12 @@ START_TEST(domainbed_evaluation_and_selection) {
             }
         }
     }
+}
+
+START_TEST(domainbed_evaluation_and_selection) {
+    char root[128];
+    snprintf(root, sizeof(root), "%.64s/db", dir);
+    make_domainbed_tree(root);
     char path[256], text[1024];
     snprintf(path, sizeof(path), "%s/db.ini", dir);
     snprintf(text, sizeof(text),
@@ -268,6 +275,167 @@ START_TEST(domainbed_evaluation_and_selection) {
                     !strstr(m, "{\"step\":2,\"kind\":\"eval\""),
             "%s", m);
     dg_free(m);
+    /* dgseg eval of the checkpoint: every domain, all 10 images, ERM's live weights */
+    snprintf(p, sizeof(p), "%s/test-env2/checkpoints/last.safetensors", out);
+    char jp[256];
+    snprintf(jp, sizeof(jp), "%s/eval.json", out);
+    char *argv[] = {"eval", path, "--checkpoint", p, "--json", jp, NULL};
+    capture cap;
+    capture_begin(&cap);
+    rc = dg_eval_main(6, argv);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 0 && strstr(log, "| env1 | 10 |"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    json = read_file(jp, NULL);
+    ck_assert_msg(strstr(json, "\"classification\"") && strstr(json, "\"env0\"") &&
+                    strstr(json, "\"env1\"") && strstr(json, "\"env2\""),
+            "%s", json);
+    dg_free(json);
+}
+END_TEST
+
+/* dg_train_main with any number of overrides (NULL-terminated). */
+static int train_v(const char *cfg, const char *out, const char *const *over, char **log) {
+    char o[256];
+    snprintf(o, sizeof(o), "output.dir=%s", out);
+    char *argv[32] = {"train", (char *)cfg, o};
+    int argc = 3;
+    for (int i = 0; over[i] && argc < 31; i++) argv[argc++] = (char *)over[i];
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_train_main(argc, argv);
+    *log = capture_end(&cap);
+    return rc;
+}
+
+/* The value of `"key":` in the metrics line of (step, kind); NaN if none. */
+static double metric_at(const char *m, long step, const char *kind, const char *key) {
+    char head[96], k[96];
+    snprintf(head, sizeof(head), "{\"step\":%ld,\"kind\":\"%s\"", step, kind);
+    snprintf(k, sizeof(k), "\"%s\":", key);
+    const char *line = strstr(m, head);
+    if (!line) return NAN;
+    const char *end = strchr(line, '\n');
+    const char *v = strstr(line, k);
+    if (!v || (end && v > end)) return NAN;
+    return strtod(v + strlen(k), NULL);
+}
+
+/* Segmentation validation every 2 steps on both sources' val splits writes
+ * best.safetensors (model weights only) at the best score; SWAD gets its
+ * source validation loss after steps 1, 3 and the last (its schedule). */
+START_TEST(segmentation_validation_best_and_swad_schedule) {
+    char *cfg = write_cfg("val", SEG_CFG);
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/val-run", dir);
+    const char *over[] = {"optim.method=swad", "optim.swad_eval_every=2",
+            "optim.swad_n_converge=1", "optim.swad_n_tolerance=2", "optim.swad_val_images=2",
+            "optim.swad_bn_batches=1", "train.iterations=5", "train.eval_every=2",
+            "eval.val_images=3", NULL};
+    char *log;
+    int rc = train_v(cfg, out, over, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "swad: segments"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/metrics.jsonl", out);
+    char *m = read_file(p, NULL);
+    for (long st = 1; st <= 5; st++) {
+        const bool swad_point = st == 1 || st == 3 || st == 5;
+        ck_assert_msg(isfinite(metric_at(m, st, "val_loss", "loss")) == swad_point,
+                "val_loss at step %ld:\n%s", st, m);
+        const bool val_point = st == 2 || st == 4 || st == 5;
+        ck_assert_msg(isfinite(metric_at(m, st, "eval", "gtav_val_miou")) == val_point &&
+                        isfinite(metric_at(m, st, "eval", "synthia_val_miou")) == val_point,
+                "validation at step %ld:\n%s", st, m);
+    }
+    long best = 2;
+    for (long st = 4; st <= 5; st++)
+        if (metric_at(m, st, "eval", "val_miou") > metric_at(m, best, "eval", "val_miou"))
+            best = st;
+    const double g = metric_at(m, best, "eval", "gtav_val_miou");
+    const double y = metric_at(m, best, "eval", "synthia_val_miou");
+    ck_assert_double_eq_tol(metric_at(m, best, "eval", "val_miou"), 0.5 * (g + y), 1e-12);
+    dg_free(m);
+    snprintf(p, sizeof(p), "%s/checkpoints/best.safetensors", out);
+    dg_tensor_reader rd;
+    ck_assert_int_eq(dg_tensor_reader_open(&rd, p), DG_STATUS_OK);
+    char want[16];
+    snprintf(want, sizeof(want), "%ld", best);
+    ck_assert_str_eq(dg_tensor_reader_metadata(&rd, "step"), want);
+    ck_assert_str_eq(dg_tensor_reader_metadata(&rd, "weights"), "best");
+    for (size_t i = 0; i < rd.n_tensors; i++)
+        ck_assert_msg(strncmp(rd.tensors[i].name, "optim.", 6), "%s", rd.tensors[i].name);
+    dg_tensor_reader_close(&rd);
+    dg_free(cfg);
+}
+END_TEST
+
+/* SWAD on a DomainBed tree: evaluations on optim.swad_eval_every's points
+ * (train.eval_every does not apply), the averaged model evaluated once at
+ * the end and reported as both the selected and the last result. */
+START_TEST(swad_classification_reports_its_average) {
+    char root[128];
+    snprintf(root, sizeof(root), "%.64s/db-swad", dir);
+    make_domainbed_tree(root);
+    char path[256], text[1024];
+    snprintf(path, sizeof(path), "%s/db-swad.ini", dir);
+    snprintf(text, sizeof(text),
+            "[data]\ndataset = domainbed:%s\ntest_domains = env1\nimage_size = 32\n"
+            "workers = 0\n[model]\nname = resnet18\n[optim]\nmethod = swad\nbase = adam\n"
+            "lr = 1e-3\nweight_decay = 0\nschedule = constant\nswad_eval_every = 2\n"
+            "swad_n_converge = 1\nswad_n_tolerance = 1\nswad_bn_batches = 1\n"
+            "[train]\niterations = 5\nbatch_size = 2\nlog_every = 1\neval_every = 4\n"
+            "[eval]\nbatch_size = 4\n", root);
+    write_file(path, text, strlen(text));
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/db-swad-run", dir);
+    const char *over[] = {NULL};
+    char *log;
+    int rc = train_v(path, out, over, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "swad average"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/test-env1/metrics.jsonl", out);
+    char *m = read_file(p, NULL);
+    for (long st = 1; st <= 5; st++) {
+        const bool point = st == 1 || st == 3 || st == 5;
+        ck_assert_msg(isfinite(metric_at(m, st, "eval", "val_acc")) == point &&
+                        isfinite(metric_at(m, st, "val_loss", "loss")) == point,
+                "step %ld:\n%s", st, m);
+    }
+    const double avg = metric_at(m, 5, "swad", "test_acc");
+    ck_assert_msg(isfinite(avg), "%s", m);
+    dg_free(m);
+    snprintf(p, sizeof(p), "%s/results.json", out);
+    char *json = read_file(p, NULL);
+    const char *sel = strstr(json, "\"selected_step\":");
+    ck_assert_msg(sel && strtol(sel + strlen("\"selected_step\":"), NULL, 10) == 5, "%s", json);
+    dg_free(json);
+}
+END_TEST
+
+/* One image per forward pass would abort in ASPP's image-pooling BN:
+ * refused as a configuration error (exit 2) naming train.batch_size. */
+START_TEST(one_image_per_forward_is_a_config_error) {
+    char *cfg = write_cfg("b1", SEG_CFG);
+    char out[128], src[192];
+    snprintf(out, sizeof(out), "%.64s/b1-run", dir);
+    snprintf(src, sizeof(src), "data.sources=gtav:%s/gtav", synth_dir);
+    const char *one[] = {src, "train.batch_size=1", NULL};
+    const char *dgsam[] = {"optim.method=dgsam", "train.batch_size=1", NULL};
+    const char *frozen[] = {src, "train.batch_size=1", "model.freeze_bn=true",
+            "train.iterations=1", NULL};
+    char *log;
+    int rc = train_v(cfg, out, one, &log);
+    ck_assert_msg(rc == 2 && strstr(log, "train.batch_size = 1"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train_v(cfg, out, dgsam, &log);
+    ck_assert_msg(rc == 2 && strstr(log, "DGSAM"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train_v(cfg, out, frozen, &log); /* frozen BN has no batch statistics */
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    dg_free(cfg);
 }
 END_TEST
 
@@ -278,11 +446,14 @@ Suite *train_suite(void) {
     tcase_add_checked_fixture(tc, setup_synth, remove_all); /* in the child: OpenMP after fork hangs */
     tcase_add_test(tc, lookahead_resume_is_exact);
     tcase_add_test(tc, dgsam_two_sources_resume_is_exact);
+    tcase_add_test(tc, segmentation_validation_best_and_swad_schedule);
+    tcase_add_test(tc, one_image_per_forward_is_a_config_error);
     tcase_add_test(tc, run_folder_holds_config_metrics_and_a_loadable_checkpoint);
     tcase_add_test(tc, nan_loss_stops_with_the_last_checkpoint_intact);
     tcase_add_test(tc, corrupt_checkpoint_is_refused_by_name);
     tcase_add_test(tc, rotated_fmnist_leave_one_out_runs);
     tcase_add_test(tc, domainbed_evaluation_and_selection);
+    tcase_add_test(tc, swad_classification_reports_its_average);
     suite_add_tcase(s, tc);
     return s;
 }

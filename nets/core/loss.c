@@ -17,8 +17,12 @@
 /* First row of chunk k of `rows` rows. */
 static int64_t chunk_row(int64_t rows, int64_t k) { return rows * k / DG_LOSS_CHUNKS; }
 
+/* 255 marks "no label" for nets with fewer than 255 classes (segmentation
+ * labels); with 255 or more classes (DomainNet's 345) it is a class. */
+static bool is_ignored(int32_t y, int64_t c) { return c < DG_LOSS_IGNORE && y == DG_LOSS_IGNORE; }
+
 static void check_label(int32_t y, int64_t c) {
-    DG_ASSERT(y == DG_LOSS_IGNORE || (y >= 0 && y < c));
+    DG_ASSERT(is_ignored(y, c) || (y >= 0 && y < c));
 }
 
 void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_loss_ce_cfg *cfg) {
@@ -28,7 +32,7 @@ void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_
     l->scale = cfg->scale;
     dg_mem_dims4(logits, l->dims);
     const int64_t c = l->dims[1];
-    DG_ASSERT(c >= 1 && c < DG_LOSS_IGNORE);
+    DG_ASSERT(c >= 1);
     if (cfg->class_weights) {
         l->class_w = dg_xmalloc((size_t)c * sizeof(*l->class_w));
         for (int64_t i = 0; i < c; i++) {
@@ -57,7 +61,7 @@ static void ce_count(const dg_loss_ce *l, const int32_t *label, int64_t *n_valid
         for (int64_t i = chunk_row(rows, k) * w; i < chunk_row(rows, k + 1) * w; i++) {
             const int32_t y = label[i];
             check_label(y, c);
-            if (y == DG_LOSS_IGNORE) continue;
+            if (is_ignored(y, c)) continue;
             nv++;
             s += cw ? (double)cw[y] : 1.0;
         }
@@ -94,7 +98,7 @@ static double ce_row(const dg_loss_ce *l, const float *z, float *dz, int64_t n, 
         }
         for (int64_t w = 0; w < tw; w++) {
             const int32_t yw = lab[w0 + w];
-            if (yw == DG_LOSS_IGNORE || coef == 0.0) {
+            if (is_ignored(yw, v->c) || coef == 0.0) {
                 y[w] = -1, g[w] = 0.f, inv[w] = 0.f;
                 continue;
             }
@@ -169,18 +173,15 @@ static double kl_unit(const dg_loss_view *s, const float *t, int64_t p, int64_t 
         int64_t w, double inv_tau, double gcoef) {
     const dg_chw *v = &s->v;
     const int64_t o = dg_chw_at(v, n, 0, h, w);
-    double et[DG_LOSS_IGNORE], ez[DG_LOSS_IGNORE]; /* exp((x - max)/tau), C < 255 */
     double mt = -INFINITY, mz = -INFINITY;
     for (int64_t c = 0; c < v->c; c++) {
         mt = fmax(mt, (double)t[c * p]);
         mz = fmax(mz, (double)s->z[o + (c / v->cb) * v->scb + c % v->cb]);
     }
-    double st = 0.0, sz = 0.0;
+    double st = 0.0, sz = 0.0; /* sums of exp((x - max)/tau) */
     for (int64_t c = 0; c < v->c; c++) {
-        et[c] = exp(((double)t[c * p] - mt) * inv_tau);
-        ez[c] = exp(((double)s->z[o + (c / v->cb) * v->scb + c % v->cb] - mz) * inv_tau);
-        st += et[c];
-        sz += ez[c];
+        st += exp(((double)t[c * p] - mt) * inv_tau);
+        sz += exp(((double)s->z[o + (c / v->cb) * v->scb + c % v->cb] - mz) * inv_tau);
     }
     const double lst = log(st), lsz = log(sz);
     double kl = 0.0;
@@ -188,7 +189,7 @@ static double kl_unit(const dg_loss_view *s, const float *t, int64_t p, int64_t 
         const int64_t oc = o + (c / v->cb) * v->scb + c % v->cb;
         const double lp = ((double)t[c * p] - mt) * inv_tau - lst;
         const double lq = ((double)s->z[oc] - mz) * inv_tau - lsz;
-        const double pc = et[c] / st, qc = ez[c] / sz;
+        const double pc = exp(lp), qc = exp(lq);
         kl += pc * (lp - lq);
         s->diff_z[oc] += (float)(gcoef * (qc - pc));
     }
@@ -199,7 +200,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
         double tau, double lambda) {
     DG_ASSERT(tau > 0.0);
     const dg_chw *v = &s->v;
-    DG_ASSERT(v->c >= 1 && v->c < DG_LOSS_IGNORE);
+    DG_ASSERT(v->c >= 1);
     const int64_t rows = v->n * v->h, p = v->h * v->w;
     int64_t n_valid = v->n * p;
     if (label) {
@@ -207,7 +208,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
 #pragma omp parallel for schedule(static) reduction(+ : n_valid)
         for (int64_t i = 0; i < v->n * p; i++) {
             check_label(label[i], v->c);
-            n_valid += label[i] != DG_LOSS_IGNORE;
+            n_valid += !is_ignored(label[i], v->c);
         }
     }
     if (n_valid == 0) return 0.0;
@@ -219,7 +220,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
         for (int64_t r = chunk_row(rows, k); r < chunk_row(rows, k + 1); r++) {
             const int64_t n = r / v->h, h = r % v->h;
             for (int64_t w = 0; w < v->w; w++) {
-                if (label && label[r * v->w + w] == DG_LOSS_IGNORE) continue;
+                if (label && is_ignored(label[r * v->w + w], v->c)) continue;
                 const float *t = teacher + n * v->c * p + h * v->w + w;
                 sum += kl_unit(s, t, p, n, h, w, 1.0 / tau, gcoef);
             }

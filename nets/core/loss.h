@@ -23,7 +23,7 @@
 
 #include "layer.h"
 
-#define DG_LOSS_IGNORE 255 /* label value that contributes nothing */
+#define DG_LOSS_IGNORE 255 /* label value that contributes nothing (nets with < 255 classes) */
 
 /* What a loss term (SAF, MESA) sees and adds to: the logits and their
  * gradient in the loss's layout. Valid after dg_loss_ce_compute. */

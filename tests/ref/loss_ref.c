@@ -17,7 +17,7 @@ double ref_ce(int64_t n, int64_t c, int64_t p, const double *logits, const int32
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < p; j++) {
             int32_t y = label[i * p + j];
-            if (y == 255) continue;
+            if (c < 255 && y == 255) continue; /* 255 is a class from C = 255 on */
             double w = weights ? weights[y] : 1.0;
             const double *z = logits + i * c * p + j;
             num += w * (lse(z, c, p, 1.0) - z[y * p]);
@@ -31,7 +31,7 @@ double ref_ce(int64_t n, int64_t c, int64_t p, const double *logits, const int32
                 double l = lse(z, c, p, 1.0);
                 for (int64_t k = 0; k < c; k++) {
                     double g = 0.0;
-                    if (y != 255 && den > 0.0) {
+                    if ((c >= 255 || y != 255) && den > 0.0) {
                         double w = weights ? weights[y] : 1.0;
                         g = scale * w * (exp(z[k * p] - l) - (k == y ? 1.0 : 0.0)) / den;
                     }
@@ -44,11 +44,11 @@ double ref_ce(int64_t n, int64_t c, int64_t p, const double *logits, const int32
 double ref_kl(int64_t n, int64_t c, int64_t p, const double *teacher, const double *student,
         const int32_t *label, double tau, double lambda, double *grad) {
     int64_t n_valid = 0;
-    for (int64_t i = 0; i < n * p; i++) n_valid += !label || label[i] != 255;
+    for (int64_t i = 0; i < n * p; i++) n_valid += !label || c >= 255 || label[i] != 255;
     double sum = 0.0;
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < p; j++) {
-            int on = !label || label[i * p + j] != 255;
+            int on = !label || c >= 255 || label[i * p + j] != 255;
             const double *t = teacher + i * c * p + j, *z = student + i * c * p + j;
             double lt = lse(t, c, p, 1.0 / tau), lz = lse(z, c, p, 1.0 / tau);
             for (int64_t k = 0; k < c; k++) {

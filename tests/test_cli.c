@@ -1,0 +1,527 @@
+/* tests/test_cli.c -- the real `dgseg` binary as users run it (DESIGN.md
+ * §4 exit codes, §9 reliability): every check forks and execs the dgseg
+ * of the same build (DG_DGSEG_PATH), captures its stdout and stderr into
+ * files and waits with a time limit, so that a hang fails the test instead
+ * of blocking CI. SIGTERM and SIGINT during training write a loadable
+ * checkpoint and exit 1, and a resume from it completes; --version, --help,
+ * an unknown command, a missing config, an unknown key, a bad override, a
+ * truncated checkpoint and a truncated PNG give the documented exit code
+ * and a message naming what is wrong; a checkpoint folder that becomes
+ * read-only stops the run with exit 1 and the previous checkpoint intact
+ * (skipped as root, whom permissions do not stop).
+ *
+ * The test process itself runs no OpenMP: dgseg does the work. A dgseg
+ * child dies with the test (PR_SET_PDEATHSIG), so a test killed by Check's
+ * timeout leaves no training behind. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "nets/core/safetensors.h"
+
+#ifndef DG_DGSEG_PATH
+#error "DG_DGSEG_PATH (the dgseg executable of this build) must be defined by CMake"
+#endif
+
+#define TIMEOUT_S 90.0 /* one dgseg command; the test case allows more */
+
+extern char **environ;
+
+static char dir[64];
+
+/* fontconfig, loaded by PLplot when a run draws curves.png, keeps caches
+ * LeakSanitizer cannot trace back to a root (see tests/test_report.c): a
+ * sanitizer build of dgseg gets this suppression list through LSAN_OPTIONS,
+ * so that its exit code is dgseg's own. Other builds ignore it. */
+static const char *LSAN_SUPP = "leak:libfontconfig.so\n";
+
+static void setup(void) {
+    make_tmpdir(dir, "cli");
+    char p[128];
+    snprintf(p, sizeof(p), "%s/lsan.supp", dir);
+    write_file(p, LSAN_SUPP, strlen(LSAN_SUPP));
+}
+static void teardown(void) { remove_tree(dir, 8); }
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The whole file, NUL-terminated (dg_free it), or NULL when it cannot be
+ * opened (read_file fails the test instead). */
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = dg_xmalloc(cap);
+    size_t got;
+    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += got;
+        if (cap - len < 2) {
+            cap *= 2;
+            buf = dg_xrealloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    if (n) *n = len;
+    return buf;
+}
+
+/* This process's environment with dir/lsan.supp added to LSAN_OPTIONS
+ * (dg_free the array; its strings but the last belong to environ). */
+static char **child_env(char *lsan, size_t size) {
+    const char *old = getenv("LSAN_OPTIONS");
+    snprintf(lsan, size, "LSAN_OPTIONS=%s%ssuppressions=%s/lsan.supp", old ? old : "",
+            old && old[0] ? ":" : "", dir);
+    size_t n = 0;
+    while (environ[n]) n++;
+    char **env = dg_xcalloc(n + 2, sizeof(*env));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "LSAN_OPTIONS=", 13)) env[k++] = environ[i];
+    env[k] = lsan;
+    return env;
+}
+
+/* Starts `dgseg args...` (args NULL-terminated) in dir, stdin from
+ * /dev/null, stdout and stderr into dir/<tag>.out and dir/<tag>.err. */
+static pid_t spawn(const char *tag, const char *const *args) {
+    char out[128], err[128], lsan[1024];
+    snprintf(out, sizeof(out), "%s/%s.out", dir, tag);
+    snprintf(err, sizeof(err), "%s/%s.err", dir, tag);
+    const char *argv[32] = {DG_DGSEG_PATH};
+    int argc = 1;
+    for (; args[argc - 1]; argc++) {
+        ck_assert_int_lt(argc, 31);
+        argv[argc] = args[argc - 1];
+    }
+    argv[argc] = NULL;
+    char **env = child_env(lsan, sizeof(lsan));
+    const pid_t parent = getpid();
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    if (pid < 0) dg_free(env);
+    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* the child: only async-signal-safe calls until exec */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        const int in = open("/dev/null", O_RDONLY);
+        const int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || fo < 0 || fe < 0 || chdir(dir) != 0) _exit(127);
+        if (dup2(in, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
+        execve(DG_DGSEG_PATH, (char *const *)argv, env);
+        _exit(127);
+    }
+    dg_free(env);
+    return pid;
+}
+
+/* The exit code of pid (128 + signal when a signal ended it), or -1 when
+ * it is still running after timeout_s: it is then killed and reaped. */
+static int wait_exit(pid_t pid, double timeout_s) {
+    const double end = now_s() + timeout_s;
+    for (;;) {
+        int status;
+        const pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        ck_assert_msg(r == 0, "waitpid: %s", strerror(errno));
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            return -1;
+        }
+        sleep_ms(20);
+    }
+}
+
+/* What dgseg wrote to stderr (dg_free it; "" when nothing). */
+static char *err_of(const char *tag) {
+    char p[128];
+    snprintf(p, sizeof(p), "%s/%s.err", dir, tag);
+    char *s = slurp(p, NULL);
+    return s ? s : dg_xstrdup("");
+}
+
+/* Runs `dgseg args...` to the end; returns its exit code and, when err is
+ * not NULL, its stderr. A run past TIMEOUT_S fails the test. */
+static int run_dgseg(const char *tag, const char *const *args, char **err) {
+    const int rc = wait_exit(spawn(tag, args), TIMEOUT_S);
+    char *e = err_of(tag);
+    if (rc < 0) {
+        ck_abort_msg("dgseg %s: still running after %.0f s (killed); stderr:\n%s", args[0],
+                TIMEOUT_S, e);
+    }
+    if (err) *err = e;
+    else dg_free(e);
+    return rc;
+}
+
+/* ---- data, configs, checkpoints ----------------------------------------- */
+
+static void make_synth(void) {
+    char out[128];
+    snprintf(out, sizeof(out), "%s/synth", dir);
+    const char *args[] = {"synth", "--out", out, "--width", "64", "--height", "32",
+            "--per-domain", "4", NULL};
+    char *err;
+    const int rc = run_dgseg("synth", args, &err);
+    ck_assert_msg(rc == 0, "dgseg synth: exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+
+/* DeepLabv3+ R18 on 32 x 32 crops, two images a step, a log line every
+ * step, far more steps than any test waits for and no periodic checkpoint
+ * (overrides set train.iterations / train.checkpoint_every where needed). */
+static const char *SEG_CFG =
+        "[data]\nsources = gtav:%s/synth/gtav\ntargets = cityscapes:%s/synth/cityscapes\n"
+        "crop_size = 32\nworkers = 1\nclass_uniform_tile = 16\n"
+        "[model]\nname = deeplabv3plus-r18\n"
+        "[optim]\nmethod = erm\n"
+        "[train]\niterations = 100000\nbatch_size = 2\nlog_every = 1\n"
+        "checkpoint_every = 100000\n";
+
+static void write_cfg(char *path, size_t size, const char *name, const char *body) {
+    snprintf(path, size, "%s/%s.ini", dir, name);
+    char text[2048];
+    snprintf(text, sizeof(text), body, dir, dir);
+    write_file(path, text, strlen(text));
+}
+
+/* The "step" metadata of a checkpoint, after checking that it opens (-1
+ * when the metadata is missing). */
+static long checkpoint_step(const char *path) {
+    dg_tensor_reader rd;
+    ck_assert_msg(dg_tensor_reader_open(&rd, path) == DG_STATUS_OK, "%s does not load", path);
+    ck_assert_uint_gt(dg_tensor_reader_count(&rd), 0);
+    const char *v = dg_tensor_reader_metadata(&rd, "step");
+    const long step = v ? strtol(v, NULL, 10) : -1;
+    dg_tensor_reader_close(&rd);
+    return step;
+}
+
+/* Waits until `file` exists and (when needle is not NULL) holds needle,
+ * while pid runs. Returns false when pid ended first (*rc gets its exit
+ * code) or after timeout_s (pid is then killed, *rc = -1). */
+static bool wait_for_file(pid_t pid, const char *file, const char *needle, double timeout_s,
+        int *rc) {
+    const double end = now_s() + timeout_s;
+    for (;;) {
+        char *s = slurp(file, NULL);
+        const bool found = s && (!needle || strstr(s, needle));
+        dg_free(s);
+        if (found) return true;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            return false;
+        }
+        if (now_s() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            *rc = -1;
+            return false;
+        }
+        sleep_ms(20);
+    }
+}
+
+/* ---- signals ---------------------------------------------------------------- */
+
+/* Training gets sig once its first step is logged: it must finish the
+ * step, write checkpoints/last.safetensors (step > 0), say so and exit 1;
+ * train.resume=true with train.iterations one above that step completes
+ * (with the final evaluation and reports when evaluate, else with
+ * data.targets emptied: the evaluation takes longer than the step). */
+static void interrupt_case(int sig, bool evaluate) {
+    make_synth();
+    char cfg[128], out[192], run[160], metrics[192], ckpt[192];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(out, sizeof(out), "output.dir=%s", run);
+    snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", run);
+    snprintf(ckpt, sizeof(ckpt), "%s/checkpoints/last.safetensors", run);
+    const char *args[] = {"train", cfg, out, NULL};
+    const pid_t pid = spawn("train", args);
+    int rc = 0;
+    if (!wait_for_file(pid, metrics, "\"step\":1,", TIMEOUT_S, &rc)) {
+        char *e = err_of("train");
+        ck_abort_msg("training never logged step 1 (exit %d; -1: killed after %.0f s):\n%s", rc,
+                TIMEOUT_S, e);
+    }
+    ck_assert_int_eq(kill(pid, sig), 0);
+    rc = wait_exit(pid, TIMEOUT_S);
+    char *err = err_of("train");
+    ck_assert_msg(rc == 1 && strstr(err, "interrupted") && strstr(err, "checkpoint saved"),
+            "%s: exit %d (want 1 with 'interrupted ... checkpoint saved'):\n%s", strsignal(sig),
+            rc, err);
+    dg_free(err);
+    const long step = checkpoint_step(ckpt);
+    ck_assert_msg(step > 0, "%s: step %ld after %s", ckpt, step, strsignal(sig));
+
+    char iters[64], from[64];
+    snprintf(iters, sizeof(iters), "train.iterations=%ld", step + 1);
+    snprintf(from, sizeof(from), "from step %ld", step);
+    const char *again[] = {"train", cfg, out, "train.resume=true", iters,
+            evaluate ? NULL : "data.targets=", NULL};
+    rc = run_dgseg("resume", again, &err);
+    ck_assert_msg(rc == 0 && strstr(err, from), "resume to step %ld: exit %d (want 0, '%s'):\n%s",
+            step + 1, rc, from, err);
+    dg_free(err);
+    ck_assert_int_eq(checkpoint_step(ckpt), step + 1);
+    if (!evaluate) return;
+    char res[192];
+    snprintf(res, sizeof(res), "%s/results.json", run);
+    ck_assert_msg(access(res, R_OK) == 0, "%s missing after the resumed run", res);
+}
+
+START_TEST(sigterm_during_training_checkpoints_exits_1_and_resumes) { interrupt_case(SIGTERM, true); }
+END_TEST
+
+START_TEST(sigint_during_training_checkpoints_exits_1_and_resumes) { interrupt_case(SIGINT, false); }
+END_TEST
+
+/* ---- exit codes ---------------------------------------------------------- */
+
+START_TEST(version_and_help_exit_0) {
+    const char *version[] = {"--version", NULL};
+    ck_assert_int_eq(run_dgseg("version", version, NULL), 0);
+    char p[128];
+    snprintf(p, sizeof(p), "%s/version.out", dir);
+    char *out = read_file(p, NULL);
+    ck_assert_msg(!strncmp(out, "dgseg ", 6) && strstr(out, DG_VERSION), "%s", out);
+    dg_free(out);
+    const char *help[] = {"--help", NULL};
+    ck_assert_int_eq(run_dgseg("help", help, NULL), 0);
+    snprintf(p, sizeof(p), "%s/help.out", dir);
+    out = read_file(p, NULL);
+    ck_assert_msg(strstr(out, "usage: dgseg") && strstr(out, "train"), "%s", out);
+    dg_free(out);
+    const char *train_help[] = {"train", "--help", NULL};
+    ck_assert_int_eq(run_dgseg("train-help", train_help, NULL), 0);
+}
+END_TEST
+
+START_TEST(unknown_command_and_bad_usage_exit_2) {
+    char *err;
+    const char *unknown[] = {"frobnicate", NULL};
+    int rc = run_dgseg("unknown", unknown, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "frobnicate"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+    const char *none[] = {NULL};
+    ck_assert_int_eq(run_dgseg("none", none, NULL), 2);
+    const char *no_config[] = {"train", NULL};
+    ck_assert_int_eq(run_dgseg("no-config", no_config, NULL), 2);
+    const char *bad_flag[] = {"eval", "x.ini", "--no-such-flag", NULL};
+    rc = run_dgseg("bad-flag", bad_flag, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "--no-such-flag"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
+/* app/config.h: a file that cannot be read is a runtime failure (1), not a
+ * configuration error; the message names it. */
+START_TEST(missing_config_file_exits_1_naming_it) {
+    char cfg[128];
+    snprintf(cfg, sizeof(cfg), "%s/no-such.ini", dir);
+    const char *args[] = {"train", cfg, NULL};
+    char *err;
+    const int rc = run_dgseg("missing", args, &err);
+    ck_assert_msg(rc == 1 && strstr(err, cfg), "exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
+START_TEST(unknown_config_key_exits_2_naming_file_line_and_key) {
+    char cfg[128];
+    write_cfg(cfg, sizeof(cfg), "bad-key",
+            "[data]\nsources = gtav:%s/synth/gtav\n\n[train]\niterations = 3\nbogus_key = 1\n");
+    const char *args[] = {"train", cfg, NULL};
+    char *err, where[160];
+    int rc = run_dgseg("bad-key", args, &err);
+    snprintf(where, sizeof(where), "%s:6", cfg);
+    ck_assert_msg(rc == 2 && strstr(err, where) && strstr(err, "bogus_key"),
+            "exit %d (want 2 naming '%s' and 'bogus_key'):\n%s", rc, where, err);
+    dg_free(err);
+    /* verify and eval read configs the same way */
+    const char *verify[] = {"verify", cfg, NULL};
+    rc = run_dgseg("bad-key-verify", verify, &err);
+    ck_assert_msg(rc == 2 && strstr(err, where), "verify: exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
+START_TEST(bad_override_value_exits_2_naming_the_key) {
+    char cfg[128];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    char *err;
+    const char *not_int[] = {"train", cfg, "train.iterations=abc", NULL};
+    int rc = run_dgseg("not-int", not_int, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "train.iterations") && strstr(err, "abc"),
+            "exit %d:\n%s", rc, err);
+    dg_free(err);
+    const char *range[] = {"train", cfg, "train.batch_size=0", NULL};
+    rc = run_dgseg("range", range, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "train.batch_size"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+    const char *key[] = {"train", cfg, "train.no_such_key=1", NULL};
+    rc = run_dgseg("override-key", key, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "no_such_key"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
+/* A real checkpoint (one step, no final evaluation), cut to half its
+ * size: eval exits 1 and names the file. */
+START_TEST(eval_of_truncated_checkpoint_exits_1_naming_it) {
+    make_synth();
+    char cfg[128], out[160], ckpt[192];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    snprintf(out, sizeof(out), "output.dir=%s/run", dir);
+    snprintf(ckpt, sizeof(ckpt), "%s/run/checkpoints/last.safetensors", dir);
+    const char *train[] = {"train", cfg, out, "train.iterations=1", "data.targets=", NULL};
+    char *err;
+    int rc = run_dgseg("train", train, &err);
+    ck_assert_msg(rc == 0, "one-step training: exit %d:\n%s", rc, err);
+    dg_free(err);
+    ck_assert_int_eq(checkpoint_step(ckpt), 1);
+    size_t n;
+    char *bytes = read_file(ckpt, &n);
+    char cut[128];
+    snprintf(cut, sizeof(cut), "%s/cut.safetensors", dir);
+    write_file(cut, bytes, n / 2);
+    dg_free(bytes);
+    const char *eval[] = {"eval", cfg, "--checkpoint", cut, NULL};
+    rc = run_dgseg("eval", eval, &err);
+    ck_assert_msg(rc == 1 && strstr(err, cut), "exit %d (want 1 naming %s):\n%s", rc, cut, err);
+    dg_free(err);
+    /* the intact checkpoint evaluates: the failure above is the truncation */
+    const char *good[] = {"eval", cfg, "--checkpoint", ckpt, NULL};
+    rc = run_dgseg("eval-good", good, &err);
+    ck_assert_msg(rc == 0, "eval of %s: exit %d:\n%s", ckpt, rc, err);
+    dg_free(err);
+}
+END_TEST
+
+/* A truncated source image: verify exits 1 naming it (data.on_bad_sample
+ * = fail, the default), 0 when training would skip it. */
+START_TEST(verify_of_truncated_png_exits_1_naming_it) {
+    make_synth();
+    char cfg[128], png[128];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    const char *args[] = {"verify", cfg, NULL};
+    char *err;
+    int rc = run_dgseg("verify-clean", args, &err);
+    ck_assert_msg(rc == 0, "verify of clean synth data: exit %d:\n%s", rc, err);
+    dg_free(err);
+    snprintf(png, sizeof(png), "%s/synth/gtav/images/00002.png", dir);
+    size_t n;
+    char *bytes = read_file(png, &n);
+    write_file(png, bytes, n / 3);
+    dg_free(bytes);
+    rc = run_dgseg("verify", args, &err);
+    ck_assert_msg(rc == 1 && strstr(err, png), "exit %d (want 1 naming %s):\n%s", rc, png, err);
+    dg_free(err);
+    const char *skip[] = {"verify", cfg, "data.on_bad_sample=skip", NULL};
+    ck_assert_int_eq(run_dgseg("verify-skip", skip, NULL), 0);
+}
+END_TEST
+
+/* ---- disk trouble while checkpointing -------------------------------------- */
+
+/* Checkpoints every 2 steps; once the first is there its folder becomes
+ * read-only: the next write fails, the run stops with exit 1 and a
+ * message, and the checkpoint already written keeps its bytes. */
+START_TEST(unwritable_checkpoint_folder_stops_with_the_previous_checkpoint_intact) {
+    if (getuid() == 0) {
+        fprintf(stderr, "cli: unwritable_checkpoint_folder... skipped: running as root, whom "
+                        "a read-only folder does not stop\n");
+        return;
+    }
+    make_synth();
+    char cfg[128], out[192], run[160], ckdir[192], ckpt[224];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(out, sizeof(out), "output.dir=%s", run);
+    snprintf(ckdir, sizeof(ckdir), "%s/checkpoints", run);
+    snprintf(ckpt, sizeof(ckpt), "%s/last.safetensors", ckdir);
+    const char *args[] = {"train", cfg, out, "train.checkpoint_every=2", NULL};
+    const pid_t pid = spawn("train", args);
+    int rc = 0;
+    if (!wait_for_file(pid, ckpt, NULL, TIMEOUT_S, &rc)) {
+        char *e = err_of("train");
+        ck_abort_msg("no first checkpoint (exit %d; -1: killed after %.0f s):\n%s", rc,
+                TIMEOUT_S, e);
+    }
+    if (chmod(ckdir, 0555) != 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ck_abort_msg("chmod %s: %s", ckdir, strerror(errno));
+    }
+    /* nothing can replace the file from here on: these are its bytes */
+    size_t n;
+    char *before = read_file(ckpt, &n);
+    rc = wait_exit(pid, TIMEOUT_S);
+    chmod(ckdir, 0755);
+    char *err = err_of("train");
+    ck_assert_msg(rc == 1 && strstr(err, ckpt) && strstr(err, "could not be written") &&
+                    strstr(err, "intact"),
+            "exit %d (want 1 naming %s, 'could not be written ... intact'):\n%s", rc, ckpt, err);
+    dg_free(err);
+    size_t n_after;
+    char *after = read_file(ckpt, &n_after);
+    ck_assert_msg(n_after == n && !memcmp(before, after, n), "%s changed", ckpt);
+    dg_free(before);
+    dg_free(after);
+    const long step = checkpoint_step(ckpt);
+    ck_assert_msg(step >= 2 && step % 2 == 0, "%s: step %ld", ckpt, step);
+}
+END_TEST
+
+Suite *cli_suite(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("exit_codes");
+    tcase_set_timeout(tc, 240);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, version_and_help_exit_0);
+    tcase_add_test(tc, unknown_command_and_bad_usage_exit_2);
+    tcase_add_test(tc, missing_config_file_exits_1_naming_it);
+    tcase_add_test(tc, unknown_config_key_exits_2_naming_file_line_and_key);
+    tcase_add_test(tc, bad_override_value_exits_2_naming_the_key);
+    tcase_add_test(tc, eval_of_truncated_checkpoint_exits_1_naming_it);
+    tcase_add_test(tc, verify_of_truncated_png_exits_1_naming_it);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("reliability");
+    tcase_set_timeout(tc, 300);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, sigterm_during_training_checkpoints_exits_1_and_resumes);
+    tcase_add_test(tc, sigint_during_training_checkpoints_exits_1_and_resumes);
+    tcase_add_test(tc, unwritable_checkpoint_folder_stops_with_the_previous_checkpoint_intact);
+    suite_add_tcase(s, tc);
+    return s;
+}
