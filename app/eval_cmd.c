@@ -107,6 +107,15 @@ dg_status dg_ckpt_weights_resolve(dg_ckpt_weights *w, const dg_tensor_reader *rd
                 method ? method : "optimizer");
         return DG_STATUS_OK;
     }
+    /* Only these evaluate weights other than the live ones; the others
+     * (ERM, SAM, ASAM, Lookbehind, DGSAM, SAF) need not be recreated, and
+     * SAF's bank could not be (it is shaped by the training set). */
+    if (strcmp(method, "lookahead") && strcmp(method, "swad") && strcmp(method, "mesa")) {
+        w->label = "live weights";
+        w->note = dg_xasprintf("live weights of %s (what %s evaluates, step %s)", path, method,
+                step ? step : "?");
+        return DG_STATUS_OK;
+    }
     const char *text = dg_tensor_reader_metadata(rd, "config");
     if (!text) {
         dg_log_error("%s: holds the state of method '%s' but no metadata 'config' to recreate "
