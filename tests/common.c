@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include "data/synth.h"
+
 #include "alloc_hook.h"
 
 #include <dirent.h>
@@ -229,4 +231,18 @@ void assert_steps_allocate_nothing(step_fn step, void *ctx, int n_steps) {
             (unsigned long long)heap.own, n_steps);
     fprintf(stderr, "%d steps: %llu heap allocations inside oneDNN's execute calls\n", n_steps,
             (unsigned long long)heap.all);
+}
+
+void make_tiny_synth(const char *out, int width, int height, int per_domain) {
+    dg_synth_opts so;
+    dg_synth_opts_default(&so);
+    so.width = width;
+    so.height = height;
+    so.per_domain = per_domain;
+    dg_synth_summary sum;
+    capture cap;
+    capture_begin(&cap);
+    dg_status st = dg_synth_generate(out, &so, &sum);
+    dg_free(capture_end(&cap));
+    ck_assert_int_eq(st, DG_STATUS_OK);
 }

@@ -104,4 +104,8 @@ typedef struct capture {
 } capture;
 void capture_begin(capture *c);
 char *capture_end(capture *c); /* dg_free the text */
+
+/* `dgseg synth` output at out: width x height frames, per_domain frames per
+ * domain, its log swallowed; asserts success. */
+void make_tiny_synth(const char *out, int width, int height, int per_domain);
 #endif

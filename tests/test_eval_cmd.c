@@ -33,7 +33,6 @@
 #include "common.h"
 #include "data/png_io.h"
 #include "data/seg_dataset.h"
-#include "data/synth.h"
 #include "eval/metrics.h"
 #include "nets/core/weights.h"
 
@@ -60,23 +59,14 @@ static void remove_dir(void) { remove_tree(dir, 10); }
 /* Checked: synth data and the training run, once. */
 static void train_once(void) {
     if (access(ckpt, F_OK) == 0) return;
-    dg_synth_opts so;
-    dg_synth_opts_default(&so);
-    so.width = 64;
-    so.height = 32;
-    so.per_domain = 6;
-    dg_synth_summary sum;
-    capture cap;
-    capture_begin(&cap);
-    dg_status st = dg_synth_generate(synth_dir, &so, &sum);
-    dg_free(capture_end(&cap));
-    ck_assert_int_eq(st, DG_STATUS_OK);
+    make_tiny_synth(synth_dir, 64, 32, 6);
     char text[1024];
     snprintf(text, sizeof(text), CFG, synth_dir, synth_dir);
     write_file(cfg_path, text, strlen(text));
     char out[128];
     snprintf(out, sizeof(out), "output.dir=%s/run", dir);
     char *argv[] = {"train", cfg_path, out, NULL};
+    capture cap;
     capture_begin(&cap);
     int rc = dg_train_main(3, argv);
     char *log = capture_end(&cap);

@@ -19,7 +19,6 @@
 #include "common.h"
 #include "data/fsutil.h"
 #include "data/image_cv.h"
-#include "data/synth.h"
 #include "nets/core/weights.h"
 
 static char dir[64];
@@ -28,17 +27,7 @@ static char synth_dir[128];
 static void setup_synth(void) {
     make_tmpdir(dir, "train");
     snprintf(synth_dir, sizeof(synth_dir), "%.64s/synth", dir);
-    dg_synth_opts so;
-    dg_synth_opts_default(&so);
-    so.width = 64;
-    so.height = 32;
-    so.per_domain = 6;
-    dg_synth_summary sum;
-    capture cap;
-    capture_begin(&cap);
-    dg_status st = dg_synth_generate(synth_dir, &so, &sum);
-    dg_free(capture_end(&cap));
-    ck_assert_int_eq(st, DG_STATUS_OK);
+    make_tiny_synth(synth_dir, 64, 32, 6);
 }
 static void remove_all(void) { remove_tree(dir, 8); }
 
