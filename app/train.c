@@ -75,8 +75,10 @@ typedef struct run {
     int test_domain;               /* dataset index of the held-out domain */
     int train_domain[MAX_DOM];     /* dataset index of loader slot k */
     dg_holdout_split split[MAX_DOM]; /* per dataset domain */
-    dg_rfmnist_source rf_src;
+    dg_rfmnist_source rf_src;      /* the training loaders' sources */
     dg_domainbed_source db_src;
+    dg_rfmnist_source ev_rf_src;   /* the evaluation passes' (one domain each) */
+    dg_domainbed_source ev_db_src;
     /* loaders */
     dg_loader *loader;
     dg_loader *refresh;
@@ -209,18 +211,24 @@ static dg_status open_cls_data(run *r, dg_dataset_spec *spec) {
     return DG_STATUS_OK;
 }
 
-static void cls_source(run *r, dg_sample_source *src, bool train) {
+/* Binds src to the dataset's loader slots -> dataset domains map `domain`:
+ * the training loaders' source (train = true: training augmentation) or
+ * the evaluation passes' own one, so an evaluation never redirects what a
+ * training loader reads (its workers read the source while they run). */
+static void cls_source(run *r, dg_sample_source *src, bool train, const int *domain) {
     if (r->has_rf) {
-        r->rf_src.ds = &r->rf;
-        memcpy(r->rf_src.domain, r->train_domain, sizeof(r->train_domain));
-        dg_rfmnist_source_bind(&r->rf_src, src);
+        dg_rfmnist_source *rs = train ? &r->rf_src : &r->ev_rf_src;
+        rs->ds = &r->rf;
+        memcpy(rs->domain, domain, sizeof(rs->domain));
+        dg_rfmnist_source_bind(rs, src);
     } else {
-        r->db_src.ds = &r->db;
-        memcpy(r->db_src.domain, r->train_domain, sizeof(r->train_domain));
-        dg_cls_aug_cfg_default(&r->db_src.aug);
-        r->db_src.aug.size = (int)r->cfg->image_size;
-        r->db_src.train = train && r->cfg->augment;
-        dg_domainbed_source_bind(&r->db_src, src);
+        dg_domainbed_source *ds = train ? &r->db_src : &r->ev_db_src;
+        ds->ds = &r->db;
+        memcpy(ds->domain, domain, sizeof(ds->domain));
+        dg_cls_aug_cfg_default(&ds->aug);
+        ds->aug.size = (int)r->cfg->image_size;
+        ds->train = train && r->cfg->augment;
+        dg_domainbed_source_bind(ds, src);
     }
 }
 
@@ -237,7 +245,7 @@ static dg_status make_loader(run *r, bool refresh, long drawn) {
     dg_loader_cfg lc;
     loader_base(cfg, &lc);
     if (seg) dg_seg_train_source_bind(&r->seg_src, &lc.src);
-    else cls_source(r, &lc.src, true);
+    else cls_source(r, &lc.src, true, r->train_domain);
     lc.n_domains = r->S;
     for (int k = 0; k < r->S; k++) {
         if (seg) {
@@ -379,11 +387,8 @@ static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool o
     *ce = NAN;
     dg_loader_cfg lc;
     loader_base(r->cfg, &lc);
-    int saved[MAX_DOM];
-    memcpy(saved, r->train_domain, sizeof(saved));
-    r->train_domain[0] = d; /* slot 0 of this pass reads domain d */
-    cls_source(r, &lc.src, false);
-    memcpy(r->train_domain, saved, sizeof(saved));
+    int slots[MAX_DOM] = {d}; /* slot 0 of this pass reads domain d */
+    cls_source(r, &lc.src, false, slots);
     lc.n_domains = 1;
     lc.dom[0].n = out ? sp->n_out : sp->n_in;
     lc.dom[0].items = out ? sp->out : sp->in;

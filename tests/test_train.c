@@ -76,6 +76,28 @@ static void expect_same_checkpoints(const char *a, const char *b) {
     dg_free(bb);
 }
 
+/* The tensor bytes (after the header, whose metadata holds the resolved
+ * configuration) of run folders a and b are identical. */
+static void expect_same_tensor_data(const char *a, const char *b) {
+    char pa[256], pb[256];
+    snprintf(pa, sizeof(pa), "%s/checkpoints/last.safetensors", a);
+    snprintf(pb, sizeof(pb), "%s/checkpoints/last.safetensors", b);
+    size_t na, nb;
+    char *ba = read_file(pa, &na), *bb = read_file(pb, &nb);
+    ck_assert(na >= 8 && nb >= 8);
+    uint64_t ha = 0, hb = 0;
+    for (int i = 7; i >= 0; i--) { /* little-endian header lengths */
+        ha = (ha << 8) | (unsigned char)ba[i];
+        hb = (hb << 8) | (unsigned char)bb[i];
+    }
+    ck_assert(8 + ha <= na && 8 + hb <= nb);
+    ck_assert_uint_eq(na - 8 - ha, nb - 8 - hb);
+    ck_assert_msg(!memcmp(ba + 8 + ha, bb + 8 + hb, na - 8 - ha), "tensors of %s and %s differ",
+            pa, pb);
+    dg_free(ba);
+    dg_free(bb);
+}
+
 static void resume_case(const char *name, const char *extra) {
     char *cfg = write_cfg(name, SEG_CFG);
     char a[128], b[128];
@@ -403,6 +425,42 @@ START_TEST(swad_classification_reports_its_average) {
 }
 END_TEST
 
+/* Evaluations must not change training: the same run with an evaluation
+ * after every step and with none writes the same checkpoint bytes (an
+ * evaluation once re-pointed the training loader's source at the test
+ * domain and switched its augmentation off). */
+START_TEST(classification_evaluations_do_not_change_training) {
+    char root[128];
+    snprintf(root, sizeof(root), "%.64s/db-ev", dir);
+    make_domainbed_tree(root);
+    char path[256], text[1024];
+    snprintf(path, sizeof(path), "%s/db-ev.ini", dir);
+    snprintf(text, sizeof(text),
+            "[data]\ndataset = domainbed:%s\ntest_domains = env1\nimage_size = 32\n"
+            "workers = 1\n[model]\nname = resnet18\n[optim]\nmethod = erm\nbase = adam\n"
+            "lr = 1e-3\nweight_decay = 0\nschedule = constant\n"
+            "[train]\niterations = 4\nbatch_size = 2\nlog_every = 1\n[eval]\nbatch_size = 4\n",
+            root);
+    write_file(path, text, strlen(text));
+    char a[128], b[128];
+    snprintf(a, sizeof(a), "%.64s/db-ev-each", dir);
+    snprintf(b, sizeof(b), "%.64s/db-ev-none", dir);
+    const char *each[] = {"train.eval_every=1", NULL}, *none[] = {"train.eval_every=0", NULL};
+    char *log;
+    int rc = train_v(path, a, each, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "step 3: training-domain validation"), "rc %d:\n%s", rc,
+            log);
+    dg_free(log);
+    rc = train_v(path, b, none, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char pa[256], pb[256];
+    snprintf(pa, sizeof(pa), "%s/test-env1", a);
+    snprintf(pb, sizeof(pb), "%s/test-env1", b);
+    expect_same_tensor_data(pa, pb);
+}
+END_TEST
+
 /* One image per forward pass would abort in ASPP's image-pooling BN:
  * refused as a configuration error (exit 2) naming train.batch_size. */
 START_TEST(one_image_per_forward_is_a_config_error) {
@@ -443,6 +501,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, rotated_fmnist_leave_one_out_runs);
     tcase_add_test(tc, domainbed_evaluation_and_selection);
     tcase_add_test(tc, swad_classification_reports_its_average);
+    tcase_add_test(tc, classification_evaluations_do_not_change_training);
     suite_add_tcase(s, tc);
     return s;
 }
