@@ -79,7 +79,7 @@ static void expect_same_checkpoints(const char *a, const char *b) {
 /* The tensor bytes (after the header, whose metadata holds the resolved
  * configuration) of run folders a and b are identical. */
 static void expect_same_tensor_data(const char *a, const char *b) {
-    char pa[256], pb[256];
+    char pa[512], pb[512];
     snprintf(pa, sizeof(pa), "%s/checkpoints/last.safetensors", a);
     snprintf(pb, sizeof(pb), "%s/checkpoints/last.safetensors", b);
     size_t na, nb;
@@ -454,7 +454,7 @@ START_TEST(classification_evaluations_do_not_change_training) {
     rc = train_v(path, b, none, &log);
     ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
     dg_free(log);
-    char pa[256], pb[256];
+    char pa[160], pb[160];
     snprintf(pa, sizeof(pa), "%s/test-env1", a);
     snprintf(pb, sizeof(pb), "%s/test-env1", b);
     expect_same_tensor_data(pa, pb);
