@@ -12,6 +12,11 @@ What a PyTorch user of DomainBed would run, written from the specification (not 
   the concatenated per-domain batches (64 per training domain), per-domain epochs of shuffled
   in-splits that all restart together after floor(min n_in / 64) steps (§12.5; shuffles from
   torch's generator seeded by the trial seed, not dgseg's streams);
+* --match-dgseg: instead, dgseg's initial weights (every tensor of the state dict, in order, from
+  SplitMix64 stream (6, ordinal) seeded by the trial seed: U(-b, b) as float32(b·(2u − 1)) with
+  b = 1/√fan_in, GroupNorm 1 and 0) and dgseg's batches (training slot k's in-split positions
+  shuffled on the continuing stream (3, k) at the start of every epoch, domain-major batches), so
+  the two implementations differ only in floating-point rounding;
 * evaluation (eval mode) after update 1, every --eval-every updates from there and after the last:
   mean accuracy over the training domains' out-splits (training-domain validation) and the test
   domain's in-split; the selected step is the first maximum of the validation score.
@@ -141,6 +146,48 @@ def accuracy(model, x, y, batch=512):
     return correct / len(x)
 
 
+def uniform(r):
+    return (r.next() >> 11) * 2.0 ** -53
+
+
+@torch.no_grad()
+def dgseg_init(model, seed):
+    """dgseg's parameter initialisation (nets/core/params.c, DATASETS.md §12.2 purpose 6)."""
+    # dgseg's parameter order (its checkpoints' order): each conv, then its GroupNorm.
+    names = []
+    for i in range(1, 5):
+        names += [f"featurizer.conv{i}.weight", f"featurizer.conv{i}.bias",
+                  f"featurizer.bn{i - 1}.weight", f"featurizer.bn{i - 1}.bias"]
+    names += ["classifier.weight", "classifier.bias"]
+    sd = model.state_dict()
+    assert sorted(names) == sorted(sd), "MnistCNN's tensors changed"
+    for ordinal, name in enumerate(names):
+        t = sd[name]
+        if ".bn" in name:  # GroupNorm: gamma 1, beta 0
+            t.fill_(1.0 if name.endswith("weight") else 0.0)
+            continue
+        layer = dict(model.named_modules())[name.rsplit(".", 1)[0]]
+        fan_in = layer.weight[0].numel()
+        b = float(np.float32(1.0 / math.sqrt(fan_in)))
+        r = SplitMix64(seed, 6, ordinal)
+        v = np.array([b * (2.0 * uniform(r) - 1.0) for _ in range(t.numel())], np.float32)
+        t.copy_(torch.from_numpy(v).view_as(t))
+
+
+def dgseg_epoch_orders(n_in, seed):
+    """Per training slot k, the in-split positions of each epoch (continuing stream (3, k))."""
+    rngs = [SplitMix64(seed, 3, k) for k in range(len(n_in))]
+
+    def next_epoch():
+        out = []
+        for k, n in enumerate(n_in):
+            a = list(range(n))
+            rngs[k].shuffle(a)
+            out.append(torch.tensor(a))
+        return out
+    return next_epoch
+
+
 def run(domains, test, args):
     torch.manual_seed(args.seed)
     splits = [holdout(len(d[1]), i, args.seed) for i, d in enumerate(domains)]
@@ -149,6 +196,9 @@ def run(domains, test, args):
     steps_per_epoch = min(len(splits[i][0]) for i in train_doms) // per
     gen = torch.Generator().manual_seed(args.seed)
     model = MnistCNN(1, 10)
+    if args.match_dgseg:
+        dgseg_init(model, args.seed)
+        next_epoch = dgseg_epoch_orders([len(splits[i][0]) for i in train_doms], args.seed)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=0)
     evals = []
@@ -156,7 +206,9 @@ def run(domains, test, args):
     order = None
     for t in range(args.steps):
         e, k = divmod(t, steps_per_epoch)
-        if k == 0:
+        if k == 0 and args.match_dgseg:
+            order = [splits[i][0][pos] for i, pos in zip(train_doms, next_epoch())]
+        elif k == 0:
             order = [splits[i][0][torch.randperm(len(splits[i][0]), generator=gen)]
                      for i in train_doms]
         xs, ys = [], []
@@ -198,11 +250,19 @@ def main():
     ap.add_argument("--data-seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--match-dgseg", action="store_true",
+                    help="dgseg's initial weights and batches (only rounding differs)")
+    ap.add_argument("--dump-init", help="write the initial state dict here (torch.save) and stop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     domains = build_domains(args.fmnist_dir, args.data_seed)
     build_s = time.perf_counter() - t0
+    if args.dump_init:
+        m = MnistCNN(1, 10)
+        dgseg_init(m, args.seed)
+        torch.save(m.state_dict(), args.dump_init)
+        return
     runs = [run(domains, d, args) for d in args.test_domains]
     total = time.perf_counter() - t0
     print("| test domain | selected step | val acc | test acc (selected) | test acc (last) |")
