@@ -39,6 +39,7 @@
  * Shape letters: d parameters, n_stats statistics, N samples in the batch,
  * C classes, P = H*W pixels (1 for classification). */
 #include "method_impl.h"
+#include "nets/core/loss.h"
 
 #define MESA_PAR_MIN 65536     /* element-wise loops below this run serially */
 #define MESA_BLOCK 4096        /* units per block of the loss term */
@@ -112,7 +113,7 @@ static double mesa_loss_term(dg_method *m, const dg_logits *lz, int epoch) {
         const size_t lo = k * per, hi = DG_MIN(U, lo + per);
         double s = 0.0;
         for (size_t u = lo; u < hi; u++) {
-            if (label && C < 255 && label[u] == 255) continue; /* 255 is a class from C = 255 on */
+            if (label && dg_loss_is_ignored(label[u], (int64_t)C)) continue;
             const size_t at = (u / P) * C * P + u % P;
             s += dg_method_kl_distill(zt + at, P, z + at, P, diff + at, (int)C, tau, coef);
         }

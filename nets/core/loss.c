@@ -17,12 +17,9 @@
 /* First row of chunk k of `rows` rows. */
 static int64_t chunk_row(int64_t rows, int64_t k) { return rows * k / DG_LOSS_CHUNKS; }
 
-/* 255 marks "no label" for nets with fewer than 255 classes (segmentation
- * labels); with 255 or more classes (DomainNet's 345) it is a class. */
-static bool is_ignored(int32_t y, int64_t c) { return c < DG_LOSS_IGNORE && y == DG_LOSS_IGNORE; }
 
 static void check_label(int32_t y, int64_t c) {
-    DG_ASSERT(is_ignored(y, c) || (y >= 0 && y < c));
+    DG_ASSERT(dg_loss_is_ignored(y, c) || (y >= 0 && y < c));
 }
 
 void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_loss_ce_cfg *cfg) {
@@ -61,7 +58,7 @@ static void ce_count(const dg_loss_ce *l, const int32_t *label, int64_t *n_valid
         for (int64_t i = chunk_row(rows, k) * w; i < chunk_row(rows, k + 1) * w; i++) {
             const int32_t y = label[i];
             check_label(y, c);
-            if (is_ignored(y, c)) continue;
+            if (dg_loss_is_ignored(y, c)) continue;
             nv++;
             s += cw ? (double)cw[y] : 1.0;
         }
@@ -98,7 +95,7 @@ static double ce_row(const dg_loss_ce *l, const float *z, float *dz, int64_t n, 
         }
         for (int64_t w = 0; w < tw; w++) {
             const int32_t yw = lab[w0 + w];
-            if (is_ignored(yw, v->c) || coef == 0.0) {
+            if (dg_loss_is_ignored(yw, v->c) || coef == 0.0) {
                 y[w] = -1, g[w] = 0.f, inv[w] = 0.f;
                 continue;
             }
@@ -208,7 +205,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
 #pragma omp parallel for schedule(static) reduction(+ : n_valid)
         for (int64_t i = 0; i < v->n * p; i++) {
             check_label(label[i], v->c);
-            n_valid += !is_ignored(label[i], v->c);
+            n_valid += !dg_loss_is_ignored(label[i], v->c);
         }
     }
     if (n_valid == 0) return 0.0;
@@ -220,7 +217,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
         for (int64_t r = chunk_row(rows, k); r < chunk_row(rows, k + 1); r++) {
             const int64_t n = r / v->h, h = r % v->h;
             for (int64_t w = 0; w < v->w; w++) {
-                if (label && is_ignored(label[r * v->w + w], v->c)) continue;
+                if (label && dg_loss_is_ignored(label[r * v->w + w], v->c)) continue;
                 const float *t = teacher + n * v->c * p + h * v->w + w;
                 sum += kl_unit(s, t, p, n, h, w, 1.0 / tau, gcoef);
             }

@@ -25,6 +25,12 @@
 
 #define DG_LOSS_IGNORE 255 /* label value that contributes nothing (nets with < 255 classes) */
 
+/* 255 marks "no label" for nets with fewer than 255 classes (segmentation
+ * labels); with 255 or more classes (DomainNet's 345) it is a class. */
+static inline bool dg_loss_is_ignored(int32_t y, int64_t c) {
+    return c < DG_LOSS_IGNORE && y == DG_LOSS_IGNORE;
+}
+
 /* What a loss term (SAF, MESA) sees and adds to: the logits and their
  * gradient in the loss's layout. Valid after dg_loss_ce_compute. */
 typedef struct dg_loss_view {
