@@ -4,7 +4,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "app/config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -605,13 +604,6 @@ void dg_config_write(const dg_config *cfg, FILE *f) {
 
 /* ---- dataset lists ------------------------------------------------------ */
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
-    return s;
-}
-
 dg_status dg_dataset_specs_parse(const char *key, const char *list, dg_dataset_spec **out,
         int *n) {
     *out = NULL;
@@ -622,7 +614,7 @@ dg_status dg_dataset_specs_parse(const char *key, const char *list, dg_dataset_s
     dg_status st = DG_STATUS_OK;
     char *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *e = trim(tok);
+        char *e = dg_str_trim(tok);
         if (!*e) continue;
         char *colon = strchr(e, ':');
         if (!colon && strcmp(e, "rotated-fmnist") != 0) {
@@ -632,8 +624,8 @@ dg_status dg_dataset_specs_parse(const char *key, const char *list, dg_dataset_s
         }
         v = dg_xrealloc(v, (size_t)(cnt + 1) * sizeof(*v));
         if (colon) *colon = '\0';
-        v[cnt].reader = dg_xstrdup(trim(e));
-        v[cnt].root = dg_xstrdup(colon ? trim(colon + 1) : "");
+        v[cnt].reader = dg_xstrdup(dg_str_trim(e));
+        v[cnt].root = dg_xstrdup(colon ? dg_str_trim(colon + 1) : "");
         cnt++;
     }
     dg_free(copy);

@@ -9,7 +9,6 @@
  * the checkpoint's metadata, the targets and evaluation settings from
  * CONFIG. */
 #define _POSIX_C_SOURCE 200809L
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,13 +34,6 @@ bool dg_ckpt_weights_parse(const char *cmd, const char *value, bool *live) {
     return false;
 }
 
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
-    return s;
-}
-
 /* Applies the [optim] keys and train.seed of the checkpoint's resolved
  * configuration `text` (dg_config_write's "key = value" lines) over the
  * defaults in c. The other sections are not needed to recreate the method
@@ -54,14 +46,14 @@ static dg_status config_from_text(const char *path, const char *text, dg_config 
     for (char *l = strtok_r(copy, "\n", &save); l && st == DG_STATUS_OK;
             l = strtok_r(NULL, "\n", &save)) {
         line++;
-        char *s = trim(l), *eq = strchr(s, '=');
+        char *s = dg_str_trim(l), *eq = strchr(s, '=');
         if (*s == '[') {
             snprintf(section, sizeof(section), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
             continue;
         }
         if (!*s || *s == ';' || *s == '#' || !eq) continue;
         *eq = '\0';
-        const char *key = trim(s), *value = trim(eq + 1);
+        const char *key = dg_str_trim(s), *value = dg_str_trim(eq + 1);
         if (strcmp(section, "optim") && !(!strcmp(section, "train") && !strcmp(key, "seed")))
             continue;
         char *a = dg_xasprintf("%s.%s=%s", section, key, value);

@@ -45,6 +45,13 @@ void dg_split_list(const char *list, dg_strvec *out) {
     }
 }
 
+char *dg_str_trim(char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1])) *--e = '\0';
+    return s;
+}
+
 char *dg_str_cat3(const char *a, const char *b, const char *c) {
     size_t la = strlen(a), lb = strlen(b), lc = strlen(c);
     char *s = dg_xmalloc(la + lb + lc + 1);

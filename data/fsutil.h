@@ -31,6 +31,10 @@ char *dg_str_cat3(const char *a, const char *b, const char *c);
  * separate), each trimmed of surrounding white space; empty items are
  * dropped. Items may contain inner spaces ("Real World"). */
 void dg_split_list(const char *list, dg_strvec *out);
+
+/* Trims s in place of leading and trailing white space; returns its first
+ * non-space character. */
+char *dg_str_trim(char *s);
 /* dir + "/" + name. */
 char *dg_path_join(const char *dir, const char *name);
 /* printf into a new string. */
