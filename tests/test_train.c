@@ -251,19 +251,27 @@ static void make_domainbed_tree(const char *root) {
     }
 }
 
-START_TEST(domainbed_evaluation_and_selection) {
-    char root[128];
-    snprintf(root, sizeof(root), "%.64s/db", dir);
+/* Writes DIR/<name>.ini for a DomainBed tree made at DIR/<name>: ResNet-18
+ * at 32 x 32, Adam 1e-3 at a constant LR, batch 2 per domain; `optim` and
+ * `train` are the method's and the run's further key lines. */
+static void domainbed_config(const char *name, const char *test_domains, int workers,
+        const char *optim, const char *train, char *path, size_t size) {
+    char root[128], text[1024];
+    snprintf(root, sizeof(root), "%.64s/%s", dir, name);
     make_domainbed_tree(root);
-    char path[256], text[1024];
-    snprintf(path, sizeof(path), "%s/db.ini", dir);
+    snprintf(path, size, "%.64s/%s.ini", dir, name);
     snprintf(text, sizeof(text),
-            "[data]\ndataset = domainbed:%s\ntest_domains = env0, 2\nimage_size = 32\n"
-            "workers = 0\n[model]\nname = resnet18\n[optim]\nmethod = erm\nbase = adam\n"
-            "lr = 1e-3\nweight_decay = 0\nschedule = constant\n"
-            "[train]\niterations = 4\nbatch_size = 2\nlog_every = 1\neval_every = 2\n"
-            "[eval]\nbatch_size = 4\n", root);
+            "[data]\ndataset = domainbed:%s\ntest_domains = %s\nimage_size = 32\n"
+            "workers = %d\n[model]\nname = resnet18\n[optim]\nbase = adam\nlr = 1e-3\n"
+            "weight_decay = 0\nschedule = constant\n%s[train]\nbatch_size = 2\nlog_every = 1\n"
+            "%s[eval]\nbatch_size = 4\n", root, test_domains, workers, optim, train);
     write_file(path, text, strlen(text));
+}
+
+START_TEST(domainbed_evaluation_and_selection) {
+    char path[256];
+    domainbed_config("db", "env0, 2", 0, "method = erm\n", "iterations = 4\neval_every = 2\n",
+            path, sizeof(path));
     char out[128];
     snprintf(out, sizeof(out), "%.64s/db-run", dir);
     char *log;
@@ -389,19 +397,11 @@ END_TEST
  * (train.eval_every does not apply), the averaged model evaluated once at
  * the end and reported as both the selected and the last result. */
 START_TEST(swad_classification_reports_its_average) {
-    char root[128];
-    snprintf(root, sizeof(root), "%.64s/db-swad", dir);
-    make_domainbed_tree(root);
-    char path[256], text[1024];
-    snprintf(path, sizeof(path), "%s/db-swad.ini", dir);
-    snprintf(text, sizeof(text),
-            "[data]\ndataset = domainbed:%s\ntest_domains = env1\nimage_size = 32\n"
-            "workers = 0\n[model]\nname = resnet18\n[optim]\nmethod = swad\nbase = adam\n"
-            "lr = 1e-3\nweight_decay = 0\nschedule = constant\nswad_eval_every = 2\n"
-            "swad_n_converge = 1\nswad_n_tolerance = 1\nswad_bn_batches = 1\n"
-            "[train]\niterations = 5\nbatch_size = 2\nlog_every = 1\neval_every = 4\n"
-            "[eval]\nbatch_size = 4\n", root);
-    write_file(path, text, strlen(text));
+    char path[256];
+    domainbed_config("db-swad", "env1", 0,
+            "method = swad\nswad_eval_every = 2\nswad_n_converge = 1\nswad_n_tolerance = 1\n"
+            "swad_bn_batches = 1\n",
+            "iterations = 5\neval_every = 4\n", path, sizeof(path));
     char out[128];
     snprintf(out, sizeof(out), "%.64s/db-swad-run", dir);
     const char *over[] = {NULL};
@@ -434,18 +434,9 @@ END_TEST
  * evaluation once re-pointed the training loader's source at the test
  * domain and switched its augmentation off). */
 START_TEST(classification_evaluations_do_not_change_training) {
-    char root[128];
-    snprintf(root, sizeof(root), "%.64s/db-ev", dir);
-    make_domainbed_tree(root);
-    char path[256], text[1024];
-    snprintf(path, sizeof(path), "%s/db-ev.ini", dir);
-    snprintf(text, sizeof(text),
-            "[data]\ndataset = domainbed:%s\ntest_domains = env1\nimage_size = 32\n"
-            "workers = 1\n[model]\nname = resnet18\n[optim]\nmethod = erm\nbase = adam\n"
-            "lr = 1e-3\nweight_decay = 0\nschedule = constant\n"
-            "[train]\niterations = 4\nbatch_size = 2\nlog_every = 1\n[eval]\nbatch_size = 4\n",
-            root);
-    write_file(path, text, strlen(text));
+    char path[256];
+    domainbed_config("db-ev", "env1", 1, "method = erm\n", "iterations = 4\n", path,
+            sizeof(path));
     char a[128], b[128];
     snprintf(a, sizeof(a), "%.64s/db-ev-each", dir);
     snprintf(b, sizeof(b), "%.64s/db-ev-none", dir);
