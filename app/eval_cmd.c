@@ -156,7 +156,7 @@ dg_status dg_ckpt_weights_resolve(dg_ckpt_weights *w, const dg_tensor_reader *rd
     if (dg_method_second_weights(w->method, &l2, &w->params2, &w->stats2)) {
         snprintf(w->buf[1], sizeof(w->buf[1]), "%s %s", method, l2);
         w->label2 = w->buf[1];
-        char *n = dg_xasprintf("%s; second row: %s", w->note, w->label2);
+        char *n = dg_xasprintf("%s; second model: %s", w->note, w->label2);
         dg_free(w->note);
         w->note = n;
     }
@@ -187,7 +187,8 @@ static void eval_usage(FILE *f) {
             "  --weights method  (default) the weights the checkpoint's method evaluates, as\n"
             "                    training's final evaluation does: Lookahead's slow weights,\n"
             "                    SWAD's average once finished, otherwise the live weights;\n"
-            "                    MESA adds its teacher (or student) as a second row. The\n"
+            "                    MESA adds its teacher (or student) as a second row\n"
+            "                    (classification: a second column). The\n"
             "                    method is recreated from the checkpoint's metadata; a file\n"
             "                    without optimizer state is evaluated as stored.\n"
             "  --weights live    the live weights training was updating\n"

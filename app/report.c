@@ -666,28 +666,40 @@ static cJSON *cls_summary_json(const dg_cls_report *r, dg_cls_pick pick) {
     return o;
 }
 
+/* method, runs and summary of r into o; the summary over r's domains. */
+static void cls_report_json(cJSON *o, const dg_cls_report *r, const char *const *domains,
+        int n_domains) {
+    if (r->method) cJSON_AddStringToObject(o, "method", r->method);
+    cJSON *runs = cJSON_AddArrayToObject(o, "runs");
+    for (int i = 0; i < r->n_runs; i++) {
+        const dg_cls_run *run = &r->runs[i];
+        cJSON *ro = cJSON_CreateObject();
+        cJSON_AddStringToObject(ro, "test_domain", run->test_domain);
+        cJSON_AddNumberToObject(ro, "trial", (double)run->trial);
+        cJSON_AddNumberToObject(ro, "selected_step", (double)run->selected_step);
+        cJSON_AddItemToObject(ro, "val_acc", dg_metrics_json_pct(run->val_acc));
+        cJSON_AddItemToObject(ro, "acc_selected", dg_metrics_json_pct(run->acc_selected));
+        cJSON_AddNumberToObject(ro, "last_step", (double)run->last_step);
+        cJSON_AddItemToObject(ro, "acc_last", dg_metrics_json_pct(run->acc_last));
+        cJSON_AddItemToArray(runs, ro);
+    }
+    dg_cls_report v = *r;
+    v.domains = domains;
+    v.n_domains = n_domains;
+    cJSON *summary = cJSON_AddObjectToObject(o, "summary");
+    cJSON_AddItemToObject(summary, "selected", cls_summary_json(&v, DG_CLS_PICK_SELECTED));
+    cJSON_AddItemToObject(summary, "last", cls_summary_json(&v, DG_CLS_PICK_LAST));
+}
+
 dg_status dg_report_cls_write_json(const dg_cls_report *r, const char *path) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "task", "classification");
-    if (r->method) cJSON_AddStringToObject(root, "method", r->method);
     if (r->dataset) cJSON_AddStringToObject(root, "dataset", r->dataset);
     settings_json(root, r->run);
-    cJSON *runs = cJSON_AddArrayToObject(root, "runs");
-    for (int i = 0; i < r->n_runs; i++) {
-        const dg_cls_run *run = &r->runs[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "test_domain", run->test_domain);
-        cJSON_AddNumberToObject(o, "trial", (double)run->trial);
-        cJSON_AddNumberToObject(o, "selected_step", (double)run->selected_step);
-        cJSON_AddItemToObject(o, "val_acc", dg_metrics_json_pct(run->val_acc));
-        cJSON_AddItemToObject(o, "acc_selected", dg_metrics_json_pct(run->acc_selected));
-        cJSON_AddNumberToObject(o, "last_step", (double)run->last_step);
-        cJSON_AddItemToObject(o, "acc_last", dg_metrics_json_pct(run->acc_last));
-        cJSON_AddItemToArray(runs, o);
-    }
-    cJSON *summary = cJSON_AddObjectToObject(root, "summary");
-    cJSON_AddItemToObject(summary, "selected", cls_summary_json(r, DG_CLS_PICK_SELECTED));
-    cJSON_AddItemToObject(summary, "last", cls_summary_json(r, DG_CLS_PICK_LAST));
+    cls_report_json(root, r, r->domains, r->n_domains);
+    if (r->second)
+        cls_report_json(cJSON_AddObjectToObject(root, "second"), r->second, r->domains,
+                r->n_domains);
     const dg_status st = write_json(path, root);
     cJSON_Delete(root);
     return st;
@@ -698,24 +710,14 @@ static void md_pct1(FILE *f, double frac) {
     else fputs("—", f);
 }
 
-dg_status dg_report_cls_write_md(const dg_cls_report *r, const char *path) {
-    text_buf tb;
-    FILE *f = text_begin(&tb);
-    fputs("# Results: ", f);
-    md_text(f, nonnull(r->method));
-    if (r->dataset) {
-        fputs(" on ", f);
-        md_text(f, r->dataset);
+static void cls_runs_md(FILE *f, const dg_cls_report *r, const char *title) {
+    fputs("\n## Runs", f);
+    if (title) {
+        fputs(" (", f);
+        md_text(f, title);
+        fputc(')', f);
     }
-    static const char *const heads[] = {"training-domain validation", "last step"};
-    for (int p = 0; p < 2; p++) {
-        fprintf(f, "\n\n## Test-domain accuracy (%%), %s\n\n", heads[p]);
-        char *table = dg_report_cls_table(r, 1, (dg_cls_pick)p);
-        fputs(table, f);
-        dg_free(table);
-    }
-    fputs("\nMean ± std(ddof=0)/√n over trials; Avg is the mean over test domains.\n"
-          "\n## Runs\n\n| test domain | trial | selected step | val acc | test acc (selected) "
+    fputs("\n\n| test domain | trial | selected step | val acc | test acc (selected) "
           "| last step | test acc (last) |\n|---|---:|---:|---:|---:|---:|---:|\n", f);
     for (int i = 0; i < r->n_runs; i++) {
         const dg_cls_run *run = &r->runs[i];
@@ -729,6 +731,29 @@ dg_status dg_report_cls_write_md(const dg_cls_report *r, const char *path) {
         md_pct1(f, run->acc_last);
         fputs(" |\n", f);
     }
+}
+
+dg_status dg_report_cls_write_md(const dg_cls_report *r, const char *path) {
+    text_buf tb;
+    FILE *f = text_begin(&tb);
+    fputs("# Results: ", f);
+    md_text(f, nonnull(r->method));
+    if (r->dataset) {
+        fputs(" on ", f);
+        md_text(f, r->dataset);
+    }
+    dg_cls_report rows[2] = {*r};
+    if (r->second) rows[1] = *r->second;
+    static const char *const heads[] = {"training-domain validation", "last step"};
+    for (int p = 0; p < 2; p++) {
+        fprintf(f, "\n\n## Test-domain accuracy (%%), %s\n\n", heads[p]);
+        char *table = dg_report_cls_table(rows, r->second ? 2 : 1, (dg_cls_pick)p);
+        fputs(table, f);
+        dg_free(table);
+    }
+    fputs("\nMean ± std(ddof=0)/√n over trials; Avg is the mean over test domains.\n", f);
+    cls_runs_md(f, r, r->second ? nonnull(r->method) : NULL);
+    if (r->second) cls_runs_md(f, r->second, nonnull(r->second->method));
     settings_md(f, r->run);
     char *text = text_end(&tb);
     const dg_status st = write_text(path, text);
@@ -736,18 +761,27 @@ dg_status dg_report_cls_write_md(const dg_cls_report *r, const char *path) {
     return st;
 }
 
+static void cls_domains_json(cJSON *o, const dg_cls_domain_acc *domains, int n_domains) {
+    cJSON *arr = cJSON_AddArrayToObject(o, "domains");
+    for (int i = 0; i < n_domains; i++) {
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "name", domains[i].name);
+        cJSON_AddNumberToObject(d, "images", (double)domains[i].images);
+        cJSON_AddItemToObject(d, "accuracy", dg_metrics_json_pct(domains[i].accuracy));
+        cJSON_AddItemToArray(arr, d);
+    }
+}
+
 dg_status dg_report_cls_write_eval_json(const char *checkpoint, const dg_cls_domain_acc *domains,
-        int n_domains, const char *path) {
+        int n_domains, const char *label2, const dg_cls_domain_acc *domains2, const char *path) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "task", "classification");
     if (checkpoint) cJSON_AddStringToObject(root, "checkpoint", checkpoint);
-    cJSON *arr = cJSON_AddArrayToObject(root, "domains");
-    for (int i = 0; i < n_domains; i++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", domains[i].name);
-        cJSON_AddNumberToObject(o, "images", (double)domains[i].images);
-        cJSON_AddItemToObject(o, "accuracy", dg_metrics_json_pct(domains[i].accuracy));
-        cJSON_AddItemToArray(arr, o);
+    cls_domains_json(root, domains, n_domains);
+    if (label2 && domains2) {
+        cJSON *sec = cJSON_AddObjectToObject(root, "second");
+        cJSON_AddStringToObject(sec, "weights", label2);
+        cls_domains_json(sec, domains2, n_domains);
     }
     const dg_status st = write_json(path, root);
     cJSON_Delete(root);

@@ -194,6 +194,9 @@ typedef struct dg_cls_report {
     const dg_report_settings *run;     /* NULL: no run settings */
     const dg_cls_run *runs;            /* (n_runs) any number of trials per domain */
     int n_runs;
+    /* The same runs' second model (MESA's teacher, ALGORITHMS.md §12), its
+     * own row: method = its label, domains/run unused; NULL: none. */
+    const struct dg_cls_report *second;
 } dg_cls_report;
 
 /* Which accuracy a table shows. */
@@ -228,9 +231,11 @@ typedef struct dg_cls_domain_acc {
 } dg_cls_domain_acc;
 
 /* {"task": "classification", ["checkpoint",] "domains": [{"name", "images",
- * "accuracy"}]} (percent, two decimals), atomically at path. */
+ * "accuracy"}]} (percent, two decimals), atomically at path. With a second
+ * model (label2 and domains2 not NULL, MESA's): "second": {"weights":
+ * label2, "domains": [...]} as well. */
 dg_status dg_report_cls_write_eval_json(const char *checkpoint, const dg_cls_domain_acc *domains,
-        int n_domains, const char *path);
+        int n_domains, const char *label2, const dg_cls_domain_acc *domains2, const char *path);
 
 /* ---- curves.png --------------------------------------------------------- */
 

@@ -49,6 +49,14 @@ static void on_signal(int sig) { interrupted = sig; }
 #define MAX_DOM DG_LOADER_MAX_DOMAINS
 
 /* One training run (one test domain for classification). */
+/* The classification evaluations of one model, in step order. */
+typedef struct eval_hist {
+    long n;
+    long *step;                    /* (n) */
+    double *val;                   /* (n) mean training-domain out-split accuracy */
+    double *test;                  /* (n) test-domain in-split accuracy */
+} eval_hist;
+
 typedef struct run {
     const dg_config *cfg;
     char *dir;                     /* run directory */
@@ -86,11 +94,9 @@ typedef struct run {
     /* classification evaluation: an eval-mode instance on the trainer's layout */
     dg_model ev;
     bool has_ev;
-    long n_evals;
-    long *eval_step;               /* (n_evals) */
-    double *eval_val;              /* (n_evals) mean training-domain out-split accuracy */
-    double *eval_test;             /* (n_evals) test-domain in-split accuracy */
-    dg_cls_run result;             /* filled after training */
+    eval_hist hist[2];             /* the evaluated weights', the second model's */
+    const char *second_label;      /* MESA's other model ("mesa teacher"); NULL: none */
+    dg_cls_run result[2];          /* filled after training, as hist */
     /* segmentation validation (train.eval_every, eval.validate) */
     double best_score;             /* best validation mIoU so far (NaN: none) */
     long best_step;
@@ -461,14 +467,26 @@ static void cls_scores(run *r, const float *P, const float *Q, double *val, doub
     *test = cls_accuracy(r, P, Q, r->test_domain, false, &ce);
 }
 
-static void push_eval(run *r, long step, double val, double test) {
-    r->eval_step = dg_xrealloc(r->eval_step, (size_t)(r->n_evals + 1) * sizeof(long));
-    r->eval_val = dg_xrealloc(r->eval_val, (size_t)(r->n_evals + 1) * sizeof(double));
-    r->eval_test = dg_xrealloc(r->eval_test, (size_t)(r->n_evals + 1) * sizeof(double));
-    r->eval_step[r->n_evals] = step;
-    r->eval_val[r->n_evals] = val;
-    r->eval_test[r->n_evals] = test;
-    r->n_evals++;
+static void push_eval(eval_hist *h, long step, double val, double test) {
+    h->step = dg_xrealloc(h->step, (size_t)(h->n + 1) * sizeof(long));
+    h->val = dg_xrealloc(h->val, (size_t)(h->n + 1) * sizeof(double));
+    h->test = dg_xrealloc(h->test, (size_t)(h->n + 1) * sizeof(double));
+    h->step[h->n] = step;
+    h->val[h->n] = val;
+    h->test[h->n] = test;
+    h->n++;
+}
+
+/* The run's result from h: the step training-domain validation selects
+ * and the last evaluation. */
+static void select_result(const eval_hist *h, dg_cls_run *res) {
+    if (h->n == 0) return;
+    const int sel = dg_report_select(h->val, (int)h->n);
+    res->selected_step = sel >= 0 ? h->step[sel] : -1;
+    res->val_acc = sel >= 0 ? h->val[sel] : NAN;
+    res->acc_selected = sel >= 0 ? h->test[sel] : NAN;
+    res->last_step = h->step[h->n - 1];
+    res->acc_last = h->test[h->n - 1];
 }
 
 /* One evaluation after step `step` with the method's evaluated weights
@@ -479,7 +497,7 @@ static bool cls_evaluate(run *r, long step) {
     dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
     double val, val_loss, test;
     cls_scores(r, P, Q, &val, &val_loss, &test);
-    push_eval(r, step, val, test);
+    push_eval(&r->hist[0], step, val, test);
     dg_metric mv[2] = {{"val_acc", val}, {"test_acc", test}};
     dg_metrics_log(&r->metrics, "eval", step, mv, 2);
     dg_metric ml[1] = {{"loss", val_loss}};
@@ -487,6 +505,15 @@ static bool cls_evaluate(run *r, long step) {
     dg_progress_break(&r->progress);
     dg_log_info("step %ld: training-domain validation %.2f%% (loss %.4f), test domain %.2f%%",
             step, 100 * val, val_loss, 100 * test);
+    if (dg_method_second_weights(r->method, &r->second_label, &P, &Q)) {
+        double val2, val_loss2, test2;
+        cls_scores(r, P, Q, &val2, &val_loss2, &test2);
+        push_eval(&r->hist[1], step, val2, test2);
+        dg_metric m2[2] = {{"val_acc", val2}, {"test_acc", test2}};
+        dg_metrics_log(&r->metrics, "eval2", step, m2, 2);
+        dg_log_info("step %ld: %s: training-domain validation %.2f%%, test domain %.2f%%", step,
+                r->second_label, 100 * val2, 100 * test2);
+    }
     return is_swad(r->cfg) && dg_method_on_eval(r->method, step - 1, val_loss);
 }
 
@@ -496,11 +523,14 @@ static void restore_evals(run *r) {
     char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir);
     dg_metrics_data md;
     if (dg_metrics_read(&md, mp) == DG_STATUS_OK) {
-        const dg_series *v = dg_metrics_find(&md, "eval", "val_acc");
-        const dg_series *t = dg_metrics_find(&md, "eval", "test_acc");
+        static const char *const kinds[2] = {"eval", "eval2"};
+        for (int k = 0; k < 2; k++) {
+            const dg_series *v = dg_metrics_find(&md, kinds[k], "val_acc");
+            const dg_series *t = dg_metrics_find(&md, kinds[k], "test_acc");
+            for (int i = 0; v && t && i < v->n && i < t->n; i++)
+                push_eval(&r->hist[k], (long)v->step[i], v->value[i], t->value[i]);
+        }
         const dg_series *m = dg_metrics_find(&md, "eval", "val_miou");
-        for (int i = 0; v && t && i < v->n && i < t->n; i++)
-            push_eval(r, (long)v->step[i], v->value[i], t->value[i]);
         for (int i = 0; m && i < m->n; i++)
             if (isfinite(m->value[i]) && !(m->value[i] <= r->best_score)) {
                 r->best_score = m->value[i];
@@ -802,19 +832,15 @@ static int train_loop(run *r) {
         dg_metrics_log(&r->metrics, "swad", last, mv, 3);
         dg_log_info("swad average: training-domain validation %.2f%%, test domain %.2f%%",
                 100 * val, 100 * test);
-        r->result.selected_step = r->result.last_step = last;
-        r->result.val_acc = val;
-        r->result.acc_selected = r->result.acc_last = test;
+        r->result[0].selected_step = r->result[0].last_step = last;
+        r->result[0].val_acc = val;
+        r->result[0].acc_selected = r->result[0].acc_last = test;
     } else if (r->has_ev && domainbed_point(last, cls_eval_every(cfg), T)) {
         cls_evaluate(r, last); /* the finished model */
     }
-    if (r->has_ev && !is_swad(cfg) && r->n_evals) {
-        int sel = dg_report_select(r->eval_val, (int)r->n_evals);
-        r->result.selected_step = sel >= 0 ? r->eval_step[sel] : -1;
-        r->result.val_acc = sel >= 0 ? r->eval_val[sel] : NAN;
-        r->result.acc_selected = sel >= 0 ? r->eval_test[sel] : NAN;
-        r->result.last_step = r->eval_step[r->n_evals - 1];
-        r->result.acc_last = r->eval_test[r->n_evals - 1];
+    if (r->has_ev && !is_swad(cfg)) {
+        select_result(&r->hist[0], &r->result[0]);
+        select_result(&r->hist[1], &r->result[1]);
     }
     return 0;
 }
@@ -874,9 +900,11 @@ static void run_free(run *r) {
     dg_method_free(r->method);
     if (r->has_model) dg_model_free(&r->m);
     if (r->has_ev) dg_model_free(&r->ev);
-    dg_free(r->eval_step);
-    dg_free(r->eval_val);
-    dg_free(r->eval_test);
+    for (int k = 0; k < 2; k++) {
+        dg_free(r->hist[k].step);
+        dg_free(r->hist[k].val);
+        dg_free(r->hist[k].test);
+    }
     for (int i = 0; i < r->n_seg; i++) dg_seg_dataset_free(&r->seg[i]);
     for (int i = 0; i < MAX_DOM; i++) dg_class_centroids_free(&r->cc[i]);
     for (int d = 0; d < MAX_DOM; d++) dg_holdout_split_free(&r->split[d]);
@@ -888,9 +916,11 @@ static void run_free(run *r) {
 
 
 /* One run in dir; test_domain is the held-out classification domain (-1
- * for segmentation). Returns the exit code. */
+ * for segmentation). Classification fills result[0] and, for a method with
+ * a second model (MESA), result[1] and *second (its label, static).
+ * Returns the exit code. */
 static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_dataset_spec *cls,
-        dg_cls_run *result) {
+        dg_cls_run result[2], const char **second) {
     run r;
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
@@ -933,7 +963,11 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
                     cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
             rc = train_loop(&r);
             if (rc == 0) rc = final_reports(&r);
-            if (rc == 0 && result) *result = r.result;
+            if (rc == 0 && result) {
+                result[0] = r.result[0];
+                result[1] = r.result[1];
+                *second = r.second_label;
+            }
         } else {
             rc = st == DG_STATUS_ERR_CONFIG ? 2 : 1;
         }
@@ -983,32 +1017,45 @@ int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_re
         printf("weights: %s\n", w.note);
         fflush(stdout);
     }
-    dg_cls_domain_acc acc[MAX_DOM + 1];
+    dg_cls_domain_acc acc[2][MAX_DOM + 1];
     char rot_names[MAX_DOM + 1][16];
+    const int n_models = w.params2 ? 2 : 1;
     for (int d = 0; st == DG_STATUS_OK && d < r.n_cls_domains; d++) {
-        double ce, a_in = cls_accuracy(&r, w.params, w.stats, d, false, &ce);
-        double a_out = cls_accuracy(&r, w.params, w.stats, d, true, &ce);
         const dg_holdout_split *sp = &r.split[d];
         snprintf(rot_names[d], sizeof(rot_names[d]), "rot%d",
                 r.has_rf ? dg_rotated_fmnist_angle(d) : 0);
-        acc[d].name = r.has_rf ? rot_names[d] : r.db.domains[d].name;
-        acc[d].images = sp->n_in + sp->n_out;
-        acc[d].accuracy = ((sp->n_in ? a_in * (double)sp->n_in : 0) +
+        for (int k = 0; k < n_models; k++) {
+            const float *P = k ? w.params2 : w.params, *Q = k ? w.stats2 : w.stats;
+            double ce, a_in = cls_accuracy(&r, P, Q, d, false, &ce);
+            double a_out = cls_accuracy(&r, P, Q, d, true, &ce);
+            dg_cls_domain_acc *a = &acc[k][d];
+            a->name = r.has_rf ? rot_names[d] : r.db.domains[d].name;
+            a->images = sp->n_in + sp->n_out;
+            a->accuracy = ((sp->n_in ? a_in * (double)sp->n_in : 0) +
                                   (sp->n_out ? a_out * (double)sp->n_out : 0)) /
-                (double)acc[d].images;
-        if (!isfinite(acc[d].accuracy)) {
-            dg_log_error("%s: domain %s could not be evaluated", cfg->dataset, acc[d].name);
-            st = DG_STATUS_ERR_IO;
+                    (double)a->images;
+            if (!isfinite(a->accuracy)) {
+                dg_log_error("%s: domain %s could not be evaluated", cfg->dataset, a->name);
+                st = DG_STATUS_ERR_IO;
+            }
         }
     }
     if (st == DG_STATUS_OK) {
-        printf("\n| domain | images | accuracy (%%) |\n|---|---:|---:|\n");
-        for (int d = 0; d < r.n_cls_domains; d++)
-            printf("| %s | %lld | %.2f |\n", acc[d].name, (long long)acc[d].images,
-                    100 * acc[d].accuracy);
-        printf("\n(%s, every image of each domain, eval mode)\n", w.label);
+        printf("\n| domain | images | accuracy (%%) |%s%s%s\n|---|---:|---:|%s\n",
+                w.params2 ? " " : "", w.params2 ? w.label2 : "", w.params2 ? " (%) |" : "",
+                w.params2 ? "---:|" : "");
+        for (int d = 0; d < r.n_cls_domains; d++) {
+            printf("| %s | %lld | %.2f |", acc[0][d].name, (long long)acc[0][d].images,
+                    100 * acc[0][d].accuracy);
+            if (w.params2) printf(" %.2f |", 100 * acc[1][d].accuracy);
+            putchar('\n');
+        }
+        printf("\n(%s%s%s, every image of each domain, eval mode)\n", w.label,
+                w.params2 ? "; " : "", w.params2 ? w.label2 : "");
         fflush(stdout);
-        if (json) st = dg_report_cls_write_eval_json(path, acc, r.n_cls_domains, json);
+        if (json)
+            st = dg_report_cls_write_eval_json(path, acc[0], r.n_cls_domains, w.label2,
+                    w.params2 ? acc[1] : NULL, json);
     }
     dg_ckpt_weights_free(&w);
     dg_dataset_specs_free(specs, n);
@@ -1121,7 +1168,7 @@ int dg_train_main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, &old_term);
     interrupted = 0;
     if (rc == 0 && cfg.task == DG_TASK_SEGMENTATION) {
-        rc = run_one(&cfg, dir, -1, NULL, NULL);
+        rc = run_one(&cfg, dir, -1, NULL, NULL, NULL);
     } else if (rc == 0) {
         dg_dataset_spec *specs = NULL;
         int n = 0;
@@ -1149,7 +1196,8 @@ int dg_train_main(int argc, char **argv) {
         dg_strvec toks = {0};
         dg_split_list(cfg.test_domains, &toks);
         int runs = 0;
-        dg_cls_run *cls_runs = NULL;
+        dg_cls_run *cls_runs = NULL, *cls_runs2 = NULL; /* the second model's (MESA) */
+        const char *second = NULL;
         char **cls_names = NULL;
         for (size_t ti = 0; rc == 0 && ti < toks.n; ti++) {
             const char *tok = toks.v[ti];
@@ -1161,12 +1209,19 @@ int dg_train_main(int argc, char **argv) {
             }
             char *sub = dg_xasprintf("%s/test-%s", dir, names[d]);
             cls_runs = dg_xrealloc(cls_runs, (size_t)(runs + 1) * sizeof(*cls_runs));
+            cls_runs2 = dg_xrealloc(cls_runs2, (size_t)(runs + 1) * sizeof(*cls_runs2));
             cls_names = dg_xrealloc(cls_names, (size_t)(runs + 1) * sizeof(*cls_names));
-            memset(&cls_runs[runs], 0, sizeof(cls_runs[runs]));
-            rc = run_one(&cfg, sub, d, &specs[0], &cls_runs[runs]);
+            dg_cls_run res[2];
+            memset(res, 0, sizeof(res));
+            rc = run_one(&cfg, sub, d, &specs[0], res, &second);
+            cls_runs[runs] = res[0];
+            cls_runs2[runs] = res[1];
             cls_names[runs] = names[d];
-            cls_runs[runs].test_domain = names[d];
-            cls_runs[runs].trial = cfg.seed;
+            for (int k = 0; k < 2; k++) {
+                dg_cls_run *c = k ? &cls_runs2[runs] : &cls_runs[runs];
+                c->test_domain = names[d];
+                c->trial = cfg.seed;
+            }
             dg_free(sub);
             runs++;
         }
@@ -1178,21 +1233,25 @@ int dg_train_main(int argc, char **argv) {
             dg_report_settings set;
             memset(&set, 0, sizeof(set));
             dg_report_settings_from_config(&set, &cfg);
-            dg_cls_report rep = {.method = cfg.method, .dataset = cfg.dataset,
+            char *label2 = second ? dg_xasprintf("%s %s", cfg.method, second) : NULL;
+            dg_cls_report rep2 = {.method = label2, .runs = cls_runs2, .n_runs = runs};
+            dg_cls_report rep[2] = {{.method = cfg.method, .dataset = cfg.dataset,
                     .domains = (const char *const *)cls_names, .n_domains = runs, .run = &set,
-                    .runs = cls_runs, .n_runs = runs};
+                    .runs = cls_runs, .n_runs = runs, .second = second ? &rep2 : NULL}, rep2};
             char *pj = dg_xasprintf("%s/results.json", dir), *pm = dg_xasprintf("%s/results.md", dir);
-            if (dg_report_cls_write_json(&rep, pj) != DG_STATUS_OK ||
-                    dg_report_cls_write_md(&rep, pm) != DG_STATUS_OK)
+            if (dg_report_cls_write_json(rep, pj) != DG_STATUS_OK ||
+                    dg_report_cls_write_md(rep, pm) != DG_STATUS_OK)
                 rc = 1;
-            char *table = dg_report_cls_table(&rep, 1, DG_CLS_PICK_SELECTED);
+            char *table = dg_report_cls_table(rep, second ? 2 : 1, DG_CLS_PICK_SELECTED);
             printf("\ntest-domain accuracy (%%) at the step chosen by training-domain validation:\n"
                    "%s\n", table);
             dg_free(table);
             dg_free(pj);
             dg_free(pm);
+            dg_free(label2);
         }
         dg_free(cls_runs);
+        dg_free(cls_runs2);
         dg_free(cls_names);
         dg_strvec_free(&toks);
         if (!db.domains && names)

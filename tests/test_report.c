@@ -393,8 +393,8 @@ static void cell_by_hand(const double *acc, int n, char *out, size_t size, doubl
 START_TEST(cls_table_mean_and_standard_error) {
     dg_cls_run runs[7];
     cls_runs_make(runs);
-    dg_cls_report r[2] = {{"erm", "rotated-fmnist", cls_domains, 3, NULL, runs, 7},
-            {"sam", "rotated-fmnist", cls_domains, 3, NULL, runs, 6}}; /* sam: no "30" */
+    dg_cls_report r[2] = {{"erm", "rotated-fmnist", cls_domains, 3, NULL, runs, 7, NULL},
+            {"sam", "rotated-fmnist", cls_domains, 3, NULL, runs, 6, NULL}}; /* sam: no "30" */
     char *t = dg_report_cls_table(r, 2, DG_CLS_PICK_SELECTED);
     const double a0[] = {0.70, 0.72, 0.77}, a15[] = {0.80, 0.81, 0.85}, a30[] = {0.60};
     char c0[32], c15[32], c30[32], row[160];
@@ -441,7 +441,7 @@ START_TEST(cls_results_json_and_md) {
     cls_runs_make(runs);
     dg_report_settings run = {0};
     dg_report_settings_add(&run, "dataset", "rotated-fmnist");
-    const dg_cls_report r = {"erm", "rotated-fmnist", cls_domains, 3, &run, runs, 7};
+    const dg_cls_report r = {"erm", "rotated-fmnist", cls_domains, 3, &run, runs, 7, NULL};
     char path[128];
     path_in(path, sizeof(path), "results.json");
     ck_assert_int_eq(dg_report_cls_write_json(&r, path), DG_STATUS_OK);
@@ -472,10 +472,57 @@ START_TEST(cls_results_json_and_md) {
         ck_assert_msg(strstr(md, want[i]), "missing:\n%s\nin:\n%s", want[i], md);
     dg_free(md);
 
+    /* without a second model: no "second" object, no per-model runs titles */
+    path_in(path, sizeof(path), "results.json");
+    j = read_json(path);
+    ck_assert_ptr_null(cJSON_GetObjectItem(j, "second"));
+    cJSON_Delete(j);
+
+    /* MESA's teacher as a second row: its runs (all but the "30" one) get
+     * their own row, runs table and "second" object, summarized over the
+     * same domains (the "30" cell and the average are empty). */
+    const dg_cls_report teacher = {"mesa teacher", NULL, NULL, 0, NULL, runs, 6, NULL};
+    dg_cls_report r2 = r;
+    r2.method = "mesa";
+    r2.second = &teacher;
+    path_in(path, sizeof(path), "results2.json");
+    ck_assert_int_eq(dg_report_cls_write_json(&r2, path), DG_STATUS_OK);
+    j = read_json(path);
+    ck_assert_str_eq(json_string(j, "method"), "mesa");
+    const cJSON *sec = cJSON_GetObjectItem(j, "second");
+    ck_assert_str_eq(json_string(sec, "method"), "mesa teacher");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(sec, "runs")), 6);
+    sel = cJSON_GetObjectItem(cJSON_GetObjectItem(sec, "summary"), "selected");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(sel, "domains")), 3);
+    ck_assert_double_eq_tol(json_number(cJSON_GetArrayItem(cJSON_GetObjectItem(sel, "domains"),
+                                    0), "mean"), 73.0, 1e-9);
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(sel, "avg")));
+    cJSON_Delete(j);
+    path_in(path, sizeof(path), "results2.md");
+    ck_assert_int_eq(dg_report_cls_write_md(&r2, path), DG_STATUS_OK);
+    md = read_file(path, NULL);
+    const char *want2[] = {"| mesa | 73.0 ± 1.7 | 82.0 ± 1.2 | 60.0 | 71.7 |\n"
+                           "| mesa teacher | 73.0 ± 1.7 | 82.0 ± 1.2 | — | — |",
+            "## Runs (mesa)\n", "## Runs (mesa teacher)\n"};
+    for (size_t i = 0; i < DG_ARRAY_LEN(want2); i++)
+        ck_assert_msg(strstr(md, want2[i]), "missing:\n%s\nin:\n%s", want2[i], md);
+    dg_free(md);
+
     const dg_cls_domain_acc acc[] = {{"0", 9334, 0.71234}, {"15", 9334, NAN}};
     path_in(path, sizeof(path), "eval.json");
-    ck_assert_int_eq(dg_report_cls_write_eval_json("ck.safetensors", acc, 2, path), DG_STATUS_OK);
+    ck_assert_int_eq(dg_report_cls_write_eval_json("ck.safetensors", acc, 2, NULL, NULL, path),
+            DG_STATUS_OK);
     j = read_json(path);
+    ck_assert_ptr_null(cJSON_GetObjectItem(j, "second"));
+    cJSON_Delete(j);
+    const dg_cls_domain_acc acc2[] = {{"0", 9334, 0.5}, {"15", 9334, 0.25}};
+    ck_assert_int_eq(dg_report_cls_write_eval_json("ck.safetensors", acc, 2, "mesa teacher", acc2,
+                             path), DG_STATUS_OK);
+    j = read_json(path);
+    const cJSON *sec2 = cJSON_GetObjectItem(j, "second");
+    ck_assert_str_eq(json_string(sec2, "weights"), "mesa teacher");
+    ck_assert_double_eq_tol(json_number(cJSON_GetArrayItem(cJSON_GetObjectItem(sec2, "domains"),
+                                    1), "accuracy"), 25.0, 1e-9);
     const cJSON *doms = cJSON_GetObjectItem(j, "domains");
     ck_assert_str_eq(json_string(j, "checkpoint"), "ck.safetensors");
     ck_assert_str_eq(json_string(cJSON_GetArrayItem(doms, 0), "name"), "0");

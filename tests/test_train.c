@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "app/eval_cmd.h"
 #include "app/train.h"
 #include "common.h"
@@ -456,6 +458,89 @@ START_TEST(classification_evaluations_do_not_change_training) {
 }
 END_TEST
 
+static cJSON *json_file(const char *path) {
+    char *text = read_file(path, NULL);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_msg(j != NULL, "%s: not JSON:\n%s", path, text);
+    dg_free(text);
+    return j;
+}
+
+/* MESA's teacher in the classification trainer: evaluated at the same
+ * points ("eval2"), reported as a second row and by dgseg eval as a second
+ * model. mesa_decay = 0 makes the teacher the model after every step
+ * (ALGORITHMS.md §14.27), so its accuracies equal the student's; with
+ * mesa_decay = 1 it never changes, so its accuracies stay put. */
+START_TEST(mesa_teacher_is_a_second_classification_row) {
+    char path[256];
+    domainbed_config("db-mesa", "env1", 0, "method = mesa\nmesa_start_epoch = 0\n",
+            "iterations = 5\neval_every = 2\n", path, sizeof(path));
+    char a[128], b[128];
+    snprintf(a, sizeof(a), "%.64s/db-mesa-d0", dir);
+    snprintf(b, sizeof(b), "%.64s/db-mesa-d1", dir);
+    const char *d0[] = {"optim.mesa_decay=0", NULL}, *d1[] = {"optim.mesa_decay=1", NULL};
+    char *log;
+    int rc = train_v(path, a, d0, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "step 3: teacher: training-domain validation"),
+            "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/test-env1/metrics.jsonl", a);
+    char *m = read_file(p, NULL);
+    for (long st = 1; st <= 5; st += 2)
+        for (int k = 0; k < 2; k++) {
+            const char *key = k ? "test_acc" : "val_acc";
+            const double s = metric_at(m, st, "eval", key), t = metric_at(m, st, "eval2", key);
+            ck_assert_msg(isfinite(s) && s == t, "step %ld %s: %g vs %g\n%s", st, key, s, t, m);
+        }
+    dg_free(m);
+    snprintf(p, sizeof(p), "%s/results.md", a);
+    char *md = read_file(p, NULL);
+    ck_assert_msg(strstr(md, "| mesa | ") && strstr(md, "| mesa teacher | ") &&
+                    strstr(md, "## Runs (mesa teacher)"),
+            "%s", md);
+    dg_free(md);
+    snprintf(p, sizeof(p), "%s/results.json", a);
+    cJSON *j = json_file(p);
+    const cJSON *sec = cJSON_GetObjectItem(j, "second");
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(sec, "method")));
+    ck_assert_str_eq(cJSON_GetObjectItem(sec, "method")->valuestring, "mesa teacher");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(sec, "runs")), 1);
+    cJSON_Delete(j);
+
+    rc = train_v(path, b, d1, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    snprintf(p, sizeof(p), "%s/test-env1/metrics.jsonl", b);
+    m = read_file(p, NULL);
+    const double v1 = metric_at(m, 1, "eval2", "val_acc"), t1 = metric_at(m, 1, "eval2", "test_acc");
+    ck_assert_msg(isfinite(v1) && isfinite(t1), "%s", m);
+    for (long st = 3; st <= 5; st += 2)
+        ck_assert_msg(metric_at(m, st, "eval2", "val_acc") == v1 &&
+                        metric_at(m, st, "eval2", "test_acc") == t1,
+                "step %ld:\n%s", st, m);
+    dg_free(m);
+
+    /* dgseg eval of the checkpoint: the teacher as a second model */
+    snprintf(p, sizeof(p), "%s/test-env1/checkpoints/last.safetensors", b);
+    char jp[256];
+    snprintf(jp, sizeof(jp), "%s/eval.json", b);
+    char *argv[] = {"eval", path, "--checkpoint", p, "--json", jp, NULL};
+    capture cap;
+    capture_begin(&cap);
+    rc = dg_eval_main(6, argv);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    j = json_file(jp);
+    sec = cJSON_GetObjectItem(j, "second");
+    ck_assert(cJSON_IsString(cJSON_GetObjectItem(sec, "weights")));
+    ck_assert_str_eq(cJSON_GetObjectItem(sec, "weights")->valuestring, "mesa teacher");
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(sec, "domains")), 3);
+    cJSON_Delete(j);
+}
+END_TEST
+
 /* One image per forward pass would abort in ASPP's image-pooling BN:
  * refused as a configuration error (exit 2) naming train.batch_size. */
 START_TEST(one_image_per_forward_is_a_config_error) {
@@ -497,6 +582,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, domainbed_evaluation_and_selection);
     tcase_add_test(tc, swad_classification_reports_its_average);
     tcase_add_test(tc, classification_evaluations_do_not_change_training);
+    tcase_add_test(tc, mesa_teacher_is_a_second_classification_row);
     suite_add_tcase(s, tc);
     return s;
 }
