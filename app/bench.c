@@ -15,6 +15,7 @@
 #include "app/closure.h"
 #include "app/config.h"
 #include "nets/core/loss.h"
+#include "nets/core/profile.h"
 #include "optimizers/dg_optim.h"
 #include "nets/model.h"
 
@@ -24,6 +25,7 @@ typedef struct bench_opts {
     const char *dtype;
     bool train;
     bool json;
+    bool profile;
     int64_t size, batch;
     int threads, steps;
     char *over[32];   /* optim.KEY=VALUE settings of --optimizer's method */
@@ -48,7 +50,8 @@ static const bench_model bench_models[] = {
 static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: dgseg bench --model NAME [--size S] [--batch B] [--threads T] [--steps N]\n"
-            "                   [--mode train|infer] [--optimizer METHOD] [--dtype f32|bf16] [--json]\n"
+            "                   [--mode train|infer] [--optimizer METHOD] [--dtype f32|bf16]\n"
+            "                   [--profile] [--json]\n"
             "                   [optim.KEY=VALUE ...]\n"
             "\n"
             "Times training steps (forward, backward, optimizer update) or inference on random\n"
@@ -72,6 +75,11 @@ static void bench_usage(FILE *f) {
             "                     optim.KEY=VALUE sets the method's [optim] keys (e.g.\n"
             "                     optim.la_reg=average for LA+WA); the base is SGD\n"
             "  --dtype f32|bf16   compute type (default f32)\n"
+            "  --profile          also time every oneDNN primitive (waiting for each) and the\n"
+            "                     loss and optimizer loops: time per phase (forward,\n"
+            "                     backward-data, backward-weights, reorders, BN/ReLU/\n"
+            "                     elementwise, loss, optimizer), per primitive kind and per\n"
+            "                     convolution shape with its GFLOP/s (ERM steps only)\n"
             "  --json             print one JSON object instead of text\n");
 }
 
@@ -83,6 +91,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         {"steps", required_argument, NULL, 'n'}, {"mode", required_argument, NULL, 'M'},
         {"optimizer", required_argument, NULL, 'o'}, {"dtype", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {"profile", no_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -119,6 +128,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         case 'o': o->optimizer = optarg; break;
         case 'd': o->dtype = optarg; break;
         case 'j': o->json = true; break;
+        case 'p': o->profile = true; break;
         case 'h': bench_usage(stdout); return -1;
         default:
             fprintf(stderr, "dgseg bench: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -134,6 +144,11 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
             return 2;
         }
         o->over[o->n_over++] = argv[i];
+    }
+    if (o->profile && strcmp(o->optimizer, "erm")) {
+        fprintf(stderr, "dgseg bench: --profile times ERM steps; it does not combine with "
+                "--optimizer %s\n", o->optimizer);
+        return 2;
     }
     if (!o->model) {
         fprintf(stderr, "dgseg bench: --model is required\n");
@@ -163,6 +178,10 @@ static void print_result(const bench_opts *o, const char *model, double ips, dou
                 (long long)o->size, o->threads, o->steps);
         printf("%.1f images/s | %.2f ms/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s (%.0f%%) | "
                 "peak RSS %.0f MB\n", ips, ms, gflops, sgemm, 100.0 * gflops / sgemm, rss);
+        if (o->profile) {
+            printf("\n");
+            dg_profile_print(stdout, o->steps, ms * 1e-3 * o->steps);
+        }
         return;
     }
     cJSON *j = cJSON_CreateObject();
@@ -177,6 +196,23 @@ static void print_result(const bench_opts *o, const char *model, double ips, dou
     cJSON_AddNumberToObject(j, "gflops_per_s", gflops);
     cJSON_AddNumberToObject(j, "sgemm_gflops_per_s", sgemm);
     cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+    if (o->profile) {
+        int n;
+        const dg_profile_row *rows = dg_profile_rows(&n);
+        cJSON *arr = cJSON_AddArrayToObject(j, "profile");
+        for (int i = 0; i < n; i++) {
+            cJSON *r = cJSON_CreateObject();
+            cJSON_AddStringToObject(r, "kind", rows[i].kind);
+            cJSON_AddStringToObject(r, "phase", dg_profile_phase(rows[i].kind));
+            cJSON_AddStringToObject(r, "shape", rows[i].shape);
+            cJSON_AddNumberToObject(r, "ms_per_step", 1e3 * rows[i].seconds / o->steps);
+            cJSON_AddNumberToObject(r, "calls_per_step", (double)rows[i].calls / o->steps);
+            cJSON_AddNumberToObject(r, "gflops_per_s", rows[i].flops > 0 && rows[i].seconds > 0
+                            ? rows[i].flops * (double)rows[i].calls / rows[i].seconds * 1e-9
+                            : 0.0);
+            cJSON_AddItemToArray(arr, r);
+        }
+    }
     char *s = cJSON_PrintUnformatted(j);
     printf("%s\n", s);
     cJSON_free(s);
@@ -310,10 +346,12 @@ int dg_bench_main(int argc, char **argv) {
 
     dg_ctx ctx;
     dg_ctx_init(&ctx);
+    if (o.profile) dg_profile_enable(true);
     dg_model m;
     dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
             .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16};
     if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
+        dg_profile_free();
         dg_ctx_free(&ctx);
         return 2;
     }
@@ -347,14 +385,21 @@ int dg_bench_main(int argc, char **argv) {
     const int warmup = 2;
     double t0 = 0;
     for (int s = 0; s < warmup + o.steps; s++) {
-        if (s == warmup) t0 = dg_now();
+        if (s == warmup) {
+            dg_profile_reset();
+            t0 = dg_now();
+        }
         p.counter = (uint64_t)s;
         dg_model_forward(&m, &ctx, &p);
         if (o.train) {
+            double tp = dg_profile_begin();
             dg_loss_ce_compute(&loss, &ctx, label);
+            dg_profile_end("loss", tp);
             dg_model_backward(&m, &ctx, &p, loss.diff, NULL);
             DG_DNNL(dnnl_stream_wait(ctx.stream));
+            tp = dg_profile_begin();
             sgd_update(m.ps.data, m.ps.grad, m.ps.d, 1e-3f);
+            dg_profile_end("optimizer", tp);
         }
         DG_DNNL(dnnl_stream_wait(ctx.stream));
     }
@@ -363,6 +408,7 @@ int dg_bench_main(int argc, char **argv) {
     double sgemm = dg_bench_sgemm_gflops(2048, 3);
     print_result(&o, m.name, (double)o.batch / dt, flops / dt * 1e-9, sgemm,
             dg_bench_peak_rss_mb(), dt * 1e3);
+    dg_profile_free();
 
     dg_loss_ce_free(&loss);
     dg_free(label);

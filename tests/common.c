@@ -6,6 +6,7 @@
 
 #include "alloc_hook.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -177,6 +178,14 @@ char *read_file(const char *path, size_t *n) {
     buf[size] = '\0';
     if (n) *n = (size_t)size;
     return buf;
+}
+
+cJSON *read_json(const char *path) {
+    char *text = read_file(path, NULL);
+    cJSON *j = cJSON_Parse(text);
+    ck_assert_msg(j != NULL, "%s is not JSON:\n%s", path, text);
+    dg_free(text);
+    return j;
 }
 
 int count_lines(const char *s) {

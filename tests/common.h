@@ -94,6 +94,8 @@ void remove_tree(const char *root, int depth);
 void write_file(const char *path, const void *buf, size_t n);
 /* Whole file, NUL-terminated (dg_free it); *n gets its size when n != NULL. */
 char *read_file(const char *path, size_t *n);
+/* The file parsed as JSON (cJSON_Delete it); fails the test if it is not. */
+struct cJSON *read_json(const char *path);
 int count_lines(const char *s);
 
 /* stderr redirected into a temporary file, so tests can check what was

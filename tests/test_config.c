@@ -280,14 +280,6 @@ static int run_verify(const char *ini_text, const char *json, char **log, char *
     return rc;
 }
 
-static cJSON *read_json(const char *path) {
-    char *t = read_file(path, NULL);
-    cJSON *j = cJSON_Parse(t);
-    dg_free(t);
-    ck_assert_ptr_nonnull(j);
-    return j;
-}
-
 static long num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     ck_assert_msg(cJSON_IsNumber(v), "no number %s", key);

@@ -120,9 +120,7 @@ static double num_or_nan(const cJSON *v) { return cJSON_IsNumber(v) ? v->valuedo
 
 /* Reads row `row` of eval's JSON at path. */
 static json_row read_row(const char *path, int row) {
-    char *text = read_file(path, NULL);
-    cJSON *j = cJSON_Parse(text);
-    ck_assert_msg(j != NULL, "%s: not JSON:\n%s", path, text);
+    cJSON *j = read_json(path);
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(j, "targets");
     ck_assert_int_gt(cJSON_GetArraySize(ts), row);
     const cJSON *t = cJSON_GetArrayItem(ts, row);
@@ -138,7 +136,6 @@ static json_row read_row(const char *path, int row) {
     snprintf(r.label, sizeof(r.label), "%s",
             cJSON_GetObjectItemCaseSensitive(set, "weights")->valuestring);
     cJSON_Delete(j);
-    dg_free(text);
     return r;
 }
 

@@ -267,14 +267,6 @@ static const char *json_string(const cJSON *o, const char *key) {
     return it->valuestring;
 }
 
-static cJSON *read_json(const char *path) {
-    char *text = read_file(path, NULL);
-    cJSON *j = cJSON_Parse(text);
-    ck_assert_msg(j != NULL, "%s is not JSON:\n%s", path, text);
-    dg_free(text);
-    return j;
-}
-
 START_TEST(seg_results_json_fields_and_numbers) {
     dg_seg_result res[3];
     dg_report_settings run;

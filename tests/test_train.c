@@ -270,6 +270,22 @@ static void domainbed_config(const char *name, const char *test_domains, int wor
     write_file(path, text, strlen(text));
 }
 
+/* dgseg eval CONFIG --checkpoint OUT/SUB/checkpoints/last.safetensors
+ * --json JP (JP = OUT/eval.json); fails the test unless it exits 0. */
+static void eval_last_checkpoint(const char *config, const char *out, const char *sub, char *jp,
+        size_t size) {
+    char ck[256];
+    snprintf(ck, sizeof(ck), "%s/%s/checkpoints/last.safetensors", out, sub);
+    snprintf(jp, size, "%s/eval.json", out);
+    char *argv[] = {"eval", (char *)config, "--checkpoint", ck, "--json", jp, NULL};
+    capture cap;
+    capture_begin(&cap);
+    const int rc = dg_eval_main(6, argv);
+    char *log = capture_end(&cap);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+}
+
 START_TEST(domainbed_evaluation_and_selection) {
     char path[256];
     domainbed_config("db", "env0, 2", 0, "method = erm\n", "iterations = 4\neval_every = 2\n",
@@ -297,16 +313,8 @@ START_TEST(domainbed_evaluation_and_selection) {
             "%s", m);
     dg_free(m);
     /* dgseg eval of the checkpoint: every domain, all 10 images, ERM's live weights */
-    snprintf(p, sizeof(p), "%s/test-env2/checkpoints/last.safetensors", out);
     char jp[256];
-    snprintf(jp, sizeof(jp), "%s/eval.json", out);
-    char *argv[] = {"eval", path, "--checkpoint", p, "--json", jp, NULL};
-    capture cap;
-    capture_begin(&cap);
-    rc = dg_eval_main(6, argv);
-    log = capture_end(&cap);
-    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
-    dg_free(log);
+    eval_last_checkpoint(path, out, "test-env2", jp, sizeof(jp));
     json = read_file(jp, NULL);
     ck_assert_msg(strstr(json, "\"classification\"") && strstr(json, "\"env0\"") &&
                     strstr(json, "\"env1\"") && strstr(json, "\"env2\""),
@@ -458,14 +466,6 @@ START_TEST(classification_evaluations_do_not_change_training) {
 }
 END_TEST
 
-static cJSON *json_file(const char *path) {
-    char *text = read_file(path, NULL);
-    cJSON *j = cJSON_Parse(text);
-    ck_assert_msg(j != NULL, "%s: not JSON:\n%s", path, text);
-    dg_free(text);
-    return j;
-}
-
 /* MESA's teacher in the classification trainer: evaluated at the same
  * points ("eval2"), reported as a second row and by dgseg eval as a second
  * model. mesa_decay = 0 makes the teacher the model after every step
@@ -501,7 +501,7 @@ START_TEST(mesa_teacher_is_a_second_classification_row) {
             "%s", md);
     dg_free(md);
     snprintf(p, sizeof(p), "%s/results.json", a);
-    cJSON *j = json_file(p);
+    cJSON *j = read_json(p);
     const cJSON *sec = cJSON_GetObjectItem(j, "second");
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(sec, "method")));
     ck_assert_str_eq(cJSON_GetObjectItem(sec, "method")->valuestring, "mesa teacher");
@@ -522,17 +522,9 @@ START_TEST(mesa_teacher_is_a_second_classification_row) {
     dg_free(m);
 
     /* dgseg eval of the checkpoint: the teacher as a second model */
-    snprintf(p, sizeof(p), "%s/test-env1/checkpoints/last.safetensors", b);
     char jp[256];
-    snprintf(jp, sizeof(jp), "%s/eval.json", b);
-    char *argv[] = {"eval", path, "--checkpoint", p, "--json", jp, NULL};
-    capture cap;
-    capture_begin(&cap);
-    rc = dg_eval_main(6, argv);
-    log = capture_end(&cap);
-    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
-    dg_free(log);
-    j = json_file(jp);
+    eval_last_checkpoint(path, b, "test-env1", jp, sizeof(jp));
+    j = read_json(jp);
     sec = cJSON_GetObjectItem(j, "second");
     ck_assert(cJSON_IsString(cJSON_GetObjectItem(sec, "weights")));
     ck_assert_str_eq(cJSON_GetObjectItem(sec, "weights")->valuestring, "mesa teacher");

@@ -8,6 +8,8 @@
 
 #include <oneapi/dnnl/dnnl_debug.h>
 
+#include "profile.h"
+
 void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line) {
     if (s == dnnl_success) return;
     dg_panic(file, line, call, dnnl_status2str(s));
@@ -99,10 +101,82 @@ dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
     return pd;
 }
 
+/* "convolution backward-data", "reorder", ... */
+static void prim_kind_name(const_dnnl_primitive_desc_t pd, char *buf, size_t size,
+        dnnl_prop_kind_t *prop) {
+    dnnl_primitive_kind_t pk = dnnl_undefined_primitive;
+    DG_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &pk));
+    *prop = dnnl_prop_kind_undef;
+    const char *dir = "";
+    if (dnnl_primitive_desc_query(pd, dnnl_query_prop_kind, 0, prop) == dnnl_success) {
+        switch (*prop) {
+        case dnnl_forward_training:
+        case dnnl_forward_inference: dir = " forward"; break;
+        case dnnl_backward_data: dir = " backward-data"; break;
+        case dnnl_backward_weights: dir = " backward-weights"; break;
+        case dnnl_backward: dir = " backward"; break;
+        default: dir = ""; break;
+        }
+    }
+    snprintf(buf, size, "%s%s", dnnl_prim_kind2str(pk), dir);
+}
+
+/* Shape text and FLOPs of one execution of a convolution or inner
+ * product (0 for other kinds). */
+static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, char *buf,
+        size_t size) {
+    buf[0] = '\0';
+    const dnnl_convolution_desc_t *cd = NULL;
+    const dnnl_inner_product_desc_t *ipd = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_convolution_d, 0, &cd) == dnnl_success && cd) {
+        const dnnl_memory_desc_t *src = prop == dnnl_backward_data ? &cd->diff_src_desc
+                                                                    : &cd->src_desc;
+        const dnnl_memory_desc_t *wei = prop == dnnl_backward_weights ? &cd->diff_weights_desc
+                                                                       : &cd->weights_desc;
+        const dnnl_memory_desc_t *dst = prop == dnnl_forward_training ||
+                        prop == dnnl_forward_inference ? &cd->dst_desc : &cd->diff_dst_desc;
+        const bool grouped = wei->ndims == 5;
+        const int64_t g = grouped ? wei->dims[0] : 1, kh = wei->dims[wei->ndims - 2],
+                      kw = wei->dims[wei->ndims - 1];
+        const int64_t n = src->dims[0], ic = src->dims[1], oc = dst->dims[1],
+                      oh = dst->dims[2], ow = dst->dims[3];
+        snprintf(buf, size, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld d%lld%s",
+                (long long)n, (long long)ic, (long long)src->dims[2], (long long)src->dims[3],
+                (long long)oc, (long long)kh, (long long)kw, (long long)cd->strides[0],
+                (long long)cd->dilates[0] + 1, grouped ? " grouped" : "");
+        if (grouped) {
+            const size_t len = strlen(buf);
+            snprintf(buf + len, size - len, " %lld", (long long)g);
+        }
+        return 2.0 * (double)n * (double)oc * (double)oh * (double)ow * (double)(ic / g) *
+                (double)kh * (double)kw;
+    }
+    if (dnnl_primitive_desc_query(pd, dnnl_query_inner_product_d, 0, &ipd) == dnnl_success &&
+            ipd) {
+        const dnnl_memory_desc_t *wei = prop == dnnl_backward_weights ? &ipd->diff_weights_desc
+                                                                       : &ipd->weights_desc;
+        const dnnl_memory_desc_t *src = prop == dnnl_backward_data ? &ipd->diff_src_desc
+                                                                    : &ipd->src_desc;
+        double k = 1;
+        for (int i = 1; i < wei->ndims; i++) k *= (double)wei->dims[i];
+        snprintf(buf, size, "%lldx%.0f->%lld", (long long)src->dims[0], k,
+                (long long)wei->dims[0]);
+        return 2.0 * (double)src->dims[0] * (double)wei->dims[0] * k;
+    }
+    return 0;
+}
+
 void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd) {
     memset(p, 0, sizeof(*p));
     atomic_fetch_add(&n_primitives, 1);
     DG_DNNL(dnnl_primitive_create(&p->prim, pd));
+    if (dg_profile_enabled()) {
+        char kind[96], shape[128];
+        dnnl_prop_kind_t prop;
+        prim_kind_name(pd, kind, sizeof(kind), &prop);
+        const double flops = prim_shape(pd, prop, shape, sizeof(shape));
+        p->prof = dg_profile_slot(kind, shape, flops);
+    }
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (size == 0) return;
@@ -126,7 +200,14 @@ void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exe
         all[nargs].memory = p->scratch;
         nargs++;
     }
+    if (!p->prof) {
+        DG_DNNL(dnnl_primitive_execute(p->prim, ctx->stream, nargs, all));
+        return;
+    }
+    const double t0 = dg_now();
     DG_DNNL(dnnl_primitive_execute(p->prim, ctx->stream, nargs, all));
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    dg_profile_add(p->prof, dg_now() - t0);
 }
 
 void dg_prim_free(dg_prim *p) {

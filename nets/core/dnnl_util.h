@@ -59,6 +59,7 @@ const dnnl_memory_desc_t *dg_pd_md(const_dnnl_primitive_desc_t pd, dnnl_query_t 
 typedef struct dg_prim {
     dnnl_primitive_t prim;
     dnnl_memory_t scratch; /* wraps ctx->scratch, NULL when none is needed */
+    int prof;              /* profile slot (profile.h), 0 when not timed */
 } dg_prim;
 
 /* A primitive attribute with the user scratchpad mode set: every pd this

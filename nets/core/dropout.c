@@ -3,6 +3,7 @@
  * 1 - p, then multiplied into the input) with the project's counter-based
  * SplitMix64 streams instead of a stateful generator. */
 #include "dropout.h"
+#include "profile.h"
 
 #include <string.h>
 
@@ -61,6 +62,7 @@ static void apply(const dg_dropout *l, const float *s, float *d, bool use_mask) 
 void dg_dropout_forward(dg_dropout *l, dg_ctx *ctx, const dg_pass *p) {
     dg_port_pull(&l->src_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const double t0 = dg_profile_begin();
     const float *s = dg_mem_ptr(l->src_p.mem);
     float *d = dg_mem_ptr(l->dst);
     l->masked = p->train;
@@ -77,6 +79,7 @@ void dg_dropout_forward(dg_dropout *l, dg_ctx *ctx, const dg_pass *p) {
         }
     }
     apply(l, s, d, p->train);
+    dg_profile_end("dropout forward", t0);
 }
 
 void dg_dropout_backward(dg_dropout *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
@@ -84,7 +87,9 @@ void dg_dropout_backward(dg_dropout *l, dg_ctx *ctx, const dg_pass *p, dnnl_memo
     dg_port_bind_in(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst));
     dg_port_pull(&l->ddst_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const double t0 = dg_profile_begin();
     apply(l, dg_mem_ptr(l->ddst_p.mem), dg_mem_ptr(l->diff_src), l->masked);
+    dg_profile_end("dropout backward", t0);
 }
 
 void dg_dropout_free(dg_dropout *l) {

@@ -7,6 +7,7 @@
  * in double, so results do not depend on the thread count.
  * Shapes: N batch, C channels, G groups, H height, W width. */
 #include "groupnorm.h"
+#include "profile.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -88,8 +89,10 @@ static void gn_forward_kernel(const dg_gn *l, const float *x, float *y,
 void dg_gn_forward(dg_gn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_port_pull(&l->src_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const double t0 = dg_profile_begin();
     gn_forward_kernel(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->dst), p->params + l->w_off,
             p->params + l->b_off);
+    dg_profile_end("group_normalization forward", t0);
 }
 
 /* diff_gamma, diff_beta (C), one channel per work item. */
@@ -168,8 +171,10 @@ void dg_gn_backward(dg_gn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
     dg_port_pull(&l->ddst_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const float *x = dg_mem_ptr(l->src_p.mem), *dy = dg_mem_ptr(l->ddst_p.mem);
+    const double t0 = dg_profile_begin();
     gn_backward_params(l, x, dy, p->grad + l->w_off, p->grad + l->b_off);
     gn_backward_data(l, x, dy, p->params + l->w_off, dg_mem_ptr(l->diff_src));
+    dg_profile_end("group_normalization backward", t0);
 }
 
 void dg_gn_free(dg_gn *l) {

@@ -1,6 +1,7 @@
 /* nets/core/resize.c -- see resize.h. Coordinates follow PyTorch's
  * aten/src/ATen/native/UpSample.h (area_pixel_compute_source_index). */
 #include "resize.h"
+#include "profile.h"
 
 #include <math.h>
 #include <string.h>
@@ -155,7 +156,9 @@ void dg_resize_forward(dg_resize *l, dg_ctx *ctx, const dg_pass *p) {
     dg_port_pull(&l->src_p, ctx);
     if (l->cfg.align_corners) {
         DG_DNNL(dnnl_stream_wait(ctx->stream));
+        const double t0 = dg_profile_begin();
         bilinear_forward(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->dst));
+        dg_profile_end("resampling forward (align_corners)", t0);
         return;
     }
     dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, l->src_p.mem}, {DNNL_ARG_DST, l->dst}};
@@ -168,7 +171,9 @@ void dg_resize_backward(dg_resize *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory
     dg_port_pull(&l->ddst_p, ctx);
     if (l->cfg.align_corners) {
         DG_DNNL(dnnl_stream_wait(ctx->stream));
+        const double t0 = dg_profile_begin();
         bilinear_backward(l, dg_mem_ptr(l->ddst_p.mem), dg_mem_ptr(l->diff_src));
+        dg_profile_end("resampling backward-data (align_corners)", t0);
         return;
     }
     dnnl_exec_arg_t args[] = {{DNNL_ARG_DIFF_DST, l->ddst_p.mem}, {DNNL_ARG_DIFF_SRC, l->diff_src}};
