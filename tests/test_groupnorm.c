@@ -29,6 +29,11 @@ static const gn_case cases[] = {
     {2, 12, 4, 4, 5, dnnl_nChw8c, dnnl_nhwc},
     {1, 24, 6, 5, 3, dnnl_nhwc, dnnl_nChw16c},
     {2, 10, 5, 3, 4, dnnl_Abcd8a, dnnl_nchw}, /* N-blocked: reordered to nchw */
+    /* C a multiple of the block: the vectorized per-channel kernels, with a
+     * group spanning two blocks, one block, and a quarter block */
+    {2, 32, 1, 3, 5, dnnl_nChw16c, dnnl_nChw16c},
+    {3, 24, 3, 4, 3, dnnl_nChw8c, dnnl_nchw},
+    {2, 32, 8, 5, 2, dnnl_nChw16c, dnnl_nhwc},
 };
 
 typedef struct gn_fix {

@@ -38,6 +38,12 @@ void dg_gn_init(dg_gn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     size_t ng = (size_t)(l->dims[0] * cfg->groups);
     l->mean = dg_xcalloc(ng, sizeof(*l->mean));
     l->rstd = dg_xcalloc(ng, sizeof(*l->rstd));
+    const dg_chw *v = &l->view;
+    l->lanes = (v->cb == 16 || v->cb == 8) && v->sw == v->cb && v->c % v->cb == 0;
+    if (l->lanes) {
+        l->nc1 = dg_xcalloc((size_t)(v->n * v->c), sizeof(*l->nc1));
+        l->nc2 = dg_xcalloc((size_t)(v->n * v->c), sizeof(*l->nc2));
+    }
     if (!cfg->training) return;
     l->diff_src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
     memset(dg_mem_ptr(l->diff_src), 0, dg_md_bytes(&md));
@@ -86,12 +92,190 @@ static void gn_forward_kernel(const dg_gn *l, const float *x, float *y,
     }
 }
 
+/* ---- channel-blocked layouts: the block's L channels are vector lanes --- */
+/* Each (n, channel) sum runs serially in double over (h, w) in one work
+ * item, and group sums add their channels' sums in channel order, so the
+ * results do not depend on the thread count. */
+
+#define GN_MAX_LANES 16
+
+/* Per channel of block (n, b), over (h, w): s1 = sum(x), s2 = sum(x^2)
+ * (one pass; in double, var = s2/M - mean^2 loses nothing that matters for
+ * float data). L is a constant at each call site, so the lane loops
+ * vectorize. */
+static inline __attribute__((always_inline)) void lane_sums(const dg_chw *v, const float *p,
+        const int L, double *s1, double *s2) {
+    double a[GN_MAX_LANES] = {0}, b[GN_MAX_LANES] = {0};
+    for (int64_t h = 0; h < v->h; h++)
+        for (int64_t w = 0; w < v->w; w++) {
+            const float *q = p + h * v->sh + w * v->sw;
+            for (int j = 0; j < L; j++) {
+                const double x = (double)q[j];
+                a[j] += x;
+                b[j] += x * x;
+            }
+        }
+    for (int j = 0; j < L; j++) {
+        s1[j] = a[j];
+        s2[j] = b[j];
+    }
+}
+
+/* Per channel of block (n, b): sd += dy, sdx += dy * x. */
+static inline __attribute__((always_inline)) void lane_sums2(const dg_chw *v, const float *x,
+        const float *dy, const int L, double *sd, double *sdx) {
+    double a[GN_MAX_LANES] = {0}, b[GN_MAX_LANES] = {0};
+    for (int64_t h = 0; h < v->h; h++)
+        for (int64_t w = 0; w < v->w; w++) {
+            const int64_t o = h * v->sh + w * v->sw;
+            for (int j = 0; j < L; j++) {
+                a[j] += (double)dy[o + j];
+                b[j] += (double)dy[o + j] * x[o + j];
+            }
+        }
+    for (int j = 0; j < L; j++) {
+        sd[j] = a[j];
+        sdx[j] = b[j];
+    }
+}
+
+/* out = x * k[lane] + c[lane] (forward: k = gamma*rstd, c = beta -
+ * mean*k computed as (x - mean)*k + beta in the scalar path; here the same
+ * expression with per-lane mean). */
+static inline __attribute__((always_inline)) void lane_affine(const dg_chw *v, const float *x,
+        float *y, const int L, const float *mean, const float *k, const float *beta) {
+    for (int64_t h = 0; h < v->h; h++)
+        for (int64_t w = 0; w < v->w; w++) {
+            const int64_t o = h * v->sh + w * v->sw;
+            for (int j = 0; j < L; j++) y[o + j] = (x[o + j] - mean[j]) * k[j] + beta[j];
+        }
+}
+
+/* dx = gr*dy - a - b*((x - mf)*rf), per lane. */
+static inline __attribute__((always_inline)) void lane_dx(const dg_chw *v, const float *x,
+        const float *dy, float *dx, const int L, const float *gr, const float *a,
+        const float *b, const float *mf, const float *rf) {
+    for (int64_t h = 0; h < v->h; h++)
+        for (int64_t w = 0; w < v->w; w++) {
+            const int64_t o = h * v->sh + w * v->sw;
+            for (int j = 0; j < L; j++)
+                dx[o + j] = gr[j] * dy[o + j] - a[j] - b[j] * ((x[o + j] - mf[j]) * rf[j]);
+        }
+}
+
+/* Block (n, b)'s first element. */
+static inline int64_t block_at(const dg_chw *v, int64_t n, int64_t b) {
+    return v->off0 + n * v->sn + b * v->scb;
+}
+
+/* Group sums of per-channel sums: out[n*G + g] = sum over g's channels. */
+static void group_sums(const dg_gn *l, const double *nc, double *out) {
+    const int64_t g_n = l->cfg.groups, c_n = l->view.c, cg = c_n / g_n;
+    for (int64_t ng = 0; ng < l->view.n * g_n; ng++) {
+        const int64_t n = ng / g_n, c0 = (ng % g_n) * cg;
+        double s = 0.0;
+        for (int64_t c = c0; c < c0 + cg; c++) s += nc[n * c_n + c];
+        out[ng] = s;
+    }
+}
+
+static void gn_forward_lanes(const dg_gn *l, const float *x, float *y, const float *gamma,
+        const float *beta) {
+    const dg_chw *v = &l->view;
+    const int L = (int)v->cb;
+    const int64_t g_n = l->cfg.groups, cg = v->c / g_n, nb = v->c / L;
+    const double m = (double)(cg * v->h * v->w);
+    double *mean = l->mean, *rstd = l->rstd, *nc1 = l->nc1, *nc2 = l->nc2;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < v->n * nb; i++) {
+        const int64_t n = i / nb, b = i % nb, k = n * v->c + b * L;
+        if (L == 16) lane_sums(v, x + block_at(v, n, b), 16, nc1 + k, nc2 + k);
+        else lane_sums(v, x + block_at(v, n, b), 8, nc1 + k, nc2 + k);
+    }
+    group_sums(l, nc1, mean);
+    group_sums(l, nc2, rstd);
+    for (int64_t ng = 0; ng < v->n * g_n; ng++) {
+        mean[ng] /= m;
+        const double var = fmax(0.0, rstd[ng] / m - mean[ng] * mean[ng]);
+        rstd[ng] = 1.0 / sqrt(var + DG_GN_EPS);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < v->n * nb; i++) {
+        const int64_t n = i / nb, b = i % nb;
+        float mf[GN_MAX_LANES], k[GN_MAX_LANES], bt[GN_MAX_LANES];
+        for (int j = 0; j < L; j++) {
+            const int64_t c = b * L + j, ng = n * g_n + c / cg;
+            mf[j] = (float)mean[ng];
+            k[j] = (float)(gamma[c] * rstd[ng]);
+            bt[j] = beta[c];
+        }
+        const int64_t o = block_at(v, n, b);
+        if (L == 16) lane_affine(v, x + o, y + o, 16, mf, k, bt);
+        else lane_affine(v, x + o, y + o, 8, mf, k, bt);
+    }
+}
+
+static void gn_backward_lanes(const dg_gn *l, const float *x, const float *dy,
+        const float *gamma, float *diff_gamma, float *diff_beta, float *dx) {
+    const dg_chw *v = &l->view;
+    const int L = (int)v->cb;
+    const int64_t g_n = l->cfg.groups, cg = v->c / g_n, nb = v->c / L;
+    const double m = (double)(cg * v->h * v->w);
+    const double *mean = l->mean, *rstd = l->rstd;
+    double *sd = l->nc1, *sdx = l->nc2;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < v->n * nb; i++) {
+        const int64_t n = i / nb, b = i % nb, o = block_at(v, n, b), k = n * v->c + b * L;
+        if (L == 16) lane_sums2(v, x + o, dy + o, 16, sd + k, sdx + k);
+        else lane_sums2(v, x + o, dy + o, 8, sd + k, sdx + k);
+    }
+    /* diff_gamma = sum_n rstd*(sum(dy*x) - mean*sum(dy)), diff_beta = sum_n sum(dy) */
+    for (int64_t c = 0; c < v->c; c++) {
+        double sg = 0.0, sb = 0.0;
+        for (int64_t n = 0; n < v->n; n++) {
+            const int64_t ng = n * g_n + c / cg, k = n * v->c + c;
+            sg += rstd[ng] * (sdx[k] - mean[ng] * sd[k]);
+            sb += sd[k];
+        }
+        diff_gamma[c] = (float)sg;
+        diff_beta[c] = (float)sb;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < v->n * nb; i++) {
+        const int64_t n = i / nb, b = i % nb;
+        float gr[GN_MAX_LANES], a[GN_MAX_LANES], bb[GN_MAX_LANES], mf[GN_MAX_LANES],
+                rf[GN_MAX_LANES];
+        for (int j = 0; j < L; j++) {
+            const int64_t c = b * L + j, ng = n * g_n + c / cg, c0 = (c / cg) * cg;
+            /* the group's sum(g) and sum(g*x), g = gamma*dy, in channel order */
+            double sg = 0.0, sgx = 0.0;
+            for (int64_t q = c0; q < c0 + cg; q++) {
+                sg += gamma[q] * sd[n * v->c + q];
+                sgx += gamma[q] * sdx[n * v->c + q];
+            }
+            const double k1 = sg / m, k2 = rstd[ng] * (sgx - mean[ng] * sg) / m;
+            gr[j] = (float)(gamma[c] * rstd[ng]);
+            a[j] = (float)(rstd[ng] * k1);
+            bb[j] = (float)(rstd[ng] * k2);
+            mf[j] = (float)mean[ng];
+            rf[j] = (float)rstd[ng];
+        }
+        const int64_t o = block_at(v, n, b);
+        if (L == 16) lane_dx(v, x + o, dy + o, dx + o, 16, gr, a, bb, mf, rf);
+        else lane_dx(v, x + o, dy + o, dx + o, 8, gr, a, bb, mf, rf);
+    }
+}
+
 void dg_gn_forward(dg_gn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_port_pull(&l->src_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const double t0 = dg_profile_begin();
-    gn_forward_kernel(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->dst), p->params + l->w_off,
-            p->params + l->b_off);
+    if (l->lanes)
+        gn_forward_lanes(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->dst), p->params + l->w_off,
+                p->params + l->b_off);
+    else
+        gn_forward_kernel(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->dst),
+                p->params + l->w_off, p->params + l->b_off);
     dg_profile_end("group_normalization forward", t0);
 }
 
@@ -172,8 +356,13 @@ void dg_gn_backward(dg_gn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const float *x = dg_mem_ptr(l->src_p.mem), *dy = dg_mem_ptr(l->ddst_p.mem);
     const double t0 = dg_profile_begin();
-    gn_backward_params(l, x, dy, p->grad + l->w_off, p->grad + l->b_off);
-    gn_backward_data(l, x, dy, p->params + l->w_off, dg_mem_ptr(l->diff_src));
+    if (l->lanes) {
+        gn_backward_lanes(l, x, dy, p->params + l->w_off, p->grad + l->w_off,
+                p->grad + l->b_off, dg_mem_ptr(l->diff_src));
+    } else {
+        gn_backward_params(l, x, dy, p->grad + l->w_off, p->grad + l->b_off);
+        gn_backward_data(l, x, dy, p->params + l->w_off, dg_mem_ptr(l->diff_src));
+    }
     dg_profile_end("group_normalization backward", t0);
 }
 
@@ -184,5 +373,7 @@ void dg_gn_free(dg_gn *l) {
     dnnl_memory_destroy(l->diff_src);
     dg_free(l->mean);
     dg_free(l->rstd);
+    dg_free(l->nc1);
+    dg_free(l->nc2);
     memset(l, 0, sizeof(*l));
 }

@@ -39,6 +39,9 @@ typedef struct dg_gn {
     dnnl_memory_t diff_src;   /* owned (N, C, H, W), view's layout, or NULL */
     double *mean;             /* (N, G) of the last forward, owned */
     double *rstd;             /* (N, G) 1/sqrt(var + eps), owned */
+    bool lanes;               /* view is nChw16c/nChw8c with C a multiple of the
+                                 block: the vectorized per-channel kernels */
+    double *nc1, *nc2;        /* (N, C) per-channel sums of those kernels, owned */
     dg_port src_p;            /* src in a dg_chw layout */
     dg_port ddst_p;           /* diff_dst in dst's layout */
 } dg_gn;
