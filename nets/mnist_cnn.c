@@ -67,8 +67,8 @@ void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
     char name[64];
     for (int i = 0; i < 4; i++) {
         dg_conv_cfg cc = {.oc = channels[i], .k = 3, .stride = strides[i], .pad = 1,
-                .dilation = 1, .bias = true, .relu = true, .no_diff_src = i == 0,
-                .training = tr};
+                .dilation = 1, .bias = true, .relu = true, .relu_grad_by_next = true,
+                .no_diff_src = i == 0, .training = tr};
         snprintf(name, sizeof(name), "featurizer.conv%d", i + 1);
         dg_conv_init(&net->conv[i], ctx, &m->ps, name, src, &cc);
         /* PyTorch's default conv init: U(+-1/sqrt(fan_in)) for weight and bias. */
@@ -82,7 +82,7 @@ void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
         m->flops_forward += dg_conv_flops_forward(c);
         m->flops_backward += dg_conv_flops_backward(c);
 
-        dg_gn_cfg gc = {.groups = 8, .training = tr};
+        dg_gn_cfg gc = {.groups = 8, .training = tr, .relu_src = true};
         snprintf(name, sizeof(name), "featurizer.bn%d", i);
         dg_gn_init(&net->gn[i], ctx, &m->ps, name, c->dst, &gc);
         src = net->gn[i].dst;

@@ -47,24 +47,32 @@ typedef struct gn_fix {
     double *gamma, *beta; /* (C) */
 } gn_fix;
 
-static void fix_init(gn_fix *f, const gn_case *tc, bool training, uint64_t seed) {
+/* relu: src is a ReLU's output (negatives clamped to 0) and the layer is
+ * told so (relu_src). */
+static void fix_init_relu(gn_fix *f, const gn_case *tc, bool training, uint64_t seed,
+        bool relu) {
     memset(f, 0, sizeof(*f));
     f->r = (ref_norm){.n = tc->n, .c = tc->c, .h = tc->h, .w = tc->w, .g = tc->g, .eps = 1e-5};
     f->ns = (size_t)(tc->n * tc->c * tc->h * tc->w);
     f->c = (size_t)tc->c;
     f->src = dg_xmalloc(f->ns * sizeof(float));
     fill_uniform(f->src, f->ns, seed, -1.f, 2.f);
+    for (size_t i = 0; relu && i < f->ns; i++) f->src[i] = f->src[i] > 0.f ? f->src[i] : 0.f;
     f->s64 = dup_double(f->src, f->ns);
     int64_t dims[4] = {tc->n, tc->c, tc->h, tc->w};
     f->src_m = make_tagged(&ctx, f->src, 4, dims, tc->src_tag);
     dg_params_init(&f->ps);
-    dg_gn_cfg cfg = {.groups = tc->g, .training = training};
+    dg_gn_cfg cfg = {.groups = tc->g, .training = training, .relu_src = relu};
     dg_gn_init(&f->l, &ctx, &f->ps, "gn", f->src_m, &cfg);
     dg_params_alloc(&f->ps);
     fill_uniform(f->ps.data + f->l.w_off, f->c, seed + 1, 0.5f, 1.5f);
     fill_uniform(f->ps.data + f->l.b_off, f->c, seed + 2, -0.5f, 0.5f);
     f->gamma = dup_double(f->ps.data + f->l.w_off, f->c);
     f->beta = dup_double(f->ps.data + f->l.b_off, f->c);
+}
+
+static void fix_init(gn_fix *f, const gn_case *tc, bool training, uint64_t seed) {
+    fix_init_relu(f, tc, training, seed, false);
 }
 
 static void fix_free(gn_fix *f) {
@@ -123,6 +131,42 @@ START_TEST(gn_forward_backward_match_reference) {
     dnnl_memory_destroy(ddst_m);
     dg_free(exp), dg_free(got), dg_free(ddst), dg_free(dd64), dg_free(eds), dg_free(edg);
     dg_free(edb);
+    fix_free(&f);
+}
+END_TEST
+
+/* relu_src: diff_src is the reference's times the ReLU's mask (src > 0),
+ * exactly 0 where src is 0; the statistics and parameter gradients are
+ * those of the clamped input. */
+START_TEST(gn_relu_src_masks_diff_src) {
+    const gn_case *tc = &cases[_i];
+    gn_fix f;
+    fix_init_relu(&f, tc, true, 40 + (uint64_t)_i, true);
+    dg_pass p = dg_pass_train(&f.ps);
+    dg_gn_forward(&f.l, &ctx, &p);
+    float *ddst = dg_xmalloc(f.ns * sizeof(float)), *got = dg_xmalloc(f.ns * sizeof(float));
+    fill_uniform(ddst, f.ns, 50 + (uint64_t)_i, -1.f, 1.f);
+    double *dd64 = dup_double(ddst, f.ns), *eds = dg_xmalloc(f.ns * sizeof(double));
+    double *edg = dg_xmalloc(f.c * sizeof(double)), *edb = dg_xmalloc(f.c * sizeof(double));
+    ref_gn_backward(&f.r, f.s64, f.gamma, dd64, eds, edg, edb);
+    size_t zeros = 0;
+    for (size_t i = 0; i < f.ns; i++)
+        if (!(f.src[i] > 0.f)) {
+            eds[i] = 0.0;
+            zeros++;
+        }
+    ck_assert_uint_gt(zeros, 0);
+    dnnl_memory_t ddst_m = make_tagged(&ctx, ddst, 4, f.l.dims, tc->ddst_tag);
+    dg_gn_backward(&f.l, &ctx, &p, ddst_m);
+    read_plain(&ctx, f.l.diff_src, got);
+    DG_ASSERT_CLOSE(got, eds, f.ns, 1e-5, 1e-4);
+    for (size_t i = 0; i < f.ns; i++)
+        if (!(f.src[i] > 0.f)) ck_assert_msg(got[i] == 0.f, "diff_src[%zu] = %g", i, got[i]);
+    DG_ASSERT_CLOSE(f.ps.grad + f.l.w_off, edg, f.c, 1e-5, 1e-4);
+    DG_ASSERT_CLOSE(f.ps.grad + f.l.b_off, edb, f.c, 1e-5, 1e-4);
+    assert_padding_zero(f.l.diff_src);
+    dnnl_memory_destroy(ddst_m);
+    dg_free(got), dg_free(ddst), dg_free(dd64), dg_free(eds), dg_free(edg), dg_free(edb);
     fix_free(&f);
 }
 END_TEST
@@ -274,6 +318,7 @@ Suite *groupnorm_suite(void) {
     TCase *tc = tcase_create("numerics");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
+    tcase_add_loop_test(tc, gn_relu_src_masks_diff_src, 0, (int)DG_ARRAY_LEN(cases));
     tcase_add_loop_test(tc, gn_forward_backward_match_reference, 0, (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, gn_eval_pass_and_inference_instance_equal_train_pass);
     tcase_add_test(tc, gn_results_do_not_depend_on_thread_count);

@@ -88,7 +88,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);
     l->diff_src = l->wl.diff_src;
-    if (cfg->relu) {
+    if (cfg->relu && !cfg->relu_grad_by_next) {
         const dnnl_memory_desc_t *dmd = dg_mem_md(l->dst);
         dnnl_eltwise_desc_t ed;
         DG_DNNL(dnnl_eltwise_backward_desc_init(&ed, dnnl_eltwise_relu_use_dst_for_bwd,
@@ -118,7 +118,7 @@ void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const
 
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     DG_ASSERT(l->cfg.training);
-    if (l->cfg.relu) {
+    if (l->cfg.relu && !l->cfg.relu_grad_by_next) {
         dg_port_bind_in(&l->ddst_r_p, ctx, diff_dst, dg_mem_md(l->dst));
         dg_port_pull(&l->ddst_r_p, ctx);
         dnnl_exec_arg_t rargs[] = {

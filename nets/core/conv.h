@@ -18,6 +18,9 @@ typedef struct dg_conv_cfg {
     int64_t dilation;  /* 1 = dense (PyTorch convention, not oneDNN's d-1) */
     bool bias;
     bool relu;         /* fuse ReLU after the convolution */
+    bool relu_grad_by_next; /* with relu: the next layer applies the ReLU's
+                          backward mask (GroupNorm's relu_src); backward's
+                          diff_dst is the gradient at the pre-activation */
     bool no_diff_src;  /* the input is the network input: skip backward data */
     bool training;     /* false: inference-only instance, no backward */
     bool folded;       /* inference only: the primitive always has a bias and

@@ -151,15 +151,18 @@ static inline __attribute__((always_inline)) void lane_affine(const dg_chw *v, c
         }
 }
 
-/* dx = gr*dy - a - b*((x - mf)*rf), per lane. */
+/* dx = gr*dy - a - b*((x - mf)*rf), per lane; with relu: 0 where x <= 0
+ * (the ReLU that produced x, oneDNN's use_dst_for_bwd rule). */
 static inline __attribute__((always_inline)) void lane_dx(const dg_chw *v, const float *x,
-        const float *dy, float *dx, const int L, const float *gr, const float *a,
-        const float *b, const float *mf, const float *rf) {
+        const float *dy, float *dx, const int L, const bool relu, const float *gr,
+        const float *a, const float *b, const float *mf, const float *rf) {
     for (int64_t h = 0; h < v->h; h++)
         for (int64_t w = 0; w < v->w; w++) {
             const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L; j++)
-                dx[o + j] = gr[j] * dy[o + j] - a[j] - b[j] * ((x[o + j] - mf[j]) * rf[j]);
+            for (int j = 0; j < L; j++) {
+                const float g = gr[j] * dy[o + j] - a[j] - b[j] * ((x[o + j] - mf[j]) * rf[j]);
+                dx[o + j] = relu && !(x[o + j] > 0.f) ? 0.f : g;
+            }
         }
 }
 
@@ -261,8 +264,11 @@ static void gn_backward_lanes(const dg_gn *l, const float *x, const float *dy,
             rf[j] = (float)rstd[ng];
         }
         const int64_t o = block_at(v, n, b);
-        if (L == 16) lane_dx(v, x + o, dy + o, dx + o, 16, gr, a, bb, mf, rf);
-        else lane_dx(v, x + o, dy + o, dx + o, 8, gr, a, bb, mf, rf);
+        const bool relu = l->cfg.relu_src;
+        if (L == 16 && relu) lane_dx(v, x + o, dy + o, dx + o, 16, true, gr, a, bb, mf, rf);
+        else if (L == 16) lane_dx(v, x + o, dy + o, dx + o, 16, false, gr, a, bb, mf, rf);
+        else if (relu) lane_dx(v, x + o, dy + o, dx + o, 8, true, gr, a, bb, mf, rf);
+        else lane_dx(v, x + o, dy + o, dx + o, 8, false, gr, a, bb, mf, rf);
     }
 }
 
@@ -342,8 +348,10 @@ static void gn_backward_data(const dg_gn *l, const float *x, const float *dy,
                 const int64_t off = dg_chw_at(v, n, c, h, 0);
                 const float *xr = x + off, *dr = dy + off;
                 float *out = dx + off;
-                for (int64_t w = 0; w < ww; w++)
-                    out[w * sw] = gr * dr[w * sw] - a - b * ((xr[w * sw] - mf) * rf);
+                for (int64_t w = 0; w < ww; w++) {
+                    const float g = gr * dr[w * sw] - a - b * ((xr[w * sw] - mf) * rf);
+                    out[w * sw] = l->cfg.relu_src && !(xr[w * sw] > 0.f) ? 0.f : g;
+                }
             }
         }
     }

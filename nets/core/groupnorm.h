@@ -27,6 +27,10 @@
 typedef struct dg_gn_cfg {
     int64_t groups; /* G, divides C */
     bool training;  /* false: inference-only instance, no diff_src/backward */
+    bool relu_src;  /* src is a ReLU's output (a convolution's fused ReLU with
+                       relu_grad_by_next): backward writes the gradient at the
+                       ReLU's input, diff_src masked by src > 0, so that layer
+                       skips its own ReLU backward pass */
 } dg_gn_cfg;
 
 typedef struct dg_gn {
