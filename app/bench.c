@@ -28,6 +28,7 @@ typedef struct bench_opts {
     bool profile;
     int64_t size, batch;
     int threads, steps;
+    int winograd;     /* DG_WINOGRAD_* */
     char *over[32];   /* optim.KEY=VALUE settings of --optimizer's method */
     int n_over;
 } bench_opts;
@@ -51,7 +52,7 @@ static void bench_usage(FILE *f) {
     fprintf(f,
             "usage: dgseg bench --model NAME [--size S] [--batch B] [--threads T] [--steps N]\n"
             "                   [--mode train|infer] [--optimizer METHOD] [--dtype f32|bf16]\n"
-            "                   [--profile] [--json]\n"
+            "                   [--winograd auto|on|off] [--profile] [--json]\n"
             "                   [optim.KEY=VALUE ...]\n"
             "\n"
             "Times training steps (forward, backward, optimizer update) or inference on random\n"
@@ -75,6 +76,8 @@ static void bench_usage(FILE *f) {
             "                     optim.KEY=VALUE sets the method's [optim] keys (e.g.\n"
             "                     optim.la_reg=average for LA+WA); the base is SGD\n"
             "  --dtype f32|bf16   compute type (default f32)\n"
+            "  --winograd auto|on|off  Winograd for dense 3x3 convolutions (model.winograd;\n"
+            "                     auto: on for the classifiers, off for DeepLab)\n"
             "  --profile          also time every oneDNN primitive (waiting for each) and the\n"
             "                     loss and optimizer loops: time per phase (forward,\n"
             "                     backward-data, backward-weights, reorders, BN/ReLU/\n"
@@ -91,7 +94,7 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         {"steps", required_argument, NULL, 'n'}, {"mode", required_argument, NULL, 'M'},
         {"optimizer", required_argument, NULL, 'o'}, {"dtype", required_argument, NULL, 'd'},
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
-        {"profile", no_argument, NULL, 'p'},
+        {"profile", no_argument, NULL, 'p'}, {"winograd", required_argument, NULL, 'w'},
         {NULL, 0, NULL, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -129,6 +132,16 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         case 'd': o->dtype = optarg; break;
         case 'j': o->json = true; break;
         case 'p': o->profile = true; break;
+        case 'w':
+            if (!strcmp(optarg, "auto")) o->winograd = DG_WINOGRAD_AUTO;
+            else if (!strcmp(optarg, "on")) o->winograd = DG_WINOGRAD_ON;
+            else if (!strcmp(optarg, "off")) o->winograd = DG_WINOGRAD_OFF;
+            else {
+                fprintf(stderr, "dgseg bench: --winograd wants auto, on or off, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case 'h': bench_usage(stdout); return -1;
         default:
             fprintf(stderr, "dgseg bench: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -349,7 +362,8 @@ int dg_bench_main(int argc, char **argv) {
     if (o.profile) dg_profile_enable(true);
     dg_model m;
     dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
-            .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16};
+            .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16,
+            .winograd = o.winograd};
     if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
         dg_profile_free();
         dg_ctx_free(&ctx);

@@ -86,6 +86,7 @@ static const key_def keys[] = {
     {"model", "aux_weight", K_REAL, OFF(aux_weight), "0.4", 0, BIG, 0, NULL},
     {"model", "freeze_bn", K_BOOL, OFF(freeze_bn), "false", 0, 0, 0, NULL},
     {"model", "dropout", K_REAL, OFF(dropout), "0", 0, 1, HI_OPEN, NULL},
+    {"model", "winograd", K_ENUM, OFF(winograd), "auto", 0, 0, 0, "auto|on|off"},
     /* [optim] (ALGORITHMS.md §16) */
     {"optim", "method", K_CHOICE, OFF(method), "erm", 0, 0, 0,
             "erm|lookahead|swad|sam|asam|lookbehind-sam|lookbehind-asam|dgsam|saf|mesa"},

@@ -59,6 +59,7 @@ typedef struct dg_config {
     bool aux;
     double aux_weight;
     bool freeze_bn;
+    int winograd;          /* DG_WINOGRAD_AUTO | _ON | _OFF (nets/model.h) */
     double dropout;
     /* [optim] */
     char *method;

@@ -320,6 +320,7 @@ static dg_status make_model(run *r) {
         .aux_dropout = 0.1f,
         .freeze_bn = cfg->freeze_bn,
         .dropout = (float)cfg->dropout,
+        .winograd = cfg->winograd,
     };
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
     if (st != DG_STATUS_OK) return st;
@@ -1001,7 +1002,8 @@ int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_re
         dg_model_opts mo = {.batch = 1, .in_channels = r.has_db ? 3 : 1,
                 .height = r.has_rf ? DG_RFMNIST_HW : cfg->image_size,
                 .width = r.has_rf ? DG_RFMNIST_HW : cfg->image_size, .classes = r.n_classes,
-                .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout};
+                .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout,
+                .winograd = cfg->winograd};
         st = dg_model_create(&r.m, &r.ctx, cfg->model, &mo, 0);
         r.has_model = st == DG_STATUS_OK;
     }

@@ -29,7 +29,14 @@ typedef struct dg_model_opts {
     float aux_dropout;   /* its channel dropout probability (RobustNet: 0.1) */
     bool freeze_bn;      /* every BN in frozen mode (ALGORITHMS.md §2.2) */
     float dropout;       /* classifiers: dropout before the linear head */
+    int winograd;        /* dense 3x3 convolutions by Winograd (conv.h):
+                            DG_WINOGRAD_AUTO (0) = the model's default, on for
+                            the classifiers (MNIST CNN, ResNets), off for
+                            DeepLab; DG_WINOGRAD_ON; DG_WINOGRAD_OFF */
 } dg_model_opts;
+
+/* dg_model_opts.winograd, the indices of config key model.winograd. */
+enum { DG_WINOGRAD_AUTO = 0, DG_WINOGRAD_ON = 1, DG_WINOGRAD_OFF = 2 };
 
 struct dg_model {
     const dg_model_ops *ops;

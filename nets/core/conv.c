@@ -19,6 +19,15 @@ double dg_conv_flops_backward(const dg_conv *l) {
     return (l->cfg.no_diff_src ? 1.0 : 2.0) * dg_conv_flops_forward(l);
 }
 
+static bool winograd_on;
+
+void dg_conv_set_winograd(bool on) { winograd_on = on; }
+
+static bool use_winograd(const dg_conv_cfg *cfg, int64_t ic) {
+    return winograd_on && cfg->k == 3 && cfg->stride == 1 && cfg->dilation == 1 && ic >= 16 &&
+            cfg->oc >= 16;
+}
+
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg) {
     memset(l, 0, sizeof(*l));
@@ -64,27 +73,40 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     if (cfg->relu || cfg->accumulate) DG_DNNL(dnnl_post_ops_create(&po));
     if (cfg->accumulate) DG_DNNL(dnnl_post_ops_append_sum(po, 1.f));
     if (cfg->relu) DG_DNNL(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
-    dnnl_convolution_desc_t fd;
-    DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
-            cfg->training ? dnnl_forward_training : dnnl_forward_inference,
-            dnnl_convolution_direct, &src_any, &w_any, b_md, &dst_any, strides, dil, pad, pad));
-    dnnl_primitive_desc_t fwd_pd = dg_pd_new(ctx, &fd, po, NULL);
+    /* Winograd first where it applies (see conv.h), direct where it has no
+     * implementation; each pass chooses on its own. */
+    const int n_alg = use_winograd(cfg, ic) ? 2 : 1;
+    const dnnl_alg_kind_t algs[2] = {n_alg == 2 ? dnnl_convolution_winograd
+                                                : dnnl_convolution_direct,
+            dnnl_convolution_direct};
+    dnnl_primitive_desc_t fwd_pd = NULL;
+    for (int a = 0; a < n_alg && !fwd_pd; a++) {
+        dnnl_convolution_desc_t fd;
+        DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
+                cfg->training ? dnnl_forward_training : dnnl_forward_inference, algs[a],
+                &src_any, &w_any, b_md, &dst_any, strides, dil, pad, pad));
+        fwd_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &fd, po, NULL) : dg_pd_new(ctx, &fd, po, NULL);
+    }
     dnnl_post_ops_destroy(po);
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
             cfg->dst_into);
     l->dst = l->wl.dst;
     if (!cfg->training) return;
 
-    dnnl_convolution_desc_t bwd;
-    DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd,
-            dnnl_convolution_direct, &src_any, &w_any, b_md, &dst_any, strides, dil, pad, pad));
-    dnnl_primitive_desc_t bwd_w_pd = dg_pd_new(ctx, &bwd, NULL, fwd_pd);
-    dnnl_primitive_desc_t bwd_data_pd = NULL;
-    if (!cfg->no_diff_src) {
+    dnnl_primitive_desc_t bwd_w_pd = NULL, bwd_data_pd = NULL;
+    for (int a = 0; a < n_alg && !bwd_w_pd; a++) {
+        dnnl_convolution_desc_t bwd;
+        DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, algs[a], &src_any,
+                &w_any, b_md, &dst_any, strides, dil, pad, pad));
+        bwd_w_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &bwd, NULL, fwd_pd)
+                                 : dg_pd_new(ctx, &bwd, NULL, fwd_pd);
+    }
+    for (int a = 0; a < n_alg && !cfg->no_diff_src && !bwd_data_pd; a++) {
         dnnl_convolution_desc_t bdd;
-        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd,
-                dnnl_convolution_direct, &src_any, &w_any, &dst_any, strides, dil, pad, pad));
-        bwd_data_pd = dg_pd_new(ctx, &bdd, NULL, fwd_pd);
+        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd, algs[a], &src_any,
+                &w_any, &dst_any, strides, dil, pad, pad));
+        bwd_data_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &bdd, NULL, fwd_pd)
+                                    : dg_pd_new(ctx, &bdd, NULL, fwd_pd);
     }
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);
     l->diff_src = l->wl.diff_src;

@@ -50,6 +50,15 @@ typedef struct dg_conv {
     dg_port ddst_r_p;             /* diff_dst in dst's layout (fused ReLU) */
 } dg_conv;
 
+/* Dense 3x3 stride-1 convolutions with at least 16 input and output
+ * channels use oneDNN's Winograd F(4x4, 3x3) kernels where this CPU has
+ * them (AVX-512): about 2.25x fewer multiplications, at the price of a few
+ * times direct convolution's rounding error (still ~1e-6 relative in f32;
+ * the PyTorch fixtures hold). Off: direct everywhere, as PyTorch. Applies to
+ * layers created afterwards; process-wide, off until set (dg_model_create
+ * sets it from dg_model_opts.winograd for each model it builds). */
+void dg_conv_set_winograd(bool on);
+
 /* Builds the layer on src and registers "<name>.weight" (Kaiming-normal
  * fan_out, torchvision's convolution init) and "<name>.bias" (zero). */
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,

@@ -91,13 +91,22 @@ dnnl_primitive_attr_t dg_attr_new(void) {
     return attr;
 }
 
-dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
+dnnl_primitive_desc_t dg_pd_try_new(const dg_ctx *ctx, const void *op_desc,
         const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint) {
     dnnl_primitive_attr_t attr = dg_attr_new();
     if (post_ops) DG_DNNL(dnnl_primitive_attr_set_post_ops(attr, post_ops));
-    dnnl_primitive_desc_t pd;
-    DG_DNNL(dnnl_primitive_desc_create(&pd, op_desc, attr, ctx->engine, hint));
+    dnnl_primitive_desc_t pd = NULL;
+    const dnnl_status_t s = dnnl_primitive_desc_create(&pd, op_desc, attr, ctx->engine, hint);
     dnnl_primitive_attr_destroy(attr);
+    if (s == dnnl_unimplemented) return NULL;
+    DG_DNNL(s);
+    return pd;
+}
+
+dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
+        const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint) {
+    dnnl_primitive_desc_t pd = dg_pd_try_new(ctx, op_desc, post_ops, hint);
+    if (!pd) dg_panic(__FILE__, __LINE__, "dnnl_primitive_desc_create", "unimplemented");
     return pd;
 }
 

@@ -69,6 +69,9 @@ dnnl_primitive_attr_t dg_attr_new(void);
  * when `post_ops` is not NULL); `hint` is the forward pd for backward pds. */
 dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
         const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint);
+/* The same, or NULL when no implementation exists (dnnl_unimplemented). */
+dnnl_primitive_desc_t dg_pd_try_new(const dg_ctx *ctx, const void *op_desc,
+        const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint);
 void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd);
 /* Executes with args (at most 15) plus the scratchpad. */
 void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exec_arg_t *args);

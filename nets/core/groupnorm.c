@@ -99,69 +99,99 @@ static void gn_forward_kernel(const dg_gn *l, const float *x, float *y,
 
 #define GN_MAX_LANES 16
 
+/* GNU vector types: unaligned (aligned(4)), aliasing float/int data. The
+ * lane loops below work on whole vectors so that they compile to SIMD code
+ * whatever the auto-vectorizer decides; L (8 or 16) is a constant at each
+ * call site. */
+typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
+typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
+typedef int32_t v8i __attribute__((vector_size(32), aligned(4), may_alias));
+typedef double v4d __attribute__((vector_size(32)));
+
 /* Per channel of block (n, b), over (h, w): s1 = sum(x), s2 = sum(x^2)
  * (one pass; in double, var = s2/M - mean^2 loses nothing that matters for
- * float data). L is a constant at each call site, so the lane loops
- * vectorize. */
+ * float data). */
 static inline __attribute__((always_inline)) void lane_sums(const dg_chw *v, const float *p,
         const int L, double *s1, double *s2) {
-    double a[GN_MAX_LANES] = {0}, b[GN_MAX_LANES] = {0};
+    v4d a[GN_MAX_LANES / 4] = {{0}}, b[GN_MAX_LANES / 4] = {{0}};
     for (int64_t h = 0; h < v->h; h++)
         for (int64_t w = 0; w < v->w; w++) {
             const float *q = p + h * v->sh + w * v->sw;
-            for (int j = 0; j < L; j++) {
-                const double x = (double)q[j];
+            for (int j = 0; j < L / 4; j++) {
+                const v4d x = __builtin_convertvector(*(const v4f *)(q + 4 * j), v4d);
                 a[j] += x;
                 b[j] += x * x;
             }
         }
     for (int j = 0; j < L; j++) {
-        s1[j] = a[j];
-        s2[j] = b[j];
+        s1[j] = a[j / 4][j % 4];
+        s2[j] = b[j / 4][j % 4];
     }
 }
 
-/* Per channel of block (n, b): sd += dy, sdx += dy * x. */
+/* Per channel of block (n, b): sd = sum(dy), sdx = sum(dy * x). */
 static inline __attribute__((always_inline)) void lane_sums2(const dg_chw *v, const float *x,
         const float *dy, const int L, double *sd, double *sdx) {
-    double a[GN_MAX_LANES] = {0}, b[GN_MAX_LANES] = {0};
+    v4d a[GN_MAX_LANES / 4] = {{0}}, b[GN_MAX_LANES / 4] = {{0}};
     for (int64_t h = 0; h < v->h; h++)
         for (int64_t w = 0; w < v->w; w++) {
             const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L; j++) {
-                a[j] += (double)dy[o + j];
-                b[j] += (double)dy[o + j] * x[o + j];
+            for (int j = 0; j < L / 4; j++) {
+                const v4d d = __builtin_convertvector(*(const v4f *)(dy + o + 4 * j), v4d);
+                const v4d xx = __builtin_convertvector(*(const v4f *)(x + o + 4 * j), v4d);
+                a[j] += d;
+                b[j] += d * xx;
             }
         }
     for (int j = 0; j < L; j++) {
-        sd[j] = a[j];
-        sdx[j] = b[j];
+        sd[j] = a[j / 4][j % 4];
+        sdx[j] = b[j / 4][j % 4];
     }
 }
 
-/* out = x * k[lane] + c[lane] (forward: k = gamma*rstd, c = beta -
- * mean*k computed as (x - mean)*k + beta in the scalar path; here the same
- * expression with per-lane mean). */
+static inline v8f load8(const float *p) { return *(const v8f *)p; }
+
+/* y = (x - mean[lane])*k[lane] + beta[lane], the scalar path's expression. */
 static inline __attribute__((always_inline)) void lane_affine(const dg_chw *v, const float *x,
         float *y, const int L, const float *mean, const float *k, const float *beta) {
+    v8f m[GN_MAX_LANES / 8], kk[GN_MAX_LANES / 8], bt[GN_MAX_LANES / 8];
+    for (int j = 0; j < L / 8; j++) {
+        m[j] = load8(mean + 8 * j);
+        kk[j] = load8(k + 8 * j);
+        bt[j] = load8(beta + 8 * j);
+    }
     for (int64_t h = 0; h < v->h; h++)
         for (int64_t w = 0; w < v->w; w++) {
             const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L; j++) y[o + j] = (x[o + j] - mean[j]) * k[j] + beta[j];
+            for (int j = 0; j < L / 8; j++)
+                *(v8f *)(y + o + 8 * j) = (load8(x + o + 8 * j) - m[j]) * kk[j] + bt[j];
         }
 }
 
 /* dx = gr*dy - a - b*((x - mf)*rf), per lane; with relu: 0 where x <= 0
- * (the ReLU that produced x, oneDNN's use_dst_for_bwd rule). */
+ * (the ReLU that produced x; oneDNN's use_dst_for_bwd rule), by masking the
+ * bits, so the result is exactly 0 there. */
 static inline __attribute__((always_inline)) void lane_dx(const dg_chw *v, const float *x,
         const float *dy, float *dx, const int L, const bool relu, const float *gr,
         const float *a, const float *b, const float *mf, const float *rf) {
+    v8f g8[GN_MAX_LANES / 8], a8[GN_MAX_LANES / 8], b8[GN_MAX_LANES / 8],
+            m8[GN_MAX_LANES / 8], r8[GN_MAX_LANES / 8];
+    for (int j = 0; j < L / 8; j++) {
+        g8[j] = load8(gr + 8 * j);
+        a8[j] = load8(a + 8 * j);
+        b8[j] = load8(b + 8 * j);
+        m8[j] = load8(mf + 8 * j);
+        r8[j] = load8(rf + 8 * j);
+    }
+    const v8f zero = {0};
     for (int64_t h = 0; h < v->h; h++)
         for (int64_t w = 0; w < v->w; w++) {
             const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L; j++) {
-                const float g = gr[j] * dy[o + j] - a[j] - b[j] * ((x[o + j] - mf[j]) * rf[j]);
-                dx[o + j] = relu && !(x[o + j] > 0.f) ? 0.f : g;
+            for (int j = 0; j < L / 8; j++) {
+                const v8f xx = load8(x + o + 8 * j);
+                v8f g = g8[j] * load8(dy + o + 8 * j) - a8[j] - b8[j] * ((xx - m8[j]) * r8[j]);
+                if (relu) g = (v8f)((v8i)g & (xx > zero));
+                *(v8f *)(dx + o + 8 * j) = g;
             }
         }
 }
