@@ -130,8 +130,36 @@ static void prim_kind_name(const_dnnl_primitive_desc_t pd, char *buf, size_t siz
     snprintf(buf, size, "%s%s", dnnl_prim_kind2str(pk), dir);
 }
 
+/* oneDNN's own layout notation for a blocked md: dims outermost first,
+ * upper case when blocked, then the inner blocks ("aBcd16b" = nChw16c). */
+static void layout_str(const dnnl_memory_desc_t *md, char *buf, size_t size) {
+    if (md->format_kind != dnnl_blocked) {
+        snprintf(buf, size, "?");
+        return;
+    }
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    int order[DNNL_MAX_NDIMS];
+    for (int i = 0; i < md->ndims; i++) order[i] = i;
+    for (int i = 1; i < md->ndims; i++) /* insertion sort by stride, descending */
+        for (int j = i; j > 0 && b->strides[order[j]] > b->strides[order[j - 1]]; j--) {
+            const int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    size_t len = 0;
+    for (int i = 0; i < md->ndims && len + 1 < size; i++) {
+        bool blocked = false;
+        for (int k = 0; k < b->inner_nblks; k++) blocked |= b->inner_idxs[k] == order[i];
+        buf[len++] = (char)((blocked ? 'A' : 'a') + order[i]);
+    }
+    buf[len] = '\0';
+    for (int k = 0; k < b->inner_nblks && len < size; k++)
+        len += (size_t)snprintf(buf + len, size - len, "%lld%c", (long long)b->inner_blks[k],
+                'a' + (int)b->inner_idxs[k]);
+}
+
 /* Shape text and FLOPs of one execution of a convolution or inner
- * product (0 for other kinds). */
+ * product (0 for other kinds); reorders get their dims and layouts. */
 static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, char *buf,
         size_t size) {
     buf[0] = '\0';
@@ -171,6 +199,20 @@ static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, 
         snprintf(buf, size, "%lldx%.0f->%lld", (long long)src->dims[0], k,
                 (long long)wei->dims[0]);
         return 2.0 * (double)src->dims[0] * (double)wei->dims[0] * k;
+    }
+    const dnnl_memory_desc_t *rs = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *rd = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_primitive_kind_t pk = dnnl_undefined_primitive;
+    DG_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_primitive_kind, 0, &pk));
+    if (pk == dnnl_reorder && rs && rd) {
+        char a[32], b[32];
+        layout_str(rs, a, sizeof(a));
+        layout_str(rd, b, sizeof(b));
+        size_t len = 0;
+        for (int i = 0; i < rs->ndims && len < size; i++)
+            len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "x" : "",
+                    (long long)rs->dims[i]);
+        if (len < size) snprintf(buf + len, size - len, " %s->%s", a, b);
     }
     return 0;
 }

@@ -179,5 +179,10 @@ void dg_profile_print(FILE *f, int steps, double wall) {
     }
     print_aggs(f, "convolution / inner-product shape", a, n, steps, wall);
     for (int i = 0; i < n; i++) dg_free((char *)a[i].name);
+    n = 0;
+    for (int i = 0; i < n_slots; i++)
+        if (!strcmp(slots[i].kind, "reorder") && slots[i].calls > 0)
+            a[n++] = (agg){slots[i].shape, slots[i].seconds, 0, slots[i].calls};
+    print_aggs(f, "reorder (dims, layout from -> to)", a, n, steps, wall);
     dg_free(a);
 }
