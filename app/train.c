@@ -510,8 +510,8 @@ static bool cls_evaluate(run *r, long step) {
         double val2, val_loss2, test2;
         cls_scores(r, P, Q, &val2, &val_loss2, &test2);
         push_eval(&r->hist[1], step, val2, test2);
-        dg_metric m2[2] = {{"val_acc", val2}, {"test_acc", test2}};
-        dg_metrics_log(&r->metrics, "eval2", step, m2, 2);
+        dg_metric m2[3] = {{"val_acc", val2}, {"test_acc", test2}, {"val_loss", val_loss2}};
+        dg_metrics_log(&r->metrics, "eval2", step, m2, 3);
         dg_log_info("step %ld: %s: training-domain validation %.2f%%, test domain %.2f%%", step,
                 r->second_label, 100 * val2, 100 * test2);
     }
