@@ -96,10 +96,14 @@ void dg_logits_to_plain(const_dnnl_memory_t logits, int64_t n, float *dst) {
 }
 
 /* §2.4: train-mode forwards without gradient at params on refresh batches,
- * updating ps->stats with momentum 0.1, or (cumulative) their exact mean. */
+ * updating ps->stats with momentum 0.1, or (cumulative) their exact mean.
+ * A model without running statistics (the MNIST CNN's GroupNorm) or with
+ * frozen BN has nothing to refresh: the forwards would change nothing, so
+ * none run and no refresh batch is drawn. */
 static void tc_bn_refresh(void *ctx, const float *params, long n_batches, int mode) {
     dg_train_closure *tc = ctx;
     dg_model *m = tc->m;
+    if (m->ps.n_stats == 0 || m->opts.freeze_bn) return;
     const size_t nx = (size_t)(m->opts.batch * m->opts.in_channels * m->opts.height *
             m->opts.width);
     float *saved = tc->saved_src;

@@ -540,6 +540,32 @@ START_TEST(mesa_teacher_is_a_second_classification_row) {
 }
 END_TEST
 
+/* Lookahead's BN refreshes (every sync at a new epoch, 500 batches after
+ * the last step) on a model without running statistics (the MNIST CNN's
+ * GroupNorm) run no forward and draw no refresh batch: the checkpoint
+ * records 0 refresh batches. */
+START_TEST(no_bn_refresh_without_bn_statistics) {
+    char path[256];
+    domainbed_config("db-la", "mnist-cnn", "env1", 0,
+            "method = lookahead\nla_k = 1\nla_bn_refresh_final = 500\n", "iterations = 3\n",
+            path, sizeof(path));
+    char out[128];
+    snprintf(out, sizeof(out), "%.64s/db-la-run", dir);
+    const char *none[] = {NULL};
+    char *log;
+    const int rc = train_v(path, out, none, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/test-env1/checkpoints/last.safetensors", out);
+    dg_tensor_reader rd;
+    ck_assert_int_eq(dg_tensor_reader_open(&rd, p), DG_STATUS_OK);
+    const char *n = dg_tensor_reader_metadata(&rd, "bn_refresh_batches");
+    ck_assert_msg(n && !strcmp(n, "0"), "bn_refresh_batches %s", n ? n : "(none)");
+    dg_tensor_reader_close(&rd);
+}
+END_TEST
+
 /* One image per forward pass would abort in ASPP's image-pooling BN:
  * refused as a configuration error (exit 2) naming train.batch_size. */
 START_TEST(one_image_per_forward_is_a_config_error) {
@@ -582,6 +608,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, swad_classification_reports_its_average);
     tcase_add_test(tc, classification_evaluations_do_not_change_training);
     tcase_add_test(tc, mesa_teacher_is_a_second_classification_row);
+    tcase_add_test(tc, no_bn_refresh_without_bn_statistics);
     suite_add_tcase(s, tc);
     return s;
 }
