@@ -28,6 +28,17 @@ static bool use_winograd(const dg_conv_cfg *cfg, int64_t ic) {
             cfg->oc >= 16;
 }
 
+/* The pd of the first of descs[0..n) that has an implementation; the last
+ * one (direct) must have one. */
+static dnnl_primitive_desc_t first_pd(const dg_ctx *ctx, const dnnl_convolution_desc_t *descs,
+        int n, const_dnnl_post_ops_t po, const_dnnl_primitive_desc_t hint) {
+    for (int a = 0; a + 1 < n; a++) {
+        dnnl_primitive_desc_t pd = dg_pd_try_new(ctx, &descs[a], po, hint);
+        if (pd) return pd;
+    }
+    return dg_pd_new(ctx, &descs[n - 1], po, hint);
+}
+
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg) {
     memset(l, 0, sizeof(*l));
@@ -79,35 +90,26 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     const dnnl_alg_kind_t algs[2] = {n_alg == 2 ? dnnl_convolution_winograd
                                                 : dnnl_convolution_direct,
             dnnl_convolution_direct};
-    dnnl_primitive_desc_t fwd_pd = NULL;
-    for (int a = 0; a < n_alg && !fwd_pd; a++) {
-        dnnl_convolution_desc_t fd;
-        DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
+    dnnl_convolution_desc_t fd[2], bwd[2], bdd[2];
+    for (int a = 0; a < n_alg; a++) {
+        DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd[a],
                 cfg->training ? dnnl_forward_training : dnnl_forward_inference, algs[a],
                 &src_any, &w_any, b_md, &dst_any, strides, dil, pad, pad));
-        fwd_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &fd, po, NULL) : dg_pd_new(ctx, &fd, po, NULL);
+        DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd[a], algs[a], &src_any,
+                &w_any, b_md, &dst_any, strides, dil, pad, pad));
+        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd[a], algs[a], &src_any,
+                &w_any, &dst_any, strides, dil, pad, pad));
     }
+    dnnl_primitive_desc_t fwd_pd = first_pd(ctx, fd, n_alg, po, NULL);
     dnnl_post_ops_destroy(po);
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
             cfg->dst_into);
     l->dst = l->wl.dst;
     if (!cfg->training) return;
 
-    dnnl_primitive_desc_t bwd_w_pd = NULL, bwd_data_pd = NULL;
-    for (int a = 0; a < n_alg && !bwd_w_pd; a++) {
-        dnnl_convolution_desc_t bwd;
-        DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, algs[a], &src_any,
-                &w_any, b_md, &dst_any, strides, dil, pad, pad));
-        bwd_w_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &bwd, NULL, fwd_pd)
-                                 : dg_pd_new(ctx, &bwd, NULL, fwd_pd);
-    }
-    for (int a = 0; a < n_alg && !cfg->no_diff_src && !bwd_data_pd; a++) {
-        dnnl_convolution_desc_t bdd;
-        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd, algs[a], &src_any,
-                &w_any, &dst_any, strides, dil, pad, pad));
-        bwd_data_pd = a + 1 < n_alg ? dg_pd_try_new(ctx, &bdd, NULL, fwd_pd)
-                                    : dg_pd_new(ctx, &bdd, NULL, fwd_pd);
-    }
+    dnnl_primitive_desc_t bwd_w_pd = first_pd(ctx, bwd, n_alg, NULL, fwd_pd);
+    dnnl_primitive_desc_t bwd_data_pd =
+            cfg->no_diff_src ? NULL : first_pd(ctx, bdd, n_alg, NULL, fwd_pd);
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);
     l->diff_src = l->wl.diff_src;
     if (cfg->relu && !cfg->relu_grad_by_next) {
