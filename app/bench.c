@@ -168,10 +168,8 @@ static int parse_args(int argc, char **argv, bench_opts *o) {
         bench_usage(stderr);
         return 2;
     }
-    /* This build's compute type is f32: anything else is refused rather than
-     * silently measured as something else. */
-    if (strcmp(o->dtype, "f32")) {
-        fprintf(stderr, "dgseg bench: --dtype '%s' is not available (available: f32)\n", o->dtype);
+    if (strcmp(o->dtype, "f32") && strcmp(o->dtype, "bf16")) {
+        fprintf(stderr, "dgseg bench: --dtype wants f32 or bf16, got '%s'\n", o->dtype);
         return 2;
     }
     return 0;
@@ -363,7 +361,7 @@ int dg_bench_main(int argc, char **argv) {
     dg_model m;
     dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
             .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16,
-            .winograd = o.winograd};
+            .winograd = o.winograd, .bf16 = !strcmp(o.dtype, "bf16")};
     if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
         dg_profile_free();
         dg_ctx_free(&ctx);

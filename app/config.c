@@ -150,6 +150,7 @@ static const key_def keys[] = {
     {"train", "eval_every", K_INT, OFF(eval_every), "0", 0, LBIG, 0, NULL},
     {"train", "checkpoint_every", K_INT, OFF(checkpoint_every), "1000", 1, LBIG, 0, NULL},
     {"train", "threads", K_INT, OFF(threads), "0", 0, 4096, 0, NULL},
+    {"train", "dtype", K_ENUM, OFF(dtype), "f32", 0, 0, 0, "f32|bf16"},
     /* [eval] */
     {"eval", "batch_size", K_INT, OFF(eval_batch_size), "1", 1, 65536, 0, NULL},
     {"eval", "mode", K_ENUM, OFF(eval_mode), "whole", 0, 0, 0, "whole|slide"},

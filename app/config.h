@@ -76,6 +76,7 @@ typedef struct dg_config {
     long batch_size;         /* samples per source domain per step */
     bool resume;
     int nan_policy;          /* 0 stop, 1 rollback */
+    int dtype;               /* 0 f32, 1 bf16 (compute type, nets/core/wlayer.h) */
     long log_every;
     long eval_every;
     long checkpoint_every;

@@ -274,7 +274,7 @@ int dg_eval_main(int argc, char **argv) {
         if (os) cfg.output_stride = atol(os);
         dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
                 .classes = 19, .training = false, .output_stride = (int)cfg.output_stride,
-                .aux = has_aux, .winograd = cfg.winograd};
+                .aux = has_aux, .winograd = cfg.winograd, .bf16 = cfg.dtype == 1};
         st = dg_model_create(&m, &ctx, cfg.model, &mo, 0);
         have_model = st == DG_STATUS_OK;
     }

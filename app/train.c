@@ -321,6 +321,7 @@ static dg_status make_model(run *r) {
         .freeze_bn = cfg->freeze_bn,
         .dropout = (float)cfg->dropout,
         .winograd = cfg->winograd,
+        .bf16 = cfg->dtype == 1,
     };
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
     if (st != DG_STATUS_OK) return st;
@@ -1003,7 +1004,7 @@ int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_re
                 .height = r.has_rf ? DG_RFMNIST_HW : cfg->image_size,
                 .width = r.has_rf ? DG_RFMNIST_HW : cfg->image_size, .classes = r.n_classes,
                 .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout,
-                .winograd = cfg->winograd};
+                .winograd = cfg->winograd, .bf16 = cfg->dtype == 1};
         st = dg_model_create(&r.m, &r.ctx, cfg->model, &mo, 0);
         r.has_model = st == DG_STATUS_OK;
     }

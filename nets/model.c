@@ -64,8 +64,10 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
     dg_conv_set_winograd(o->winograd == DG_WINOGRAD_ON ||
             (o->winograd == DG_WINOGRAD_AUTO && e->winograd));
+    dg_wlayer_set_compute(o->bf16 ? dnnl_bf16 : dnnl_f32);
     e->init(m, ctx);
     dg_conv_set_winograd(false);
+    dg_wlayer_set_compute(dnnl_f32);
     dg_params_alloc(&m->ps);
     dg_params_init_values(&m->ps, seed);
     return DG_STATUS_OK;

@@ -33,6 +33,8 @@ typedef struct dg_model_opts {
                             DG_WINOGRAD_AUTO (0) = the model's default, on for
                             the classifiers (MNIST CNN, ResNets), off for
                             DeepLab; DG_WINOGRAD_ON; DG_WINOGRAD_OFF */
+    bool bf16;           /* convolutions and inner products compute in bf16
+                            with f32 master weights (wlayer.h; train.dtype) */
 } dg_model_opts;
 
 /* dg_model_opts.winograd, the indices of config key model.winograd. */

@@ -82,6 +82,22 @@ double *dup_double(const float *src, size_t n) {
     return d;
 }
 
+float round_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof(u));
+    u += 0x7FFFu + ((u >> 16) & 1u); /* round to nearest, ties to even */
+    u &= 0xFFFF0000u;
+    memcpy(&x, &u, sizeof(x));
+    return x;
+}
+
+double *dup_double_rounded(const float *src, size_t n, bool bf16) {
+    double *d = dup_double(src, n);
+    if (bf16)
+        for (size_t i = 0; i < n; i++) d[i] = round_bf16(src[i]);
+    return d;
+}
+
 dnnl_memory_t make_plain(const dg_ctx *ctx, float *data, int ndims, const int64_t *dims) {
     dnnl_format_tag_t tag = ndims == 4 ? dnnl_nchw : ndims == 2 ? dnnl_nc : dnnl_x;
     dnnl_memory_desc_t md = dg_md_plain(ndims, dims, tag);
@@ -194,19 +210,25 @@ int count_lines(const char *s) {
     return n;
 }
 
-void capture_begin(capture *c) {
+static void capture_fd(capture *c, int which) {
+    fflush(stdout);
     fflush(stderr);
-    snprintf(c->path, sizeof(c->path), "/tmp/dg_stderr_XXXXXX");
+    c->fd = which;
+    snprintf(c->path, sizeof(c->path), "/tmp/dg_capture_XXXXXX");
     const int fd = mkstemp(c->path);
     DG_ASSERT(fd >= 0);
-    c->saved = dup(2);
-    DG_ASSERT(c->saved >= 0 && dup2(fd, 2) == 2);
+    c->saved = dup(which);
+    DG_ASSERT(c->saved >= 0 && dup2(fd, which) == which);
     close(fd);
 }
 
+void capture_begin(capture *c) { capture_fd(c, 2); }
+void capture_out_begin(capture *c) { capture_fd(c, 1); }
+
 char *capture_end(capture *c) {
+    fflush(stdout);
     fflush(stderr);
-    DG_ASSERT(dup2(c->saved, 2) == 2);
+    DG_ASSERT(dup2(c->saved, c->fd) == c->fd);
     close(c->saved);
     char *s = read_file(c->path, NULL);
     unlink(c->path);

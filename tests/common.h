@@ -42,6 +42,11 @@ void fill_halves(float *x, size_t n, uint64_t seed);
 void fill_away_from_zero(float *x, size_t n, uint64_t seed, float lo, float hi, float margin);
 void to_double(double *dst, const float *src, size_t n);
 double *dup_double(const float *src, size_t n); /* caller dg_free()s */
+/* x rounded to bfloat16 (nearest, ties to even; finite x), back in f32. */
+float round_bf16(float x);
+/* dup_double, with every value rounded to bf16 first when `bf16`: the
+ * reference inputs of a layer that computes in bf16 (nets/core/wlayer.h). */
+double *dup_double_rounded(const float *src, size_t n, bool bf16);
 
 /* A plain (nchw or nc) memory wrapping `data` (not owned). */
 dnnl_memory_t make_plain(const dg_ctx *ctx, float *data, int ndims, const int64_t *dims);
@@ -99,12 +104,15 @@ struct cJSON *read_json(const char *path);
 int count_lines(const char *s);
 
 /* stderr redirected into a temporary file, so tests can check what was
- * logged: capture_begin, the call, then capture_end returns the text. */
+ * logged: capture_begin, the call, then capture_end returns the text.
+ * capture_out_begin does the same for stdout. */
 typedef struct capture {
+    int fd;    /* 2 or 1 */
     int saved;
     char path[64];
 } capture;
 void capture_begin(capture *c);
+void capture_out_begin(capture *c);
 char *capture_end(capture *c); /* dg_free the text */
 
 /* `dgseg synth` output at out: width x height frames, per_domain frames per

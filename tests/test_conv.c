@@ -26,7 +26,10 @@ static const conv_case cases[] = {
     {1, 3, 19, 21, 8, 7, 2, 3, 1, false, true, dnnl_nchw},     /* stem-like 7x7 */
 };
 
-static void run_case(const conv_case *tc, uint64_t seed) {
+/* bf16: the layer computes in bf16 (wlayer.h); the reference takes src,
+ * weights and diff_dst rounded to bf16. Their products are exact in f32, so
+ * what is left is f32 accumulation and the bars stay f32's. */
+static void run_case(const conv_case *tc, uint64_t seed, bool bf16) {
     ref_conv rc;
     ref_conv_setup(&rc, tc->n, tc->ic, tc->h, tc->w, tc->oc, tc->k, tc->stride, tc->pad, tc->dil);
     size_t ns = (size_t)(tc->n * tc->ic * tc->h * tc->w);
@@ -45,16 +48,24 @@ static void run_case(const conv_case *tc, uint64_t seed) {
     dg_conv l;
     dg_conv_cfg cfg = {.oc = tc->oc, .k = tc->k, .stride = tc->stride, .pad = tc->pad,
             .dilation = tc->dil, .bias = tc->bias, .relu = tc->relu, .training = true};
+    dg_wlayer_set_compute(bf16 ? dnnl_bf16 : dnnl_f32);
     dg_conv_init(&l, &ctx, &ps, "conv", src_m, &cfg);
+    dg_wlayer_set_compute(dnnl_f32);
     dg_params_alloc(&ps);
     fill_uniform(ps.data, ps.d, seed + 2, -0.5f, 0.5f);
     ck_assert_uint_eq(ps.d, nw + (tc->bias ? (size_t)tc->oc : 0));
+    if (bf16) { /* compute, then f32 results, and f32 parameters */
+        ck_assert_int_eq(dg_pd_md(l.wl.fwd_pd, dnnl_query_src_md, 0)->data_type, dnnl_bf16);
+        ck_assert_int_eq(dg_pd_md(l.wl.fwd_pd, dnnl_query_weights_md, 0)->data_type, dnnl_bf16);
+        ck_assert_int_eq(dg_mem_md(l.dst)->data_type, dnnl_f32);
+        ck_assert_int_eq(dg_mem_md(l.diff_src)->data_type, dnnl_f32);
+    }
 
-    double *s64 = dup_double(src, ns), *w64 = dup_double(ps.data, nw);
+    double *s64 = dup_double_rounded(src, ns, bf16), *w64 = dup_double_rounded(ps.data, nw, bf16);
     double *b64 = tc->bias ? dup_double(ps.data + nw, (size_t)tc->oc) : NULL;
     double *exp = dg_xmalloc(nd * sizeof(double));
     ref_conv_forward(&rc, s64, w64, b64, exp);
-    double *dd64 = dup_double(ddst, nd);
+    double *dd64 = dup_double_rounded(ddst, nd, bf16);
     if (tc->relu)
         for (size_t i = 0; i < nd; i++) {
             if (exp[i] < 0) dd64[i] = 0.0;
@@ -91,7 +102,12 @@ static void run_case(const conv_case *tc, uint64_t seed) {
 }
 
 START_TEST(conv_forward_backward_match_reference) {
-    run_case(&cases[_i], 100 + (uint64_t)_i);
+    run_case(&cases[_i], 100 + (uint64_t)_i, false);
+}
+END_TEST
+
+START_TEST(conv_bf16_matches_reference_on_bf16_inputs) {
+    run_case(&cases[_i], 150 + (uint64_t)_i, true);
 }
 END_TEST
 
@@ -195,6 +211,8 @@ Suite *conv_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, conv_forward_backward_match_reference, 0, (int)DG_ARRAY_LEN(cases));
+    tcase_add_loop_test(tc, conv_bf16_matches_reference_on_bf16_inputs, 0,
+            (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, conv_reference_backward_matches_finite_differences);
     tcase_add_test(tc, conv_inference_instance_matches_training_forward);
     tcase_add_test(tc, conv_init_is_kaiming_normal_fan_out);

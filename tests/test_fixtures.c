@@ -23,13 +23,22 @@ static void teardown(void) { dg_ctx_free(&ctx); }
 typedef struct fixture_case {
     const char *file;
     int64_t classes;
+    /* bf16 compute against PyTorch's f32 pass: bars for the loss's relative
+     * difference and the gradient's relative L2 distance, 1.25x how far
+     * PyTorch's own bf16 autocast is from its f32 pass on the same case
+     * (tests/reference/bf16_gap.py), the loss's at least 2e-3. The tiny
+     * batches (BatchNorm over 2-12 values per channel in the deep layers)
+     * make these gradients very sensitive to rounding; the MNIST CNN has no
+     * PyTorch figure (its GroupNorm fails under autocast), its bars are set
+     * at ~3x what dgseg measures. */
+    double bf16_loss_rel, bf16_grad_rel;
 } fixture_case;
 
 static const fixture_case cases[] = {
-    {"deeplab_r18_os16_aux.safetensors", 19},
-    {"deeplab_r18_os8.safetensors", 19},
-    {"mnist_cnn.safetensors", 10},
-    {"resnet50_cls.safetensors", 7},
+    {"deeplab_r18_os16_aux.safetensors", 19, 2e-3, 0.59},  /* PyTorch 1.1e-4, 0.472 */
+    {"deeplab_r18_os8.safetensors", 19, 4.25e-3, 1.10},    /* PyTorch 3.4e-3, 0.881 */
+    {"mnist_cnn.safetensors", 10, 2e-3, 0.05},
+    {"resnet50_cls.safetensors", 7, 0.255, 1.53},          /* PyTorch 0.204, 1.22 */
 };
 
 /* Reads tensor `name` as f32 into a new buffer; fails the test if absent. */
@@ -62,29 +71,100 @@ static void assert_rel(const char *what, const float *got, const float *exp, siz
     dg_free(e);
 }
 
-static void check_fixture(const fixture_case *fc) {
+/* Opens fixture fc and builds its model (bf16: computing in bf16) in train
+ * mode with the fixture's regenerated weights. */
+static void fixture_open(const fixture_case *fc, bool bf16, dg_tensor_reader *r, dg_model *m) {
     char path[512];
     snprintf(path, sizeof(path), "%s/tests/fixtures/%s", DG_SOURCE_DIR, fc->file);
-    dg_tensor_reader r;
-    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
-    const char *model = dg_tensor_reader_metadata(&r, "model");
-    const char *os = dg_tensor_reader_metadata(&r, "output_stride");
-    const char *aux = dg_tensor_reader_metadata(&r, "aux");
+    ck_assert_int_eq(dg_tensor_reader_open(r, path), DG_STATUS_OK);
+    const char *model = dg_tensor_reader_metadata(r, "model");
+    const char *os = dg_tensor_reader_metadata(r, "output_stride");
+    const char *aux = dg_tensor_reader_metadata(r, "aux");
     ck_assert_ptr_nonnull(model);
-    const dg_st_tensor *in = dg_tensor_reader_find(&r, "fixture.input");
+    const dg_st_tensor *in = dg_tensor_reader_find(r, "fixture.input");
     ck_assert(in != NULL && in->ndims == 4);
-
-    dg_model m;
     dg_model_opts o = {.batch = in->shape[0], .in_channels = in->shape[1],
             .height = in->shape[2], .width = in->shape[3], .classes = fc->classes,
             .training = true, .output_stride = os ? atoi(os) : 0,
             .aux = aux && (!strcmp(aux, "True") || !strcmp(aux, "true") || !strcmp(aux, "1")),
-            .aux_dropout = 0.f};
-    ck_assert_int_eq(dg_model_create(&m, &ctx, model, &o, 0), DG_STATUS_OK);
+            .aux_dropout = 0.f, .bf16 = bf16};
+    ck_assert_int_eq(dg_model_create(m, &ctx, model, &o, 0), DG_STATUS_OK);
+    fixture_fill_weights(&m->ps, 2024);
+}
+
+/* One train-mode pass on the fixture's input and labels: the loss (main +
+ * 0.4 aux) is returned, the gradients are left in m->ps.grad. */
+static double fixture_train_pass(const dg_tensor_reader *r, dg_model *m) {
+    size_t nx;
+    float *x = read_all(r, "fixture.input", &nx);
+    memcpy(dg_mem_ptr(m->src), x, nx * sizeof(float));
+    dg_free(x);
+    const dg_st_tensor *lt = dg_tensor_reader_find(r, "fixture.label");
+    ck_assert(lt != NULL && lt->dtype == DG_ST_I32);
+    int32_t *label = dg_xmalloc(lt->numel * sizeof(int32_t));
+    ck_assert_int_eq(dg_tensor_reader_read_raw(r, lt, label), DG_STATUS_OK);
+    dg_loss_ce main_loss, aux_loss;
+    memset(&aux_loss, 0, sizeof(aux_loss));
+    dg_loss_ce_cfg mc = {.scale = 1.f}, ac = {.scale = 0.4f};
+    dg_loss_ce_init(&main_loss, &ctx, m->logits, &mc);
+    int32_t *aux_label = NULL;
+    if (m->aux_logits) {
+        dg_loss_ce_init(&aux_loss, &ctx, m->aux_logits, &ac);
+        int64_t ad[4];
+        dg_mem_dims4(m->aux_logits, ad);
+        aux_label = dg_xmalloc((size_t)(ad[0] * ad[2] * ad[3]) * sizeof(int32_t));
+        dg_label_resize_nearest(label, m->opts.batch, m->opts.height, m->opts.width, aux_label,
+                ad[2], ad[3]);
+    }
+    dg_pass pt = dg_pass_train(&m->ps);
+    dg_model_forward(m, &ctx, &pt);
+    double loss = dg_loss_ce_compute(&main_loss, &ctx, label);
+    if (m->aux_logits) loss += dg_loss_ce_compute(&aux_loss, &ctx, aux_label);
+    dg_model_backward(m, &ctx, &pt, main_loss.diff, m->aux_logits ? aux_loss.diff : NULL);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    dg_loss_ce_free(&main_loss);
+    dg_loss_ce_free(&aux_loss);
+    dg_free(label), dg_free(aux_label);
+    return loss;
+}
+
+/* ||g - g_torch|| of tensor t, estimated from the fixture's samples
+ * (fixture.gradidx) for large tensors. */
+static double grad_diff(const dg_tensor_reader *r, const dg_param_tensor *t, const float *g) {
+    char name[256];
+    snprintf(name, sizeof(name), "fixture.grad.%s", t->name);
+    size_t n;
+    float *e = read_all(r, name, &n);
+    snprintf(name, sizeof(name), "fixture.gradidx.%s", t->name);
+    const dg_st_tensor *it = dg_tensor_reader_find(r, name);
+    int64_t *idx = NULL;
+    if (it) {
+        ck_assert_uint_eq(it->numel, n);
+        idx = dg_xmalloc(n * sizeof(int64_t));
+        ck_assert_int_eq(dg_tensor_reader_read_raw(r, it, idx), DG_STATUS_OK);
+    } else {
+        ck_assert_uint_eq(n, t->n);
+    }
+    double d2 = 0;
+    for (size_t k = 0; k < n; k++) {
+        ck_assert(!idx || (idx[k] >= 0 && (size_t)idx[k] < t->n));
+        double d = (double)g[idx ? (size_t)idx[k] : k] - e[k];
+        d2 += d * d;
+    }
+    dg_free(idx);
+    dg_free(e);
+    return sqrt(d2 * (double)t->n / (double)n);
+}
+
+static void check_fixture(const fixture_case *fc) {
+    dg_tensor_reader r;
+    dg_model m;
+    fixture_open(fc, false, &r, &m);
+    const char *model = m.name;
+    const dg_model_opts o = m.opts;
     dg_param_set *ps = &m.ps;
 
     /* Same tensor names as PyTorch's state_dict, and the same regenerated values. */
-    fixture_fill_weights(ps, 2024);
     size_t n_wsum = 0;
     for (size_t i = 0; i < dg_tensor_reader_count(&r); i++)
         n_wsum += !strncmp(dg_tensor_reader_at(&r, i)->name, "fixture.wsum.", 13);
@@ -136,29 +216,7 @@ static void check_fixture(const fixture_case *fc) {
     }
 
     /* Train mode: loss, running statistics after one forward, gradients. */
-    const dg_st_tensor *lt = dg_tensor_reader_find(&r, "fixture.label");
-    ck_assert(lt != NULL && lt->dtype == DG_ST_I32);
-    int32_t *label = dg_xmalloc(lt->numel * sizeof(int32_t));
-    ck_assert_int_eq(dg_tensor_reader_read_raw(&r, lt, label), DG_STATUS_OK);
-    dg_loss_ce main_loss, aux_loss;
-    memset(&aux_loss, 0, sizeof(aux_loss));
-    dg_loss_ce_cfg mc = {.scale = 1.f}, ac = {.scale = 0.4f};
-    dg_loss_ce_init(&main_loss, &ctx, m.logits, &mc);
-    int32_t *aux_label = NULL;
-    if (m.aux_logits) {
-        dg_loss_ce_init(&aux_loss, &ctx, m.aux_logits, &ac);
-        int64_t ad[4];
-        dg_mem_dims4(m.aux_logits, ad);
-        aux_label = dg_xmalloc((size_t)(ad[0] * ad[2] * ad[3]) * sizeof(int32_t));
-        dg_label_resize_nearest(label, in->shape[0], in->shape[2], in->shape[3], aux_label,
-                ad[2], ad[3]);
-    }
-    dg_pass pt = dg_pass_train(ps);
-    dg_model_forward(&m, &ctx, &pt);
-    double loss = dg_loss_ce_compute(&main_loss, &ctx, label);
-    if (m.aux_logits) loss += dg_loss_ce_compute(&aux_loss, &ctx, aux_label);
-    dg_model_backward(&m, &ctx, &pt, main_loss.diff, m.aux_logits ? aux_loss.diff : NULL);
-    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    const double loss = fixture_train_pass(&r, &m);
     double want_loss = read_f64(&r, "fixture.loss_train");
     ck_assert_msg(fabs(loss - want_loss) <= 1e-4 * fabs(want_loss), "loss %.8g want %.8g", loss,
             want_loss);
@@ -198,40 +256,45 @@ static void check_fixture(const fixture_case *fc) {
         norm = sqrt(norm);
         ck_assert_msg(fabs(norm - want_norm) <= tol, "%s: gradient norm %.8g want %.8g (tol %.3g)",
                 t->name, norm, want_norm, tol);
-        snprintf(name, sizeof(name), "fixture.grad.%s", t->name);
-        size_t n;
-        float *e = read_all(&r, name, &n);
-        snprintf(name, sizeof(name), "fixture.gradidx.%s", t->name);
-        const dg_st_tensor *it = dg_tensor_reader_find(&r, name);
-        int64_t *idx = NULL;
-        if (it) {
-            ck_assert_uint_eq(it->numel, n);
-            idx = dg_xmalloc(n * sizeof(int64_t));
-            ck_assert_int_eq(dg_tensor_reader_read_raw(&r, it, idx), DG_STATUS_OK);
-        } else {
-            ck_assert_uint_eq(n, t->n);
-        }
-        /* ||g - g_torch||, estimated from the samples for large tensors. */
-        double d2 = 0;
-        for (size_t k = 0; k < n; k++) {
-            ck_assert(!idx || (idx[k] >= 0 && (size_t)idx[k] < t->n));
-            double d = (double)g[idx ? (size_t)idx[k] : k] - e[k];
-            d2 += d * d;
-        }
-        double diff = sqrt(d2 * (double)t->n / (double)n);
+        const double diff = grad_diff(&r, t, g);
         ck_assert_msg(diff <= tol, "%s: ||g - g_torch|| %.4g > tol %.4g (||g_torch|| %.4g)",
                 t->name, diff, tol, want_norm);
-        dg_free(idx);
-        dg_free(e);
     }
-    dg_loss_ce_free(&main_loss);
-    dg_loss_ce_free(&aux_loss);
-    dg_free(label), dg_free(aux_label), dg_free(x);
+    dg_free(x);
     dg_model_free(&m);
     dg_tensor_reader_close(&r);
 }
 
 START_TEST(model_matches_pytorch_fixture) { check_fixture(&cases[_i]); }
+END_TEST
+
+/* bf16 compute (nets/core/wlayer.h) against PyTorch's f32 pass: the loss
+ * and the gradient as a whole (relative L2 distance over every tensor) no
+ * further from it than PyTorch's own bf16 autocast (fixture_case). */
+START_TEST(bf16_model_tracks_pytorch_f32_fixture) {
+    dg_tensor_reader r;
+    dg_model m;
+    fixture_open(&cases[_i], true, &r, &m);
+    const double loss = fixture_train_pass(&r, &m);
+    const double want_loss = read_f64(&r, "fixture.loss_train");
+    const double loss_rel = fabs(loss - want_loss) / fabs(want_loss);
+    double d2 = 0, n2 = 0;
+    for (size_t i = 0; i < m.ps.n_tensors; i++) {
+        const dg_param_tensor *t = &m.ps.tensors[i];
+        char name[256];
+        snprintf(name, sizeof(name), "fixture.gradnorm.%s", t->name);
+        const double want_norm = read_f64(&r, name);
+        const double d = grad_diff(&r, t, m.ps.grad + t->offset);
+        d2 += d * d;
+        n2 += want_norm * want_norm;
+    }
+    const double grad_rel = sqrt(d2 / n2);
+    ck_assert_msg(loss_rel <= cases[_i].bf16_loss_rel, "loss %.8g want %.8g", loss, want_loss);
+    ck_assert_msg(grad_rel <= cases[_i].bf16_grad_rel, "gradient relative L2 distance %.3g",
+            grad_rel);
+    dg_model_free(&m);
+    dg_tensor_reader_close(&r);
+}
 END_TEST
 
 START_TEST(label_downsampling_follows_pytorch_nearest) {
@@ -251,6 +314,7 @@ Suite *fixtures_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, model_matches_pytorch_fixture, 0, (int)DG_ARRAY_LEN(cases));
+    tcase_add_loop_test(tc, bf16_model_tracks_pytorch_f32_fixture, 0, (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, label_downsampling_follows_pytorch_nearest);
     suite_add_tcase(s, tc);
     return s;

@@ -70,7 +70,8 @@ static const linear_case cases[] = {
     {4, {3, 5, 2, 3}, 7, true, true, dnnl_nChw16c, dnnl_nc},     /* network input */
 };
 
-static void run_case(const linear_case *tc, uint64_t seed) {
+/* bf16 as in test_conv.c: the reference takes bf16-rounded inputs. */
+static void run_case(const linear_case *tc, uint64_t seed, bool bf16) {
     const int64_t n = tc->dims[0], oc = tc->oc;
     int64_t ic = 1;
     for (int i = 1; i < tc->ndims; i++) ic *= tc->dims[i];
@@ -87,10 +88,13 @@ static void run_case(const linear_case *tc, uint64_t seed) {
     dg_linear l;
     dg_linear_cfg cfg = {.oc = oc, .bias = tc->bias, .no_diff_src = tc->no_diff_src,
             .training = true};
+    dg_wlayer_set_compute(bf16 ? dnnl_bf16 : dnnl_f32);
     dg_linear_init(&l, &ctx, &ps, "fc", src_m, &cfg);
+    dg_wlayer_set_compute(dnnl_f32);
     dg_params_alloc(&ps);
     fill_uniform(ps.data, ps.d, seed + 2, -0.5f, 0.5f);
     ck_assert_uint_eq(ps.d, nw + (tc->bias ? (size_t)oc : 0));
+    if (bf16) ck_assert_int_eq(dg_pd_md(l.wl.fwd_pd, dnnl_query_src_md, 0)->data_type, dnnl_bf16);
     const dg_param_tensor *wt = dg_params_find(&ps, "fc.weight");
     ck_assert_ptr_nonnull(wt);
     ck_assert_int_eq(wt->ndims, 2);
@@ -99,7 +103,8 @@ static void run_case(const linear_case *tc, uint64_t seed) {
     ck_assert_int_eq(l.dst_dims[0], n);
     ck_assert_int_eq(l.dst_dims[1], oc);
 
-    double *s64 = dup_double(src, ns), *w64 = dup_double(ps.data + l.w_off, nw);
+    double *s64 = dup_double_rounded(src, ns, bf16);
+    double *w64 = dup_double_rounded(ps.data + l.w_off, nw, bf16);
     double *b64 = tc->bias ? dup_double(ps.data + l.b_off, (size_t)oc) : NULL;
     double *exp = dg_xmalloc(nd * sizeof(double));
     ref_linear_forward(n, ic, oc, s64, w64, b64, exp);
@@ -119,7 +124,7 @@ static void run_case(const linear_case *tc, uint64_t seed) {
 
     double *eds = dg_xmalloc(ns * sizeof(double)), *edw = dg_xmalloc(nw * sizeof(double));
     double *edb = dg_xmalloc((size_t)oc * sizeof(double));
-    double *dd64 = dup_double(ddst, nd);
+    double *dd64 = dup_double_rounded(ddst, nd, bf16);
     ref_linear_backward(n, ic, oc, s64, w64, dd64, eds, edw, edb);
     DG_ASSERT_CLOSE(ps.grad + l.w_off, edw, nw, 1e-5, 1e-4);
     if (tc->bias) DG_ASSERT_CLOSE(ps.grad + l.b_off, edb, (size_t)oc, 1e-5, 1e-4);
@@ -149,7 +154,12 @@ static void run_case(const linear_case *tc, uint64_t seed) {
 }
 
 START_TEST(linear_forward_backward_match_reference) {
-    run_case(&cases[_i], 300 + (uint64_t)_i);
+    run_case(&cases[_i], 300 + (uint64_t)_i, false);
+}
+END_TEST
+
+START_TEST(linear_bf16_matches_reference_on_bf16_inputs) {
+    run_case(&cases[_i], 350 + (uint64_t)_i, true);
 }
 END_TEST
 
@@ -328,6 +338,8 @@ Suite *linear_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, linear_forward_backward_match_reference, 0, (int)DG_ARRAY_LEN(cases));
+    tcase_add_loop_test(tc, linear_bf16_matches_reference_on_bf16_inputs, 0,
+            (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, linear_reference_backward_matches_finite_differences);
     tcase_add_test(tc, linear_inference_instance_matches_training_forward);
     tcase_add_test(tc, linear_init_is_uniform_default_bound);

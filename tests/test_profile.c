@@ -172,6 +172,27 @@ START_TEST(bench_profile_command) {
 }
 END_TEST
 
+/* bench --dtype bf16 runs bf16 convolutions (the profile names them) and
+ * any other --dtype is a usage error. */
+START_TEST(bench_dtype_bf16) {
+    char *ok[] = {"bench", "--model", "mnist-cnn", "--batch", "4", "--steps", "1", "--threads",
+            "1", "--dtype", "bf16", "--profile", NULL};
+    capture cap;
+    capture_out_begin(&cap);
+    ck_assert_int_eq(dg_bench_main(12, ok), 0);
+    char *out = capture_end(&cap);
+    ck_assert_msg(strstr(out, "dtype bf16") && strstr(out, "k3x3 s1 d1 bf16") &&
+            strstr(out, ":bf16"), "%s", out);
+    dg_free(out);
+    char *bad[] = {"bench", "--model", "mnist-cnn", "--dtype", "f16", NULL};
+    capture_begin(&cap);
+    const int rc = dg_bench_main(5, bad);
+    char *log = capture_end(&cap);
+    ck_assert_msg(rc == 2 && strstr(log, "--dtype") && strstr(log, "f16"), "rc %d: %s", rc, log);
+    dg_free(log);
+}
+END_TEST
+
 Suite *profile_suite(void) {
     Suite *s = suite_create("profile");
     TCase *tc = tcase_create("profile");
@@ -181,6 +202,7 @@ Suite *profile_suite(void) {
     tcase_add_test(tc, regions_are_exclusive_and_phases_named);
     tcase_add_test(tc, off_means_untimed);
     tcase_add_test(tc, bench_profile_command);
+    tcase_add_test(tc, bench_dtype_bf16);
     suite_add_tcase(s, tc);
     return s;
 }

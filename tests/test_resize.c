@@ -31,6 +31,7 @@ static const resize_case cases[] = {
     {2, 17, 13, 33, 33, 13, true, dnnl_nChw16c},  /* up in H, down in W */
     {1, 5, 33, 13, 13, 33, false, dnnl_nhwc},
     {1, 6, 33, 13, 13, 33, true, dnnl_nhwc},
+    {2, 80, 9, 7, 13, 11, true, dnnl_nhwc},       /* two lane chunks, 64 + 16 */
     {2, 20, 1, 1, 5, 5, false, dnnl_nChw16c},     /* 1 -> 5 (ASPP pool) */
     {2, 20, 1, 1, 5, 5, true, dnnl_nChw16c},
     {1, 3, 1, 7, 5, 7, true, dnnl_nchw},          /* 1 -> 5, same width */

@@ -566,6 +566,53 @@ START_TEST(no_bn_refresh_without_bn_statistics) {
 }
 END_TEST
 
+/* train.dtype = bf16 trains (the step-1 loss within 1% of f32's: the same
+ * weights and batch, only the convolutions' rounding differs), keeps f32
+ * master weights and writes an f32 checkpoint; the resolved config says
+ * bf16. */
+START_TEST(bf16_training_keeps_f32_checkpoints) {
+    char *cfg = write_cfg("bf16", SEG_CFG);
+    char a[128], b[128];
+    snprintf(a, sizeof(a), "%.64s/bf16-f32", dir);
+    snprintf(b, sizeof(b), "%.64s/bf16-bf16", dir);
+    const char *f32[] = {"optim.method=erm", "train.iterations=2", NULL};
+    const char *bf16[] = {"optim.method=erm", "train.iterations=2", "train.dtype=bf16", NULL};
+    char *log;
+    int rc = train_v(cfg, a, f32, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train_v(cfg, b, bf16, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/config.ini", b);
+    char *text = read_file(p, NULL);
+    ck_assert_msg(strstr(text, "dtype = bf16\n"), "%s", text);
+    dg_free(text);
+    double loss[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/metrics.jsonl", i ? b : a);
+        text = read_file(p, NULL);
+        loss[i] = metric_at(text, 1, "train", "loss");
+        dg_free(text);
+    }
+    ck_assert_msg(isfinite(loss[1]) && fabs(loss[1] - loss[0]) <= 0.01 * loss[0],
+            "step-1 loss bf16 %g, f32 %g", loss[1], loss[0]);
+    snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", b);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
+    for (size_t i = 0; i < dg_tensor_reader_count(&r); i++) {
+        const dg_st_tensor *t = dg_tensor_reader_at(&r, i);
+        if (!strncmp(t->name, "backbone.", 9) || !strncmp(t->name, "optim.", 6))
+            ck_assert_msg(t->dtype == DG_ST_F32 || t->dtype == DG_ST_I64 || t->dtype == DG_ST_U64,
+                    "%s: %s", t->name, dg_st_dtype_name(t->dtype));
+    }
+    ck_assert_int_eq(dg_tensor_reader_find(&r, "backbone.conv1.weight")->dtype, DG_ST_F32);
+    dg_tensor_reader_close(&r);
+    dg_free(cfg);
+}
+END_TEST
+
 /* One image per forward pass would abort in ASPP's image-pooling BN:
  * refused as a configuration error (exit 2) naming train.batch_size. */
 START_TEST(one_image_per_forward_is_a_config_error) {
@@ -609,6 +656,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, classification_evaluations_do_not_change_training);
     tcase_add_test(tc, mesa_teacher_is_a_second_classification_row);
     tcase_add_test(tc, no_bn_refresh_without_bn_statistics);
+    tcase_add_test(tc, bf16_training_keeps_f32_checkpoints);
     suite_add_tcase(s, tc);
     return s;
 }

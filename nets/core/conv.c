@@ -65,9 +65,14 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         l->b_off = dg_params_add(ps, buf, 1, &oc, DG_PARAM_NO_DECAY, DG_INIT_CONST, 0.f);
     }
 
-    dnnl_memory_desc_t src_any = dg_md_any(4, l->src_dims);
-    dnnl_memory_desc_t w_any = dg_md_any(4, w_dims);
+    /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
+    const dnnl_data_type_t cdt = dg_wlayer_compute();
+    dnnl_memory_desc_t src_any = dg_md_any_dt(4, l->src_dims, cdt);
+    dnnl_memory_desc_t w_any = dg_md_any_dt(4, w_dims, cdt);
+    dnnl_memory_desc_t src_f32 = dg_md_any(4, l->src_dims);
+    dnnl_memory_desc_t w_f32 = dg_md_any(4, w_dims);
     dnnl_memory_desc_t dst_any = cfg->dst_into ? *dg_mem_md(cfg->dst_into) : dg_md_any(4, dst_dims);
+    dnnl_memory_desc_t ddst_any = dg_md_any_dt(4, dst_dims, cdt);
     dnnl_memory_desc_t w_plain = dg_md_plain(4, w_dims, dnnl_oihw);
     dnnl_memory_desc_t b_plain = dg_md_plain(1, &oc, dnnl_x);
     DG_ASSERT(!(cfg->folded && cfg->training));
@@ -96,9 +101,9 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
                 cfg->training ? dnnl_forward_training : dnnl_forward_inference, algs[a],
                 &src_any, &w_any, b_md, &dst_any, strides, dil, pad, pad));
         DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd[a], algs[a], &src_any,
-                &w_any, b_md, &dst_any, strides, dil, pad, pad));
-        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd[a], algs[a], &src_any,
-                &w_any, &dst_any, strides, dil, pad, pad));
+                &w_f32, b_md, &ddst_any, strides, dil, pad, pad));
+        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd[a], algs[a], &src_f32,
+                &w_any, &ddst_any, strides, dil, pad, pad));
     }
     dnnl_primitive_desc_t fwd_pd = first_pd(ctx, fd, n_alg, po, NULL);
     dnnl_post_ops_destroy(po);

@@ -52,6 +52,12 @@ dnnl_memory_desc_t dg_md_any(int ndims, const int64_t *dims) {
     return dg_md_plain(ndims, dims, dnnl_format_tag_any);
 }
 
+dnnl_memory_desc_t dg_md_any_dt(int ndims, const int64_t *dims, dnnl_data_type_t dt) {
+    dnnl_memory_desc_t md;
+    DG_DNNL(dnnl_memory_desc_init_by_tag(&md, ndims, dims, dt, dnnl_format_tag_any));
+    return md;
+}
+
 const dnnl_memory_desc_t *dg_mem_md(const_dnnl_memory_t m) {
     const dnnl_memory_desc_t *md;
     DG_DNNL(dnnl_memory_get_memory_desc(m, &md));
@@ -131,7 +137,8 @@ static void prim_kind_name(const_dnnl_primitive_desc_t pd, char *buf, size_t siz
 }
 
 /* oneDNN's own layout notation for a blocked md: dims outermost first,
- * upper case when blocked, then the inner blocks ("aBcd16b" = nChw16c). */
+ * upper case when blocked, then the inner blocks ("aBcd16b" = nChw16c),
+ * and ":bf16" for bf16 data. */
 static void layout_str(const dnnl_memory_desc_t *md, char *buf, size_t size) {
     if (md->format_kind != dnnl_blocked) {
         snprintf(buf, size, "?");
@@ -156,6 +163,7 @@ static void layout_str(const dnnl_memory_desc_t *md, char *buf, size_t size) {
     for (int k = 0; k < b->inner_nblks && len < size; k++)
         len += (size_t)snprintf(buf + len, size - len, "%lld%c", (long long)b->inner_blks[k],
                 'a' + (int)b->inner_idxs[k]);
+    if (md->data_type == dnnl_bf16 && len < size) snprintf(buf + len, size - len, ":bf16");
 }
 
 /* Shape text and FLOPs of one execution of a convolution or inner
@@ -177,10 +185,12 @@ static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, 
                       kw = wei->dims[wei->ndims - 1];
         const int64_t n = src->dims[0], ic = src->dims[1], oc = dst->dims[1],
                       oh = dst->dims[2], ow = dst->dims[3];
-        snprintf(buf, size, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld d%lld%s",
+        snprintf(buf, size, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld d%lld%s%s",
                 (long long)n, (long long)ic, (long long)src->dims[2], (long long)src->dims[3],
                 (long long)oc, (long long)kh, (long long)kw, (long long)cd->strides[0],
-                (long long)cd->dilates[0] + 1, grouped ? " grouped" : "");
+                (long long)cd->dilates[0] + 1,
+                cd->weights_desc.data_type == dnnl_bf16 ? " bf16" : "",
+                grouped ? " grouped" : "");
         if (grouped) {
             const size_t len = strlen(buf);
             snprintf(buf + len, size - len, " %lld", (long long)g);

@@ -44,6 +44,8 @@ dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *
 dnnl_memory_desc_t dg_md_plain(int ndims, const int64_t *dims, dnnl_format_tag_t tag);
 /* Same, with format_tag_any (the primitive chooses). */
 dnnl_memory_desc_t dg_md_any(int ndims, const int64_t *dims);
+/* format_tag_any with another data type (dnnl_bf16 for bf16 compute). */
+dnnl_memory_desc_t dg_md_any_dt(int ndims, const int64_t *dims, dnnl_data_type_t dt);
 /* Descriptor and data pointer of a memory object. */
 const dnnl_memory_desc_t *dg_mem_md(const_dnnl_memory_t m);
 void *dg_mem_ptr(const_dnnl_memory_t m);

@@ -39,9 +39,14 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
     const int nd = l->src_ndims;
     int64_t w_dims[4] = {oc, l->src_dims[1], l->src_dims[2], l->src_dims[3]};
     if (nd == 2) w_dims[1] = l->ic;
-    dnnl_memory_desc_t src_any = dg_md_any(nd, l->src_dims);
-    dnnl_memory_desc_t w_any = dg_md_any(nd, w_dims);
+    /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
+    const dnnl_data_type_t cdt = dg_wlayer_compute();
+    dnnl_memory_desc_t src_any = dg_md_any_dt(nd, l->src_dims, cdt);
+    dnnl_memory_desc_t w_any = dg_md_any_dt(nd, w_dims, cdt);
+    dnnl_memory_desc_t src_f32 = dg_md_any(nd, l->src_dims);
+    dnnl_memory_desc_t w_f32 = dg_md_any(nd, w_dims);
     dnnl_memory_desc_t dst_any = dg_md_any(2, l->dst_dims);
+    dnnl_memory_desc_t ddst_any = dg_md_any_dt(2, l->dst_dims, cdt);
     dnnl_memory_desc_t w_plain = dg_md_plain(nd, w_dims, nd == 4 ? dnnl_oihw : dnnl_oi);
     dnnl_memory_desc_t b_plain = dg_md_plain(1, &oc, dnnl_x);
     const dnnl_memory_desc_t *b_md = cfg->bias ? &b_plain : NULL;
@@ -56,13 +61,14 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
     if (!cfg->training) return;
 
     dnnl_inner_product_desc_t bwd;
-    DG_DNNL(dnnl_inner_product_backward_weights_desc_init(&bwd, &src_any, &w_any, b_md,
-            &dst_any));
+    DG_DNNL(dnnl_inner_product_backward_weights_desc_init(&bwd, &src_any, &w_f32, b_md,
+            &ddst_any));
     dnnl_primitive_desc_t bwd_w_pd = dg_pd_new(ctx, &bwd, NULL, fwd_pd);
     dnnl_primitive_desc_t bwd_data_pd = NULL;
     if (!cfg->no_diff_src) {
         dnnl_inner_product_desc_t bdd;
-        DG_DNNL(dnnl_inner_product_backward_data_desc_init(&bdd, &src_any, &w_any, &dst_any));
+        DG_DNNL(dnnl_inner_product_backward_data_desc_init(&bdd, &src_f32, &w_any,
+                &ddst_any));
         bwd_data_pd = dg_pd_new(ctx, &bdd, NULL, fwd_pd);
     }
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);

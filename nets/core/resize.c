@@ -93,9 +93,23 @@ void dg_resize_init(dg_resize *l, dg_ctx *ctx, dnnl_memory_t src, const dg_resiz
         init_dnnl(l, ctx);
 }
 
+/* The kernels work on runs of `cb` contiguous channels ("lanes"): a
+ * layout's channel block (nChw16c), or for channels-last layouts (nhwc:
+ * channel stride 1) chunks of up to 64 channels, read as blocks of a view
+ * with cb = scb = the chunk. *padded: the layout pads its last block (its
+ * padding lanes are written as zeros; a chunk's are the next pixel's). */
+static dg_chw lane_view(const dg_chw *v, bool *padded) {
+    dg_chw u = *v;
+    *padded = v->cb > 1;
+    if (v->cb == 1 && v->scb == 1 && v->c > 1) u.cb = u.scb = DG_MIN(v->c, 64);
+    return u;
+}
+
 /* dst = (1-lh)*((1-lw)*x00 + lw*x01) + lh*((1-lw)*x10 + lw*x11). */
 static void bilinear_forward(const dg_resize *l, const float *src, float *dst) {
-    const dg_chw *vs = &l->src_v, *vd = &l->dst_v;
+    bool padded;
+    const dg_chw vsv = lane_view(&l->src_v, &padded), vdv = lane_view(&l->dst_v, &padded);
+    const dg_chw *vs = &vsv, *vd = &vdv;
     const int64_t cb = vs->cb, nblk = (vs->c + cb - 1) / cb;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < vs->n; n++)
@@ -113,7 +127,8 @@ static void bilinear_forward(const dg_resize *l, const float *src, float *dst) {
                     for (int64_t k = 0; k < nl; k++)
                         o[k] = b0 * (a0 * r0[x0 + k] + a1 * r0[x1 + k])
                                 + b1 * (a0 * r1[x0 + k] + a1 * r1[x1 + k]);
-                    for (int64_t k = nl; k < cb; k++) o[k] = 0.f; /* padded channels */
+                    if (padded)
+                        for (int64_t k = nl; k < cb; k++) o[k] = 0.f;
                 }
             }
         }
@@ -122,7 +137,9 @@ static void bilinear_forward(const dg_resize *l, const float *src, float *dst) {
 /* diff_src = sum over dst of the forward weights times diff_dst; each
  * (n, channel block) slice of diff_src belongs to one thread. */
 static void bilinear_backward(const dg_resize *l, const float *diff_dst, float *diff_src) {
-    const dg_chw *vs = &l->src_v, *vd = &l->dst_v;
+    bool padded;
+    const dg_chw vsv = lane_view(&l->src_v, &padded), vdv = lane_view(&l->dst_v, &padded);
+    const dg_chw *vs = &vsv, *vd = &vdv;
     const int64_t cb = vs->cb, nblk = (vs->c + cb - 1) / cb;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t n = 0; n < vs->n; n++)
@@ -130,9 +147,10 @@ static void bilinear_backward(const dg_resize *l, const float *diff_dst, float *
             const int64_t nl = DG_MIN(cb, vs->c - b * cb);
             float *s = diff_src + dg_chw_at(vs, n, b * cb, 0, 0);
             const float *d = diff_dst + dg_chw_at(vd, n, b * cb, 0, 0);
+            const int64_t nz = padded ? cb : nl;
             for (int64_t h = 0; h < vs->h; h++)
                 for (int64_t w = 0; w < vs->w; w++)
-                    for (int64_t k = 0; k < cb; k++) s[h * vs->sh + w * vs->sw + k] = 0.f;
+                    for (int64_t k = 0; k < nz; k++) s[h * vs->sh + w * vs->sw + k] = 0.f;
             for (int64_t oh = 0; oh < vd->h; oh++) {
                 float *r0 = s + l->h0[oh] * vs->sh, *r1 = s + l->h1[oh] * vs->sh;
                 const float b1 = l->lh[oh], b0 = 1.f - b1;

@@ -5,6 +5,15 @@
 
 #include <string.h>
 
+static dnnl_data_type_t compute_dt = dnnl_f32;
+
+void dg_wlayer_set_compute(dnnl_data_type_t dt) {
+    DG_ASSERT(dt == dnnl_f32 || dt == dnnl_bf16);
+    compute_dt = dt;
+}
+
+dnnl_data_type_t dg_wlayer_compute(void) { return compute_dt; }
+
 void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
         dnnl_primitive_desc_t fwd_pd, const dnnl_memory_desc_t *w_plain,
         const dnnl_memory_desc_t *b_plain, dnnl_memory_t dst_into) {
@@ -80,8 +89,11 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
     dg_prim_exec(&wl->bwd_w, ctx, wl->db_user ? 4 : 3, wargs);
     dg_port_push(&wl->dw_p, ctx);
     if (!wl->bwd_data.prim) return;
-    dg_port_bind_in(&wl->ddst_d_p, ctx, diff_dst,
-            dg_pd_md(wl->bwd_data_pd, dnnl_query_diff_dst_md, 0));
+    /* Where both passes want diff_dst alike (bf16: the same rounding), the
+     * backward-weights port's copy serves both. */
+    const dnnl_memory_desc_t *want_d = dg_pd_md(wl->bwd_data_pd, dnnl_query_diff_dst_md, 0);
+    const bool share = dnnl_memory_desc_equal(want_d, &wl->ddst_w_p.want);
+    dg_port_bind_in(&wl->ddst_d_p, ctx, share ? wl->ddst_w_p.mem : diff_dst, want_d);
     dg_port_pull(&wl->ddst_d_p, ctx);
     dg_port_pull(&wl->w_d_p, ctx);
     dnnl_exec_arg_t dargs[] = {

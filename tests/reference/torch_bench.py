@@ -4,7 +4,8 @@
 Times the same model definition (tests/reference/dg_models.py) on random data with the same
 protocol as dgseg bench: 2 untimed warm-up steps, then N timed steps; a training step is forward,
 mean cross-entropy (ignore 255), backward and a plain SGD update. Prints one JSON object with the
-keys of `dgseg bench --json`, plus "memory_format".
+keys of `dgseg bench --json`, plus "memory_format". --dtype bf16 runs forward and loss under CPU
+autocast to bfloat16 (convolutions and linear layers in bf16, f32 weights and gradients).
 
     /usr/bin/python3 tests/reference/torch_bench.py --model deeplabv3plus-r50 --size 256 \
         --batch 2 --threads 2 --steps 5 --mode train --memory-format channels_last
@@ -39,6 +40,9 @@ def main():
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--mode", choices=["train", "infer"], default="train")
     ap.add_argument("--memory-format", choices=["nchw", "channels_last"], default="nchw")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="bf16: torch.autocast('cpu', dtype=torch.bfloat16) around forward and "
+                         "loss, f32 master weights (PyTorch's mixed-precision recipe)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -57,14 +61,17 @@ def main():
     else:
         model.eval()
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.dtype == "bf16")
+
     def step():
         if a.mode == "infer":
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(x)
             return
         opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = F.cross_entropy(out, y, ignore_index=255)
+        with autocast:
+            out = model(x)
+            loss = F.cross_entropy(out, y, ignore_index=255)
         loss.backward()
         opt.step()
 
@@ -75,7 +82,7 @@ def main():
         step()
     dt = (time.perf_counter() - t0) / a.steps
     print(json.dumps({
-        "model": a.model, "mode": a.mode, "dtype": "f32", "batch": a.batch, "size": a.size,
+        "model": a.model, "mode": a.mode, "dtype": a.dtype, "batch": a.batch, "size": a.size,
         "threads": a.threads, "steps": a.steps, "images_per_s": a.batch / dt,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "memory_format": a.memory_format}))
