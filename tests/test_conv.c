@@ -24,6 +24,8 @@ static const conv_case cases[] = {
     {1, 17, 10, 13, 19, 3, 1, 4, 4, true, true, dnnl_nChw16c}, /* blocked in, ReLU */
     {2, 9, 7, 5, 3, 1, 1, 0, 1, true, true, dnnl_nhwc},        /* 1x1 */
     {1, 3, 19, 21, 8, 7, 2, 3, 1, false, true, dnnl_nchw},     /* stem-like 7x7 */
+    {2, 20, 6, 7, 24, 3, 1, 8, 8, true, true, dnnl_nChw16c},   /* one live tap: 1x1 */
+    {2, 6, 5, 12, 7, 3, 1, 6, 6, false, false, dnnl_nchw},     /* dead rows only */
 };
 
 /* bf16: the layer computes in bf16 (wlayer.h); the reference takes src,
@@ -54,6 +56,10 @@ static void run_case(const conv_case *tc, uint64_t seed, bool bf16) {
     dg_params_alloc(&ps);
     fill_uniform(ps.data, ps.d, seed + 2, -0.5f, 0.5f);
     ck_assert_uint_eq(ps.d, nw + (tc->bias ? (size_t)tc->oc : 0));
+    /* Dilation reaching past the input on both axes leaves the centre tap. */
+    const bool one_tap = tc->k > 1 && tc->stride == 1 && tc->pad == tc->dil &&
+            tc->dil >= tc->h && tc->dil >= tc->w;
+    ck_assert_int_eq(l.tap, one_tap ? tc->k * tc->k / 2 : -1);
     if (bf16) { /* compute, then f32 results, and f32 parameters */
         ck_assert_int_eq(dg_pd_md(l.wl.fwd_pd, dnnl_query_src_md, 0)->data_type, dnnl_bf16);
         ck_assert_int_eq(dg_pd_md(l.wl.fwd_pd, dnnl_query_weights_md, 0)->data_type, dnnl_bf16);

@@ -10,8 +10,42 @@ int64_t dg_conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int
 }
 
 double dg_conv_flops_forward(const dg_conv *l) {
+    const int64_t taps = l->tap >= 0 ? 1 : l->cfg.k * l->cfg.k;
     return 2.0 * (double)(l->dst_dims[0] * l->dst_dims[1] * l->dst_dims[2] * l->dst_dims[3])
-            * (double)(l->src_dims[1] * l->cfg.k * l->cfg.k);
+            * (double)(l->src_dims[1] * taps);
+}
+
+/* Whether kernel offset i (0..k-1) of one axis reads at least one input
+ * element (not only padding) for some output position. */
+static bool tap_live(int64_t i, int64_t in, int64_t out, const dg_conv_cfg *c) {
+    const int64_t off = i * c->dilation - c->pad; /* input index of output 0 */
+    /* inputs off, off + stride, ..., off + (out - 1) * stride */
+    if (off >= in || off + (out - 1) * c->stride < 0) return false;
+    if (off >= 0) return true;
+    const int64_t first = (-off + c->stride - 1) / c->stride; /* first output with input >= 0 */
+    return first < out && off + first * c->stride < in;
+}
+
+/* The flat index (i * k + j) of the only kernel tap that reads any input,
+ * when it is the centre of a stride-1 "same" convolution, or -1. */
+static int64_t single_live_tap(const dg_conv_cfg *c, int64_t h, int64_t w, int64_t oh,
+        int64_t ow) {
+    if (c->k == 1 || c->stride != 1 || oh != h || ow != w) return -1;
+    int64_t live_i = -1, live_j = -1;
+    for (int64_t i = 0; i < c->k; i++)
+        if (tap_live(i, h, oh, c)) {
+            if (live_i >= 0) return -1;
+            live_i = i;
+        }
+    for (int64_t j = 0; j < c->k; j++)
+        if (tap_live(j, w, ow, c)) {
+            if (live_j >= 0) return -1;
+            live_j = j;
+        }
+    if (live_i < 0 || live_j < 0 || live_i * c->dilation != c->pad ||
+            live_j * c->dilation != c->pad)
+        return -1;
+    return live_i * c->k + live_j;
 }
 
 double dg_conv_flops_backward(const dg_conv *l) {
@@ -53,6 +87,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     DG_ASSERT(oh > 0 && ow > 0);
     int64_t dst_dims[4] = {n, oc, oh, ow};
     memcpy(l->dst_dims, dst_dims, sizeof(dst_dims));
+    l->tap = single_live_tap(cfg, l->src_dims[2], l->src_dims[3], oh, ow);
 
     /* Parameters: torchvision's conv init, kaiming_normal_(mode="fan_out"). */
     char buf[256];
@@ -65,22 +100,34 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         l->b_off = dg_params_add(ps, buf, 1, &oc, DG_PARAM_NO_DECAY, DG_INIT_CONST, 0.f);
     }
 
+    /* One live tap (a dilation at least the input's size: ASPP's rates on
+     * small feature maps): the convolution is a 1x1 one with that tap's
+     * weights, read in place through a strided view of the (OC, IC, K, K)
+     * tensor; the other taps' gradients are zero (dg_conv_backward). */
+    const int64_t kp = l->tap >= 0 ? 1 : k;
+    dnnl_dims_t wp_dims = {oc, ic, kp, kp};
+    dnnl_memory_desc_t w_plain = dg_md_plain(4, w_dims, dnnl_oihw);
+    if (l->tap >= 0) {
+        const dnnl_dims_t wstr = {ic * k * k, k * k, k, 1};
+        DG_DNNL(dnnl_memory_desc_init_by_strides(&w_plain, 4, wp_dims, dnnl_f32, wstr));
+        w_plain.offset0 = l->tap;
+    }
     /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
     const dnnl_data_type_t cdt = dg_wlayer_compute();
     dnnl_memory_desc_t src_any = dg_md_any_dt(4, l->src_dims, cdt);
-    dnnl_memory_desc_t w_any = dg_md_any_dt(4, w_dims, cdt);
+    dnnl_memory_desc_t w_any = dg_md_any_dt(4, wp_dims, cdt);
     dnnl_memory_desc_t src_f32 = dg_md_any(4, l->src_dims);
-    dnnl_memory_desc_t w_f32 = dg_md_any(4, w_dims);
+    dnnl_memory_desc_t w_f32 = dg_md_any(4, wp_dims);
     dnnl_memory_desc_t dst_any = cfg->dst_into ? *dg_mem_md(cfg->dst_into) : dg_md_any(4, dst_dims);
     dnnl_memory_desc_t ddst_any = dg_md_any_dt(4, dst_dims, cdt);
-    dnnl_memory_desc_t w_plain = dg_md_plain(4, w_dims, dnnl_oihw);
     dnnl_memory_desc_t b_plain = dg_md_plain(1, &oc, dnnl_x);
     DG_ASSERT(!(cfg->folded && cfg->training));
     const bool prim_bias = cfg->bias || cfg->folded;
     const dnnl_memory_desc_t *b_md = prim_bias ? &b_plain : NULL;
     dnnl_dims_t strides = {cfg->stride, cfg->stride};
-    dnnl_dims_t dil = {cfg->dilation - 1, cfg->dilation - 1}; /* oneDNN: 0 = dense */
-    dnnl_dims_t pad = {cfg->pad, cfg->pad};
+    const int64_t d1 = l->tap >= 0 ? 0 : cfg->dilation - 1, p = l->tap >= 0 ? 0 : cfg->pad;
+    dnnl_dims_t dil = {d1, d1}; /* oneDNN: 0 = dense */
+    dnnl_dims_t pad = {p, p};
 
     /* oneDNN 2.6's brgconv kernels take a sum post-op but fall back to a
      * reference kernel for a binary add: the residual goes through sum. */
@@ -91,7 +138,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     if (cfg->relu) DG_DNNL(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
     /* Winograd first where it applies (see conv.h), direct where it has no
      * implementation; each pass chooses on its own. */
-    const int n_alg = use_winograd(cfg, ic) ? 2 : 1;
+    const int n_alg = l->tap < 0 && use_winograd(cfg, ic) ? 2 : 1;
     const dnnl_alg_kind_t algs[2] = {n_alg == 2 ? dnnl_convolution_winograd
                                                 : dnnl_convolution_direct,
             dnnl_convolution_direct};
@@ -147,6 +194,14 @@ void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const
 
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     DG_ASSERT(l->cfg.training);
+    if (l->tap >= 0) { /* the taps that only read padding: zero gradient */
+        const int64_t kk = l->cfg.k * l->cfg.k, rows = l->cfg.oc * l->src_dims[1];
+        float *g = p->grad + l->w_off;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t = 0; t < kk; t++)
+                if (t != l->tap) g[r * kk + t] = 0.f;
+    }
     if (l->cfg.relu && !l->cfg.relu_grad_by_next) {
         dg_port_bind_in(&l->ddst_r_p, ctx, diff_dst, dg_mem_md(l->dst));
         dg_port_pull(&l->ddst_r_p, ctx);

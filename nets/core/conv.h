@@ -40,6 +40,10 @@ typedef struct dg_conv {
     int64_t src_dims[4];          /* (N, IC, H, W) */
     int64_t dst_dims[4];          /* (N, OC, OH, OW) */
     size_t w_off, b_off;          /* offsets of weight and bias in params */
+    int64_t tap;                  /* >= 0: every kernel tap but this one (flat
+                                     i * K + j, the centre) reads only padding
+                                     (dilation >= the input size), and the
+                                     primitives are 1x1 on that tap; -1 */
     dg_wlayer wl;                 /* primitives, weight wrappers, ports */
     dnnl_memory_t src;            /* borrowed (N, IC, H, W) */
     dnnl_memory_t dst;            /* wl.dst: (N, OC, OH, OW), fwd_pd's layout */
@@ -73,7 +77,8 @@ void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t d
 void dg_conv_free(dg_conv *l);
 
 /* FLOPs (2 per multiply-add) of one forward and of one backward (data,
- * unless no_diff_src, plus weights). */
+ * unless no_diff_src, plus weights); a single-tap convolution counts its
+ * one tap. */
 double dg_conv_flops_forward(const dg_conv *l);
 double dg_conv_flops_backward(const dg_conv *l);
 
