@@ -155,6 +155,8 @@ START_TEST(conv_reference_backward_matches_finite_differences) {
 }
 END_TEST
 
+/* Loop 0: a dense 3x3; 1: dilation 10 on a 9x9 input (one live tap); 2: the
+ * same, folded (weights and bias given at the forward). */
 START_TEST(conv_inference_instance_matches_training_forward) {
     int64_t dims[4] = {1, 4, 9, 9};
     float src[324];
@@ -163,19 +165,26 @@ START_TEST(conv_inference_instance_matches_training_forward) {
     dg_param_set ps;
     dg_params_init(&ps);
     dg_conv a, b;
-    dg_conv_cfg cfg = {.oc = 8, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
+    const int64_t d = _i ? 10 : 1;
+    dg_conv_cfg cfg = {.oc = 8, .k = 3, .stride = 1, .pad = d, .dilation = d, .bias = true,
             .relu = true, .training = true};
     dg_conv_init(&a, &ctx, &ps, "a", m, &cfg);
+    ck_assert_int_eq(a.tap, _i ? 4 : -1);
     dg_params_alloc(&ps);
     dg_params_init_values(&ps, 7);
+    for (size_t i = 0; i < 8; i++) ps.data[a.b_off + i] = 0.1f * (float)i - 0.3f;
     dg_param_set ps2;
     dg_params_init(&ps2);
     cfg.training = false;
+    cfg.folded = _i == 2;
     dg_conv_init(&b, &ctx, &ps2, "a", m, &cfg);
     dg_params_alloc(&ps2);
     dg_pass p = dg_pass_train(&ps);
     dg_conv_forward(&a, &ctx, &p);
-    dg_conv_forward(&b, &ctx, &p); /* same weights through the pass */
+    if (cfg.folded)
+        dg_conv_forward_folded(&b, &ctx, ps.data + a.w_off, ps.data + a.b_off);
+    else
+        dg_conv_forward(&b, &ctx, &p); /* same weights through the pass */
     float ga[648], gb[648];
     double e[648];
     read_plain(&ctx, a.dst, ga);
@@ -220,7 +229,7 @@ Suite *conv_suite(void) {
     tcase_add_loop_test(tc, conv_bf16_matches_reference_on_bf16_inputs, 0,
             (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, conv_reference_backward_matches_finite_differences);
-    tcase_add_test(tc, conv_inference_instance_matches_training_forward);
+    tcase_add_loop_test(tc, conv_inference_instance_matches_training_forward, 0, 3);
     tcase_add_test(tc, conv_init_is_kaiming_normal_fan_out);
     suite_add_tcase(s, tc);
     return s;

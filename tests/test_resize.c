@@ -35,6 +35,7 @@ static const resize_case cases[] = {
     {2, 20, 1, 1, 5, 5, false, dnnl_nChw16c},     /* 1 -> 5 (ASPP pool) */
     {2, 20, 1, 1, 5, 5, true, dnnl_nChw16c},
     {1, 3, 1, 7, 5, 7, true, dnnl_nchw},          /* 1 -> 5, same width */
+    {2, 20, 1, 1, 5, 5, true, dnnl_nchw},         /* nchw 1x1: channel stride 1, dst's not */
     {1, 4, 7, 9, 1, 1, true, dnnl_nchw},          /* out == 1 */
     {2, 16, 8, 8, 32, 32, false, dnnl_nChw16c},   /* integer factor 4 */
     {2, 16, 8, 8, 32, 32, true, dnnl_nChw16c},

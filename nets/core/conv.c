@@ -110,7 +110,6 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     if (l->tap >= 0) {
         const dnnl_dims_t wstr = {ic * k * k, k * k, k, 1};
         DG_DNNL(dnnl_memory_desc_init_by_strides(&w_plain, 4, wp_dims, dnnl_f32, wstr));
-        w_plain.offset0 = l->tap;
     }
     /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
     const dnnl_data_type_t cdt = dg_wlayer_compute();
@@ -156,6 +155,9 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_post_ops_destroy(po);
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
             cfg->dst_into);
+    /* the view starts at the live tap (a pointer shift: not every oneDNN
+     * reorder honours a descriptor's offset0) */
+    l->wl.w_shift = l->tap >= 0 ? (size_t)l->tap : 0;
     l->dst = l->wl.dst;
     if (!cfg->training) return;
 

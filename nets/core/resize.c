@@ -93,22 +93,26 @@ void dg_resize_init(dg_resize *l, dg_ctx *ctx, dnnl_memory_t src, const dg_resiz
         init_dnnl(l, ctx);
 }
 
-/* The kernels work on runs of `cb` contiguous channels ("lanes"): a
- * layout's channel block (nChw16c), or for channels-last layouts (nhwc:
- * channel stride 1) chunks of up to 64 channels, read as blocks of a view
- * with cb = scb = the chunk. *padded: the layout pads its last block (its
- * padding lanes are written as zeros; a chunk's are the next pixel's). */
-static dg_chw lane_view(const dg_chw *v, bool *padded) {
-    dg_chw u = *v;
-    *padded = v->cb > 1;
-    if (v->cb == 1 && v->scb == 1 && v->c > 1) u.cb = u.scb = DG_MIN(v->c, 64);
-    return u;
+/* The kernels work on runs of `cb` contiguous channels ("lanes"): the
+ * layouts' channel block (nChw16c), or, when src and dst both keep
+ * channels contiguous (nhwc; channel stride 1 in both), chunks of up to 64
+ * channels, read as blocks of views with cb = scb = the chunk. *padded:
+ * the layout pads its last block (its padding lanes are written as zeros;
+ * a chunk's are the next pixel's). */
+static void lane_views(const dg_resize *l, dg_chw *vs, dg_chw *vd, bool *padded) {
+    *vs = l->src_v;
+    *vd = l->dst_v;
+    *padded = vs->cb > 1;
+    if (vs->cb == 1 && vd->cb == 1 && vs->scb == 1 && vd->scb == 1 && vs->c > 1) {
+        vs->cb = vs->scb = vd->cb = vd->scb = DG_MIN(vs->c, 64);
+    }
 }
 
 /* dst = (1-lh)*((1-lw)*x00 + lw*x01) + lh*((1-lw)*x10 + lw*x11). */
 static void bilinear_forward(const dg_resize *l, const float *src, float *dst) {
     bool padded;
-    const dg_chw vsv = lane_view(&l->src_v, &padded), vdv = lane_view(&l->dst_v, &padded);
+    dg_chw vsv, vdv;
+    lane_views(l, &vsv, &vdv, &padded);
     const dg_chw *vs = &vsv, *vd = &vdv;
     const int64_t cb = vs->cb, nblk = (vs->c + cb - 1) / cb;
 #pragma omp parallel for collapse(2) schedule(static)
@@ -138,7 +142,8 @@ static void bilinear_forward(const dg_resize *l, const float *src, float *dst) {
  * (n, channel block) slice of diff_src belongs to one thread. */
 static void bilinear_backward(const dg_resize *l, const float *diff_dst, float *diff_src) {
     bool padded;
-    const dg_chw vsv = lane_view(&l->src_v, &padded), vdv = lane_view(&l->dst_v, &padded);
+    dg_chw vsv, vdv;
+    lane_views(l, &vsv, &vdv, &padded);
     const dg_chw *vs = &vsv, *vd = &vdv;
     const int64_t cb = vs->cb, nblk = (vs->c + cb - 1) / cb;
 #pragma omp parallel for collapse(2) schedule(static)

@@ -58,7 +58,7 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
 }
 
 void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias) {
-    dg_mem_set_ptr(wl->w_user, weights);
+    dg_mem_set_ptr(wl->w_user, weights + wl->w_shift);
     if (wl->b_user) dg_mem_set_ptr(wl->b_user, bias);
     dg_port_pull(&wl->src_p, ctx);
     dg_port_pull(&wl->w_p, ctx);
@@ -78,7 +78,7 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
             dg_pd_md(wl->bwd_w_pd, dnnl_query_diff_dst_md, 0));
     dg_port_pull(&wl->ddst_w_p, ctx);
     dg_port_pull(&wl->src_w_p, ctx);
-    dg_mem_set_ptr(wl->dw_user, diff_weights);
+    dg_mem_set_ptr(wl->dw_user, diff_weights + wl->w_shift);
     if (wl->db_user) dg_mem_set_ptr(wl->db_user, diff_bias);
     dnnl_exec_arg_t wargs[] = {
         {DNNL_ARG_SRC, wl->src_w_p.mem},

@@ -25,6 +25,8 @@ typedef struct dg_wlayer {
     dg_port src_w_p, w_d_p;       /* backward-weights src, backward-data weights */
     dg_port ddst_d_p, ddst_w_p;   /* diff_dst for backward data / weights */
     dg_port dw_p;                 /* diff_weights -> plain gradient */
+    size_t w_shift;               /* elements from the weights (and gradient)
+                                     pointer to w_plain's first element */
 } dg_wlayer;
 
 /* The data type convolutions and inner products compute in: dnnl_f32 (the
