@@ -33,8 +33,10 @@ int main(int argc, char **argv) {
         DG_DNNL(dnnl_stream_wait(ctx.stream));
         double t1 = dg_now();
         dnnl_exec_arg_t wargs[] = {{DNNL_ARG_SRC, l.wl.src_w_p.mem}, {DNNL_ARG_DIFF_DST, l.dst},
-                {DNNL_ARG_DIFF_WEIGHTS, l.wl.dw_p.mem}};
+                {DNNL_ARG_DIFF_WEIGHTS, dg_port_out_mem(&l.wl.dw_p, &ctx)}};
         dg_prim_exec(&l.wl.bwd_w, &ctx, 3, wargs);
+        DG_DNNL(dnnl_stream_wait(ctx.stream));
+        dg_port_pull(&l.wl.w_d_p, &ctx); /* the weights in backward-data's layout (untimed) */
         DG_DNNL(dnnl_stream_wait(ctx.stream));
         double t2 = dg_now();
         dnnl_exec_arg_t dargs[] = {{DNNL_ARG_DIFF_DST, l.dst}, {DNNL_ARG_WEIGHTS, l.wl.w_d_p.mem},

@@ -32,6 +32,7 @@ void dg_ctx_free(dg_ctx *ctx) {
     if (ctx->stream) dnnl_stream_destroy(ctx->stream);
     if (ctx->engine) dnnl_engine_destroy(ctx->engine);
     dg_free(ctx->scratch);
+    for (int i = 0; i < DG_N_SLOTS; i++) dg_free(ctx->slot[i]);
     memset(ctx, 0, sizeof(*ctx));
 }
 
@@ -287,21 +288,35 @@ static void port_release(dg_port *p) {
     p->user = NULL;
 }
 
+/* slot: 0 = own buffer, else 1 + DG_SLOT_*. */
 static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
-        const dnnl_memory_desc_t *want, bool output) {
-    if (p->user == user && p->output == output && p->user
+        const dnnl_memory_desc_t *want, bool output, int slot) {
+    if (p->user == user && p->output == output && p->user && p->slot == slot
             && dnnl_memory_desc_equal(&p->want, want))
         return;
     port_release(p);
     p->user = user;
     p->want = *want;
     p->output = output;
+    p->slot = slot;
     const dnnl_memory_desc_t *umd = dg_mem_md(user);
     if (dnnl_memory_desc_equal(umd, want)) {
         p->mem = user;
         return;
     }
-    p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_ALLOCATE);
+    if (slot) {
+        /* The shared buffer may move when a later port needs more, so the
+         * handle is set at every pull and push. */
+        const size_t size = dg_md_bytes(want);
+        if (size > ctx->slot_size[slot - 1]) {
+            dg_free(ctx->slot[slot - 1]);
+            ctx->slot[slot - 1] = dg_xmalloc(size);
+            ctx->slot_size[slot - 1] = size;
+        }
+        p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_NONE);
+    } else {
+        p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_ALLOCATE);
+    }
     p->mem = p->buf;
     dnnl_primitive_attr_t attr = dg_attr_new();
     if (output)
@@ -313,23 +328,43 @@ static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
 }
 
 void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
-    port_bind(p, ctx, user, want, false);
+    port_bind(p, ctx, user, want, false, 0);
 }
 
 void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
-    port_bind(p, ctx, user, want, true);
+    port_bind(p, ctx, user, want, true, 0);
+}
+
+void dg_port_bind_in_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
+        const dnnl_memory_desc_t *want, int slot) {
+    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
+    port_bind(p, ctx, user, want, false, slot + 1);
+}
+
+void dg_port_bind_out_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
+        const dnnl_memory_desc_t *want, int slot) {
+    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
+    port_bind(p, ctx, user, want, true, slot + 1);
 }
 
 void dg_port_pull(dg_port *p, const dg_ctx *ctx) {
     DG_ASSERT(p->mem != NULL && !p->output);
     if (!p->buf) return;
+    if (p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->user}, {DNNL_ARG_TO, p->buf}};
     dg_prim_exec(&p->reorder, ctx, 2, args);
+}
+
+dnnl_memory_t dg_port_out_mem(dg_port *p, const dg_ctx *ctx) {
+    DG_ASSERT(p->mem != NULL && p->output);
+    if (p->buf && p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
+    return p->mem;
 }
 
 void dg_port_push(dg_port *p, const dg_ctx *ctx) {
     DG_ASSERT(p->mem != NULL && p->output);
     if (!p->buf) return;
+    if (p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->buf}, {DNNL_ARG_TO, p->user}};
     dg_prim_exec(&p->reorder, ctx, 2, args);
 }

@@ -18,11 +18,25 @@ void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line
 /* One engine (CPU 0) and its in-order stream, plus the scratchpad shared by
  * every primitive created through dg_prim_init (primitives run one at a
  * time, so one buffer of the largest size serves them all). */
+/* Transient port buffers (dg_port_bind_in_transient): a layer's reorder
+ * target that lives only inside one call of that layer (the weights in a
+ * primitive's layout, an incoming gradient converted for a backward pass)
+ * takes one of these per-context buffers instead of its own. */
+enum {
+    DG_SLOT_WEIGHTS,   /* weights for forward / backward-data */
+    DG_SLOT_DIFF_W,    /* diff_weights before the copy to the gradient */
+    DG_SLOT_DIFF_DST,  /* diff_dst for backward-weights (and backward-data) */
+    DG_SLOT_DIFF_DST2, /* diff_dst for backward-data when it wants another */
+    DG_N_SLOTS
+};
+
 typedef struct dg_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
     void *scratch;       /* owned, scratch_size bytes */
     size_t scratch_size; /* largest scratchpad requested so far */
+    void *slot[DG_N_SLOTS];       /* owned transient buffers */
+    size_t slot_size[DG_N_SLOTS]; /* the largest each has been asked for */
 } dg_ctx;
 
 void dg_ctx_init(dg_ctx *ctx);
@@ -92,13 +106,24 @@ typedef struct dg_port {
     dg_prim reorder;            /* user->buf (input) or buf->user (output) */
     dnnl_memory_desc_t want;    /* layout the primitive wants */
     bool output;
+    int slot;                   /* buf's data is ctx->slot[slot - 1]; 0: own */
 } dg_port;
 
 /* Input port: mem holds `user` in layout `want` after dg_port_pull. */
 void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
 /* Output port: the primitive writes mem; dg_port_push copies it to `user`. */
 void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
+/* The same with buf in the context's transient buffer `slot` (DG_SLOT_*):
+ * its contents last until another port of that slot is pulled or pushed,
+ * so only for a buffer used within one layer call. */
+void dg_port_bind_in_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
+        const dnnl_memory_desc_t *want, int slot);
+void dg_port_bind_out_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
+        const dnnl_memory_desc_t *want, int slot);
 void dg_port_pull(dg_port *p, const dg_ctx *ctx);
+/* An output port's mem, ready for the primitive to write (a transient
+ * buffer is pointed at its slot). */
+dnnl_memory_t dg_port_out_mem(dg_port *p, const dg_ctx *ctx);
 void dg_port_push(dg_port *p, const dg_ctx *ctx);
 void dg_port_free(dg_port *p);
 

@@ -31,7 +31,8 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
     wl->w_user = dg_mem_new(ctx, w_plain, DNNL_MEMORY_NONE);
     if (b_plain) wl->b_user = dg_mem_new(ctx, b_plain, DNNL_MEMORY_NONE);
     dg_port_bind_in(&wl->src_p, ctx, src, dg_pd_md(fwd_pd, dnnl_query_src_md, 0));
-    dg_port_bind_in(&wl->w_p, ctx, wl->w_user, dg_pd_md(fwd_pd, dnnl_query_weights_md, 0));
+    dg_port_bind_in_transient(&wl->w_p, ctx, wl->w_user,
+            dg_pd_md(fwd_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
 }
 
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
@@ -46,15 +47,16 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
         wl->db_user = dg_mem_new(ctx, b_plain, DNNL_MEMORY_NONE);
     }
     dg_port_bind_in(&wl->src_w_p, ctx, wl->src_p.mem, dg_pd_md(bwd_w_pd, dnnl_query_src_md, 0));
-    dg_port_bind_out(&wl->dw_p, ctx, wl->dw_user,
-            dg_pd_md(bwd_w_pd, dnnl_query_diff_weights_md, 0));
+    dg_port_bind_out_transient(&wl->dw_p, ctx, wl->dw_user,
+            dg_pd_md(bwd_w_pd, dnnl_query_diff_weights_md, 0), DG_SLOT_DIFF_W);
     if (!bwd_data_pd) return;
     wl->bwd_data_pd = bwd_data_pd;
     dg_prim_init(&wl->bwd_data, ctx, bwd_data_pd);
     wl->diff_src = dg_mem_new(ctx, dg_pd_md(bwd_data_pd, dnnl_query_diff_src_md, 0),
             DNNL_MEMORY_ALLOCATE);
-    dg_port_bind_in(&wl->w_d_p, ctx, wl->w_p.mem,
-            dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0));
+    /* from the plain weights the last forward used (w_user) */
+    dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_user,
+            dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
 }
 
 void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias) {
@@ -74,8 +76,8 @@ void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const f
 void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, float *diff_weights,
         float *diff_bias) {
     DG_ASSERT(wl->bwd_w.prim != NULL);
-    dg_port_bind_in(&wl->ddst_w_p, ctx, diff_dst,
-            dg_pd_md(wl->bwd_w_pd, dnnl_query_diff_dst_md, 0));
+    dg_port_bind_in_transient(&wl->ddst_w_p, ctx, diff_dst,
+            dg_pd_md(wl->bwd_w_pd, dnnl_query_diff_dst_md, 0), DG_SLOT_DIFF_DST);
     dg_port_pull(&wl->ddst_w_p, ctx);
     dg_port_pull(&wl->src_w_p, ctx);
     dg_mem_set_ptr(wl->dw_user, diff_weights + wl->w_shift);
@@ -83,7 +85,7 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
     dnnl_exec_arg_t wargs[] = {
         {DNNL_ARG_SRC, wl->src_w_p.mem},
         {DNNL_ARG_DIFF_DST, wl->ddst_w_p.mem},
-        {DNNL_ARG_DIFF_WEIGHTS, wl->dw_p.mem},
+        {DNNL_ARG_DIFF_WEIGHTS, dg_port_out_mem(&wl->dw_p, ctx)},
         {DNNL_ARG_DIFF_BIAS, wl->db_user},
     };
     dg_prim_exec(&wl->bwd_w, ctx, wl->db_user ? 4 : 3, wargs);
@@ -93,7 +95,8 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
      * backward-weights port's copy serves both. */
     const dnnl_memory_desc_t *want_d = dg_pd_md(wl->bwd_data_pd, dnnl_query_diff_dst_md, 0);
     const bool share = dnnl_memory_desc_equal(want_d, &wl->ddst_w_p.want);
-    dg_port_bind_in(&wl->ddst_d_p, ctx, share ? wl->ddst_w_p.mem : diff_dst, want_d);
+    dg_port_bind_in_transient(&wl->ddst_d_p, ctx, share ? wl->ddst_w_p.mem : diff_dst, want_d,
+            DG_SLOT_DIFF_DST2);
     dg_port_pull(&wl->ddst_d_p, ctx);
     dg_port_pull(&wl->w_d_p, ctx);
     dnnl_exec_arg_t dargs[] = {
