@@ -27,7 +27,8 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         return;
     }
     dg_conv_init(&u->conv, ctx, ps, cname, src, cc);
-    dg_bn_cfg bc = {.relu = relu, .frozen = frozen, .training = cc->training};
+    dg_bn_cfg bc = {.relu = relu, .frozen = frozen, .training = cc->training,
+            .transient_diff = true};
     dg_bn_init(&u->bn, ctx, ps, bname, u->conv.dst, &bc);
     u->dst = u->bn.dst;
     u->diff_src = u->conv.diff_src;

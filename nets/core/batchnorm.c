@@ -95,7 +95,8 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
                 dg_pd_md(l->bwd_pd[DG_BN_GLOBAL], dnnl_query_diff_dst_md, 0),
                 dg_pd_md(l->bwd_pd[DG_BN_BATCH], dnnl_query_diff_dst_md, 0)));
     }
-    l->diff_src = dg_mem_new(ctx, dsrc_md, DNNL_MEMORY_ALLOCATE);
+    l->diff_src = cfg->transient_diff ? dg_slot_mem(ctx, dsrc_md, DG_SLOT_BN_DIFF)
+                                      : dg_mem_new(ctx, dsrc_md, DNNL_MEMORY_ALLOCATE);
     l->diff_scale = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
     l->diff_shift = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
 }
@@ -151,8 +152,8 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
 void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     DG_ASSERT(l->cfg.training && l->forwarded);
     const int mode = l->last_mode;
-    dg_port_bind_in(&l->ddst_p, ctx, diff_dst,
-            dg_pd_md(l->bwd_pd[mode], dnnl_query_diff_dst_md, 0));
+    dg_port_bind_in_transient(&l->ddst_p, ctx, diff_dst,
+            dg_pd_md(l->bwd_pd[mode], dnnl_query_diff_dst_md, 0), DG_SLOT_DIFF_DST);
     dg_port_pull(&l->ddst_p, ctx);
     dg_mem_set_ptr(l->scale, p->params + l->w_off);
     dg_mem_set_ptr(l->shift, p->params + l->b_off);
@@ -166,6 +167,7 @@ void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
         mean = l->run_mean;
         var = l->run_var;
     }
+    if (l->cfg.transient_diff) dg_slot_point(ctx, l->diff_src, DG_SLOT_BN_DIFF);
     dnnl_exec_arg_t args[10] = {
         {DNNL_ARG_SRC, l->src_p.mem},
         {DNNL_ARG_MEAN, mean},

@@ -35,6 +35,10 @@ typedef struct dg_bn_cfg {
     bool relu;     /* fuse ReLU after the normalisation */
     bool frozen;   /* running statistics in training too, never updated */
     bool training; /* false: inference-only instance, no backward */
+    bool transient_diff; /* diff_src lives in the context's DG_SLOT_BN_DIFF
+                            buffer: valid only until the next layer call that
+                            uses that slot (dg_cbr: its convolution reads it
+                            at once) */
 } dg_bn_cfg;
 
 typedef struct dg_bn {

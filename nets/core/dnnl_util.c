@@ -288,6 +288,21 @@ static void port_release(dg_port *p) {
     p->user = NULL;
 }
 
+dnnl_memory_t dg_slot_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot) {
+    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
+    const size_t size = dg_md_bytes(md);
+    if (size > ctx->slot_size[slot]) {
+        dg_free(ctx->slot[slot]);
+        ctx->slot[slot] = dg_xmalloc(size);
+        ctx->slot_size[slot] = size;
+    }
+    return dg_mem_new(ctx, md, DNNL_MEMORY_NONE);
+}
+
+void dg_slot_point(const dg_ctx *ctx, dnnl_memory_t m, int slot) {
+    dg_mem_set_ptr(m, ctx->slot[slot]);
+}
+
 /* slot: 0 = own buffer, else 1 + DG_SLOT_*. */
 static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, bool output, int slot) {
@@ -307,13 +322,7 @@ static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
     if (slot) {
         /* The shared buffer may move when a later port needs more, so the
          * handle is set at every pull and push. */
-        const size_t size = dg_md_bytes(want);
-        if (size > ctx->slot_size[slot - 1]) {
-            dg_free(ctx->slot[slot - 1]);
-            ctx->slot[slot - 1] = dg_xmalloc(size);
-            ctx->slot_size[slot - 1] = size;
-        }
-        p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_NONE);
+        p->buf = dg_slot_mem(ctx, want, slot - 1);
     } else {
         p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_ALLOCATE);
     }

@@ -27,6 +27,8 @@ enum {
     DG_SLOT_DIFF_W,    /* diff_weights before the copy to the gradient */
     DG_SLOT_DIFF_DST,  /* diff_dst for backward-weights (and backward-data) */
     DG_SLOT_DIFF_DST2, /* diff_dst for backward-data when it wants another */
+    DG_SLOT_BN_DIFF,   /* a BatchNorm's diff_src, read only by the convolution
+                          before it (dg_cbr) */
     DG_N_SLOTS
 };
 
@@ -121,6 +123,10 @@ void dg_port_bind_in_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
 void dg_port_bind_out_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, int slot);
 void dg_port_pull(dg_port *p, const dg_ctx *ctx);
+/* A memory of layout md whose data is the context's transient buffer
+ * `slot` (grown to fit): dg_slot_point before each use. */
+dnnl_memory_t dg_slot_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot);
+void dg_slot_point(const dg_ctx *ctx, dnnl_memory_t m, int slot);
 /* An output port's mem, ready for the primitive to write (a transient
  * buffer is pointed at its slot). */
 dnnl_memory_t dg_port_out_mem(dg_port *p, const dg_ctx *ctx);
