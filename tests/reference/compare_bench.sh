@@ -1,12 +1,25 @@
 #!/bin/sh
-# Interleaved dgseg bench / PyTorch runs of DeepLabv3+ R50 OS16, batch 2, 256x256, 2 threads
-# (README, Performance). Needs a Release build in build/ and python3-torch.
+# The README's targets table: dgseg bench against the PyTorch reference (tests/reference/
+# torch_bench.py, Debian's python3-torch), interleaved, two rounds, 2 threads: DeepLabv3+ R50 OS16,
+# batch 2, 256x256 (f32 training and inference, bf16 training; PyTorch in NCHW and channels_last)
+# and the MNIST CNN at batch 320. Needs a Release build in build/. Prints one JSON line per run,
+# prefixed by what it is.
 cd "$(dirname "$0")/../.." || exit 1
+B=./build/dgseg
+T="/usr/bin/python3 tests/reference/torch_bench.py"
+R50="--model deeplabv3plus-r50 --size 256 --batch 2 --threads 2"
+export OMP_NUM_THREADS=2
+run() { tag=$1; shift; printf '%s ' "$tag"; "$@" 2>/dev/null | tail -1; }
 for round in 1 2; do
-  for mode in train infer; do
-    echo "round $round $mode"
-    OMP_NUM_THREADS=2 ./build/dgseg bench --model deeplabv3plus-r50 --size 256 --batch 2 --threads 2 --steps 5 --mode $mode --json
-    /usr/bin/python3 tests/reference/torch_bench.py --model deeplabv3plus-r50 --size 256 --batch 2 --threads 2 --steps 5 --mode $mode --memory-format nchw
-    /usr/bin/python3 tests/reference/torch_bench.py --model deeplabv3plus-r50 --size 256 --batch 2 --threads 2 --steps 5 --mode $mode --memory-format channels_last
-  done
+  run "r$round train f32 dgseg" $B bench $R50 --steps 5 --json
+  run "r$round train f32 torch-nchw" $T $R50 --steps 5
+  run "r$round train f32 torch-cl" $T $R50 --steps 5 --memory-format channels_last
+  run "r$round infer f32 dgseg" $B bench $R50 --steps 5 --mode infer --json
+  run "r$round infer f32 torch-nchw" $T $R50 --steps 5 --mode infer
+  run "r$round infer f32 torch-cl" $T $R50 --steps 5 --mode infer --memory-format channels_last
+  run "r$round train bf16 dgseg" $B bench $R50 --steps 5 --dtype bf16 --json
+  run "r$round train bf16 torch-nchw" $T $R50 --steps 5 --dtype bf16
+  run "r$round train bf16 torch-cl" $T $R50 --steps 5 --dtype bf16 --memory-format channels_last
+  run "r$round mnist dgseg" $B bench --model mnist-cnn --size 28 --batch 320 --threads 2 --steps 10 --json
+  run "r$round mnist torch" $T --model mnist-cnn --size 28 --batch 320 --threads 2 --steps 10
 done
