@@ -26,22 +26,23 @@ static bool tap_live(int64_t i, int64_t in, int64_t out, const dg_conv_cfg *c) {
     return first < out && off + first * c->stride < in;
 }
 
+/* The only kernel offset of one axis that reads any input, or -1. */
+static int64_t only_live(int64_t in, int64_t out, const dg_conv_cfg *c) {
+    int64_t live = -1;
+    for (int64_t i = 0; i < c->k; i++)
+        if (tap_live(i, in, out, c)) {
+            if (live >= 0) return -1;
+            live = i;
+        }
+    return live;
+}
+
 /* The flat index (i * k + j) of the only kernel tap that reads any input,
  * when it is the centre of a stride-1 "same" convolution, or -1. */
 static int64_t single_live_tap(const dg_conv_cfg *c, int64_t h, int64_t w, int64_t oh,
         int64_t ow) {
     if (c->k == 1 || c->stride != 1 || oh != h || ow != w) return -1;
-    int64_t live_i = -1, live_j = -1;
-    for (int64_t i = 0; i < c->k; i++)
-        if (tap_live(i, h, oh, c)) {
-            if (live_i >= 0) return -1;
-            live_i = i;
-        }
-    for (int64_t j = 0; j < c->k; j++)
-        if (tap_live(j, w, ow, c)) {
-            if (live_j >= 0) return -1;
-            live_j = j;
-        }
+    const int64_t live_i = only_live(h, oh, c), live_j = only_live(w, ow, c);
     if (live_i < 0 || live_j < 0 || live_i * c->dilation != c->pad ||
             live_j * c->dilation != c->pad)
         return -1;
@@ -155,8 +156,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_post_ops_destroy(po);
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
             cfg->dst_into);
-    /* the view starts at the live tap (a pointer shift: not every oneDNN
-     * reorder honours a descriptor's offset0) */
+    /* the view's first element is the live tap: the wrapped pointers shift */
     l->wl.w_shift = l->tap >= 0 ? (size_t)l->tap : 0;
     l->dst = l->wl.dst;
     if (!cfg->training) return;
