@@ -7,7 +7,7 @@
 
 void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         const char *conv_name, const char *bn_name, dnnl_memory_t src, const dg_conv_cfg *cc,
-        bool relu, bool frozen) {
+        const dg_bn_cfg *bc) {
     memset(u, 0, sizeof(*u));
     DG_ASSERT(!cc->relu && !cc->folded && ((!cc->accumulate && !cc->dst_into) || !cc->training));
     char cname[256], bname[256];
@@ -16,7 +16,7 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
     if (!cc->training) {
         dg_conv_cfg fc = *cc;
         fc.folded = true;
-        fc.relu = relu;
+        fc.relu = bc->relu;
         dg_conv_init(&u->conv, ctx, ps, cname, src, &fc);
         u->folded = true;
         u->bnt = dg_bn_register(ps, bname, cc->oc);
@@ -27,9 +27,10 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         return;
     }
     dg_conv_init(&u->conv, ctx, ps, cname, src, cc);
-    dg_bn_cfg bc = {.relu = relu, .frozen = frozen, .training = cc->training,
-            .transient_diff = true};
-    dg_bn_init(&u->bn, ctx, ps, bname, u->conv.dst, &bc);
+    dg_bn_cfg b = *bc;
+    b.training = true;
+    b.diff_slot = DG_SLOT_BN_DIFF;
+    dg_bn_init(&u->bn, ctx, ps, bname, u->conv.dst, &b);
     u->dst = u->bn.dst;
     u->diff_src = u->conv.diff_src;
 }
@@ -64,6 +65,12 @@ void dg_cbr_forward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p) {
 void dg_cbr_backward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     dg_bn_backward(&u->bn, ctx, p, diff_dst);
     dg_conv_backward(&u->conv, ctx, p, u->bn.diff_src);
+}
+
+void dg_cbr_redo(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, const dg_conv *reader) {
+    DG_ASSERT(!u->folded && reader->src == u->dst);
+    if (u->bn.cfg.dst_slot == DG_SLOT_OWN || reader->wl.src_p.mem != u->dst) return;
+    dg_bn_redo(&u->bn, ctx, p);
 }
 
 void dg_cbr_free(dg_cbr *u) {

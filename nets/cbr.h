@@ -21,8 +21,10 @@ typedef struct dg_cbr {
     dnnl_memory_t diff_src; /* borrowed from conv: (N, IC, H, W), or NULL */
 } dg_cbr;
 
-/* cc: the convolution; relu: ReLU after BN; frozen: BN in frozen mode;
- * cc->training decides whether backward exists. An inference instance
+/* cc: the convolution; bc: the BN's relu (ReLU after BN), frozen and
+ * dst_slot (training is cc->training, and the BN's diff_src lives in
+ * DG_SLOT_BN_DIFF: the convolution reads it at once); cc->training decides
+ * whether backward exists. An inference instance
  * (cc->training false) folds the BN's running statistics and affine
  * parameters into the convolution's weights and bias at every forward
  * (w' = w*gamma/sqrt(var+eps), b' = beta + (b - mean)*gamma/sqrt(var+eps))
@@ -30,9 +32,14 @@ typedef struct dg_cbr {
  * registered tensors are the same in both kinds of instance. */
 void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         const char *conv_name, const char *bn_name, dnnl_memory_t src, const dg_conv_cfg *cc,
-        bool relu, bool frozen);
+        const dg_bn_cfg *bc);
 void dg_cbr_forward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p);
 void dg_cbr_backward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
+/* Before the backward of `reader`, the convolution that reads dst: writes
+ * dst again (dg_bn_redo) when it lives in a held slot (bc->dst_slot
+ * DG_SLOT_ACT) and reader's backward reads it there, that is unless reader
+ * keeps its own copy of its input (bf16 compute converts it). */
+void dg_cbr_redo(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, const dg_conv *reader);
 void dg_cbr_free(dg_cbr *u);
 
 #endif

@@ -1,6 +1,22 @@
 /* nets/deeplab.c -- see deeplab.h.
  * Shapes: N batch, H x W input; layer1 at H/4, layer3/4 at H/16 (OS16) or
- * H/8 (OS8) (exact sizes follow the convolution arithmetic). */
+ * H/8 (OS8) (exact sizes follow the convolution arithmetic).
+ *
+ * Gradient memory of a training instance: the decoder and the ASPP pass
+ * their gradients through the context's held slots (dnnl_util.h) where
+ * each is read by the very next layer backward, in backward order:
+ *
+ *   classifier -> A, fuse2 A -> B, fuse1 B -> A, dcat A -> B (upsampled
+ *   ASPP), C (low-level); project -> A; gap -> C, each ASPP branch -> B,
+ *   summed into C: layer4's gradient, which the trunk (resnet.c) reads
+ *   first. The low-level projection's gradient (layer1's), the auxiliary
+ *   head's (layer3's) and the small ASPP-internal ones keep their own
+ *   buffers: they outlive the trunk's use of the slots.
+ *
+ * Forward: fuse1's and fuse2's outputs, read only by the next convolution,
+ * share DG_SLOT_ACT and are written again before its backward
+ * (dg_cbr_redo); the upsampled ASPP output, read only by the
+ * concatenation right after it, lives in DG_SLOT_FWD. */
 #include "nets/deeplab.h"
 
 #include <stdio.h>
@@ -66,7 +82,9 @@ static void deeplab_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_me
     }
     /* Decoder, in reverse. */
     dg_resize_backward(&net->final_up, ctx, p, diff_logits);
+    dg_cbr_redo(&net->fuse2, ctx, p, &net->classifier);
     dg_conv_backward(&net->classifier, ctx, p, net->final_up.diff_src);
+    dg_cbr_redo(&net->fuse1, ctx, p, &net->fuse2.conv);
     dg_cbr_backward(&net->fuse2, ctx, p, net->classifier.diff_src);
     dg_cbr_backward(&net->fuse1, ctx, p, net->fuse2.diff_src);
     dg_concat_backward(&net->dcat, ctx, p, net->fuse1.diff_src);
@@ -126,18 +144,24 @@ static void head_init(dg_model *m, const dg_conv *c, const char *weight_name) {
     m->flops_backward += dg_conv_flops_backward(c);
 }
 
+/* act: the output is read only by the next convolution (DG_SLOT_ACT,
+ * dg_cbr_redo before that convolution's backward). */
 static void head_cbr(dg_model *m, dg_ctx *ctx, dg_cbr *u, const char *prefix, dnnl_memory_t src,
-        const dg_conv_cfg *cc) {
-    dg_cbr_init(u, ctx, &m->ps, prefix, "conv", "bn", src, cc, true, m->opts.freeze_bn);
+        const dg_conv_cfg *cc, bool act) {
+    const dg_bn_cfg bc = {.relu = true, .frozen = m->opts.freeze_bn,
+            .dst_slot = act && cc->training ? DG_SLOT_ACT : DG_SLOT_OWN};
+    dg_cbr_init(u, ctx, &m->ps, prefix, "conv", "bn", src, cc, &bc);
     char name[128];
     snprintf(name, sizeof(name), "%s.conv.weight", prefix);
     head_init(m, &u->conv, name);
 }
 
-static void resize_to(dg_resize *r, dg_ctx *ctx, dnnl_memory_t src, dnnl_memory_t like) {
+static void resize_to(dg_resize *r, dg_ctx *ctx, dnnl_memory_t src, dnnl_memory_t like,
+        dnnl_format_tag_t tag, int dst_slot) {
     int64_t dims[4];
     dg_mem_dims4(like, dims);
-    dg_resize_cfg rc = {.oh = dims[2], .ow = dims[3], .align_corners = true};
+    dg_resize_cfg rc = {.oh = dims[2], .ow = dims[3], .align_corners = true, .tag = tag,
+            .dst_slot = dst_slot};
     dg_resize_init(r, ctx, src, &rc);
 }
 
@@ -147,6 +171,9 @@ void dg_deeplab_init(dg_model *m, dg_ctx *ctx, int depth) {
     m->ops = &deeplab_ops;
     const dg_model_opts *o = &m->opts;
     const bool tr = o->training;
+    /* Gradient slots: see the top of this file. */
+    const int sA = tr ? DG_SLOT_GRAD_A : DG_SLOT_OWN, sB = tr ? DG_SLOT_GRAD_B : DG_SLOT_OWN;
+    const int sC = tr ? DG_SLOT_GRAD_C : DG_SLOT_OWN;
     const int os = o->output_stride ? o->output_stride : 16;
     DG_ASSERT(os == 16 || os == 8);
     dg_resnet_cfg rc = {.depth = depth, .output_stride = os, .frozen_bn = o->freeze_bn,
@@ -157,55 +184,67 @@ void dg_deeplab_init(dg_model *m, dg_ctx *ctx, int depth) {
     dnnl_memory_t l1 = net->bb.out[0], l3 = net->bb.out[2], l4 = net->bb.out[3];
 
     /* ASPP (concatenation order: pool, b0, b1, b2, b3). */
-    dg_pool_cfg gp = {.kind = DG_POOL_GLOBAL_AVG, .training = tr};
+    dg_pool_cfg gp = {.kind = DG_POOL_GLOBAL_AVG, .training = tr, .diff_slot = sC};
     dg_pool_init(&net->gap, ctx, l4, &gp);
     dg_conv_cfg c1 = {.oc = 256, .k = 1, .stride = 1, .dilation = 1, .training = tr};
-    head_cbr(m, ctx, &net->pool, "aspp.pool", net->gap.dst, &c1);
-    resize_to(&net->pool_up, ctx, net->pool.dst, l4);
-    head_cbr(m, ctx, &net->b[0], "aspp.b0", l4, &c1);
+    head_cbr(m, ctx, &net->pool, "aspp.pool", net->gap.dst, &c1, false);
+    resize_to(&net->pool_up, ctx, net->pool.dst, l4, dnnl_format_tag_undef, DG_SLOT_OWN);
+    dg_conv_cfg cb0 = c1;
+    cb0.diff_slot = sB;
+    head_cbr(m, ctx, &net->b[0], "aspp.b0", l4, &cb0, false);
     const int64_t rate0 = os == 16 ? 6 : 12;
     for (int i = 1; i < 4; i++) {
         char prefix[16];
         snprintf(prefix, sizeof(prefix), "aspp.b%d", i);
         dg_conv_cfg c3 = {.oc = 256, .k = 3, .stride = 1, .pad = rate0 * i,
-                .dilation = rate0 * i, .training = tr};
-        head_cbr(m, ctx, &net->b[i], prefix, l4, &c3);
+                .dilation = rate0 * i, .training = tr, .diff_slot = sB};
+        head_cbr(m, ctx, &net->b[i], prefix, l4, &c3, false);
     }
     dnnl_memory_t parts[5] = {net->pool_up.dst, net->b[0].dst, net->b[1].dst, net->b[2].dst,
             net->b[3].dst};
-    dg_concat_init(&net->cat, ctx, 5, parts);
-    head_cbr(m, ctx, &net->project, "aspp.project", net->cat.dst, &c1);
+    dg_concat_init(&net->cat, ctx, 5, parts, NULL);
+    dg_conv_cfg cp = c1;
+    cp.diff_slot = sA;
+    head_cbr(m, ctx, &net->project, "aspp.project", net->cat.dst, &cp, false);
 
     /* Decoder (concatenation order: upsampled ASPP, low-level). */
     dg_conv_cfg c48 = {.oc = 48, .k = 1, .stride = 1, .dilation = 1, .training = tr};
-    head_cbr(m, ctx, &net->low, "decoder.low", l1, &c48);
-    resize_to(&net->up, ctx, net->project.dst, l1);
+    head_cbr(m, ctx, &net->low, "decoder.low", l1, &c48, false);
+    /* read only by the concatenation right after it */
+    resize_to(&net->up, ctx, net->project.dst, l1, dnnl_format_tag_undef,
+            tr ? DG_SLOT_FWD : DG_SLOT_OWN);
     dnnl_memory_t dparts[2] = {net->up.dst, net->low.dst};
-    dg_concat_init(&net->dcat, ctx, 2, dparts);
-    dg_conv_cfg c3 = {.oc = 256, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .training = tr};
-    head_cbr(m, ctx, &net->fuse1, "decoder.fuse1", net->dcat.dst, &c3);
-    head_cbr(m, ctx, &net->fuse2, "decoder.fuse2", net->fuse1.dst, &c3);
+    const int dcat_slots[2] = {sB, sC};
+    dg_concat_init(&net->dcat, ctx, 2, dparts, dcat_slots);
+    dg_conv_cfg c3 = {.oc = 256, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .training = tr,
+            .diff_slot = sA};
+    head_cbr(m, ctx, &net->fuse1, "decoder.fuse1", net->dcat.dst, &c3, true);
+    c3.diff_slot = sB;
+    head_cbr(m, ctx, &net->fuse2, "decoder.fuse2", net->fuse1.dst, &c3, true);
     dg_conv_cfg cls = {.oc = o->classes, .k = 1, .stride = 1, .dilation = 1, .bias = true,
-            .training = tr};
+            .training = tr, .diff_slot = sA};
     dg_conv_init(&net->classifier, ctx, &m->ps, "classifier", net->fuse2.dst, &cls);
+    cls.diff_slot = DG_SLOT_OWN;
     head_init(m, &net->classifier, "classifier.weight");
-    resize_to(&net->final_up, ctx, net->classifier.dst, m->src);
+    /* Channels last: the classes unpadded at full resolution (a channel
+     * block would pad 19 classes to 32 in the logits and the loss's
+     * gradient). */
+    resize_to(&net->final_up, ctx, net->classifier.dst, m->src, dnnl_nhwc, DG_SLOT_OWN);
     m->logits = net->final_up.dst;
 
     if (tr) {
         /* gap's gradient + b0 + b1 + b2 + b3, summed left to right. */
         const dnnl_memory_desc_t *acc = dg_mem_md(net->gap.diff_src);
         for (int i = 0; i < 4; i++) {
-            dg_add_cfg ac = {.relu = false};
+            dg_add_cfg ac = {.in_place = true};
             dg_add_init_md(&net->l4sum[i], ctx, acc, dg_mem_md(net->b[i].diff_src), &ac);
-            acc = dg_mem_md(net->l4sum[i].dst);
         }
     }
     net->aux = o->aux;
     if (!o->aux) return;
     dg_conv_cfg ca = {.oc = 512, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
             .training = tr};
-    head_cbr(m, ctx, &net->aux_cbr, "aux", l3, &ca);
+    head_cbr(m, ctx, &net->aux_cbr, "aux", l3, &ca, false);
     dg_dropout_cfg dc = {.p = o->aux_dropout, .mode = DG_DROPOUT_CHANNEL, .ordinal = 0};
     dg_dropout_init(&net->aux_drop, ctx, net->aux_cbr.dst, &dc);
     dg_conv_init(&net->aux_cls, ctx, &m->ps, "aux.classifier", net->aux_drop.dst, &cls);

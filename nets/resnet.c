@@ -1,5 +1,30 @@
 /* nets/resnet.c -- see resnet.h. Topology of torchvision's
- * torchvision/models/resnet.py (v1.5); dilation rule of DATASETS.md §7.1. */
+ * torchvision/models/resnet.py (v1.5); dilation rule of DATASETS.md §7.1.
+ *
+ * Memory of a training instance. Forward: the residual add overwrites the
+ * last BN's output (no backward reads it: that BN has no ReLU and its
+ * backward reads its input), and a projection shortcut's BN output, read
+ * only by the add, lives in DG_SLOT_FWD (the shortcut runs last so
+ * that nothing else runs between its BN and the add), and so does the
+ * stem's output, read only by the max pooling (whose backward reads its
+ * workspace, as the stem BN's ReLU backward does). The BN + ReLU outputs
+ * inside a block (conv1's, and conv2's in a bottleneck) are read by the
+ * next convolution's forward and by its backward-weights: they share
+ * DG_SLOT_ACT and are written again from the kept BN input and statistics
+ * just before that backward (dg_cbr_redo; a BN-forward pass each instead
+ * of two tensors per block kept). Backward: the
+ * gradients inside a block pass through the context's held slots (one
+ * buffer each for the whole trunk instead of one per layer):
+ *
+ *   incoming dL/d(block output)  G (read first, by the add's ReLU backward)
+ *   add's ReLU backward      G -> RELU  (diff_a, diff_b: views of RELU)
+ *   bottleneck: conv3     RELU -> A,  conv2 A -> B,  conv1 B -> C
+ *   basic block: conv2    RELU -> A,  conv1 A -> C
+ *   shortcut conv         RELU -> A   (A's previous reader has run)
+ *   gradient sum          C += A (or RELU for an identity shortcut)
+ *
+ * so dL/d(block input) ends in C, which the next block backward reads as
+ * its G before its conv1 writes C again. The stem's max pooling writes A. */
 #include "nets/resnet.h"
 
 #include <stdio.h>
@@ -16,36 +41,46 @@ static void block_init(dg_resnet_block *b, dg_ctx *ctx, dg_param_set *ps, const 
     const int64_t in_ch = dims[1], out_ch = bottleneck ? 4 * planes : planes;
     const bool tr = cfg->training, fz = cfg->frozen_bn;
     b->has_down = stride != 1 || in_ch != out_ch;
+    /* Gradient slots: see the top of this file. */
+    const int sA = tr ? DG_SLOT_GRAD_A : DG_SLOT_OWN, sB = tr ? DG_SLOT_GRAD_B : DG_SLOT_OWN;
+    const int sC = tr ? DG_SLOT_GRAD_C : DG_SLOT_OWN;
     dg_conv_cfg d = {.oc = out_ch, .k = 1, .stride = stride, .pad = 0, .dilation = 1,
-            .training = tr};
-    dg_conv_cfg c = {.k = 1, .stride = 1, .pad = 0, .dilation = 1, .training = tr};
+            .training = tr, .diff_slot = sA};
+    dg_conv_cfg c = {.k = 1, .stride = 1, .pad = 0, .dilation = 1, .training = tr,
+            .diff_slot = sC};
+    /* conv1's (and a bottleneck's conv2's) BN + ReLU output: read only by
+     * the next convolution, in DG_SLOT_ACT and rewritten for its backward */
+    const dg_bn_cfg relu = {.relu = true, .frozen = fz,
+            .dst_slot = tr ? DG_SLOT_ACT : DG_SLOT_OWN};
+    const dg_bn_cfg last_bn = {.relu = !tr, .frozen = fz};
     dg_conv_cfg c_last;
     if (bottleneck) {
         /* conv1 1x1 -> conv2 3x3 (stride, dilation) -> conv3 1x1 (x4). */
         c.oc = planes;
-        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, true, fz);
-        c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
-        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, true, fz);
-        c.k = 1, c.stride = 1, c.pad = 0, c.dilation = 1, c.oc = out_ch;
+        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, &relu);
+        c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil, c.diff_slot = sB;
+        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c, &relu);
+        c.k = 1, c.stride = 1, c.pad = 0, c.dilation = 1, c.oc = out_ch, c.diff_slot = sA;
         c_last = c;
         c_last.accumulate = !tr;
-        dg_cbr_init(&b->c3, ctx, ps, name, "conv3", "bn3", b->c2.dst, &c_last, !tr, fz);
+        dg_cbr_init(&b->c3, ctx, ps, name, "conv3", "bn3", b->c2.dst, &c_last, &last_bn);
     } else {
         /* conv1 3x3 (stride, dilation) -> conv2 3x3 (dilation). */
         c.oc = planes, c.k = 3, c.stride = stride, c.pad = dil, c.dilation = dil;
-        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, true, fz);
-        c.stride = 1;
+        dg_cbr_init(&b->c1, ctx, ps, name, "conv1", "bn1", src, &c, &relu);
+        c.stride = 1, c.diff_slot = sA;
         c_last = c;
         c_last.accumulate = !tr;
-        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c_last, !tr, fz);
+        dg_cbr_init(&b->c2, ctx, ps, name, "conv2", "bn2", b->c1.dst, &c_last, &last_bn);
     }
     dg_cbr *last = bottleneck ? &b->c3 : &b->c2;
     /* Inference: the last conv's sum post-op adds whatever its dst holds, so
      * the projection shortcut writes straight into that dst and the
      * identity is copied there first; the ReLU follows as a post-op. */
     if (!tr) d.dst_into = last->dst;
+    const dg_bn_cfg down_bn = {.frozen = fz, .dst_slot = tr ? DG_SLOT_FWD : DG_SLOT_OWN};
     if (b->has_down)
-        dg_cbr_init(&b->down, ctx, ps, name, "downsample.0", "downsample.1", src, &d, false, fz);
+        dg_cbr_init(&b->down, ctx, ps, name, "downsample.0", "downsample.1", src, &d, &down_bn);
     if (!tr) {
         if (!b->has_down) {
             dnnl_primitive_attr_t attr = dg_attr_new();
@@ -58,12 +93,12 @@ static void block_init(dg_resnet_block *b, dg_ctx *ctx, dg_param_set *ps, const 
         return;
     }
     dnnl_memory_t shortcut = b->has_down ? b->down.dst : src;
-    dg_add_cfg ac = {.relu = true};
+    dg_add_cfg ac = {.relu = true, .in_place = true, .diff_slot = DG_SLOT_GRAD_RELU};
     dg_add_init(&b->add, ctx, last->dst, shortcut, &ac);
     b->dst = b->add.dst;
     /* The block input's two gradients: through c1 and through the shortcut. */
     const dnnl_memory_desc_t *dsc_md = b->has_down ? dg_mem_md(b->down.diff_src) : &b->add.b_md;
-    dg_add_cfg sc = {.relu = false};
+    dg_add_cfg sc = {.in_place = true};
     dg_add_init_md(&b->gsum, ctx, dg_mem_md(b->c1.diff_src), dsc_md, &sc);
 }
 
@@ -73,22 +108,28 @@ static void block_forward(dg_resnet_block *b, dg_ctx *ctx, const dg_pass *p) {
         dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, b->src}, {DNNL_ARG_TO, b->dst}};
         dg_prim_exec(&b->copy, ctx, 2, args);
     }
-    if (b->has_down) dg_cbr_forward(&b->down, ctx, p);
+    /* Inference: the shortcut writes the last conv's dst, which that conv
+     * accumulates into. Training: the shortcut's output (DG_SLOT_FWD)
+     * is read by the add right after it. */
+    if (b->has_down && !b->add.fwd.prim) dg_cbr_forward(&b->down, ctx, p);
     dg_cbr_forward(&b->c1, ctx, p);
     dg_cbr_forward(&b->c2, ctx, p);
     if (b->bottleneck) dg_cbr_forward(&b->c3, ctx, p);
+    if (b->has_down && b->add.fwd.prim) dg_cbr_forward(&b->down, ctx, p);
     if (b->add.fwd.prim) dg_add_forward(&b->add, ctx, p);
 }
 
-/* Returns dL/dsrc of the block (the gsum's dst). */
+/* Returns dL/dsrc of the block (the gsum's dst: c1's diff_src, slot C). */
 static dnnl_memory_t block_backward(dg_resnet_block *b, dg_ctx *ctx, const dg_pass *p,
         dnnl_memory_t diff_dst) {
     dg_add_backward(&b->add, ctx, p, diff_dst);
     dnnl_memory_t d = b->add.diff_a;
     if (b->bottleneck) {
+        dg_cbr_redo(&b->c2, ctx, p, &b->c3.conv);
         dg_cbr_backward(&b->c3, ctx, p, d);
         d = b->c3.diff_src;
     }
+    dg_cbr_redo(&b->c1, ctx, p, &b->c2.conv);
     dg_cbr_backward(&b->c2, ctx, p, d);
     dg_cbr_backward(&b->c1, ctx, p, b->c2.diff_src);
     dnnl_memory_t sc = b->add.diff_b;
@@ -129,9 +170,11 @@ void dg_resnet_init(dg_resnet *r, dg_ctx *ctx, dg_param_set *ps, const char *pre
     const bool bottleneck = cfg->depth >= 50;
     dg_conv_cfg stem = {.oc = 64, .k = 7, .stride = 2, .pad = 3, .dilation = 1,
             .no_diff_src = true, .training = cfg->training};
-    dg_cbr_init(&r->stem, ctx, ps, prefix, "conv1", "bn1", src, &stem, true, cfg->frozen_bn);
+    const dg_bn_cfg stem_bn = {.relu = true, .frozen = cfg->frozen_bn,
+            .dst_slot = cfg->training ? DG_SLOT_FWD : DG_SLOT_OWN};
+    dg_cbr_init(&r->stem, ctx, ps, prefix, "conv1", "bn1", src, &stem, &stem_bn);
     dg_pool_cfg mp = {.kind = DG_POOL_MAX, .k = 3, .stride = 2, .pad = 1,
-            .training = cfg->training};
+            .training = cfg->training, .diff_slot = cfg->training ? DG_SLOT_GRAD_A : DG_SLOT_OWN};
     dg_pool_init(&r->maxpool, ctx, r->stem.dst, &mp);
 
     r->n_blocks = nb[0] + nb[1] + nb[2] + nb[3];
@@ -174,13 +217,14 @@ void dg_resnet_forward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p) {
     for (int i = 0; i < r->n_blocks; i++) block_forward(&r->blocks[i], ctx, p);
 }
 
-/* dL/d(output of layer L) = gradient from layer L+1 (or none) + the head's. */
+/* dL/d(output of layer L) = gradient from layer L+1 (or none) + the head's,
+ * summed into the former (slot C). */
 static dnnl_memory_t take_tap(dg_resnet *r, dg_ctx *ctx, int L, dnnl_memory_t from_trunk,
         dnnl_memory_t from_head) {
     if (!from_head) return from_trunk;
     if (!from_trunk) return from_head;
     if (!r->tap_ready[L]) {
-        dg_add_cfg c = {.relu = false};
+        dg_add_cfg c = {.in_place = true};
         dg_add_init_md(&r->tap[L], ctx, dg_mem_md(from_trunk), dg_mem_md(from_head), &c);
         r->tap_ready[L] = true;
     }

@@ -60,7 +60,10 @@ void dg_resnet_init(dg_resnet *r, dg_ctx *ctx, dg_param_set *ps, const char *pre
 void dg_resnet_forward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p);
 /* diff_out[L] (may be NULL) is dL/d(output of layer L+1) coming from the
  * heads; diff_out[3] is required. Gradients flowing back through the trunk
- * are added to them at the layer boundaries. */
+ * are added to them at the layer boundaries. A training trunk passes its
+ * gradients through the context's held slots DG_SLOT_GRAD_A/B/C/RELU (see
+ * resnet.c): diff_out[3] may lie in any of them but RELU, diff_out[0..2] in
+ * none of them. */
 void dg_resnet_backward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p, const dnnl_memory_t diff_out[4]);
 void dg_resnet_free(dg_resnet *r);
 

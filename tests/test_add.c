@@ -1,7 +1,8 @@
 /* tests/test_add.c -- element-wise add (and add + ReLU) forward and
  * backward, exact on halves, inputs and diff_dst in mixed layouts; the
  * gradient fan-out without copies when layouts agree; the gradient-sum use
- * (dg_add_sum); the reference against finite differences.
+ * (dg_add_sum); in place (dst = a) with the ReLU's gradient in a context
+ * slot; the reference against finite differences.
  *
  * Shapes: (N, C, H, W) for a, b and dst alike. */
 #include <math.h>
@@ -48,7 +49,8 @@ static const add_case tail_cases[] = {
     {2, 3, 9, 7, dnnl_nChw16c, dnnl_nChw16c, dnnl_nChw16c, true},
 };
 
-static void run_case(const add_case *tc, uint64_t seed) {
+/* in_place: dst is a's memory and diff_pre lives in DG_SLOT_GRAD_RELU. */
+static void run_case(const add_case *tc, uint64_t seed, bool in_place) {
     const size_t n = (size_t)(tc->n * tc->c * tc->h * tc->w);
     int64_t dims[4] = {tc->n, tc->c, tc->h, tc->w};
     float *a = dg_xmalloc(n * sizeof(float)), *b = dg_xmalloc(n * sizeof(float));
@@ -66,9 +68,11 @@ static void run_case(const add_case *tc, uint64_t seed) {
     dnnl_memory_t bm = make_tagged(&ctx, b, 4, dims, tc->b_tag);
     dnnl_memory_t ddm = make_tagged(&ctx, dd, 4, dims, tc->ddst_tag);
     dg_add l;
-    dg_add_cfg cfg = {.relu = tc->relu};
+    dg_add_cfg cfg = {.relu = tc->relu, .in_place = in_place,
+            .diff_slot = in_place ? DG_SLOT_GRAD_RELU : DG_SLOT_OWN};
     dg_add_init(&l, &ctx, am, bm, &cfg);
     ck_assert(dnnl_memory_desc_equal(dg_mem_md(l.dst), dg_mem_md(am)));
+    ck_assert(in_place == (l.dst == am));
     dg_param_set ps;
     dg_params_init(&ps);
     dg_pass p = dg_pass_train(&ps);
@@ -79,6 +83,7 @@ static void run_case(const add_case *tc, uint64_t seed) {
     dg_add_backward(&l, &ctx, &p, ddm);
     ck_assert(dnnl_memory_desc_equal(dg_mem_md(l.diff_a), dg_mem_md(am)));
     ck_assert(dnnl_memory_desc_equal(dg_mem_md(l.diff_b), dg_mem_md(bm)));
+    if (in_place && tc->relu) ck_assert_ptr_eq(dg_mem_ptr(l.diff_pre), ctx.slot[DG_SLOT_GRAD_RELU]);
     read_plain(&ctx, l.diff_a, got);
     DG_ASSERT_CLOSE(got, eda, n, 0.0, 0.0);
     read_plain(&ctx, l.diff_b, got);
@@ -92,12 +97,17 @@ static void run_case(const add_case *tc, uint64_t seed) {
 }
 
 START_TEST(add_forward_backward_exact) {
-    run_case(&cases[_i], 900 + 10 * (uint64_t)_i);
+    run_case(&cases[_i], 900 + 10 * (uint64_t)_i, false);
+}
+END_TEST
+
+START_TEST(add_in_place_forward_backward_exact) {
+    run_case(&cases[_i], 700 + 10 * (uint64_t)_i, true);
 }
 END_TEST
 
 START_TEST(add_relu_blocked_channel_tails_exact_below_avx512) {
-    run_case(&tail_cases[_i], 950 + 10 * (uint64_t)_i);
+    run_case(&tail_cases[_i], 950 + 10 * (uint64_t)_i, false);
 }
 END_TEST
 
@@ -166,6 +176,14 @@ START_TEST(add_sums_two_gradients) {
     dg_add_sum(&l, &ctx, m1, m2);
     assert_nothing_allocated_since(mark);
     read_plain(&ctx, l.dst, got);
+    DG_ASSERT_CLOSE(got, exp, n, 0.0, 0.0);
+    dg_add_free(&l);
+    /* in place: the sum lands in the first gradient's memory */
+    cfg.in_place = true;
+    dg_add_init_md(&l, &ctx, dg_mem_md(m1), dg_mem_md(m2), &cfg);
+    dg_add_sum(&l, &ctx, m1, m2);
+    ck_assert_ptr_eq(l.dst, m1);
+    read_plain(&ctx, m1, got);
     DG_ASSERT_CLOSE(got, exp, n, 0.0, 0.0);
     dg_add_free(&l);
     dnnl_memory_destroy(m1), dnnl_memory_destroy(m2);
@@ -237,6 +255,7 @@ Suite *add_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, add_forward_backward_exact, 0, (int)DG_ARRAY_LEN(cases));
+    tcase_add_loop_test(tc, add_in_place_forward_backward_exact, 0, (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, add_backward_makes_no_copy_when_layouts_agree);
     tcase_add_test(tc, add_sums_two_gradients);
     tcase_add_test(tc, add_second_step_allocates_nothing);

@@ -309,6 +309,39 @@ START_TEST(bn_fused_relu_matches_bn_then_relu) {
 }
 END_TEST
 
+/* dst in a held slot, overwritten after the forward (as later layers do),
+ * then written again by dg_bn_redo: bit for bit the forward's, for every
+ * layout and ReLU case, after a batch-statistics forward (even = train
+ * pass; the running statistics it updated are not what redo uses) and a
+ * running-statistics one (odd = eval pass); the backward's ReLU mask is
+ * unchanged by the redo. */
+START_TEST(bn_redo_rewrites_the_forward_output_bit_for_bit) {
+    const bn_case *tc = &cases[_i / 2];
+    const bool train = _i % 2 == 0;
+    bn_fix f;
+    dg_bn_cfg cfg = {.relu = tc->relu, .training = true, .dst_slot = DG_SLOT_ACT};
+    fix_init(&f, tc, &cfg, 90 + (uint64_t)_i);
+    dg_pass p = train ? dg_pass_train(&f.ps) : dg_pass_eval(&f.ps);
+    dg_bn_forward(&f.l, &ctx, &p);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    const size_t bytes = dg_md_bytes(dg_mem_md(f.l.dst));
+    ck_assert_ptr_eq(dg_mem_ptr(f.l.dst), ctx.slot[DG_SLOT_ACT]);
+    unsigned char *y = dg_xmalloc(bytes);
+    memcpy(y, dg_mem_ptr(f.l.dst), bytes);
+    const dnnl_memory_t ws = f.l.ws[f.l.last_mode];
+    const size_t ws_bytes = ws ? dg_md_bytes(dg_mem_md(ws)) : 0;
+    unsigned char *mask = dg_xmalloc(ws_bytes + 1);
+    if (ws) memcpy(mask, dg_mem_ptr(ws), ws_bytes);
+    memset(ctx.slot[DG_SLOT_ACT], 0x7f, bytes);
+    dg_bn_redo(&f.l, &ctx, &p);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    ck_assert_msg(memcmp(dg_mem_ptr(f.l.dst), y, bytes) == 0, "redo differs from the forward");
+    if (ws) ck_assert(memcmp(dg_mem_ptr(ws), mask, ws_bytes) == 0);
+    dg_free(y), dg_free(mask);
+    fix_free(&f);
+}
+END_TEST
+
 START_TEST(bn_inference_instance_matches_eval_forward) {
     const bn_case tc = {2, 20, 9, 11, _i == 1, dnnl_nChw16c, dnnl_nchw};
     bn_fix a, b;
@@ -468,6 +501,8 @@ Suite *batchnorm_suite(void) {
     tcase_add_test(tc, bn_update_stats_false_leaves_stats_unchanged);
     tcase_add_test(tc, bn_fused_relu_matches_bn_then_relu);
     tcase_add_loop_test(tc, bn_inference_instance_matches_eval_forward, 0, 2);
+    tcase_add_loop_test(tc, bn_redo_rewrites_the_forward_output_bit_for_bit, 0,
+            2 * (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, bn_registers_params_and_stats_like_pytorch);
     tcase_add_test(tc, bn_steps_after_the_first_allocate_nothing);
     tcase_add_loop_test(tc, bn_reference_backward_matches_finite_differences, 0, 2);

@@ -57,7 +57,7 @@ static void run_case(const concat_case *tc, uint64_t seed) {
         src_m[i] = make_tagged(&ctx, src[i], 4, dims, tc->tag[i]);
     }
     dg_concat l;
-    dg_concat_init(&l, &ctx, k, src_m);
+    dg_concat_init(&l, &ctx, k, src_m, NULL);
     ck_assert_int_eq(l.dst_dims[1], ctot);
     int64_t ddims[4] = {tc->n, ctot, tc->h, tc->w};
     if (tc->expect == EXPECT_PLAIN) {
@@ -152,7 +152,7 @@ START_TEST(concat_second_step_allocates_nothing) {
             make_tagged(&ctx, b, 4, d1, dnnl_nChw16c)};
     dnnl_memory_t ddst = make_plain(&ctx, g, 4, dd); /* forces a port reorder */
     dg_concat l;
-    dg_concat_init(&l, &ctx, 2, srcs);
+    dg_concat_init(&l, &ctx, 2, srcs, NULL);
     dg_param_set ps;
     dg_params_init(&ps);
     dg_pass p = dg_pass_train(&ps);

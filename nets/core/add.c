@@ -21,6 +21,7 @@ void dg_add_init_md(dg_add *l, dg_ctx *ctx, const dnnl_memory_desc_t *a_md,
     }
     l->a_md = dense_md(a_md);
     l->b_md = dense_md(b_md);
+    DG_ASSERT(!cfg->in_place || dnnl_memory_desc_equal(&l->a_md, a_md));
 
     /* oneDNN 2.6.3's jit binary with an eltwise post-op writes wrong values
      * and past the end of dst on channel-blocked layouts whenever the vector
@@ -39,7 +40,8 @@ void dg_add_init_md(dg_add *l, dg_ctx *ctx, const dnnl_memory_desc_t *a_md,
     dnnl_post_ops_destroy(po);
     dg_prim_init(&l->fwd, ctx, l->fwd_pd);
     const dnnl_memory_desc_t *dst_md = dg_pd_md(l->fwd_pd, dnnl_query_dst_md, 0);
-    l->dst = dg_mem_new(ctx, dst_md, DNNL_MEMORY_ALLOCATE);
+    DG_ASSERT(dnnl_memory_desc_equal(dst_md, &l->a_md));
+    if (!cfg->in_place) l->dst = dg_mem_new(ctx, dst_md, DNNL_MEMORY_ALLOCATE);
     if (!cfg->relu) return;
 
     /* relu_use_dst_for_bwd: the backward reads dst, not the sum. */
@@ -52,21 +54,26 @@ void dg_add_init_md(dg_add *l, dg_ctx *ctx, const dnnl_memory_desc_t *a_md,
             dst_md, 0.f, 0.f));
     l->relu_bwd_pd = dg_pd_new(ctx, &ebd, NULL, l->relu_fwd_pd);
     dg_prim_init(&l->relu_bwd, ctx, l->relu_bwd_pd);
-    l->diff_pre = dg_mem_new(ctx, dg_pd_md(l->relu_bwd_pd, dnnl_query_diff_src_md, 0),
-            DNNL_MEMORY_ALLOCATE);
+    l->diff_pre = dg_buf_mem(ctx, dg_pd_md(l->relu_bwd_pd, dnnl_query_diff_src_md, 0),
+            cfg->diff_slot);
 }
 
 void dg_add_init(dg_add *l, dg_ctx *ctx, dnnl_memory_t a, dnnl_memory_t b, const dg_add_cfg *cfg) {
     dg_add_init_md(l, ctx, dg_mem_md(a), dg_mem_md(b), cfg);
     l->a = a;
     l->b = b;
-    dg_port_bind_in(&l->a_p, ctx, a, dg_mem_md(l->dst));
-    dg_port_bind_in(&l->b_p, ctx, b, dg_mem_md(l->dst));
+    if (cfg->in_place) l->dst = a;
+    dg_port_bind_in(&l->a_p, ctx, a, &l->a_md);
+    dg_port_bind_in(&l->b_p, ctx, b, &l->a_md);
 }
 
 void dg_add_sum(dg_add *l, dg_ctx *ctx, dnnl_memory_t a, dnnl_memory_t b) {
-    dg_port_bind_in(&l->a_p, ctx, a, dg_mem_md(l->dst));
-    dg_port_bind_in(&l->b_p, ctx, b, dg_mem_md(l->dst));
+    if (l->cfg.in_place) {
+        DG_ASSERT(dnnl_memory_desc_equal(dg_mem_md(a), &l->a_md));
+        l->dst = a;
+    }
+    dg_port_bind_in(&l->a_p, ctx, a, &l->a_md);
+    dg_port_bind_in(&l->b_p, ctx, b, &l->a_md);
     dg_port_pull(&l->a_p, ctx);
     dg_port_pull(&l->b_p, ctx);
     dnnl_exec_arg_t args[] = {
@@ -93,6 +100,7 @@ void dg_add_backward(dg_add *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t dif
     if (l->cfg.relu) {
         dg_port_bind_in(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst));
         dg_port_pull(&l->ddst_p, ctx);
+        dg_buf_point(ctx, l->diff_pre, l->cfg.diff_slot);
         dnnl_exec_arg_t args[] = {
             {DNNL_ARG_DST, l->dst},
             {DNNL_ARG_DIFF_DST, l->ddst_p.mem},
@@ -118,7 +126,7 @@ void dg_add_free(dg_add *l) {
     dnnl_primitive_desc_destroy(l->relu_bwd_pd);
     dg_port *ports[] = {&l->a_p, &l->b_p, &l->ddst_p, &l->da_p, &l->db_p};
     for (size_t i = 0; i < DG_ARRAY_LEN(ports); i++) dg_port_free(ports[i]);
-    dnnl_memory_destroy(l->dst);
+    if (!l->cfg.in_place) dnnl_memory_destroy(l->dst);
     dnnl_memory_destroy(l->diff_pre);
     memset(l, 0, sizeof(*l));
 }

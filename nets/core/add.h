@@ -20,8 +20,13 @@
  * layouts (relu false) and call dg_add_sum(l, ctx, g1, g2) in backward;
  * l->dst then holds g1 + g2 in g1's layout.
  *
- * Owns: pds, primitives, dst, diff_pre, ports. Borrows: a and b (the
- * producers' memories), which must outlive the layer.
+ * In place (cfg.in_place): dst is a itself, which must be a dense tensor
+ * (not a view): ResNet's add overwrites the last BN's output, which no
+ * backward reads, and the gradient sum accumulates into its first operand.
+ *
+ * Owns: pds, primitives, dst (unless in place), diff_pre (unless in a
+ * slot), ports. Borrows: a and b (the producers' memories), which must
+ * outlive the layer.
  * No parameters. Shapes: (N, C, H, W) for a, b and dst alike. */
 #ifndef DG_ADD_H
 #define DG_ADD_H
@@ -29,7 +34,10 @@
 #include "layer.h"
 
 typedef struct dg_add_cfg {
-    bool relu; /* dst = relu(a + b) */
+    bool relu;     /* dst = relu(a + b) */
+    bool in_place; /* dst is a's memory (borrowed) */
+    int diff_slot; /* diff_pre in this held slot of the context
+                      (dnnl_util.h), or DG_SLOT_OWN */
 } dg_add_cfg;
 
 typedef struct dg_add {
@@ -44,8 +52,11 @@ typedef struct dg_add {
     dg_prim relu_bwd;
     dnnl_memory_t a;             /* borrowed (N, C, H, W), NULL after init_md */
     dnnl_memory_t b;             /* borrowed (N, C, H, W), NULL after init_md */
-    dnnl_memory_t dst;           /* owned (N, C, H, W), a's layout */
-    dnnl_memory_t diff_pre;      /* owned (N, C, H, W) dL/d(a + b), ReLU only */
+    dnnl_memory_t dst;           /* (N, C, H, W), a's layout: owned, or a
+                                    (in place; after dg_add_init_md, the a of
+                                    the last dg_add_sum) */
+    dnnl_memory_t diff_pre;      /* (N, C, H, W) dL/d(a + b), ReLU only: owned
+                                    or in cfg.diff_slot */
     dnnl_memory_t diff_a;        /* view (N, C, H, W) in a_md after backward */
     dnnl_memory_t diff_b;        /* view (N, C, H, W) in b_md after backward */
     dg_port a_p, b_p;            /* a and b in dst's layout */

@@ -72,8 +72,8 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     build_mode(l, ctx, DG_BN_GLOBAL, &data_md);
 
     dnnl_memory_desc_t x_md = dg_md_plain(1, &c, dnnl_x);
-    l->dst = dg_mem_new(ctx, dg_pd_md(l->fwd_pd[DG_BN_GLOBAL], dnnl_query_dst_md, 0),
-            DNNL_MEMORY_ALLOCATE);
+    l->dst = dg_buf_mem(ctx, dg_pd_md(l->fwd_pd[DG_BN_GLOBAL], dnnl_query_dst_md, 0),
+            cfg->dst_slot);
     l->scale = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
     l->shift = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
     l->run_mean = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
@@ -95,8 +95,7 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
                 dg_pd_md(l->bwd_pd[DG_BN_GLOBAL], dnnl_query_diff_dst_md, 0),
                 dg_pd_md(l->bwd_pd[DG_BN_BATCH], dnnl_query_diff_dst_md, 0)));
     }
-    l->diff_src = cfg->transient_diff ? dg_slot_mem(ctx, dsrc_md, DG_SLOT_BN_DIFF)
-                                      : dg_mem_new(ctx, dsrc_md, DNNL_MEMORY_ALLOCATE);
+    l->diff_src = dg_buf_mem(ctx, dsrc_md, cfg->diff_slot);
     l->diff_scale = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
     l->diff_shift = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
 }
@@ -123,6 +122,7 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_mem_set_ptr(l->scale, p->params + l->w_off);
     dg_mem_set_ptr(l->shift, p->params + l->b_off);
     dg_port_pull(&l->src_p, ctx);
+    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
     dnnl_exec_arg_t args[7] = {
         {DNNL_ARG_SRC, l->src_p.mem},
         {DNNL_ARG_DST, l->dst},
@@ -149,6 +149,35 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     if (mode == DG_BN_BATCH && p->update_stats) update_running(l, ctx, p->stats, p->bn_momentum);
 }
 
+void dg_bn_redo(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
+    DG_ASSERT(l->cfg.training && l->forwarded);
+    dg_mem_set_ptr(l->scale, p->params + l->w_off);
+    dg_mem_set_ptr(l->shift, p->params + l->b_off);
+    dnnl_memory_t mean = l->mean, var = l->var;
+    if (l->last_mode == DG_BN_GLOBAL) {
+        DG_ASSERT(p->stats != NULL);
+        dg_mem_set_ptr(l->run_mean, p->stats + l->mean_off);
+        dg_mem_set_ptr(l->run_var, p->stats + l->var_off);
+        mean = l->run_mean;
+        var = l->run_var;
+    }
+    dg_port_pull(&l->src_p, ctx);
+    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
+    /* The global-statistics primitive normalises with the given statistics
+     * as the batch one does with those it computed; its workspace is its
+     * own, so the batch forward's ReLU mask stays for the backward. */
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, l->src_p.mem},
+        {DNNL_ARG_DST, l->dst},
+        {DNNL_ARG_SCALE, l->scale},
+        {DNNL_ARG_SHIFT, l->shift},
+        {DNNL_ARG_MEAN, mean},
+        {DNNL_ARG_VARIANCE, var},
+        {DNNL_ARG_WORKSPACE, l->ws[DG_BN_GLOBAL]},
+    };
+    dg_prim_exec(&l->fwd[DG_BN_GLOBAL], ctx, l->ws[DG_BN_GLOBAL] ? 7 : 6, args);
+}
+
 void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     DG_ASSERT(l->cfg.training && l->forwarded);
     const int mode = l->last_mode;
@@ -167,7 +196,7 @@ void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
         mean = l->run_mean;
         var = l->run_var;
     }
-    if (l->cfg.transient_diff) dg_slot_point(ctx, l->diff_src, DG_SLOT_BN_DIFF);
+    dg_buf_point(ctx, l->diff_src, l->cfg.diff_slot);
     dnnl_exec_arg_t args[10] = {
         {DNNL_ARG_SRC, l->src_p.mem},
         {DNNL_ARG_MEAN, mean},

@@ -35,10 +35,11 @@ typedef struct dg_bn_cfg {
     bool relu;     /* fuse ReLU after the normalisation */
     bool frozen;   /* running statistics in training too, never updated */
     bool training; /* false: inference-only instance, no backward */
-    bool transient_diff; /* diff_src lives in the context's DG_SLOT_BN_DIFF
-                            buffer: valid only until the next layer call that
-                            uses that slot (dg_cbr: its convolution reads it
-                            at once) */
+    int diff_slot; /* diff_src in this held slot of the context
+                      (dnnl_util.h; dg_cbr: DG_SLOT_BN_DIFF, its convolution
+                      reads it at once), or DG_SLOT_OWN */
+    int dst_slot;  /* dst likewise: only where no backward reads it (the
+                      next layer's forward is its only reader) */
 } dg_bn_cfg;
 
 typedef struct dg_bn {
@@ -51,8 +52,10 @@ typedef struct dg_bn {
     dg_prim fwd[DG_BN_NMODES], bwd[DG_BN_NMODES];
     dnnl_memory_t ws[DG_BN_NMODES]; /* owned ReLU workspace, or NULL */
     dnnl_memory_t src;            /* borrowed (N, C, H, W) */
-    dnnl_memory_t dst;            /* owned (N, C, H, W), src_p.mem's layout */
-    dnnl_memory_t diff_src;       /* owned (N, C, H, W), or NULL */
+    dnnl_memory_t dst;            /* (N, C, H, W), src_p.mem's layout: owned
+                                     or in cfg.dst_slot */
+    dnnl_memory_t diff_src;       /* (N, C, H, W) owned or in cfg.diff_slot,
+                                     or NULL */
     dnnl_memory_t mean, var;      /* owned (C): batch mean, biased variance */
     dnnl_memory_t run_mean, run_var; /* (C) wrap pass->stats slices */
     dnnl_memory_t scale, shift;   /* (C) wrap pass->params slices */
@@ -84,6 +87,12 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p);
  * gradients (overwritten) into p->grad, with the statistics of the last
  * forward (batch statistics, or the running statistics of p->stats). */
 void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
+/* Writes dst again from src with the last forward's statistics (the batch
+ * mean and variance it computed, or the running statistics of p->stats),
+ * for a reader of dst in a held slot that other layers have overwritten
+ * since: the same values, bit for bit, as that forward wrote. Training
+ * instances only; the running statistics are not touched. */
+void dg_bn_redo(dg_bn *l, dg_ctx *ctx, const dg_pass *p);
 void dg_bn_free(dg_bn *l);
 
 #endif

@@ -43,7 +43,8 @@ static bool channel_views(const dg_concat *l, const dnnl_memory_desc_t *parent,
     return true;
 }
 
-void dg_concat_init(dg_concat *l, dg_ctx *ctx, int n_src, const dnnl_memory_t *srcs) {
+void dg_concat_init(dg_concat *l, dg_ctx *ctx, int n_src, const dnnl_memory_t *srcs,
+        const int *diff_slots) {
     memset(l, 0, sizeof(*l));
     DG_ASSERT(n_src >= 1 && n_src <= DG_CONCAT_MAX_SRC);
     l->n_src = n_src;
@@ -85,7 +86,8 @@ void dg_concat_init(dg_concat *l, dg_ctx *ctx, int n_src, const dnnl_memory_t *s
         dnnl_memory_desc_t dmd = src_mds[k].offset0 == 0
                 ? src_mds[k]
                 : dg_md_plain(4, src_mds[k].dims, dnnl_nchw);
-        l->diff_src[k] = dg_mem_new(ctx, &dmd, DNNL_MEMORY_ALLOCATE);
+        l->diff_slot[k] = diff_slots ? diff_slots[k] : DG_SLOT_OWN;
+        l->diff_src[k] = dg_buf_mem(ctx, &dmd, l->diff_slot[k]);
         dnnl_primitive_attr_t attr = dg_attr_new();
         DG_DNNL(dnnl_reorder_primitive_desc_create(&l->split_pd[k], &subs[k], ctx->engine,
                 &dmd, ctx->engine, attr));
@@ -108,13 +110,14 @@ void dg_concat_forward(dg_concat *l, dg_ctx *ctx, const dg_pass *p) {
 
 void dg_concat_backward(dg_concat *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     (void)p;
-    dg_port_bind_in(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst));
+    dg_port_bind_in_transient(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst), DG_SLOT_DIFF_DST);
     dg_port_pull(&l->ddst_p, ctx);
     void *base = dg_mem_ptr(l->ddst_p.mem);
     for (int k = 0; k < l->n_src; k++) {
         /* The views carry their channel offset in offset0: they share the
          * parent's base pointer. */
         dg_mem_set_ptr(l->ddst_view[k], base);
+        dg_buf_point(ctx, l->diff_src[k], l->diff_slot[k]);
         dnnl_exec_arg_t args[] = {
             {DNNL_ARG_FROM, l->ddst_view[k]},
             {DNNL_ARG_TO, l->diff_src[k]},

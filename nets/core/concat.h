@@ -34,13 +34,18 @@ typedef struct dg_concat {
     dnnl_memory_t dst;                           /* owned (N, C, H, W) */
     dnnl_memory_t ddst_view[DG_CONCAT_MAX_SRC];  /* owned views (N, C_k, H, W)
                                                     into ddst_p.mem, no buffer */
-    dnnl_memory_t diff_src[DG_CONCAT_MAX_SRC];   /* owned (N, C_k, H, W),
-                                                    src[k]'s layout */
+    dnnl_memory_t diff_src[DG_CONCAT_MAX_SRC];   /* (N, C_k, H, W), src[k]'s
+                                                    layout: owned or in
+                                                    diff_slot[k] */
+    int diff_slot[DG_CONCAT_MAX_SRC];
     dg_port ddst_p;                              /* diff_dst in dst's layout */
 } dg_concat;
 
-/* Builds the layer on srcs[0 .. n_src-1], each (N, C_k, H, W) in any layout. */
-void dg_concat_init(dg_concat *l, dg_ctx *ctx, int n_src, const dnnl_memory_t *srcs);
+/* Builds the layer on srcs[0 .. n_src-1], each (N, C_k, H, W) in any
+ * layout. diff_slots: NULL, or n_src held slots of the context
+ * (dnnl_util.h) or DG_SLOT_OWN for the diff_src[k]. */
+void dg_concat_init(dg_concat *l, dg_ctx *ctx, int n_src, const dnnl_memory_t *srcs,
+        const int *diff_slots);
 /* dst = cat(src[0], ..., src[K-1]) along channels; same in train and eval. */
 void dg_concat_forward(dg_concat *l, dg_ctx *ctx, const dg_pass *p);
 /* diff_dst (N, C, H, W) in any layout; overwrites every diff_src[k]. */

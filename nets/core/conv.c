@@ -164,7 +164,8 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_primitive_desc_t bwd_w_pd = first_pd(ctx, bwd, n_alg, NULL, fwd_pd);
     dnnl_primitive_desc_t bwd_data_pd =
             cfg->no_diff_src ? NULL : first_pd(ctx, bdd, n_alg, NULL, fwd_pd);
-    dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);
+    dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md,
+            cfg->diff_slot);
     l->diff_src = l->wl.diff_src;
     if (cfg->relu && !cfg->relu_grad_by_next) {
         const dnnl_memory_desc_t *dmd = dg_mem_md(l->dst);

@@ -2,7 +2,8 @@
  * inference, backward data, backward weights), optional bias, optional ReLU
  * fused as a post-op (its backward runs as an eltwise backward on dst).
  *
- * Owns: pds, primitives, dst, diff_src, ports and reorder buffers.
+ * Owns: pds, primitives, dst, diff_src (unless in a slot), ports and reorder
+ * buffers.
  * Borrows: src (the previous layer's dst), which must outlive the layer.
  * Parameters: "<name>.weight" (OC, IC, KH, KW) oihw, "<name>.bias" (OC). */
 #ifndef DG_CONV_H
@@ -22,6 +23,10 @@ typedef struct dg_conv_cfg {
                           backward mask (GroupNorm's relu_src); backward's
                           diff_dst is the gradient at the pre-activation */
     bool no_diff_src;  /* the input is the network input: skip backward data */
+    int diff_slot;     /* diff_src in this held slot of the context
+                          (dnnl_util.h) where the network proves nothing else
+                          writes it before its reader has run; DG_SLOT_OWN
+                          (0): the layer's own buffer */
     bool training;     /* false: inference-only instance, no backward */
     bool folded;       /* inference only: the primitive always has a bias and
                           runs on weights and bias the caller supplies
@@ -47,7 +52,8 @@ typedef struct dg_conv {
     dg_wlayer wl;                 /* primitives, weight wrappers, ports */
     dnnl_memory_t src;            /* borrowed (N, IC, H, W) */
     dnnl_memory_t dst;            /* wl.dst: (N, OC, OH, OW), fwd_pd's layout */
-    dnnl_memory_t diff_src;       /* wl.diff_src: (N, IC, H, W), or NULL */
+    dnnl_memory_t diff_src;       /* wl.diff_src: (N, IC, H, W), or NULL; in
+                                     cfg.diff_slot when one is given */
     dnnl_primitive_desc_t relu_bwd_pd;
     dg_prim relu_bwd;             /* fused ReLU's backward, on dst */
     dnnl_memory_t diff_pre;       /* owned (N, OC, OH, OW): dL/d(pre-ReLU) */

@@ -289,7 +289,7 @@ static void port_release(dg_port *p) {
 }
 
 dnnl_memory_t dg_slot_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot) {
-    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
+    DG_ASSERT(slot > DG_SLOT_OWN && slot < DG_N_SLOTS);
     const size_t size = dg_md_bytes(md);
     if (size > ctx->slot_size[slot]) {
         dg_free(ctx->slot[slot]);
@@ -303,7 +303,15 @@ void dg_slot_point(const dg_ctx *ctx, dnnl_memory_t m, int slot) {
     dg_mem_set_ptr(m, ctx->slot[slot]);
 }
 
-/* slot: 0 = own buffer, else 1 + DG_SLOT_*. */
+dnnl_memory_t dg_buf_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot) {
+    if (slot == DG_SLOT_OWN) return dg_mem_new(ctx, md, DNNL_MEMORY_ALLOCATE);
+    return dg_slot_mem(ctx, md, slot);
+}
+
+void dg_buf_point(const dg_ctx *ctx, dnnl_memory_t m, int slot) {
+    if (slot != DG_SLOT_OWN) dg_slot_point(ctx, m, slot);
+}
+
 static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, bool output, int slot) {
     if (p->user == user && p->output == output && p->user && p->slot == slot
@@ -319,13 +327,9 @@ static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         p->mem = user;
         return;
     }
-    if (slot) {
-        /* The shared buffer may move when a later port needs more, so the
-         * handle is set at every pull and push. */
-        p->buf = dg_slot_mem(ctx, want, slot - 1);
-    } else {
-        p->buf = dg_mem_new(ctx, want, DNNL_MEMORY_ALLOCATE);
-    }
+    /* A transient slot may move when a later port needs more, so the handle
+     * is set at every pull and push. */
+    p->buf = dg_buf_mem(ctx, want, slot);
     p->mem = p->buf;
     dnnl_primitive_attr_t attr = dg_attr_new();
     if (output)
@@ -337,43 +341,43 @@ static void port_bind(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
 }
 
 void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
-    port_bind(p, ctx, user, want, false, 0);
+    port_bind(p, ctx, user, want, false, DG_SLOT_OWN);
 }
 
 void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want) {
-    port_bind(p, ctx, user, want, true, 0);
+    port_bind(p, ctx, user, want, true, DG_SLOT_OWN);
 }
 
 void dg_port_bind_in_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, int slot) {
-    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
-    port_bind(p, ctx, user, want, false, slot + 1);
+    DG_ASSERT(slot >= DG_SLOT_WEIGHTS && slot <= DG_SLOT_DIFF_DST2);
+    port_bind(p, ctx, user, want, false, slot);
 }
 
 void dg_port_bind_out_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, int slot) {
-    DG_ASSERT(slot >= 0 && slot < DG_N_SLOTS);
-    port_bind(p, ctx, user, want, true, slot + 1);
+    DG_ASSERT(slot >= DG_SLOT_WEIGHTS && slot <= DG_SLOT_DIFF_DST2);
+    port_bind(p, ctx, user, want, true, slot);
 }
 
 void dg_port_pull(dg_port *p, const dg_ctx *ctx) {
     DG_ASSERT(p->mem != NULL && !p->output);
     if (!p->buf) return;
-    if (p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
+    dg_buf_point(ctx, p->buf, p->slot);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->user}, {DNNL_ARG_TO, p->buf}};
     dg_prim_exec(&p->reorder, ctx, 2, args);
 }
 
 dnnl_memory_t dg_port_out_mem(dg_port *p, const dg_ctx *ctx) {
     DG_ASSERT(p->mem != NULL && p->output);
-    if (p->buf && p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
+    if (p->buf) dg_buf_point(ctx, p->buf, p->slot);
     return p->mem;
 }
 
 void dg_port_push(dg_port *p, const dg_ctx *ctx) {
     DG_ASSERT(p->mem != NULL && p->output);
     if (!p->buf) return;
-    if (p->slot) dg_mem_set_ptr(p->buf, ctx->slot[p->slot - 1]);
+    dg_buf_point(ctx, p->buf, p->slot);
     dnnl_exec_arg_t args[] = {{DNNL_ARG_FROM, p->buf}, {DNNL_ARG_TO, p->user}};
     dg_prim_exec(&p->reorder, ctx, 2, args);
 }

@@ -18,17 +18,35 @@ void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line
 /* One engine (CPU 0) and its in-order stream, plus the scratchpad shared by
  * every primitive created through dg_prim_init (primitives run one at a
  * time, so one buffer of the largest size serves them all). */
-/* Transient port buffers (dg_port_bind_in_transient): a layer's reorder
- * target that lives only inside one call of that layer (the weights in a
- * primitive's layout, an incoming gradient converted for a backward pass)
- * takes one of these per-context buffers instead of its own. */
+/* Context buffers ("slots") that layers share instead of owning one
+ * buffer each. Transient slots hold a reorder target that lives only inside
+ * one call of a layer (the weights in a primitive's layout, an incoming
+ * gradient converted for a backward pass; dg_port_bind_in_transient): any
+ * port may grow them at any time, so their contents last until another
+ * port of that slot is pulled or pushed. Held slots carry a tensor from the
+ * layer that writes it to the layers that read it later in the same pass (a
+ * convolution's diff_src read by the layer before it); the network that
+ * assigns them proves the liveness (nets/resnet.c, nets/deeplab.c), and
+ * only layer init functions size them, so their buffers never move during
+ * a pass. */
 enum {
-    DG_SLOT_WEIGHTS,   /* weights for forward / backward-data */
-    DG_SLOT_DIFF_W,    /* diff_weights before the copy to the gradient */
-    DG_SLOT_DIFF_DST,  /* diff_dst for backward-weights (and backward-data) */
-    DG_SLOT_DIFF_DST2, /* diff_dst for backward-data when it wants another */
-    DG_SLOT_BN_DIFF,   /* a BatchNorm's diff_src, read only by the convolution
-                          before it (dg_cbr) */
+    DG_SLOT_OWN = 0,   /* not a slot: the layer owns the buffer */
+    DG_SLOT_WEIGHTS,   /* transient: weights for forward / backward-data */
+    DG_SLOT_DIFF_W,    /* transient: diff_weights before the copy to the gradient */
+    DG_SLOT_DIFF_DST,  /* transient: diff_dst for backward-weights (and -data) */
+    DG_SLOT_DIFF_DST2, /* transient: diff_dst for backward-data when it wants another */
+    DG_SLOT_BN_DIFF,   /* held: a BatchNorm's diff_src, read only by the
+                          convolution before it (dg_cbr) */
+    DG_SLOT_GRAD_A,    /* held: gradients, assigned by the networks */
+    DG_SLOT_GRAD_B,
+    DG_SLOT_GRAD_C,
+    DG_SLOT_GRAD_RELU, /* held: the gradient behind a residual ReLU */
+    DG_SLOT_FWD,       /* held: a forward output that only the next layer's
+                          forward reads (a projection shortcut's, read by the
+                          residual add; the stem's, by the max pooling) */
+    DG_SLOT_ACT,       /* held: a BN + ReLU output read only by the next
+                          convolution, rewritten before that convolution's
+                          backward (dg_cbr_redo) */
     DG_N_SLOTS
 };
 
@@ -37,7 +55,7 @@ typedef struct dg_ctx {
     dnnl_stream_t stream;
     void *scratch;       /* owned, scratch_size bytes */
     size_t scratch_size; /* largest scratchpad requested so far */
-    void *slot[DG_N_SLOTS];       /* owned transient buffers */
+    void *slot[DG_N_SLOTS];       /* owned slot buffers ([DG_SLOT_OWN] unused) */
     size_t slot_size[DG_N_SLOTS]; /* the largest each has been asked for */
 } dg_ctx;
 
@@ -108,25 +126,28 @@ typedef struct dg_port {
     dg_prim reorder;            /* user->buf (input) or buf->user (output) */
     dnnl_memory_desc_t want;    /* layout the primitive wants */
     bool output;
-    int slot;                   /* buf's data is ctx->slot[slot - 1]; 0: own */
+    int slot;                   /* buf's data is ctx->slot[slot]; DG_SLOT_OWN: own */
 } dg_port;
 
 /* Input port: mem holds `user` in layout `want` after dg_port_pull. */
 void dg_port_bind_in(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
 /* Output port: the primitive writes mem; dg_port_push copies it to `user`. */
 void dg_port_bind_out(dg_port *p, dg_ctx *ctx, dnnl_memory_t user, const dnnl_memory_desc_t *want);
-/* The same with buf in the context's transient buffer `slot` (DG_SLOT_*):
- * its contents last until another port of that slot is pulled or pushed,
- * so only for a buffer used within one layer call. */
+/* The same with buf in the context's transient slot `slot` (DG_SLOT_*). */
 void dg_port_bind_in_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, int slot);
 void dg_port_bind_out_transient(dg_port *p, dg_ctx *ctx, dnnl_memory_t user,
         const dnnl_memory_desc_t *want, int slot);
 void dg_port_pull(dg_port *p, const dg_ctx *ctx);
-/* A memory of layout md whose data is the context's transient buffer
- * `slot` (grown to fit): dg_slot_point before each use. */
+/* A memory of layout md whose data is the context's slot `slot` (grown to
+ * fit): dg_slot_point before each use. */
 dnnl_memory_t dg_slot_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot);
 void dg_slot_point(const dg_ctx *ctx, dnnl_memory_t m, int slot);
+/* A layer's output buffer of layout md: its own (slot DG_SLOT_OWN) or a
+ * held slot; dg_buf_point before the layer writes it (nothing for an own
+ * buffer). */
+dnnl_memory_t dg_buf_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot);
+void dg_buf_point(const dg_ctx *ctx, dnnl_memory_t m, int slot);
 /* An output port's mem, ready for the primitive to write (a transient
  * buffer is pointed at its slot). */
 dnnl_memory_t dg_port_out_mem(dg_port *p, const dg_ctx *ctx);

@@ -71,7 +71,8 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
                 &ddst_any));
         bwd_data_pd = dg_pd_new(ctx, &bdd, NULL, fwd_pd);
     }
-    dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md);
+    dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md,
+            DG_SLOT_OWN);
     l->diff_src = l->wl.diff_src;
 }
 

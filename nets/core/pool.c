@@ -66,8 +66,8 @@ void dg_pool_init(dg_pool *l, dg_ctx *ctx, dnnl_memory_t src, const dg_pool_cfg 
             pad_l, pad_r));
     l->bwd_pd = dg_pd_new(ctx, &bd, NULL, l->fwd_pd);
     dg_prim_init(&l->bwd, ctx, l->bwd_pd);
-    l->diff_src = dg_mem_new(ctx, dg_pd_md(l->bwd_pd, dnnl_query_diff_src_md, 0),
-            DNNL_MEMORY_ALLOCATE);
+    l->diff_src = dg_buf_mem(ctx, dg_pd_md(l->bwd_pd, dnnl_query_diff_src_md, 0),
+            cfg->diff_slot);
 }
 
 void dg_pool_forward(dg_pool *l, dg_ctx *ctx, const dg_pass *p) {
@@ -84,8 +84,10 @@ void dg_pool_forward(dg_pool *l, dg_ctx *ctx, const dg_pass *p) {
 void dg_pool_backward(dg_pool *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     (void)p;
     DG_ASSERT(l->cfg.training);
-    dg_port_bind_in(&l->ddst_p, ctx, diff_dst, dg_pd_md(l->bwd_pd, dnnl_query_diff_dst_md, 0));
+    dg_port_bind_in_transient(&l->ddst_p, ctx, diff_dst,
+            dg_pd_md(l->bwd_pd, dnnl_query_diff_dst_md, 0), DG_SLOT_DIFF_DST);
     dg_port_pull(&l->ddst_p, ctx);
+    dg_buf_point(ctx, l->diff_src, l->cfg.diff_slot);
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_DIFF_DST, l->ddst_p.mem},
         {DNNL_ARG_DIFF_SRC, l->diff_src},

@@ -28,6 +28,8 @@ typedef struct dg_pool_cfg {
     int64_t stride;
     int64_t pad;    /* symmetric as in PyTorch, 2 * pad <= k */
     bool training;  /* false: inference-only instance, no backward */
+    int diff_slot;  /* diff_src in this held slot of the context
+                       (dnnl_util.h), or DG_SLOT_OWN */
 } dg_pool_cfg;
 
 typedef struct dg_pool {
@@ -39,7 +41,8 @@ typedef struct dg_pool {
     dg_prim fwd, bwd;
     dnnl_memory_t src;        /* borrowed (N, C, H, W) */
     dnnl_memory_t dst;        /* owned (N, C, OH, OW), src's layout */
-    dnnl_memory_t diff_src;   /* owned (N, C, H, W), src's layout, or NULL */
+    dnnl_memory_t diff_src;   /* (N, C, H, W), src's layout, owned or in
+                                 cfg.diff_slot; or NULL */
     dnnl_memory_t ws;         /* owned max-pool workspace, or NULL */
     dg_port src_p;            /* src in a layout pooling accepts */
     dg_port ddst_p;           /* diff_dst in dst's layout */

@@ -60,12 +60,12 @@ static void init_dnnl(dg_resize *l, dg_ctx *ctx) {
 
 static void init_kernel(dg_resize *l, dg_ctx *ctx) {
     const int64_t h = l->src_dims[2], w = l->src_dims[3], oh = l->cfg.oh, ow = l->cfg.ow;
-    const dnnl_format_tag_t tag = kernel_tag(dg_mem_md(l->src));
+    const dnnl_format_tag_t tag = l->cfg.tag ? l->cfg.tag : kernel_tag(dg_mem_md(l->src));
     dnnl_memory_desc_t src_md = dg_md_plain(4, l->src_dims, tag);
     dnnl_memory_desc_t dst_md = dg_md_plain(4, l->dst_dims, tag);
     DG_ASSERT(dg_chw_from_md(&l->src_v, &src_md) && dg_chw_from_md(&l->dst_v, &dst_md));
     dg_port_bind_in(&l->src_p, ctx, l->src, &src_md);
-    l->dst = dg_mem_new(ctx, &dst_md, DNNL_MEMORY_ALLOCATE);
+    l->dst = dg_buf_mem(ctx, &dst_md, l->cfg.dst_slot);
     l->diff_src = dg_mem_new(ctx, &src_md, DNNL_MEMORY_ALLOCATE);
 
     l->h0 = dg_xmalloc((size_t)oh * sizeof(*l->h0));
@@ -87,6 +87,7 @@ void dg_resize_init(dg_resize *l, dg_ctx *ctx, dnnl_memory_t src, const dg_resiz
     memcpy(l->dst_dims, l->src_dims, sizeof(l->dst_dims));
     l->dst_dims[2] = cfg->oh;
     l->dst_dims[3] = cfg->ow;
+    DG_ASSERT(cfg->align_corners || (!cfg->tag && !cfg->dst_slot));
     if (cfg->align_corners)
         init_kernel(l, ctx);
     else
@@ -177,6 +178,7 @@ static void bilinear_backward(const dg_resize *l, const float *diff_dst, float *
 void dg_resize_forward(dg_resize *l, dg_ctx *ctx, const dg_pass *p) {
     (void)p;
     dg_port_pull(&l->src_p, ctx);
+    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
     if (l->cfg.align_corners) {
         DG_DNNL(dnnl_stream_wait(ctx->stream));
         const double t0 = dg_profile_begin();
@@ -190,7 +192,7 @@ void dg_resize_forward(dg_resize *l, dg_ctx *ctx, const dg_pass *p) {
 
 void dg_resize_backward(dg_resize *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
     (void)p;
-    dg_port_bind_in(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst));
+    dg_port_bind_in_transient(&l->ddst_p, ctx, diff_dst, dg_mem_md(l->dst), DG_SLOT_DIFF_DST);
     dg_port_pull(&l->ddst_p, ctx);
     if (l->cfg.align_corners) {
         DG_DNNL(dnnl_stream_wait(ctx->stream));

@@ -6,7 +6,8 @@
  * separably in H and W. align_corners=False runs on oneDNN's linear
  * resampling (the same half-pixel rule); align_corners=True runs on the
  * hand-written kernels below, over the dg_chw view of plain and
- * channel-blocked layouts (dst in src's layout, padded channels kept zero).
+ * channel-blocked layouts (dst in src's layout or cfg.tag's, padded
+ * channels kept zero).
  * Their backward scatters dst gradients with the same weights, in parallel
  * over (n, channel block) so no two threads write the same element.
  *
@@ -21,6 +22,13 @@
 typedef struct dg_resize_cfg {
     int64_t oh, ow;     /* output size, >= 1 */
     bool align_corners;
+    dnnl_format_tag_t tag; /* align_corners only: the layout of the kernels'
+                          src and dst (dnnl_nhwc: a few channels without a
+                          block's padding), or dnnl_format_tag_undef (0):
+                          src's own */
+    int dst_slot;       /* dst in this held slot of the context (dnnl_util.h:
+                           only the next layer's forward reads it; the
+                           backward does not), or DG_SLOT_OWN */
 } dg_resize_cfg;
 
 typedef struct dg_resize {
@@ -37,7 +45,7 @@ typedef struct dg_resize {
     int64_t *w0, *w1;        /* (OW) source columns */
     float *lw;               /* (OW) weight of column w1 */
     dnnl_memory_t src;       /* borrowed (N, C, H, W) */
-    dnnl_memory_t dst;       /* owned (N, C, OH, OW) */
+    dnnl_memory_t dst;       /* (N, C, OH, OW), owned or in cfg.dst_slot */
     dnnl_memory_t diff_src;  /* owned (N, C, H, W), src_p's layout */
     dg_port src_p;           /* src in the layout the kernels read */
     dg_port ddst_p;          /* diff_dst in dst's layout */

@@ -37,7 +37,7 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
 
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
         dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
-        const dnnl_memory_desc_t *b_plain) {
+        const dnnl_memory_desc_t *b_plain, int diff_slot) {
     wl->bwd_w_pd = bwd_w_pd;
     dg_prim_init(&wl->bwd_w, ctx, bwd_w_pd);
     wl->dw_user = dg_mem_new(ctx, w_plain, DNNL_MEMORY_NONE);
@@ -52,8 +52,8 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
     if (!bwd_data_pd) return;
     wl->bwd_data_pd = bwd_data_pd;
     dg_prim_init(&wl->bwd_data, ctx, bwd_data_pd);
-    wl->diff_src = dg_mem_new(ctx, dg_pd_md(bwd_data_pd, dnnl_query_diff_src_md, 0),
-            DNNL_MEMORY_ALLOCATE);
+    wl->diff_slot = diff_slot;
+    wl->diff_src = dg_buf_mem(ctx, dg_pd_md(bwd_data_pd, dnnl_query_diff_src_md, 0), diff_slot);
     /* from the plain weights the last forward used (w_user) */
     dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_user,
             dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
@@ -99,6 +99,7 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
             DG_SLOT_DIFF_DST2);
     dg_port_pull(&wl->ddst_d_p, ctx);
     dg_port_pull(&wl->w_d_p, ctx);
+    dg_buf_point(ctx, wl->diff_src, wl->diff_slot);
     dnnl_exec_arg_t dargs[] = {
         {DNNL_ARG_DIFF_DST, wl->ddst_d_p.mem},
         {DNNL_ARG_WEIGHTS, wl->w_d_p.mem},

@@ -18,7 +18,9 @@ typedef struct dg_wlayer {
     dg_prim fwd, bwd_data, bwd_w;
     dnnl_memory_t dst;            /* fwd_pd's dst: owned, or borrowed */
     bool dst_borrowed;
-    dnnl_memory_t diff_src;       /* owned, bwd_data_pd's diff_src, or NULL */
+    dnnl_memory_t diff_src;       /* bwd_data_pd's diff_src, owned or in the
+                                     held slot diff_slot, or NULL */
+    int diff_slot;
     dnnl_memory_t w_user, b_user; /* wrap the weights/bias to use (plain) */
     dnnl_memory_t dw_user, db_user; /* wrap the gradient slices (plain) */
     dg_port src_p, w_p;           /* forward inputs */
@@ -46,10 +48,11 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
         dnnl_primitive_desc_t fwd_pd, const dnnl_memory_desc_t *w_plain,
         const dnnl_memory_desc_t *b_plain, dnnl_memory_t dst_into);
 /* Takes bwd_w_pd and bwd_data_pd (NULL: no gradient for src). b_plain as
- * for the forward, or NULL when the bias is not trained. */
+ * for the forward, or NULL when the bias is not trained. diff_slot: a held
+ * slot of ctx for diff_src (dnnl_util.h), or DG_SLOT_OWN. */
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
         dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
-        const dnnl_memory_desc_t *b_plain);
+        const dnnl_memory_desc_t *b_plain, int diff_slot);
 /* dst = op(src; weights, bias): weights and bias (or NULL) in plain layout. */
 void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias);
 /* Writes diff_weights/diff_bias (overwritten; plain) and diff_src. */
