@@ -394,6 +394,9 @@ int dg_bench_main(int argc, char **argv) {
         return rc;
     }
     dg_pass p = o.train ? dg_pass_train(&m.ps) : dg_pass_eval(&m.ps);
+    /* inference: the steps reuse the prepared weights, as the images of an
+     * evaluation do (dg_pass.weights_version) */
+    if (!o.train) p.weights_version = dg_weights_version_new();
     const int warmup = 2;
     double t0 = 0;
     for (int s = 0; s < warmup + o.steps; s++) {

@@ -63,6 +63,7 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     double ce = 0;
     int64_t n_valid = 0;
     const dg_batch *b;
+    dg_seg_infer_hold(inf, true); /* one set of weights for the whole pass */
     while (st == DG_STATUS_OK && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
         const int64_t p = (int64_t)b->h * b->w;
         st = dg_seg_infer_run(inf, params, stats, b->x, b->h, b->w, logits);
@@ -70,6 +71,7 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         dg_confusion_add_logits(&cm, logits, b->label, p);
         add_ce(logits, b->label, p, 19, &ce, &n_valid);
     }
+    dg_seg_infer_hold(inf, false);
     if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
     if (st == DG_STATUS_OK) {
         t->name = split ? dg_xasprintf("%s %s", spec->reader, sp) : dg_xstrdup(spec->reader);

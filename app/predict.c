@@ -194,6 +194,7 @@ typedef struct predictor {
     float *params;  /* (d) the method's evaluated weights, owned; NULL: load the file */
     float *stats;   /* (n_stats) their statistics, owned */
     size_t d, n_stats;
+    uint64_t version; /* dg_pass.weights_version of m's weights */
 } predictor;
 
 /* Plain weights may carry an auxiliary head the inference model lacks. */
@@ -242,6 +243,7 @@ static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tenso
     if (dg_model_create(&p->m, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 2;
     p->built = true;
     p->h = h, p->w = w;
+    p->version = dg_weights_version_new(); /* every image of this size */
     if (p->params) {
         /* same model, classes, stride and head: the resolve instance's layout */
         DG_ASSERT(p->m.ps.d == p->d && p->m.ps.n_stats == p->n_stats);
@@ -285,6 +287,7 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
     }
     dg_image_to_tensor(&img, dg_mem_ptr(p->m.src), DG_IMAGENET_MEAN, DG_IMAGENET_STD);
     dg_pass pass = dg_pass_eval(&p->m.ps);
+    pass.weights_version = p->version;
     dg_model_forward(&p->m, &p->ctx, &pass);
     DG_DNNL(dnnl_stream_wait(p->ctx.stream));
 

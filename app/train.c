@@ -411,6 +411,7 @@ static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool o
     dg_pass p = dg_pass_eval(&r->ev.ps);
     p.params = P;
     p.stats = (float *)Q;
+    p.weights_version = dg_weights_version_new(); /* the same for every batch */
     float *logits = dg_xmalloc((size_t)r->ev.opts.batch * (size_t)C * sizeof(float));
     int64_t correct = 0, total = 0;
     double ce_sum = 0;

@@ -277,6 +277,7 @@ dg_status dg_seg_infer_run(dg_seg_infer *s, const float *params, const float *st
     memset(&pass, 0, sizeof(pass));
     pass.params = params;
     pass.stats = (float *)stats; /* eval passes never write statistics */
+    pass.weights_version = s->weights_version ? s->weights_version : dg_weights_version_new();
     const int64_t k = s->cfg.classes, gh = n_windows(h, wh, sh), gw = n_windows(w, ww, sw);
     const int passes = s->cfg.flip ? 2 : 1;
     const float scale = 1.f / (float)passes;
@@ -296,6 +297,10 @@ dg_status dg_seg_infer_run(dg_seg_infer *s, const float *params, const float *st
                         x2, f == 1, scale);
             }
     return DG_STATUS_OK;
+}
+
+void dg_seg_infer_hold(dg_seg_infer *s, bool hold) {
+    s->weights_version = hold ? dg_weights_version_new() : 0;
 }
 
 size_t dg_seg_infer_n_instances(const dg_seg_infer *s) { return s->n_inst; }

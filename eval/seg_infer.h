@@ -92,6 +92,7 @@ typedef struct dg_seg_infer {
     int32_t *cover_h;               /* owned (cap_h): windows covering row y */
     int32_t *cover_w;               /* owned (cap_w): windows covering column x */
     int64_t cap_h, cap_w;
+    uint64_t weights_version;       /* held (dg_seg_infer_hold), or 0 */
 } dg_seg_infer;
 
 /* Checks cfg and copies it and the tensor tables of `layout` (the layout
@@ -118,6 +119,13 @@ dg_status dg_seg_infer_configure(dg_seg_infer *s, const dg_seg_infer_cfg *cfg);
  * layout; logits are then untouched. */
 dg_status dg_seg_infer_run(dg_seg_infer *s, const float *params, const float *stats,
         const float *src, int64_t h, int64_t w, float *logits);
+
+/* hold = true: every run until the next dg_seg_infer_hold(s, false) passes
+ * params and stats with the same values (one evaluation over a dataset), so
+ * each instance prepares the weights (BN folded in, layouts converted) at
+ * its first run only. Without it, each run prepares them once for all its
+ * windows and flips. */
+void dg_seg_infer_hold(dg_seg_infer *s, bool hold);
 
 /* Number of cached instances (distinct input sizes built so far). */
 size_t dg_seg_infer_n_instances(const dg_seg_infer *s);

@@ -54,8 +54,11 @@ static void fold(dg_cbr *u, const dg_pass *p) {
 
 void dg_cbr_forward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p) {
     if (u->folded) {
-        fold(u, p);
-        dg_conv_forward_folded(&u->conv, ctx, u->fold_w, u->fold_b);
+        if (!p->weights_version || p->weights_version != u->fold_version) {
+            fold(u, p);
+            u->fold_version = p->weights_version;
+        }
+        dg_conv_forward_folded(&u->conv, ctx, u->fold_w, u->fold_b, p->weights_version);
         return;
     }
     dg_conv_forward(&u->conv, ctx, p);

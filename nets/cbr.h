@@ -17,6 +17,7 @@ typedef struct dg_cbr {
     dg_bn_tensors bnt;      /* the BN's tensors (folded instances) */
     float *fold_w;          /* owned (OC, IC, KH, KW): weights * gamma/sigma */
     float *fold_b;          /* owned (OC): folded bias */
+    uint64_t fold_version;  /* dg_pass.weights_version folded (0: none) */
     dnnl_memory_t dst;      /* borrowed: (N, OC, OH, OW) */
     dnnl_memory_t diff_src; /* borrowed from conv: (N, IC, H, W), or NULL */
 } dg_cbr;

@@ -182,7 +182,7 @@ START_TEST(conv_inference_instance_matches_training_forward) {
     dg_pass p = dg_pass_train(&ps);
     dg_conv_forward(&a, &ctx, &p);
     if (cfg.folded)
-        dg_conv_forward_folded(&b, &ctx, ps.data + a.w_off, ps.data + a.b_off);
+        dg_conv_forward_folded(&b, &ctx, ps.data + a.w_off, ps.data + a.b_off, 0);
     else
         dg_conv_forward(&b, &ctx, &p); /* same weights through the pass */
     float ga[648], gb[648];

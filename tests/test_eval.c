@@ -391,6 +391,47 @@ START_TEST(whole_image_runs_on_the_trainer_layout_with_any_weight_vector) {
 }
 END_TEST
 
+/* Held runs (one evaluation: the weights prepared at the first image only)
+ * give the unheld runs' logits bit for bit, in sliding mode with flips too;
+ * after the hold ends, a run on other weights prepares them anew. */
+START_TEST(held_runs_match_unheld_runs_and_release_the_weights) {
+    const int64_t n = K * H * W;
+    dg_model tr;
+    make_trainer(&tr, H, W, 16);
+    dg_seg_infer s;
+    dg_seg_infer_cfg c = whole_cfg(16);
+    c.mode = DG_SEG_INFER_SLIDE, c.win_h = 48, c.win_w = 64, c.stride_h = 32, c.stride_w = 32;
+    c.flip = true;
+    ck_assert_int_eq(dg_seg_infer_init(&s, &ctx, &c, &tr.ps), DG_STATUS_OK);
+    float *x1 = new_image(H, W, 2), *x2 = new_image(H, W, 3);
+    float *e1 = new_f32(n), *e2 = new_f32(n), *z = new_f32(n), *e3 = new_f32(n);
+    ck_assert_int_eq(dg_seg_infer_run(&s, tr.ps.data, tr.ps.stats, x1, H, W, e1), DG_STATUS_OK);
+    ck_assert_int_eq(dg_seg_infer_run(&s, tr.ps.data, tr.ps.stats, x2, H, W, e2), DG_STATUS_OK);
+    dg_seg_infer_hold(&s, true);
+    for (int rep = 0; rep < 2; rep++) {
+        ck_assert_int_eq(dg_seg_infer_run(&s, tr.ps.data, tr.ps.stats, x1, H, W, z), DG_STATUS_OK);
+        ck_assert_msg(!memcmp(z, e1, (size_t)n * sizeof(float)), "held run %d, image 1", rep);
+        ck_assert_int_eq(dg_seg_infer_run(&s, tr.ps.data, tr.ps.stats, x2, H, W, z), DG_STATUS_OK);
+        ck_assert_msg(!memcmp(z, e2, (size_t)n * sizeof(float)), "held run %d, image 2", rep);
+    }
+    dg_seg_infer_hold(&s, false);
+    float *p2 = new_f32((int64_t)tr.ps.d), *s2 = new_f32((int64_t)tr.ps.n_stats);
+    for (size_t i = 0; i < tr.ps.d; i++) p2[i] = 0.9f * tr.ps.data[i];
+    for (size_t i = 0; i < tr.ps.n_stats; i++) s2[i] = 1.1f * tr.ps.stats[i];
+    ck_assert_int_eq(dg_seg_infer_run(&s, p2, s2, x1, H, W, z), DG_STATUS_OK);
+    ck_assert_double_gt(max_abs_diff(z, e1, n), 1e-2);
+    dg_seg_infer s_new; /* a fresh evaluator's logits on the other weights */
+    ck_assert_int_eq(dg_seg_infer_init(&s_new, &ctx, &c, &tr.ps), DG_STATUS_OK);
+    ck_assert_int_eq(dg_seg_infer_run(&s_new, p2, s2, x1, H, W, e3), DG_STATUS_OK);
+    ck_assert_msg(!memcmp(z, e3, (size_t)n * sizeof(float)), "after the hold: stale weights");
+    dg_seg_infer_free(&s_new);
+    dg_free(s2), dg_free(p2), dg_free(e3), dg_free(z), dg_free(e2), dg_free(e1);
+    dg_free(x2), dg_free(x1);
+    dg_seg_infer_free(&s);
+    dg_model_free(&tr);
+}
+END_TEST
+
 /* Window origins along one axis, enumerated as a set: 0, s, 2s, ... while
  * the window ends inside the image, then the border-aligned last one. */
 static int origins(int64_t size, int64_t win, int64_t step, int64_t *o) {
@@ -645,6 +686,7 @@ Suite *eval_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, whole_image_runs_on_the_trainer_layout_with_any_weight_vector);
+    tcase_add_test(tc, held_runs_match_unheld_runs_and_release_the_weights);
     tcase_add_test(tc, sliding_window_logits_are_the_mean_of_the_covering_windows);
     tcase_add_test(tc, flip_averaging_is_the_mean_of_the_two_passes_and_reruns_allocate_nothing);
     tcase_add_test(tc, layout_mismatch_and_bad_settings_are_reported);

@@ -1,6 +1,7 @@
 /* tests/test_models.c -- model structure: output-stride and auxiliary-head
  * shapes, torchvision parameter counts and names, ImageNet backbone loading
- * with torchvision names (and its faults), the inference instance, and
+ * with torchvision names (and its faults), the inference instance and its
+ * once-per-version weight preparation, and
  * allocation-free training steps of a DeepLab. Numerics against PyTorch live
  * in test_fixtures.c. */
 #define _POSIX_C_SOURCE 200809L
@@ -216,6 +217,78 @@ START_TEST(inference_instance_matches_training_instance_in_eval_mode) {
 }
 END_TEST
 
+/* Logits of inference instance m (plain, n floats) on params/stats with
+ * dg_pass.weights_version v. */
+static void infer_logits(dg_model *m, const float *params, float *stats, uint64_t v, float *out) {
+    dg_pass p = dg_pass_eval(&m->ps);
+    p.params = params;
+    p.stats = stats;
+    p.weights_version = v;
+    dg_model_forward(m, &ctx, &p);
+    DG_DNNL(dnnl_stream_wait(ctx.stream));
+    read_plain(&ctx, m->logits, out);
+}
+
+static void assert_same_bits(const float *a, const float *b, size_t n, const char *what) {
+    ck_assert_msg(!memcmp(a, b, n * sizeof(float)), "%s: logits differ", what);
+}
+
+static const char *const version_models[] = {"deeplabv3plus-r18", "mnist-cnn", "resnet18"};
+
+/* Inference instances prepare their weights (BN folded in, converted to the
+ * primitives' layouts) once per dg_pass.weights_version: the same version
+ * reuses them bit for bit, a new version or 0 prepares from the weights
+ * given. Running weights B under A's version does not give B's logits: the
+ * preparation is really skipped, so a caller must draw a new version
+ * whenever the weights change. */
+START_TEST(inference_prepares_weights_once_per_version) {
+    const char *name = version_models[_i];
+    const bool seg = !strncmp(name, "deeplab", 7);
+    dg_model_opts o = seg ? seg_opts(1, 33, 41, 16, false, false)
+                          : (dg_model_opts){.batch = 3, .in_channels = seg ? 3 : 1,
+                                    .height = 28, .width = 28, .classes = 10};
+    if (!strcmp(name, "resnet18")) o.in_channels = 3, o.height = o.width = 32;
+    dg_model m;
+    ck_assert_int_eq(dg_model_create(&m, &ctx, name, &o, 4), DG_STATUS_OK);
+    const size_t d = m.ps.d, ns = m.ps.n_stats;
+    fill_uniform(dg_mem_ptr(m.src), (size_t)(o.batch * o.in_channels * o.height * o.width), 5,
+            -1, 1);
+    float *wa = dg_xmalloc(d * sizeof(float)), *sa = dg_xmalloc((ns + 1) * sizeof(float));
+    float *wb = dg_xmalloc(d * sizeof(float)), *sb = dg_xmalloc((ns + 1) * sizeof(float));
+    fixture_fill_weights(&m.ps, 2024);
+    memcpy(wa, m.ps.data, d * sizeof(float));
+    memcpy(sa, m.ps.stats, ns * sizeof(float));
+    fixture_fill_weights(&m.ps, 77);
+    memcpy(wb, m.ps.data, d * sizeof(float));
+    memcpy(sb, m.ps.stats, ns * sizeof(float));
+    int64_t ld[4];
+    dg_mem_dims4(m.logits, ld);
+    const size_t nl = (size_t)(ld[0] * ld[1] * ld[2] * ld[3]);
+    float *ra = dg_xmalloc(nl * sizeof(float)), *rb = dg_xmalloc(nl * sizeof(float));
+    float *z = dg_xmalloc(nl * sizeof(float));
+    infer_logits(&m, wa, sa, 0, ra);
+    infer_logits(&m, wb, sb, 0, rb);
+    ck_assert_msg(memcmp(ra, rb, nl * sizeof(float)), "%s: A and B give the same logits", name);
+
+    const uint64_t va = dg_weights_version_new(), vb = dg_weights_version_new();
+    ck_assert(va != 0 && vb != va);
+    infer_logits(&m, wa, sa, va, z);
+    assert_same_bits(z, ra, nl, "A, first forward of its version");
+    infer_logits(&m, wa, sa, va, z);
+    assert_same_bits(z, ra, nl, "A, prepared weights reused");
+    infer_logits(&m, wb, sb, va, z); /* A's converted weights, B's biases, GN/BN */
+    ck_assert_msg(memcmp(z, rb, nl * sizeof(float)), "%s: B under A's version gave B's logits: "
+            "nothing was reused", name);
+    infer_logits(&m, wb, sb, vb, z);
+    assert_same_bits(z, rb, nl, "B, new version");
+    infer_logits(&m, wa, sa, 0, z);
+    assert_same_bits(z, ra, nl, "A, version 0");
+    dg_free(wa), dg_free(sa), dg_free(wb), dg_free(sb);
+    dg_free(ra), dg_free(rb), dg_free(z);
+    dg_model_free(&m);
+}
+END_TEST
+
 typedef struct deeplab_run {
     dg_model *m;
     dg_loss_ce *main_loss, *aux_loss;
@@ -266,6 +339,8 @@ Suite *models_suite(void) {
     tcase_add_test(tc, pretrained_backbone_loads_with_torchvision_names);
     tcase_add_test(tc, pretrained_fault_is_reported_by_name_and_model_unchanged);
     tcase_add_test(tc, inference_instance_matches_training_instance_in_eval_mode);
+    tcase_add_loop_test(tc, inference_prepares_weights_once_per_version, 0,
+            (int)DG_ARRAY_LEN(version_models));
     tcase_add_test(tc, deeplab_steps_after_the_first_allocate_nothing);
     suite_add_tcase(s, tc);
     return s;

@@ -187,12 +187,13 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
     DG_ASSERT(!l->cfg.folded);
     dg_wlayer_forward(&l->wl, ctx, p->params + l->w_off,
-            l->cfg.bias ? p->params + l->b_off : NULL);
+            l->cfg.bias ? p->params + l->b_off : NULL, p->weights_version);
 }
 
-void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias) {
+void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
+        uint64_t version) {
     DG_ASSERT(l->cfg.folded);
-    dg_wlayer_forward(&l->wl, ctx, weights, bias);
+    dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
 }
 
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {

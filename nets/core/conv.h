@@ -75,8 +75,10 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg);
 void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p);
 /* Forward of a folded instance on weights (OC, IC, KH, KW) and bias (OC)
- * given now (borrowed for the call). */
-void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias);
+ * given now (borrowed for the call); version as dg_pass.weights_version,
+ * for those weights (dg_wlayer_forward). */
+void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
+        uint64_t version);
 /* diff_dst (N, OC, OH, OW) in any layout; writes diff_src (unless
  * no_diff_src) and the weight/bias gradients (overwritten) into p->grad. */
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);

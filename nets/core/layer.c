@@ -1,7 +1,13 @@
 /* nets/core/layer.c -- see layer.h. */
 #include "layer.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+uint64_t dg_weights_version_new(void) {
+    static atomic_uint_fast64_t last;
+    return (uint64_t)atomic_fetch_add(&last, 1) + 1;
+}
 
 dg_pass dg_pass_train(const dg_param_set *ps) {
     dg_pass p;

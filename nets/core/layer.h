@@ -18,6 +18,14 @@ typedef struct dg_pass {
     bool update_stats;   /* train mode: update BN running statistics */
     uint64_t seed;       /* dropout streams (DG_RNG_DROPOUT) */
     uint64_t counter;    /* forward number: dropout masks differ per step */
+    uint64_t weights_version; /* inference instances: nonzero when params and
+                            stats hold the same values as at this
+                            instance's last forward with the same version
+                            (dg_weights_version_new), so layers reuse what
+                            they prepared from them then (BN folded into
+                            the weights, weights in the primitives'
+                            layouts); 0: prepare anew. Training instances
+                            ignore it */
     double bn_momentum;  /* BN running-statistics momentum; 0 = PyTorch's 0.1.
                             1/(k+1) on the k-th batch after zeroing the
                             statistics gives their exact cumulative mean
@@ -28,6 +36,12 @@ typedef struct dg_pass {
 dg_pass dg_pass_train(const dg_param_set *ps);
 /* An eval-mode pass over ps: running statistics, no dropout. */
 dg_pass dg_pass_eval(const dg_param_set *ps);
+
+/* A version no other call has returned (process-wide, thread-safe): the
+ * caller of a series of inference forwards on unchanged weights puts it in
+ * dg_pass.weights_version, and draws a new one when the weights or the
+ * statistics change. */
+uint64_t dg_weights_version_new(void);
 
 /* Logical dims of a memory's descriptor: (N, C, H, W). */
 void dg_mem_dims4(const_dnnl_memory_t m, int64_t dims[4]);

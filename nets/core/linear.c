@@ -78,7 +78,7 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
 
 void dg_linear_forward(dg_linear *l, dg_ctx *ctx, const dg_pass *p) {
     dg_wlayer_forward(&l->wl, ctx, p->params + l->w_off,
-            l->cfg.bias ? p->params + l->b_off : NULL);
+            l->cfg.bias ? p->params + l->b_off : NULL, p->weights_version);
 }
 
 void dg_linear_backward(dg_linear *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {

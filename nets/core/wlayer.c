@@ -31,8 +31,14 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
     wl->w_user = dg_mem_new(ctx, w_plain, DNNL_MEMORY_NONE);
     if (b_plain) wl->b_user = dg_mem_new(ctx, b_plain, DNNL_MEMORY_NONE);
     dg_port_bind_in(&wl->src_p, ctx, src, dg_pd_md(fwd_pd, dnnl_query_src_md, 0));
-    dg_port_bind_in_transient(&wl->w_p, ctx, wl->w_user,
-            dg_pd_md(fwd_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
+    dnnl_prop_kind_t prop;
+    DG_DNNL(dnnl_primitive_desc_query(fwd_pd, dnnl_query_prop_kind, 0, &prop));
+    wl->inference = prop == dnnl_forward_inference;
+    const dnnl_memory_desc_t *w_md = dg_pd_md(fwd_pd, dnnl_query_weights_md, 0);
+    if (wl->inference) /* kept for the next forward on the same weights */
+        dg_port_bind_in(&wl->w_p, ctx, wl->w_user, w_md);
+    else
+        dg_port_bind_in_transient(&wl->w_p, ctx, wl->w_user, w_md, DG_SLOT_WEIGHTS);
 }
 
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
@@ -59,11 +65,15 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
             dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
 }
 
-void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias) {
+void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias,
+        uint64_t version) {
     dg_mem_set_ptr(wl->w_user, weights + wl->w_shift);
     if (wl->b_user) dg_mem_set_ptr(wl->b_user, bias);
     dg_port_pull(&wl->src_p, ctx);
-    dg_port_pull(&wl->w_p, ctx);
+    if (!wl->inference || !version || version != wl->w_version) {
+        dg_port_pull(&wl->w_p, ctx);
+        wl->w_version = wl->inference ? version : 0;
+    }
     dnnl_exec_arg_t args[] = {
         {DNNL_ARG_SRC, wl->src_p.mem},
         {DNNL_ARG_WEIGHTS, wl->w_p.mem},

@@ -29,6 +29,10 @@ typedef struct dg_wlayer {
     dg_port dw_p;                 /* diff_weights -> plain gradient */
     size_t w_shift;               /* elements from the weights (and gradient)
                                      pointer to w_plain's first element */
+    bool inference;               /* fwd_pd is forward_inference: w_p keeps
+                                     its own buffer between forwards */
+    uint64_t w_version;           /* inference: dg_pass.weights_version of
+                                     the weights in w_p (0: none) */
 } dg_wlayer;
 
 /* The data type convolutions and inner products compute in: dnnl_f32 (the
@@ -53,8 +57,12 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
         dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
         const dnnl_memory_desc_t *b_plain, int diff_slot);
-/* dst = op(src; weights, bias): weights and bias (or NULL) in plain layout. */
-void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias);
+/* dst = op(src; weights, bias): weights and bias (or NULL) in plain layout.
+ * An inference layer skips converting the weights to the primitive's layout
+ * when `version` (dg_pass.weights_version) is nonzero and that of its last
+ * conversion; training layers convert every time. */
+void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias,
+        uint64_t version);
 /* Writes diff_weights/diff_bias (overwritten; plain) and diff_src. */
 void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, float *diff_weights,
         float *diff_bias);
