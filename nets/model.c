@@ -14,10 +14,12 @@ typedef struct model_entry {
     const char *name;
     void (*init)(dg_model *m, dg_ctx *ctx);
     const char *backbone; /* tensor prefix of the ImageNet trunk, or NULL */
-    bool winograd;        /* DG_WINOGRAD_AUTO's choice: on where the model's
-                             PyTorch fixture holds with it (tests/test_fixtures);
-                             DeepLab's gradients drift ~40x PyTorch's own f32
-                             error with it, so it stays direct */
+    bool winograd;        /* DG_WINOGRAD_AUTO's choice for training instances:
+                             on where the model's PyTorch fixture holds with it
+                             (tests/test_fixtures); DeepLab's gradients drift
+                             ~40x PyTorch's own f32 error with it, so it trains
+                             direct. Inference instances take Winograd for
+                             every model: all inference fixtures hold with it */
 } model_entry;
 
 static void deeplab_r18(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 18); }
@@ -63,7 +65,7 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
     m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
     dg_conv_set_winograd(o->winograd == DG_WINOGRAD_ON ||
-            (o->winograd == DG_WINOGRAD_AUTO && e->winograd));
+            (o->winograd == DG_WINOGRAD_AUTO && (e->winograd || !o->training)));
     dg_wlayer_set_compute(o->bf16 ? dnnl_bf16 : dnnl_f32);
     e->init(m, ctx);
     dg_conv_set_winograd(false);

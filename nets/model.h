@@ -30,9 +30,10 @@ typedef struct dg_model_opts {
     bool freeze_bn;      /* every BN in frozen mode (ALGORITHMS.md §2.2) */
     float dropout;       /* classifiers: dropout before the linear head */
     int winograd;        /* dense 3x3 convolutions by Winograd (conv.h):
-                            DG_WINOGRAD_AUTO (0) = the model's default, on for
-                            the classifiers (MNIST CNN, ResNets), off for
-                            DeepLab; DG_WINOGRAD_ON; DG_WINOGRAD_OFF */
+                            DG_WINOGRAD_AUTO (0) = the model's default: on for
+                            inference instances and for the classifiers'
+                            training (MNIST CNN, ResNets), off for DeepLab's
+                            training; DG_WINOGRAD_ON; DG_WINOGRAD_OFF */
     bool bf16;           /* convolutions and inner products compute in bf16
                             with f32 master weights (wlayer.h; train.dtype) */
 } dg_model_opts;

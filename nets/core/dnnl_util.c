@@ -186,11 +186,12 @@ static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, 
                       kw = wei->dims[wei->ndims - 1];
         const int64_t n = src->dims[0], ic = src->dims[1], oc = dst->dims[1],
                       oh = dst->dims[2], ow = dst->dims[3];
-        snprintf(buf, size, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld d%lld%s%s",
+        snprintf(buf, size, "%lldx%lldx%lldx%lld->%lld k%lldx%lld s%lld d%lld%s%s%s",
                 (long long)n, (long long)ic, (long long)src->dims[2], (long long)src->dims[3],
                 (long long)oc, (long long)kh, (long long)kw, (long long)cd->strides[0],
                 (long long)cd->dilates[0] + 1,
                 cd->weights_desc.data_type == dnnl_bf16 ? " bf16" : "",
+                cd->alg_kind == dnnl_convolution_winograd ? " wino" : "",
                 grouped ? " grouped" : "");
         if (grouped) {
             const size_t len = strlen(buf);
