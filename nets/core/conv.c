@@ -63,6 +63,18 @@ static bool use_winograd(const dg_conv_cfg *cfg, int64_t ic) {
             cfg->oc >= 16;
 }
 
+/* Whether oneDNN implements pd with its gemm-based (im2col) convolution. */
+static bool pd_is_gemm(const_dnnl_primitive_desc_t pd) {
+    const char *impl = NULL;
+    DG_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+    return impl && strstr(impl, "gemm");
+}
+
+static size_t pd_scratch_size(const_dnnl_primitive_desc_t pd) {
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
 /* The pd of the first of descs[0..n) that has an implementation; the last
  * one (direct) must have one. */
 static dnnl_primitive_desc_t first_pd(const dg_ctx *ctx, const dnnl_convolution_desc_t *descs,
@@ -164,6 +176,30 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dnnl_primitive_desc_t bwd_w_pd = first_pd(ctx, bwd, n_alg, NULL, fwd_pd);
     dnnl_primitive_desc_t bwd_data_pd =
             cfg->no_diff_src ? NULL : first_pd(ctx, bdd, n_alg, NULL, fwd_pd);
+    /* oneDNN 2.6 has no JIT backward-data kernel for some dilated shapes
+     * (ASPP's rates 12 and 18) and takes gemm, with a per-thread im2col
+     * buffer of the whole image, IC*K*K*OH*OW floats (R50 at 768^2: 170 MB
+     * a thread). At stride 1 with "same" padding the backward-data is a
+     * forward convolution of diff_dst (wlayer.h), which oneDNN runs with JIT
+     * kernels or with gemm on im2col blocks: taken when its scratchpad is
+     * the smaller. */
+    if (bwd_data_pd && cfg->stride == 1 && l->tap < 0 && 2 * p == cfg->dilation * (k - 1) &&
+            pd_is_gemm(bwd_data_pd)) {
+        dnnl_memory_desc_t ddst_src = dg_md_any_dt(4, dst_dims, cdt);
+        const dnnl_dims_t rot_dims = {ic, oc, k, k};
+        dnnl_memory_desc_t w_rot = dg_md_any_dt(4, rot_dims, cdt);
+        dnnl_convolution_desc_t rd;
+        DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&rd, dnnl_forward_inference,
+                dnnl_convolution_direct, &ddst_src, &w_rot, NULL, &src_f32, strides, dil, pad,
+                pad));
+        dnnl_primitive_desc_t rot_pd = dg_pd_try_new(ctx, &rd, NULL, NULL);
+        if (rot_pd && pd_scratch_size(rot_pd) < pd_scratch_size(bwd_data_pd)) {
+            dnnl_primitive_desc_destroy(bwd_data_pd);
+            bwd_data_pd = rot_pd;
+        } else {
+            dnnl_primitive_desc_destroy(rot_pd);
+        }
+    }
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md,
             cfg->diff_slot);
     l->diff_src = l->wl.diff_src;

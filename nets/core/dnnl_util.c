@@ -230,15 +230,19 @@ static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, 
 }
 
 void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd) {
+    dg_prim_init_as(p, ctx, pd, NULL);
+}
+
+void dg_prim_init_as(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd, const char *kind) {
     memset(p, 0, sizeof(*p));
     atomic_fetch_add(&n_primitives, 1);
     DG_DNNL(dnnl_primitive_create(&p->prim, pd));
     if (dg_profile_enabled()) {
-        char kind[96], shape[128];
+        char pd_kind[96], shape[128];
         dnnl_prop_kind_t prop;
-        prim_kind_name(pd, kind, sizeof(kind), &prop);
+        prim_kind_name(pd, pd_kind, sizeof(pd_kind), &prop);
         const double flops = prim_shape(pd, prop, shape, sizeof(shape));
-        p->prof = dg_profile_slot(kind, shape, flops);
+        p->prof = dg_profile_slot(kind ? kind : pd_kind, shape, flops);
     }
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;

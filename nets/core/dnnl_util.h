@@ -109,6 +109,9 @@ dnnl_primitive_desc_t dg_pd_new(const dg_ctx *ctx, const void *op_desc,
 dnnl_primitive_desc_t dg_pd_try_new(const dg_ctx *ctx, const void *op_desc,
         const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint);
 void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd);
+/* The same, profiled as `kind` (profile.h) instead of the pd's own kind
+ * (NULL: the pd's): a primitive that does another pass's work. */
+void dg_prim_init_as(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd, const char *kind);
 /* Executes with args (at most 15) plus the scratchpad. */
 void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exec_arg_t *args);
 void dg_prim_free(dg_prim *p);

@@ -57,12 +57,42 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
             dg_pd_md(bwd_w_pd, dnnl_query_diff_weights_md, 0), DG_SLOT_DIFF_W);
     if (!bwd_data_pd) return;
     wl->bwd_data_pd = bwd_data_pd;
-    dg_prim_init(&wl->bwd_data, ctx, bwd_data_pd);
+    dnnl_prop_kind_t prop;
+    DG_DNNL(dnnl_primitive_desc_query(bwd_data_pd, dnnl_query_prop_kind, 0, &prop));
+    wl->bwd_data_rot = prop == dnnl_forward_inference;
+    /* profiled as backward-data, with its own (diff_dst -> diff_src) shape */
+    dg_prim_init_as(&wl->bwd_data, ctx, bwd_data_pd,
+            wl->bwd_data_rot ? "convolution backward-data" : NULL);
     wl->diff_slot = diff_slot;
-    wl->diff_src = dg_buf_mem(ctx, dg_pd_md(bwd_data_pd, dnnl_query_diff_src_md, 0), diff_slot);
-    /* from the plain weights the last forward used (w_user) */
-    dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_user,
-            dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0), DG_SLOT_WEIGHTS);
+    wl->diff_src = dg_buf_mem(ctx, dg_pd_md(bwd_data_pd, wl->bwd_data_rot ? dnnl_query_dst_md
+            : dnnl_query_diff_src_md, 0), diff_slot);
+    const dnnl_memory_desc_t *wd_md = dg_pd_md(bwd_data_pd, dnnl_query_weights_md, 0);
+    if (!wl->bwd_data_rot) { /* from the plain weights the last forward used (w_user) */
+        dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_user, wd_md, DG_SLOT_WEIGHTS);
+        return;
+    }
+    DG_ASSERT(w_plain->ndims == 4 && wl->w_shift == 0);
+    const int64_t *wd = w_plain->dims;
+    DG_ASSERT(wd[0] == wd_md->dims[1] && wd[1] == wd_md->dims[0] && wd[2] == wd[3]);
+    const int64_t rot_dims[4] = {wd[1], wd[0], wd[2], wd[3]};
+    dnnl_memory_desc_t rot_md = dg_md_plain(4, rot_dims, dnnl_oihw);
+    wl->w_rot = dg_xmalloc(dnnl_memory_desc_get_size(&rot_md));
+    wl->w_rot_user = dg_mem_new(ctx, &rot_md, wl->w_rot);
+    dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_rot_user, wd_md, DG_SLOT_WEIGHTS);
+}
+
+/* w_rot[i][o][y][x] = w[o][i][K-1-y][K-1-x], w being the plain weights the
+ * last forward used. */
+static void rotate_weights(dg_wlayer *wl) {
+    const dnnl_memory_desc_t *md = dg_mem_md(wl->w_rot_user);
+    const int64_t ic = md->dims[0], oc = md->dims[1], kk = md->dims[2] * md->dims[3];
+    const float *w = dg_mem_ptr(wl->w_user);
+    float *r = wl->w_rot;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < oc; o++)
+        for (int64_t i = 0; i < ic; i++)
+            for (int64_t t = 0; t < kk; t++)
+                r[(i * oc + o) * kk + kk - 1 - t] = w[(o * ic + i) * kk + t];
 }
 
 void dg_wlayer_forward(dg_wlayer *wl, dg_ctx *ctx, const float *weights, const float *bias,
@@ -103,17 +133,19 @@ void dg_wlayer_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t diff_dst, floa
     if (!wl->bwd_data.prim) return;
     /* Where both passes want diff_dst alike (bf16: the same rounding), the
      * backward-weights port's copy serves both. */
-    const dnnl_memory_desc_t *want_d = dg_pd_md(wl->bwd_data_pd, dnnl_query_diff_dst_md, 0);
+    const dnnl_memory_desc_t *want_d = dg_pd_md(wl->bwd_data_pd,
+            wl->bwd_data_rot ? dnnl_query_src_md : dnnl_query_diff_dst_md, 0);
     const bool share = dnnl_memory_desc_equal(want_d, &wl->ddst_w_p.want);
     dg_port_bind_in_transient(&wl->ddst_d_p, ctx, share ? wl->ddst_w_p.mem : diff_dst, want_d,
             DG_SLOT_DIFF_DST2);
     dg_port_pull(&wl->ddst_d_p, ctx);
+    if (wl->bwd_data_rot) rotate_weights(wl);
     dg_port_pull(&wl->w_d_p, ctx);
     dg_buf_point(ctx, wl->diff_src, wl->diff_slot);
     dnnl_exec_arg_t dargs[] = {
-        {DNNL_ARG_DIFF_DST, wl->ddst_d_p.mem},
+        {wl->bwd_data_rot ? DNNL_ARG_SRC : DNNL_ARG_DIFF_DST, wl->ddst_d_p.mem},
         {DNNL_ARG_WEIGHTS, wl->w_d_p.mem},
-        {DNNL_ARG_DIFF_SRC, wl->diff_src},
+        {wl->bwd_data_rot ? DNNL_ARG_DST : DNNL_ARG_DIFF_SRC, wl->diff_src},
     };
     dg_prim_exec(&wl->bwd_data, ctx, 3, dargs);
 }
@@ -130,7 +162,8 @@ void dg_wlayer_free(dg_wlayer *wl) {
     for (size_t i = 0; i < DG_ARRAY_LEN(ports); i++) dg_port_free(ports[i]);
     if (wl->dst_borrowed) wl->dst = NULL;
     dnnl_memory_t mems[] = {wl->dst, wl->diff_src, wl->w_user, wl->b_user, wl->dw_user,
-            wl->db_user};
+            wl->db_user, wl->w_rot_user};
     for (size_t i = 0; i < DG_ARRAY_LEN(mems); i++) dnnl_memory_destroy(mems[i]);
+    dg_free(wl->w_rot);
     memset(wl, 0, sizeof(*wl));
 }

@@ -33,6 +33,11 @@ typedef struct dg_wlayer {
                                      its own buffer between forwards */
     uint64_t w_version;           /* inference: dg_pass.weights_version of
                                      the weights in w_p (0: none) */
+    bool bwd_data_rot;            /* bwd_data_pd is a forward convolution of
+                                     diff_dst with the weights rotated
+                                     (dg_wlayer_init_backward) */
+    float *w_rot;                 /* those weights, (IC, OC, K, K), plain */
+    dnnl_memory_t w_rot_user;     /* wraps w_rot */
 } dg_wlayer;
 
 /* The data type convolutions and inner products compute in: dnnl_f32 (the
@@ -53,7 +58,12 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
         const dnnl_memory_desc_t *b_plain, dnnl_memory_t dst_into);
 /* Takes bwd_w_pd and bwd_data_pd (NULL: no gradient for src). b_plain as
  * for the forward, or NULL when the bias is not trained. diff_slot: a held
- * slot of ctx for diff_src (dnnl_util.h), or DG_SLOT_OWN. */
+ * slot of ctx for diff_src (dnnl_util.h), or DG_SLOT_OWN. bwd_data_pd may
+ * instead be a forward-inference convolution pd (src: diff_dst, dst:
+ * diff_src) of a stride-1 convolution with "same" padding: its backward-data
+ * is the forward convolution of diff_dst with the weights transposed
+ * (in <-> out channels) and rotated 180 degrees, at the same dilation and
+ * padding; the layer then rotates the weights before each backward. */
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
         dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
         const dnnl_memory_desc_t *b_plain, int diff_slot);

@@ -2,10 +2,10 @@
 # The README's targets table: dgseg bench against the PyTorch reference (tests/reference/
 # torch_bench.py, Debian's python3-torch), interleaved, two rounds, 2 threads: DeepLabv3+ R50 OS16,
 # batch 2, 256x256 (f32 training and inference, bf16 training; PyTorch in NCHW and channels_last)
-# and the MNIST CNN at batch 320. Needs a Release build in build/. Prints one JSON line per run,
+# and the MNIST CNN at batch 320. Needs a Release build in build/ (or DGSEG=binary). Prints one JSON line per run,
 # prefixed by what it is.
 cd "$(dirname "$0")/../.." || exit 1
-B=./build/dgseg
+B=${DGSEG:-./build/dgseg}
 T="/usr/bin/python3 tests/reference/torch_bench.py"
 R50="--model deeplabv3plus-r50 --size 256 --batch 2 --threads 2"
 export OMP_NUM_THREADS=2
