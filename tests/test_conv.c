@@ -202,6 +202,64 @@ START_TEST(conv_inference_instance_matches_training_forward) {
 }
 END_TEST
 
+/* Inference instances with Winograd on run a dilated 3x3 convolution on its
+ * input's phases (conv.h) where the input splits evenly, and match the
+ * training instance's direct dilated forward to Winograd's rounding. Loop:
+ * dilation 2, then 3 folded and writing into a borrowed blocked dst, then
+ * 2 on an input that does not split (the plain path), then 2 with Winograd
+ * off (also plain). */
+START_TEST(conv_phases_match_dilated_forward) {
+    const int64_t d = _i == 1 ? 3 : 2, hw = _i == 2 ? 13 : 12, n = 2, ic = 32, oc = 16;
+    const bool folded = _i == 1, wino = _i != 3;
+    int64_t dims[4] = {n, ic, hw, hw};
+    const size_t ns = (size_t)(n * ic * hw * hw), nd = (size_t)(n * oc * hw * hw);
+    float *src = dg_xmalloc(ns * sizeof(float));
+    fill_uniform(src, ns, 11 + (uint64_t)_i, -1, 1);
+    dnnl_memory_t m = make_tagged(&ctx, src, 4, dims, _i == 0 ? dnnl_nchw : dnnl_nChw16c);
+    dg_param_set ps, ps2;
+    dg_params_init(&ps);
+    dg_params_init(&ps2);
+    dg_conv a, b;
+    dg_conv_cfg cfg = {.oc = oc, .k = 3, .stride = 1, .pad = d, .dilation = d, .bias = true,
+            .relu = true, .training = true};
+    dg_conv_init(&a, &ctx, &ps, "a", m, &cfg);
+    dg_params_alloc(&ps);
+    dg_params_init_values(&ps, 9);
+    for (int64_t i = 0; i < oc; i++) ps.data[a.b_off + (size_t)i] = 0.05f * (float)i - 0.4f;
+    int64_t ddims[4] = {n, oc, hw, hw};
+    dnnl_memory_desc_t into_md = dg_md_plain(4, ddims, dnnl_nChw16c);
+    dnnl_memory_t into = folded ? dg_mem_new(&ctx, &into_md, DNNL_MEMORY_ALLOCATE) : NULL;
+    cfg.training = false;
+    cfg.folded = folded;
+    cfg.dst_into = into;
+    dg_conv_set_winograd(wino);
+    dg_conv_init(&b, &ctx, &ps2, "a", m, &cfg);
+    dg_conv_set_winograd(false);
+    dg_params_alloc(&ps2);
+    ck_assert_int_eq(b.phases, _i < 2);
+    if (folded) ck_assert_ptr_eq(b.dst, into);
+    dg_pass p = dg_pass_train(&ps);
+    dg_conv_forward(&a, &ctx, &p);
+    for (int rep = 0; rep < 2; rep++) { /* the second forward reuses the prepared weights */
+        if (folded)
+            dg_conv_forward_folded(&b, &ctx, ps.data + a.w_off, ps.data + a.b_off, 1);
+        else
+            dg_conv_forward(&b, &ctx, &p);
+    }
+    float *ga = dg_xmalloc(nd * sizeof(float)), *gb = dg_xmalloc(nd * sizeof(float));
+    double *e = dg_xmalloc(nd * sizeof(double));
+    read_plain(&ctx, a.dst, ga);
+    read_plain(&ctx, b.dst, gb);
+    to_double(e, ga, nd);
+    DG_ASSERT_CLOSE(gb, e, nd, 1e-5, 1e-4);
+    dg_conv_free(&a), dg_conv_free(&b);
+    dnnl_memory_destroy(m);
+    dnnl_memory_destroy(into);
+    dg_params_free(&ps), dg_params_free(&ps2);
+    dg_free(src), dg_free(ga), dg_free(gb), dg_free(e);
+}
+END_TEST
+
 START_TEST(conv_init_is_kaiming_normal_fan_out) {
     int64_t dims[4] = {1, 16, 8, 8};
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
@@ -235,6 +293,7 @@ Suite *conv_suite(void) {
             (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, conv_reference_backward_matches_finite_differences);
     tcase_add_loop_test(tc, conv_inference_instance_matches_training_forward, 0, 3);
+    tcase_add_loop_test(tc, conv_phases_match_dilated_forward, 0, 4);
     tcase_add_test(tc, conv_init_is_kaiming_normal_fan_out);
     suite_add_tcase(s, tc);
     return s;

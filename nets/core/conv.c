@@ -63,6 +63,81 @@ static bool use_winograd(const dg_conv_cfg *cfg, int64_t ic) {
             cfg->oc >= 16;
 }
 
+/* The (N, C, H/d, d, W/d, d) view of md, a 4-D layout blocked at most on
+ * channels; batched: md is (d*d*N, C, H/d, W/d), phase (py, px) of image n
+ * at batch index (py * d + px) * N + n. False where md has another form. */
+static bool phase_view(const dnnl_memory_desc_t *md, int64_t d, int64_t n, bool batched,
+        dnnl_memory_desc_t *v) {
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    if (md->ndims != 4 || md->format_kind != dnnl_blocked || md->offset0 != 0) return false;
+    for (int i = 0; i < b->inner_nblks; i++)
+        if (b->inner_idxs[i] != 1) return false;
+    memset(v, 0, sizeof(*v));
+    v->ndims = 6;
+    v->data_type = md->data_type;
+    v->format_kind = dnnl_blocked;
+    const int64_t hq = batched ? md->dims[2] : md->dims[2] / d;
+    const int64_t wq = batched ? md->dims[3] : md->dims[3] / d;
+    const int64_t dims[6] = {n, md->dims[1], hq, d, wq, d};
+    const int64_t *s = b->strides;
+    const int64_t st_plain[6] = {s[0], s[1], s[2] * d, s[2], s[3] * d, s[3]};
+    const int64_t st_batched[6] = {s[0], s[1], s[2], s[0] * d * n, s[3], s[0] * n};
+    for (int i = 0; i < 6; i++) {
+        v->dims[i] = v->padded_dims[i] = dims[i];
+        v->format_desc.blocking.strides[i] = batched ? st_batched[i] : st_plain[i];
+    }
+    v->padded_dims[1] = md->padded_dims[1];
+    v->format_desc.blocking.inner_nblks = b->inner_nblks;
+    for (int i = 0; i < b->inner_nblks; i++) {
+        v->format_desc.blocking.inner_blks[i] = b->inner_blks[i];
+        v->format_desc.blocking.inner_idxs[i] = 1;
+    }
+    return true;
+}
+
+/* The phases form of the forward (conv.h), or false where it does not
+ * apply (or oneDNN has no Winograd kernel for it). */
+static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_plain,
+        const dnnl_memory_desc_t *b_md, const_dnnl_post_ops_t po) {
+    const dg_conv_cfg *cfg = &l->cfg;
+    const int64_t d = cfg->dilation, n = l->src_dims[0], ic = l->src_dims[1];
+    const int64_t h = l->src_dims[2], w = l->src_dims[3];
+    if (!winograd_on || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
+            cfg->k != 3 || cfg->stride != 1 || cfg->pad != d || h % d || w % d || ic < 16 ||
+            cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32)
+        return false;
+    dnnl_memory_desc_t src_v, dst_v, ph_src_v, ph_dst_v;
+    const int64_t ps[4] = {d * d * n, ic, h / d, w / d}, pd_[4] = {d * d * n, cfg->oc, h / d, w / d};
+    dnnl_memory_desc_t ph_src_md = dg_md_plain(4, ps, dnnl_nChw16c);
+    dnnl_memory_desc_t ph_dst_md = dg_md_plain(4, pd_, dnnl_nChw16c);
+    dnnl_memory_desc_t dst_md = cfg->dst_into ? *dg_mem_md(cfg->dst_into)
+                                              : dg_md_plain(4, l->dst_dims, dnnl_nChw16c);
+    if (!phase_view(dg_mem_md(l->src), d, n, false, &src_v) ||
+            !phase_view(&dst_md, d, n, false, &dst_v) ||
+            !phase_view(&ph_src_md, d, n, true, &ph_src_v) ||
+            !phase_view(&ph_dst_md, d, n, true, &ph_dst_v))
+        return false;
+    dnnl_memory_desc_t w_any = dg_md_any(4, w_plain->dims);
+    const dnnl_dims_t one = {1, 1}, zero = {0, 0};
+    dnnl_convolution_desc_t cd;
+    DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+            dnnl_convolution_winograd, &ph_src_md, &w_any, b_md, &ph_dst_md, one, zero, one,
+            one));
+    dnnl_primitive_desc_t fwd_pd = dg_pd_try_new(ctx, &cd, po, NULL);
+    if (!fwd_pd) return false;
+    l->phases = true;
+    l->src_view = dg_mem_new(ctx, &src_v, DNNL_MEMORY_NONE);
+    dg_port_bind_in(&l->ph_in, ctx, l->src_view, &ph_src_v);
+    l->ph_src = dg_mem_new(ctx, &ph_src_md, dg_mem_ptr(l->ph_in.mem));
+    l->dst_own = !cfg->dst_into;
+    l->dst = l->dst_own ? dg_mem_new(ctx, &dst_md, DNNL_MEMORY_ALLOCATE) : cfg->dst_into;
+    l->dst_view = dg_mem_new(ctx, &dst_v, dg_mem_ptr(l->dst));
+    dg_port_bind_out(&l->ph_out, ctx, l->dst_view, &ph_dst_v);
+    l->ph_dst = dg_mem_new(ctx, &ph_dst_md, dg_mem_ptr(l->ph_out.mem));
+    dg_wlayer_init_forward(&l->wl, ctx, l->ph_src, fwd_pd, w_plain, b_md, l->ph_dst);
+    return true;
+}
+
 /* Whether oneDNN implements pd with its gemm-based (im2col) convolution. */
 static bool pd_is_gemm(const_dnnl_primitive_desc_t pd) {
     const char *impl = NULL;
@@ -164,6 +239,10 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd[a], algs[a], &src_f32,
                 &w_any, &ddst_any, strides, dil, pad, pad));
     }
+    if (init_phases(l, ctx, &w_plain, b_md, po)) {
+        dnnl_post_ops_destroy(po);
+        return;
+    }
     dnnl_primitive_desc_t fwd_pd = first_pd(ctx, fd, n_alg, po, NULL);
     dnnl_post_ops_destroy(po);
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
@@ -220,16 +299,30 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
 }
 
+/* The forward on weights and bias, through the phases where they apply. */
+static void forward(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
+        uint64_t version) {
+    if (!l->phases) {
+        dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
+        return;
+    }
+    dg_mem_set_ptr(l->src_view, dg_mem_ptr(l->src));
+    dg_port_pull(&l->ph_in, ctx);
+    dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
+    dg_mem_set_ptr(l->dst_view, dg_mem_ptr(l->dst));
+    dg_port_push(&l->ph_out, ctx);
+}
+
 void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
     DG_ASSERT(!l->cfg.folded);
-    dg_wlayer_forward(&l->wl, ctx, p->params + l->w_off,
-            l->cfg.bias ? p->params + l->b_off : NULL, p->weights_version);
+    forward(l, ctx, p->params + l->w_off, l->cfg.bias ? p->params + l->b_off : NULL,
+            p->weights_version);
 }
 
 void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
         uint64_t version) {
     DG_ASSERT(l->cfg.folded);
-    dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
+    forward(l, ctx, weights, bias, version);
 }
 
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
@@ -263,5 +356,10 @@ void dg_conv_free(dg_conv *l) {
     dnnl_primitive_desc_destroy(l->relu_bwd_pd);
     dg_port_free(&l->ddst_r_p);
     dnnl_memory_destroy(l->diff_pre);
+    dg_port_free(&l->ph_in);
+    dg_port_free(&l->ph_out);
+    dnnl_memory_t mems[] = {l->src_view, l->dst_view, l->ph_src, l->ph_dst,
+            l->dst_own ? l->dst : NULL};
+    for (size_t i = 0; i < DG_ARRAY_LEN(mems); i++) dnnl_memory_destroy(mems[i]);
     memset(l, 0, sizeof(*l));
 }

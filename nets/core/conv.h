@@ -58,6 +58,19 @@ typedef struct dg_conv {
     dg_prim relu_bwd;             /* fused ReLU's backward, on dst */
     dnnl_memory_t diff_pre;       /* owned (N, OC, OH, OW): dL/d(pre-ReLU) */
     dg_port ddst_r_p;             /* diff_dst in dst's layout (fused ReLU) */
+    /* Inference with Winograd on, a dilated 3x3 "same" convolution whose
+     * input splits into d x d phases (dilation d, H and W multiples of d):
+     * output (y, x) reads only inputs of its own phase (y mod d, x mod d),
+     * so it runs as a dense 3x3 convolution on the phases batched,
+     * (d*d*N, IC, H/d, W/d), by Winograd. Ports move src into phases and the
+     * result back into dst; wl runs on ph_src / ph_dst. */
+    bool phases;
+    dnnl_memory_t src_view, dst_view; /* 6-D (N, C, H/d, d, W/d, d) views of
+                                     src and dst */
+    dnnl_memory_t ph_src, ph_dst; /* (d*d*N, C, H/d, W/d) over ph_in's and
+                                     ph_out's buffers */
+    dg_port ph_in, ph_out;
+    bool dst_own;                 /* phases: dst is the layer's own */
 } dg_conv;
 
 /* Dense 3x3 stride-1 convolutions with at least 16 input and output
