@@ -107,9 +107,10 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
             cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32)
         return false;
     dnnl_memory_desc_t src_v, dst_v, ph_src_v, ph_dst_v;
-    const int64_t ps[4] = {d * d * n, ic, h / d, w / d}, pd_[4] = {d * d * n, cfg->oc, h / d, w / d};
-    dnnl_memory_desc_t ph_src_md = dg_md_plain(4, ps, dnnl_nChw16c);
-    dnnl_memory_desc_t ph_dst_md = dg_md_plain(4, pd_, dnnl_nChw16c);
+    const int64_t ph_src_dims[4] = {d * d * n, ic, h / d, w / d};
+    const int64_t ph_dst_dims[4] = {d * d * n, cfg->oc, h / d, w / d};
+    dnnl_memory_desc_t ph_src_md = dg_md_plain(4, ph_src_dims, dnnl_nChw16c);
+    dnnl_memory_desc_t ph_dst_md = dg_md_plain(4, ph_dst_dims, dnnl_nChw16c);
     dnnl_memory_desc_t dst_md = cfg->dst_into ? *dg_mem_md(cfg->dst_into)
                                               : dg_md_plain(4, l->dst_dims, dnnl_nChw16c);
     if (!phase_view(dg_mem_md(l->src), d, n, false, &src_v) ||
