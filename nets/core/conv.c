@@ -129,21 +129,24 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
     l->phases = true;
     l->src_view = dg_mem_new(ctx, &src_v, DNNL_MEMORY_NONE);
     dg_port_bind_in(&l->ph_in, ctx, l->src_view, &ph_src_v);
-    l->ph_src = dg_mem_new(ctx, &ph_src_md, dg_mem_ptr(l->ph_in.mem));
+    DG_ASSERT(l->ph_in.buf != NULL); /* the views never agree: the port owns a buffer */
+    l->ph_src = dg_mem_new(ctx, &ph_src_md, dg_mem_ptr(l->ph_in.buf));
     l->dst_own = !cfg->dst_into;
     l->dst = l->dst_own ? dg_mem_new(ctx, &dst_md, DNNL_MEMORY_ALLOCATE) : cfg->dst_into;
     l->dst_view = dg_mem_new(ctx, &dst_v, dg_mem_ptr(l->dst));
     dg_port_bind_out(&l->ph_out, ctx, l->dst_view, &ph_dst_v);
-    l->ph_dst = dg_mem_new(ctx, &ph_dst_md, dg_mem_ptr(l->ph_out.mem));
+    DG_ASSERT(l->ph_out.buf != NULL);
+    l->ph_dst = dg_mem_new(ctx, &ph_dst_md, dg_mem_ptr(l->ph_out.buf));
     dg_wlayer_init_forward(&l->wl, ctx, l->ph_src, fwd_pd, w_plain, b_md, l->ph_dst);
     return true;
 }
 
-/* Whether oneDNN implements pd with its gemm-based (im2col) convolution. */
-static bool pd_is_gemm(const_dnnl_primitive_desc_t pd) {
+/* Whether oneDNN implements pd by `kind` ("gemm": im2col; "ref": its
+ * reference loops). */
+static bool pd_impl_is(const_dnnl_primitive_desc_t pd, const char *kind) {
     const char *impl = NULL;
     DG_DNNL(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
-    return impl && strstr(impl, "gemm");
+    return impl && strstr(impl, kind);
 }
 
 static size_t pd_scratch_size(const_dnnl_primitive_desc_t pd) {
@@ -264,7 +267,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
      * kernels or with gemm on im2col blocks: taken when its scratchpad is
      * the smaller. */
     if (bwd_data_pd && cfg->stride == 1 && l->tap < 0 && 2 * p == cfg->dilation * (k - 1) &&
-            pd_is_gemm(bwd_data_pd)) {
+            pd_impl_is(bwd_data_pd, "gemm")) {
         dnnl_memory_desc_t ddst_src = dg_md_any_dt(4, dst_dims, cdt);
         const dnnl_dims_t rot_dims = {ic, oc, k, k};
         dnnl_memory_desc_t w_rot = dg_md_any_dt(4, rot_dims, cdt);
@@ -273,7 +276,8 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
                 dnnl_convolution_direct, &ddst_src, &w_rot, NULL, &src_f32, strides, dil, pad,
                 pad));
         dnnl_primitive_desc_t rot_pd = dg_pd_try_new(ctx, &rd, NULL, NULL);
-        if (rot_pd && pd_scratch_size(rot_pd) < pd_scratch_size(bwd_data_pd)) {
+        if (rot_pd && !pd_impl_is(rot_pd, "ref") &&
+                pd_scratch_size(rot_pd) < pd_scratch_size(bwd_data_pd)) {
             dnnl_primitive_desc_destroy(bwd_data_pd);
             bwd_data_pd = rot_pd;
         } else {
@@ -307,10 +311,14 @@ static void forward(dg_conv *l, dg_ctx *ctx, const float *weights, const float *
         dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
         return;
     }
-    dg_mem_set_ptr(l->src_view, dg_mem_ptr(l->src));
+    /* the views follow src and dst if they move (setting a handle zeroes a
+     * blocked layout's channel padding, so only when they do) */
+    if (dg_mem_ptr(l->src_view) != dg_mem_ptr(l->src))
+        dg_mem_set_ptr(l->src_view, dg_mem_ptr(l->src));
     dg_port_pull(&l->ph_in, ctx);
     dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
-    dg_mem_set_ptr(l->dst_view, dg_mem_ptr(l->dst));
+    if (dg_mem_ptr(l->dst_view) != dg_mem_ptr(l->dst))
+        dg_mem_set_ptr(l->dst_view, dg_mem_ptr(l->dst));
     dg_port_push(&l->ph_out, ctx);
 }
 
