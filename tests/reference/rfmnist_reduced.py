@@ -17,6 +17,11 @@ What a PyTorch user of DomainBed would run, written from the specification (not 
   b = 1/√fan_in, GroupNorm 1 and 0) and dgseg's batches (training slot k's in-split positions
   shuffled on the continuing stream (3, k) at the start of every epoch, domain-major batches), so
   the two implementations differ only in floating-point rounding;
+* --perturb-ulp N: every initial weight moved by N units in the last place (float32, direction
+  from torch's generator seeded by the trial seed): the same run with different rounding, to
+  measure how far two runs that differ only by rounding drift apart (rfmnist_divergence.sh);
+* --dump-steps/--dump-dir: the weights after the given updates as safetensors files
+  (step-N.safetensors, dgseg's tensor names), comparable with dgseg's checkpoints;
 * evaluation (eval mode) after update 1, every --eval-every updates from there and after the last:
   mean accuracy over the training domains' out-splits (training-domain validation) and the test
   domain's in-split; the selected step is the first maximum of the validation score.
@@ -174,6 +179,32 @@ def dgseg_init(model, seed):
         t.copy_(torch.from_numpy(v).view_as(t))
 
 
+@torch.no_grad()
+def perturb_ulp(model, ulps, seed):
+    """Move every parameter element by `ulps` float32 ulps, up or down at random."""
+    gen = torch.Generator().manual_seed(seed)
+    for t in model.state_dict().values():
+        v = t.numpy()
+        up = torch.randint(0, 2, t.shape, generator=gen).numpy().astype(bool)
+        for _ in range(ulps):
+            v[...] = np.where(up, np.nextafter(v, np.float32(np.inf)),
+                              np.nextafter(v, np.float32(-np.inf)))
+
+
+def save_safetensors(path, state):
+    """The weights as a safetensors file (F32, the state dict's names and order)."""
+    header, blobs, off = {}, [], 0
+    for name, t in state.items():
+        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
+        blobs.append(b)
+        off += len(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+
 def dgseg_epoch_orders(n_in, seed):
     """Per training slot k, the in-split positions of each epoch (continuing stream (3, k))."""
     rngs = [SplitMix64(seed, 3, k) for k in range(len(n_in))]
@@ -199,6 +230,8 @@ def run(domains, test, args):
     if args.match_dgseg:
         dgseg_init(model, args.seed)
         next_epoch = dgseg_epoch_orders([len(splits[i][0]) for i in train_doms], args.seed)
+    if args.perturb_ulp:
+        perturb_ulp(model, args.perturb_ulp, args.seed)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=0)
     evals = []
@@ -221,6 +254,10 @@ def run(domains, test, args):
         loss.backward()
         opt.step()
         done = t + 1
+        if done in args.dump_steps:
+            os.makedirs(args.dump_dir, exist_ok=True)
+            save_safetensors(os.path.join(args.dump_dir, f"step-{done}.safetensors"),
+                             model.state_dict())
         if (done - 1) % args.eval_every == 0 or done == args.steps:
             val = sum(accuracy(model, domains[i][0][splits[i][1]], domains[i][1][splits[i][1]])
                       for i in train_doms) / len(train_doms)
@@ -252,6 +289,11 @@ def main():
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--match-dgseg", action="store_true",
                     help="dgseg's initial weights and batches (only rounding differs)")
+    ap.add_argument("--perturb-ulp", type=int, default=0,
+                    help="move every initial weight by this many float32 ulps (random signs)")
+    ap.add_argument("--dump-steps", type=lambda v: {int(x) for x in v.split(",")}, default=set(),
+                    help="comma-separated update counts after which to write the weights")
+    ap.add_argument("--dump-dir", default=".", help="where --dump-steps writes")
     ap.add_argument("--dump-init", help="write the initial state dict here (torch.save) and stop")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
