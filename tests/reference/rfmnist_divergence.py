@@ -13,24 +13,19 @@ Usage: rfmnist_divergence.py DIR   (DIR as written by rfmnist_divergence.sh)
 import json
 import os
 import re
-import struct
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from make_fixtures import read_safetensors  # noqa: E402
+
 
 def load(path):
-    with open(path, "rb") as f:
-        data = f.read()
-    n = struct.unpack("<Q", data[:8])[0]
-    header = json.loads(data[8:8 + n])
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__" or name.startswith("optim.") or t["dtype"] != "F32":
-            continue
-        a, b = t["data_offsets"]
-        out[name] = np.frombuffer(data, "<f4", (b - a) // 4, 8 + n + a).astype(np.float64)
-    return out
+    """The model weights of a checkpoint or dump, as float64 (optimizer state left out)."""
+    tensors, _ = read_safetensors(path)
+    return {k: a.astype(np.float64) for k, (a, dt) in tensors.items()
+            if dt == "F32" and not k.startswith("optim.")}
 
 
 def distance(a, b):

@@ -46,6 +46,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dg_models import MnistCNN  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from make_fixtures import write_safetensors  # noqa: E402
+
 ANGLES = [0, 15, 30, 45, 60, 75]
 M64 = (1 << 64) - 1
 GOLDEN = 0x9E3779B97F4A7C15
@@ -191,20 +194,6 @@ def perturb_ulp(model, ulps, seed):
                               np.nextafter(v, np.float32(-np.inf)))
 
 
-def save_safetensors(path, state):
-    """The weights as a safetensors file (F32, the state dict's names and order)."""
-    header, blobs, off = {}, [], 0
-    for name, t in state.items():
-        b = t.detach().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
-
 def dgseg_epoch_orders(n_in, seed):
     """Per training slot k, the in-split positions of each epoch (continuing stream (3, k))."""
     rngs = [SplitMix64(seed, 3, k) for k in range(len(n_in))]
@@ -256,8 +245,9 @@ def run(domains, test, args):
         done = t + 1
         if done in args.dump_steps:
             os.makedirs(args.dump_dir, exist_ok=True)
-            save_safetensors(os.path.join(args.dump_dir, f"step-{done}.safetensors"),
-                             model.state_dict())
+            write_safetensors(os.path.join(args.dump_dir, f"step-{done}.safetensors"),
+                              [(k, v.numpy(), "F32") for k, v in model.state_dict().items()],
+                              {"step": done})
         if (done - 1) % args.eval_every == 0 or done == args.steps:
             val = sum(accuracy(model, domains[i][0][splits[i][1]], domains[i][1][splits[i][1]])
                       for i in train_doms) / len(train_doms)
