@@ -18,7 +18,7 @@ What a PyTorch user of DomainBed would run, written from the specification (not 
   shuffled on the continuing stream (3, k) at the start of every epoch, domain-major batches), so
   the two implementations differ only in floating-point rounding;
 * --perturb-ulp N: every initial weight moved by N units in the last place (float32, direction
-  from torch's generator seeded by the trial seed): the same run with different rounding, to
+  from torch's generator seeded by --perturb-seed, default the trial seed): the same run with different rounding, to
   measure how far two runs that differ only by rounding drift apart (rfmnist_divergence.sh);
 * --dump-steps/--dump-dir: the weights after the given updates as safetensors files
   (step-N.safetensors, dgseg's tensor names), comparable with dgseg's checkpoints;
@@ -220,7 +220,8 @@ def run(domains, test, args):
         dgseg_init(model, args.seed)
         next_epoch = dgseg_epoch_orders([len(splits[i][0]) for i in train_doms], args.seed)
     if args.perturb_ulp:
-        perturb_ulp(model, args.perturb_ulp, args.seed)
+        perturb_ulp(model, args.perturb_ulp,
+                    args.seed if args.perturb_seed is None else args.perturb_seed)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, betas=(0.9, 0.999), eps=1e-8,
                            weight_decay=0)
     evals = []
@@ -281,6 +282,8 @@ def main():
                     help="dgseg's initial weights and batches (only rounding differs)")
     ap.add_argument("--perturb-ulp", type=int, default=0,
                     help="move every initial weight by this many float32 ulps (random signs)")
+    ap.add_argument("--perturb-seed", type=int,
+                    help="seed of --perturb-ulp's directions (default: --seed)")
     ap.add_argument("--dump-steps", type=lambda v: {int(x) for x in v.split(",")}, default=set(),
                     help="comma-separated update counts after which to write the weights")
     ap.add_argument("--dump-dir", default=".", help="where --dump-steps writes")
