@@ -18,8 +18,9 @@ What a PyTorch user of DomainBed would run, written from the specification (not 
   shuffled on the continuing stream (3, k) at the start of every epoch, domain-major batches), so
   the two implementations differ only in floating-point rounding;
 * --perturb-ulp N: every initial weight moved by N units in the last place (float32, direction
-  from torch's generator seeded by --perturb-seed, default the trial seed): the same run with different rounding, to
-  measure how far two runs that differ only by rounding drift apart (rfmnist_divergence.sh);
+  from torch's generator seeded by --perturb-seed, default the trial seed): the same run with
+  different rounding, to measure how far two runs that differ only by rounding drift apart
+  (rfmnist_divergence.sh, rfmnist_rounding_spread.sh);
 * --dump-steps/--dump-dir: the weights after the given updates as safetensors files
   (step-N.safetensors, dgseg's tensor names), comparable with dgseg's checkpoints;
 * evaluation (eval mode) after update 1, every --eval-every updates from there and after the last:
