@@ -182,12 +182,24 @@ static void sgd_update(float *w, const float *g, size_t d, float lr) {
     for (size_t i = 0; i < d; i++) w[i] -= lr * g[i];
 }
 
+/* What the CPU runs ("cpu": {"isa", "bf16", "winograd", "onednn"}): figures
+ * are comparable only within one ISA. */
+static void add_cpu(cJSON *j) {
+    const dg_caps *c = dg_caps_get();
+    cJSON *cpu = cJSON_AddObjectToObject(j, "cpu");
+    cJSON_AddStringToObject(cpu, "isa", c->isa_name);
+    cJSON_AddStringToObject(cpu, "bf16", c->bf16 ? (c->bf16_native ? "native" : "emulated")
+                                                 : "no");
+    cJSON_AddBoolToObject(cpu, "winograd", c->winograd);
+    cJSON_AddStringToObject(cpu, "onednn", c->dnnl_version);
+}
+
 static void print_result(const bench_opts *o, const char *model, double ips, double gflops,
         double sgemm, double rss, double ms) {
     if (!o->json) {
-        printf("model %s | mode %s | dtype %s | batch %lld | size %lld | threads %d | steps %d\n",
-                model, o->train ? "train" : "infer", o->dtype, (long long)o->batch,
-                (long long)o->size, o->threads, o->steps);
+        printf("model %s | mode %s | dtype %s | batch %lld | size %lld | threads %d | steps %d "
+               "| ISA %s\n", model, o->train ? "train" : "infer", o->dtype, (long long)o->batch,
+                (long long)o->size, o->threads, o->steps, dg_caps_get()->isa_name);
         printf("%.1f images/s | %.2f ms/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s (%.0f%%) | "
                 "peak RSS %.0f MB\n", ips, ms, gflops, sgemm, 100.0 * gflops / sgemm, rss);
         if (o->profile) {
@@ -208,6 +220,7 @@ static void print_result(const bench_opts *o, const char *model, double ips, dou
     cJSON_AddNumberToObject(j, "gflops_per_s", gflops);
     cJSON_AddNumberToObject(j, "sgemm_gflops_per_s", sgemm);
     cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+    add_cpu(j);
     if (o->profile) {
         int n;
         const dg_profile_row *rows = dg_profile_rows(&n);
@@ -255,6 +268,7 @@ static void print_method(const bench_opts *o, const char *model, double ms, doub
     cJSON_AddNumberToObject(j, "erm_ms_per_step", erm_ms);
     cJSON_AddNumberToObject(j, "ratio_to_erm", ms / erm_ms);
     cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
+    add_cpu(j);
     char *s = cJSON_PrintUnformatted(j);
     printf("%s\n", s);
     cJSON_free(s);

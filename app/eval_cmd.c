@@ -274,7 +274,9 @@ int dg_eval_main(int argc, char **argv) {
         if (os) cfg.output_stride = atol(os);
         dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
                 .classes = 19, .training = false, .output_stride = (int)cfg.output_stride,
-                .aux = has_aux, .winograd = cfg.winograd, .bf16 = cfg.dtype == 1};
+                .aux = has_aux, .winograd = cfg.winograd,
+                /* inference: f32 where the CPU has no bf16 (master weights are f32) */
+                .bf16 = cfg.dtype == 1 && ctx.caps.bf16};
         st = dg_model_create(&m, &ctx, cfg.model, &mo, 0);
         have_model = st == DG_STATUS_OK;
     }

@@ -2,6 +2,7 @@
  * success, 1 runtime failure, 2 usage or configuration error. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app/bench.h"
 #include "app/eval_cmd.h"
@@ -9,6 +10,7 @@
 #include "app/synth_cmd.h"
 #include "app/train.h"
 #include "app/verify.h"
+#include "nets/core/caps.h"
 
 typedef struct command {
     const char *name;
@@ -25,6 +27,21 @@ static const command commands[] = {
     {"bench", dg_bench_main, "time training steps or inference of a model"},
 };
 
+/* A Release build's own code uses the instructions of x86-64 level
+ * DG_MARCH (CMakeLists.txt); on a CPU below it the first of them would end
+ * the process with SIGILL. This check runs before main, compiled for the
+ * baseline, and says so instead. */
+#ifdef DG_MARCH
+__attribute__((constructor, target("arch=x86-64"))) static void check_cpu_level(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports(DG_MARCH)) return;
+    fputs("dgseg: this build runs instructions of " DG_MARCH " (AVX2 and FMA for x86-64-v3), "
+          "which this CPU lacks; rebuild on it (scripts/setup picks the level of the machine "
+          "it runs on) or configure with cmake -DDG_MARCH=x86-64\n", stderr);
+    _exit(2);
+}
+#endif
+
 static void usage(FILE *f) {
     fprintf(f, "usage: dgseg COMMAND [options]\n       dgseg --help | --version\n\ncommands:\n");
     for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++)
@@ -38,7 +55,9 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("dgseg %s\n", DG_VERSION);
+        char caps[160];
+        dg_caps_describe(dg_caps_get(), caps, sizeof(caps));
+        printf("dgseg %s\n%s\n", DG_VERSION, caps);
         return 0;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

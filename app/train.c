@@ -1005,7 +1005,9 @@ int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_re
                 .height = r.has_rf ? DG_RFMNIST_HW : cfg->image_size,
                 .width = r.has_rf ? DG_RFMNIST_HW : cfg->image_size, .classes = r.n_classes,
                 .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout,
-                .winograd = cfg->winograd, .bf16 = cfg->dtype == 1};
+                .winograd = cfg->winograd, .bf16 = cfg->dtype == 1 && r.ctx.caps.bf16};
+        /* inference only: a bf16-trained model evaluates in f32 where the
+         * CPU has no bf16 (its master weights are f32) */
         st = dg_model_create(&r.m, &r.ctx, cfg->model, &mo, 0);
         r.has_model = st == DG_STATUS_OK;
     }
@@ -1136,6 +1138,18 @@ int dg_train_main(int argc, char **argv) {
     int crc = dg_config_load_checked(&cfg, config, n_over, over);
     dg_free(over);
     if (crc) return crc;
+    /* before the run folder exists: what this CPU cannot run is a
+     * configuration error, not an abort half-way into building the model */
+    {
+        char bf16_what[512], wino_what[512];
+        snprintf(bf16_what, sizeof(bf16_what), "%s: train.dtype = bf16", cfg.path);
+        snprintf(wino_what, sizeof(wino_what), "%s: model.winograd = on", cfg.path);
+        if (dg_caps_check(dg_caps_get(), cfg.dtype == 1, cfg.winograd == DG_WINOGRAD_ON,
+                    bf16_what, wino_what) != DG_STATUS_OK) {
+            dg_config_free(&cfg);
+            return 2;
+        }
+    }
     if (cfg.threads) omp_set_num_threads((int)cfg.threads);
     char *dir = NULL;
     if (cfg.out_dir[0]) {

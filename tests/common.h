@@ -67,6 +67,20 @@ void read_plain(dg_ctx *ctx, dnnl_memory_t m, float *out);
 typedef double (*fd_fn)(void *ctx, const double *x);
 void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
 
+/* ---- cases this machine cannot check ---------------------------------
+ * A test whose claim needs a capability the CPU lacks (dg_caps: bf16,
+ * Winograd), or that cannot hold here (permissions as root), first checks
+ * what the machine does instead (the clear error, the direct fallback),
+ * then records what it could not check with
+ * DG_TEST_SKIPPED(reason, ...) and returns. The runner lists the skipped
+ * cases with their reasons at the end of its output and in
+ * <build>/skipped/<suite>.txt (scripts/test prints them), so a green run on
+ * an AVX2 machine says what it left out. `name` is the test's name; loop
+ * tests add their index. */
+void dg_test_skipped(const char *name, int index, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+#define DG_TEST_SKIPPED(...) dg_test_skipped(__func__, _i, __VA_ARGS__)
+
 /* Adds a test that must end with SIGABRT (DG_ASSERT, DG_DNNL). An abort can
  * only be observed from a forked child, so under CK_FORK=no (valgrind,
  * no-fork sanitizer runs) the test is left out instead of ending the whole

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "data/fsutil.h"
 #include "nets/core/safetensors.h"
 
 #ifndef DG_DGSEG_PATH
@@ -327,6 +328,39 @@ START_TEST(version_and_help_exit_0) {
 }
 END_TEST
 
+/* On a CPU capped at AVX2 (ONEDNN_MAX_CPU_ISA, read by the child's oneDNN:
+ * what an AVX2-only machine runs, tested on any x86-64 CPU), the README
+ * demo with train.dtype = bf16 exits 2 naming the key, the CPU's ISA and
+ * the alternative, before anything is written; --version reports the
+ * capabilities. */
+START_TEST(bf16_on_avx2_exits_2_naming_the_cpu) {
+    const char *old = getenv("ONEDNN_MAX_CPU_ISA");
+    char *keep = old ? dg_xstrdup(old) : NULL;
+    setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+    char demo[512];
+    snprintf(demo, sizeof(demo), "%s/configs/demo.ini", DG_SOURCE_DIR);
+    const char *args[] = {"train", demo, "train.dtype=bf16", NULL};
+    char *err;
+    const int rc = run_dgseg("bf16-avx2", args, &err);
+    const char *version[] = {"--version", NULL};
+    const int vrc = run_dgseg("version-avx2", version, NULL);
+    if (keep) setenv("ONEDNN_MAX_CPU_ISA", keep, 1);
+    else unsetenv("ONEDNN_MAX_CPU_ISA");
+    dg_free(keep);
+    ck_assert_msg(rc == 2 && strstr(err, "train.dtype = bf16") && strstr(err, "ISA avx2") &&
+            strstr(err, "use f32"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+    char p[128];
+    snprintf(p, sizeof(p), "%s/runs", dir);
+    ck_assert_msg(!dg_is_dir(p), "a run folder was created");
+    ck_assert_int_eq(vrc, 0);
+    snprintf(p, sizeof(p), "%s/version-avx2.out", dir);
+    char *out = read_file(p, NULL);
+    ck_assert_msg(strstr(out, "CPU ISA avx2 (bf16: no, Winograd: no)"), "%s", out);
+    dg_free(out);
+}
+END_TEST
+
 START_TEST(unknown_command_and_bad_usage_exit_2) {
     char *err;
     const char *unknown[] = {"frobnicate", NULL};
@@ -459,8 +493,7 @@ END_TEST
  * message, and the checkpoint already written keeps its bytes. */
 START_TEST(unwritable_checkpoint_folder_stops_with_the_previous_checkpoint_intact) {
     if (getuid() == 0) {
-        fprintf(stderr, "cli: unwritable_checkpoint_folder... skipped: running as root, whom "
-                        "a read-only folder does not stop\n");
+        DG_TEST_SKIPPED("running as root, whom a read-only folder does not stop");
         return;
     }
     make_synth();
@@ -510,6 +543,7 @@ Suite *cli_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, version_and_help_exit_0);
     tcase_add_test(tc, unknown_command_and_bad_usage_exit_2);
+    tcase_add_test(tc, bf16_on_avx2_exits_2_naming_the_cpu);
     tcase_add_test(tc, missing_config_file_exits_1_naming_it);
     tcase_add_test(tc, unknown_config_key_exits_2_naming_file_line_and_key);
     tcase_add_test(tc, bad_override_value_exits_2_naming_the_key);

@@ -100,9 +100,22 @@ static void fixture_open(const fixture_case *fc, bool bf16, dg_tensor_reader *r,
 
 /* One train-mode pass on the fixture's input and labels: the loss (main +
  * 0.4 aux) is returned, the gradients are left in m->ps.grad. */
+static double fixture_train_pass_ulp(const dg_tensor_reader *r, dg_model *m, uint64_t nudge);
 static double fixture_train_pass(const dg_tensor_reader *r, dg_model *m) {
+    return fixture_train_pass_ulp(r, m, 0);
+}
+
+/* The same with every input value moved one ulp up or down, at random from
+ * stream `nudge` (0: the input as it is). */
+static double fixture_train_pass_ulp(const dg_tensor_reader *r, dg_model *m, uint64_t nudge) {
     size_t nx;
     float *x = read_all(r, "fixture.input", &nx);
+    if (nudge) {
+        dg_rng g;
+        dg_rng_init(&g, nudge, DG_RNG_AUGMENT, 0);
+        for (size_t i = 0; i < nx; i++)
+            x[i] = nextafterf(x[i], dg_rng_next(&g) & 1 ? INFINITY : -INFINITY);
+    }
     memcpy(dg_mem_ptr(m->src), x, nx * sizeof(float));
     dg_free(x);
     const dg_st_tensor *lt = dg_tensor_reader_find(r, "fixture.label");
@@ -135,8 +148,17 @@ static double fixture_train_pass(const dg_tensor_reader *r, dg_model *m) {
 }
 
 /* ||g - g_torch|| of tensor t, estimated from the fixture's samples
- * (fixture.gradidx) for large tensors. */
+ * (fixture.gradidx) for large tensors; *proj (when not NULL) gets
+ * <g - g_torch, g_torch> / ||g_torch||, the error along PyTorch's gradient,
+ * estimated alike. */
+static double grad_diff_proj(const dg_tensor_reader *r, const dg_param_tensor *t,
+        const float *g, double *proj);
 static double grad_diff(const dg_tensor_reader *r, const dg_param_tensor *t, const float *g) {
+    return grad_diff_proj(r, t, g, NULL);
+}
+
+static double grad_diff_proj(const dg_tensor_reader *r, const dg_param_tensor *t,
+        const float *g, double *proj) {
     char name[256];
     snprintf(name, sizeof(name), "fixture.grad.%s", t->name);
     size_t n;
@@ -151,14 +173,17 @@ static double grad_diff(const dg_tensor_reader *r, const dg_param_tensor *t, con
     } else {
         ck_assert_uint_eq(n, t->n);
     }
-    double d2 = 0;
+    double d2 = 0, de = 0, e2 = 0;
     for (size_t k = 0; k < n; k++) {
         ck_assert(!idx || (idx[k] >= 0 && (size_t)idx[k] < t->n));
         double d = (double)g[idx ? (size_t)idx[k] : k] - e[k];
         d2 += d * d;
+        de += d * e[k];
+        e2 += (double)e[k] * e[k];
     }
     dg_free(idx);
     dg_free(e);
+    if (proj) *proj = e2 > 0 ? fabs(de) / sqrt(e2) * sqrt((double)t->n / (double)n) : 0.0;
     return sqrt(d2 * (double)t->n / (double)n);
 }
 
@@ -235,14 +260,50 @@ static void check_fixture(const fixture_case *fc) {
         assert_rel(name, ps->stats + t->offset, s, t->n);
         dg_free(s);
     }
-    /* Gradients. PyTorch's own f32 gradient is not exact: a DeepLab pass has
-     * over a million ReLU inputs, and those within f32 rounding of zero fall
-     * on either side, so its gradients differ from a float64 run by ~2e-3
-     * (fixture.graddiff64 = ||g_f32 - g_f64||, per tensor). Each tensor's
-     * difference to PyTorch is held to 3x that gap plus 1e-4 relative, and a
-     * floor of 1e-6 of the largest gradient norm for gradients that are
-     * exactly zero (a conv bias feeding a train-mode BN). For MNIST the gap
-     * is ~1e-6, so the bar there is 1e-4 relative. */
+    /* Gradients: an error model, not one machine's rounding. Any f32 pass
+     * is a pass on inputs and intermediates moved by about one rounding
+     * unit, and how far that moves a gradient is the gradient's own
+     * condition: a DeepLab pass has over a million ReLU inputs and BatchNorm
+     * layers that normalise few values per channel (64 at OS8 in layer4 and
+     * ASPP), so a rounding-sized change flips ReLU inputs near zero and
+     * moves whole tensors' gradients by 1e-3 relative, while the MNIST CNN's
+     * move by 1e-6. Two scales of that condition bound each tensor's
+     * difference to PyTorch:
+     * - PyTorch's own f32 gap to a float64 run (fixture.graddiff64, one
+     *   sample of rounding: ~5e-3 relative in the backbone, ~1e-5 in the
+     *   head, where no ReLU input happened to fall near zero);
+     * - sens: the largest move of dgseg's gradient when every input value
+     *   is nudged one ulp (three random nudges): the same kind of sample,
+     *   taken here, on this CPU's kernels. On an AVX2 machine (where
+     *   dgseg's summation order differs most from PyTorch's) the OS8
+     *   fixture's layer4 and ASPP gradients move 1e-3 to 5e-3 relative
+     *   under a nudge, against PyTorch's gap of 1e-5 there, and differ from
+     *   PyTorch by 2e-3 to 1.6e-2: at most 3.4 sens.
+     * tol = 3 gap + 16 sens + 1e-4 relative + 1e-6 of the largest norm (for
+     * gradients that are exactly zero: a conv bias feeding a train-mode BN);
+     * the largest difference measured is 0.56 tol. A wrong gradient still
+     * fails: its error is of its own size, 100x a nudge's or more.
+     * Better conditioned: the error along PyTorch's gradient (a scale or
+     * sign error shows there in full, rounding's scattered flips at a
+     * fraction: 0.04-0.17 sens where sens dominates) and the norm, held to
+     * 3 gap + 1 sens + 1e-4 relative + the floor. */
+    double *sens = dg_xcalloc(ps->n_tensors, sizeof(double));
+    float *g0 = dg_xmalloc(ps->d * sizeof(float));
+    memcpy(g0, ps->grad, ps->d * sizeof(float));
+    for (uint64_t nudge = 1; nudge <= 3; nudge++) {
+        fixture_train_pass_ulp(&r, &m, nudge);
+        for (size_t i = 0; i < ps->n_tensors; i++) {
+            const dg_param_tensor *t = &ps->tensors[i];
+            double d2 = 0;
+            for (size_t k = 0; k < t->n; k++) {
+                const double d = (double)ps->grad[t->offset + k] - g0[t->offset + k];
+                d2 += d * d;
+            }
+            sens[i] = fmax(sens[i], sqrt(d2));
+        }
+    }
+    memcpy(ps->grad, g0, ps->d * sizeof(float));
+    dg_free(g0);
     double max_norm = 0;
     for (size_t i = 0; i < ps->n_tensors; i++) {
         char name[256];
@@ -256,16 +317,28 @@ static void check_fixture(const fixture_case *fc) {
         snprintf(name, sizeof(name), "fixture.gradnorm.%s", t->name);
         const double want_norm = read_f64(&r, name);
         snprintf(name, sizeof(name), "fixture.graddiff64.%s", t->name);
-        const double tol = 3.0 * read_f64(&r, name) + 1e-4 * want_norm + 1e-6 * max_norm;
+        const double gap = read_f64(&r, name);
+        const double base = 3.0 * gap + 1e-4 * want_norm + 1e-6 * max_norm;
+        const double tol_along = base + sens[i], tol = base + 16.0 * sens[i];
         double norm = 0;
         for (size_t k = 0; k < t->n; k++) norm += (double)g[k] * g[k];
         norm = sqrt(norm);
-        ck_assert_msg(fabs(norm - want_norm) <= tol, "%s: gradient norm %.8g want %.8g (tol %.3g)",
-                t->name, norm, want_norm, tol);
-        const double diff = grad_diff(&r, t, g);
-        ck_assert_msg(diff <= tol, "%s: ||g - g_torch|| %.4g > tol %.4g (||g_torch|| %.4g)",
-                t->name, diff, tol, want_norm);
+        double along;
+        const double diff = grad_diff_proj(&r, t, g, &along);
+        if (getenv("DG_FIXTURE_TABLE")) /* the error model's figures, per tensor */
+            printf("%s %s norm %.4g diff %.4g along %.4g gap %.4g sens %.4g tol %.4g\n", fc->file,
+                    t->name, want_norm, diff, along, gap, sens[i], tol);
+        ck_assert_msg(fabs(norm - want_norm) <= tol_along,
+                "%s: gradient norm %.8g want %.8g (tol %.3g)", t->name, norm, want_norm,
+                tol_along);
+        ck_assert_msg(along <= tol_along,
+                "%s: error along g_torch %.4g > tol %.4g (||g_torch|| %.4g)", t->name, along,
+                tol_along, want_norm);
+        ck_assert_msg(diff <= tol,
+                "%s: ||g - g_torch|| %.4g > tol %.4g (||g_torch|| %.4g, gap %.3g, sens %.3g)",
+                t->name, diff, tol, want_norm, gap, sens[i]);
     }
+    dg_free(sens);
     dg_free(x);
     dg_model_free(&m);
     dg_tensor_reader_close(&r);
@@ -274,12 +347,56 @@ static void check_fixture(const fixture_case *fc) {
 START_TEST(model_matches_pytorch_fixture) { check_fixture(&cases[_i]); }
 END_TEST
 
+/* On a CPU without bf16: dg_model_create refuses bf16 up front (a
+ * configuration error naming the ISA); with that check bypassed (caps
+ * claiming bf16), the first convolution oneDNN cannot build fails the model
+ * with an error naming the layer and its shape, the model is freed and the
+ * context stays usable. */
+static void bf16_refused(const fixture_case *fc) {
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/fixtures/%s", DG_SOURCE_DIR, fc->file);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
+    const char *model = dg_tensor_reader_metadata(&r, "model");
+    const dg_st_tensor *in = dg_tensor_reader_find(&r, "fixture.input");
+    ck_assert(model && in && in->ndims == 4);
+    dg_model_opts o = {.batch = in->shape[0], .in_channels = in->shape[1],
+            .height = in->shape[2], .width = in->shape[3], .classes = fc->classes,
+            .training = true, .bf16 = true};
+    dg_model m;
+    for (int bypass = 0; bypass < 2; bypass++) {
+        ctx.caps.bf16 = bypass;
+        capture cap;
+        capture_begin(&cap);
+        const dg_status st = dg_model_create(&m, &ctx, model, &o, 0);
+        char *log = capture_end(&cap);
+        ck_assert_msg(st == DG_STATUS_ERR_CONFIG && strstr(log, ctx.caps.isa_name) &&
+                (bypass ? strstr(log, "layer ") && strstr(log, " bf16 on this CPU")
+                        : strstr(log, "bf16 compute") != NULL), "bypass %d, status %d: %s",
+                bypass, st, log);
+        ck_assert_int_eq(ctx.status, DG_STATUS_OK);
+        dg_free(log);
+    }
+    ctx.caps.bf16 = false;
+    o.bf16 = false; /* the same context builds the f32 model */
+    ck_assert_int_eq(dg_model_create(&m, &ctx, model, &o, 0), DG_STATUS_OK);
+    dg_model_free(&m);
+    dg_tensor_reader_close(&r);
+}
+
 /* bf16 compute (nets/core/wlayer.h) against PyTorch's f32 pass: the loss
  * and the gradient as a whole (relative L2 distance over every tensor)
  * within fixture_case's bars. */
 START_TEST(bf16_model_tracks_pytorch_f32_fixture) {
     dg_tensor_reader r;
     dg_model m;
+    if (!ctx.caps.bf16) {
+        bf16_refused(&cases[_i]);
+        DG_TEST_SKIPPED("bf16 against PyTorch: no bf16 at ISA %s (checked: a configuration "
+                        "error, and layers oneDNN cannot build fail the model, not the process)",
+                ctx.caps.isa_name);
+        return;
+    }
     fixture_open(&cases[_i], true, &r, &m);
     const double loss = fixture_train_pass(&r, &m);
     const double want_loss = read_f64(&r, "fixture.loss_train");

@@ -58,8 +58,8 @@ static bool winograd_on;
 
 void dg_conv_set_winograd(bool on) { winograd_on = on; }
 
-static bool use_winograd(const dg_conv_cfg *cfg, int64_t ic) {
-    return winograd_on && cfg->k == 3 && cfg->stride == 1 && cfg->dilation == 1 && ic >= 16 &&
+static bool use_winograd(const dg_ctx *ctx, const dg_conv_cfg *cfg, int64_t ic) {
+    return winograd_on && ctx->caps.winograd && cfg->k == 3 && cfg->stride == 1 && cfg->dilation == 1 && ic >= 16 &&
             cfg->oc >= 16;
 }
 
@@ -102,7 +102,7 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
     const dg_conv_cfg *cfg = &l->cfg;
     const int64_t d = cfg->dilation, n = l->src_dims[0], ic = l->src_dims[1];
     const int64_t h = l->src_dims[2], w = l->src_dims[3];
-    if (!winograd_on || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
+    if (!winograd_on || !ctx->caps.winograd || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
             cfg->k != 3 || cfg->stride != 1 || cfg->pad != d || h % d || w % d || ic < 16 ||
             cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32)
         return false;
@@ -154,15 +154,24 @@ static size_t pd_scratch_size(const_dnnl_primitive_desc_t pd) {
     return md ? dnnl_memory_desc_get_size(md) : 0;
 }
 
-/* The pd of the first of descs[0..n) that has an implementation; the last
- * one (direct) must have one. */
+/* The pd of the first of descs[0..n) that has an implementation, or NULL
+ * when none has (a data type this CPU lacks: dg_wlayer_init_unbuilt). */
 static dnnl_primitive_desc_t first_pd(const dg_ctx *ctx, const dnnl_convolution_desc_t *descs,
         int n, const_dnnl_post_ops_t po, const_dnnl_primitive_desc_t hint) {
-    for (int a = 0; a + 1 < n; a++) {
+    for (int a = 0; a < n; a++) {
         dnnl_primitive_desc_t pd = dg_pd_try_new(ctx, &descs[a], po, hint);
         if (pd) return pd;
     }
-    return dg_pd_new(ctx, &descs[n - 1], po, hint);
+    return NULL;
+}
+
+/* "2x64x32x32 -> 64 k3x3 s1 d2 bf16" */
+static void shape_text(const dg_conv *l, char *buf, size_t size) {
+    snprintf(buf, size, "%lldx%lldx%lldx%lld -> %lld k%lldx%lld s%lld d%lld %s",
+            (long long)l->src_dims[0], (long long)l->src_dims[1], (long long)l->src_dims[2],
+            (long long)l->src_dims[3], (long long)l->cfg.oc, (long long)l->cfg.k,
+            (long long)l->cfg.k, (long long)l->cfg.stride, (long long)l->cfg.dilation,
+            dg_wlayer_compute() == dnnl_bf16 ? "bf16" : "f32");
 }
 
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
@@ -229,7 +238,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     if (cfg->relu) DG_DNNL(dnnl_post_ops_append_eltwise(po, 1.f, dnnl_eltwise_relu, 0.f, 0.f));
     /* Winograd first where it applies (see conv.h), direct where it has no
      * implementation; each pass chooses on its own. */
-    const int n_alg = l->tap < 0 && use_winograd(cfg, ic) ? 2 : 1;
+    const int n_alg = l->tap < 0 && use_winograd(ctx, cfg, ic) ? 2 : 1;
     const dnnl_alg_kind_t algs[2] = {n_alg == 2 ? dnnl_convolution_winograd
                                                 : dnnl_convolution_direct,
             dnnl_convolution_direct};
@@ -249,16 +258,32 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
     dnnl_primitive_desc_t fwd_pd = first_pd(ctx, fd, n_alg, po, NULL);
     dnnl_post_ops_destroy(po);
+    dnnl_primitive_desc_t bwd_w_pd = NULL, bwd_data_pd = NULL;
+    if (fwd_pd && cfg->training) {
+        bwd_w_pd = first_pd(ctx, bwd, n_alg, NULL, fwd_pd);
+        if (!cfg->no_diff_src) bwd_data_pd = first_pd(ctx, bdd, n_alg, NULL, fwd_pd);
+    }
+    if (!fwd_pd || (cfg->training && (!bwd_w_pd || (!cfg->no_diff_src && !bwd_data_pd)))) {
+        char shape[160];
+        shape_text(l, shape, sizeof(shape));
+        const char *what = !fwd_pd ? "convolution forward"
+                : !bwd_w_pd ? "convolution backward-weights" : "convolution backward-data";
+        dnnl_primitive_desc_t pds[] = {fwd_pd, bwd_w_pd, bwd_data_pd};
+        for (size_t i = 0; i < DG_ARRAY_LEN(pds); i++) dnnl_primitive_desc_destroy(pds[i]);
+        const dnnl_memory_desc_t dst_plain = dg_md_plain(4, dst_dims, dnnl_nchw);
+        const dnnl_memory_desc_t src_plain = dg_md_plain(4, l->src_dims, dnnl_nchw);
+        dg_wlayer_init_unbuilt(&l->wl, ctx, name, what, shape, &dst_plain, cfg->dst_into,
+                cfg->training && !cfg->no_diff_src ? &src_plain : NULL, cfg->diff_slot);
+        l->dst = l->wl.dst;
+        l->diff_src = l->wl.diff_src;
+        return;
+    }
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, prim_bias ? &b_plain : NULL,
             cfg->dst_into);
     /* the view's first element is the live tap: the wrapped pointers shift */
     l->wl.w_shift = l->tap >= 0 ? (size_t)l->tap : 0;
     l->dst = l->wl.dst;
     if (!cfg->training) return;
-
-    dnnl_primitive_desc_t bwd_w_pd = first_pd(ctx, bwd, n_alg, NULL, fwd_pd);
-    dnnl_primitive_desc_t bwd_data_pd =
-            cfg->no_diff_src ? NULL : first_pd(ctx, bdd, n_alg, NULL, fwd_pd);
     /* oneDNN 2.6 has no JIT backward-data kernel for some dilated shapes
      * (ASPP's rates 12 and 18) and takes gemm, with a per-thread im2col
      * buffer of the whole image, IC*K*K*OH*OW floats (R50 at 768^2: 170 MB

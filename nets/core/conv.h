@@ -75,7 +75,8 @@ typedef struct dg_conv {
 
 /* Dense 3x3 stride-1 convolutions with at least 16 input and output
  * channels use oneDNN's Winograd F(4x4, 3x3) kernels where this CPU has
- * them (AVX-512): about 2.25x fewer multiplications, at the price of a few
+ * them (AVX-512: dg_ctx.caps.winograd; elsewhere the setting is ignored
+ * and they run direct): about 2.25x fewer multiplications, at the price of a few
  * times direct convolution's rounding error (still ~1e-6 relative in f32;
  * the PyTorch fixtures hold). Off: direct everywhere, as PyTorch. Applies to
  * layers created afterwards; process-wide, off until set (dg_model_create

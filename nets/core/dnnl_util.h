@@ -9,6 +9,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "caps.h"
 #include "common.h"
 
 /* Aborts with "file:line: call -> dnnl status" when a oneDNN call fails. */
@@ -57,8 +58,14 @@ typedef struct dg_ctx {
     size_t scratch_size; /* largest scratchpad requested so far */
     void *slot[DG_N_SLOTS];       /* owned slot buffers ([DG_SLOT_OWN] unused) */
     size_t slot_size[DG_N_SLOTS]; /* the largest each has been asked for */
+    dg_caps caps;        /* what this CPU can run (caps.h) */
+    dg_status status;    /* DG_STATUS_ERR_CONFIG once a layer could not be
+                            built on this CPU (dg_wlayer_init_unbuilt, which
+                            logs it); dg_model_create returns and clears it */
 } dg_ctx;
 
+/* Creates the engine and stream and copies the process's capabilities
+ * (dg_caps_get: probed on the first context). */
 void dg_ctx_init(dg_ctx *ctx);
 void dg_ctx_free(dg_ctx *ctx);
 

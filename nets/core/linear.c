@@ -55,22 +55,40 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
     DG_DNNL(dnnl_inner_product_forward_desc_init(&fd,
             cfg->training ? dnnl_forward_training : dnnl_forward_inference,
             &src_any, &w_any, b_md, &dst_any));
-    dnnl_primitive_desc_t fwd_pd = dg_pd_new(ctx, &fd, NULL, NULL);
+    dnnl_primitive_desc_t fwd_pd = dg_pd_try_new(ctx, &fd, NULL, NULL);
+    dnnl_primitive_desc_t bwd_w_pd = NULL, bwd_data_pd = NULL;
+    if (fwd_pd && cfg->training) {
+        dnnl_inner_product_desc_t bwd;
+        DG_DNNL(dnnl_inner_product_backward_weights_desc_init(&bwd, &src_any, &w_f32, b_md,
+                &ddst_any));
+        bwd_w_pd = dg_pd_try_new(ctx, &bwd, NULL, fwd_pd);
+        if (!cfg->no_diff_src) {
+            dnnl_inner_product_desc_t bdd;
+            DG_DNNL(dnnl_inner_product_backward_data_desc_init(&bdd, &src_f32, &w_any,
+                    &ddst_any));
+            bwd_data_pd = dg_pd_try_new(ctx, &bdd, NULL, fwd_pd);
+        }
+    }
+    if (!fwd_pd || (cfg->training && (!bwd_w_pd || (!cfg->no_diff_src && !bwd_data_pd)))) {
+        char shape[96];
+        snprintf(shape, sizeof(shape), "%lldx%lld -> %lld %s", (long long)l->src_dims[0],
+                (long long)l->ic, (long long)oc, cdt == dnnl_bf16 ? "bf16" : "f32");
+        const char *what = !fwd_pd ? "inner product forward"
+                : !bwd_w_pd ? "inner product backward-weights" : "inner product backward-data";
+        dnnl_primitive_desc_t pds[] = {fwd_pd, bwd_w_pd, bwd_data_pd};
+        for (size_t i = 0; i < DG_ARRAY_LEN(pds); i++) dnnl_primitive_desc_destroy(pds[i]);
+        const dnnl_memory_desc_t dst_plain = dg_md_plain(2, l->dst_dims, dnnl_nc);
+        const dnnl_memory_desc_t src_plain = dg_md_plain(nd, l->src_dims,
+                nd == 4 ? dnnl_nchw : dnnl_nc);
+        dg_wlayer_init_unbuilt(&l->wl, ctx, name, what, shape, &dst_plain, NULL,
+                cfg->training && !cfg->no_diff_src ? &src_plain : NULL, DG_SLOT_OWN);
+        l->dst = l->wl.dst;
+        l->diff_src = l->wl.diff_src;
+        return;
+    }
     dg_wlayer_init_forward(&l->wl, ctx, src, fwd_pd, &w_plain, b_md, NULL);
     l->dst = l->wl.dst;
     if (!cfg->training) return;
-
-    dnnl_inner_product_desc_t bwd;
-    DG_DNNL(dnnl_inner_product_backward_weights_desc_init(&bwd, &src_any, &w_f32, b_md,
-            &ddst_any));
-    dnnl_primitive_desc_t bwd_w_pd = dg_pd_new(ctx, &bwd, NULL, fwd_pd);
-    dnnl_primitive_desc_t bwd_data_pd = NULL;
-    if (!cfg->no_diff_src) {
-        dnnl_inner_product_desc_t bdd;
-        DG_DNNL(dnnl_inner_product_backward_data_desc_init(&bdd, &src_f32, &w_any,
-                &ddst_any));
-        bwd_data_pd = dg_pd_new(ctx, &bdd, NULL, fwd_pd);
-    }
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md,
             DG_SLOT_OWN);
     l->diff_src = l->wl.diff_src;

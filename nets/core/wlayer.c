@@ -81,6 +81,25 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
     dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_rot_user, wd_md, DG_SLOT_WEIGHTS);
 }
 
+void dg_wlayer_init_unbuilt(dg_wlayer *wl, dg_ctx *ctx, const char *name, const char *what,
+        const char *shape, const dnnl_memory_desc_t *dst_md, dnnl_memory_t dst_into,
+        const dnnl_memory_desc_t *diff_src_md, int diff_slot) {
+    memset(wl, 0, sizeof(*wl));
+    dg_log_error("layer %s: oneDNN %s cannot create a %s for %s on this CPU (ISA %s)", name,
+            ctx->caps.dnnl_version, what, shape, ctx->caps.isa_name);
+    ctx->status = DG_STATUS_ERR_CONFIG;
+    if (dst_into) {
+        wl->dst = dst_into;
+        wl->dst_borrowed = true;
+    } else {
+        wl->dst = dg_mem_new(ctx, dst_md, DNNL_MEMORY_ALLOCATE);
+    }
+    if (diff_src_md) {
+        wl->diff_slot = diff_slot;
+        wl->diff_src = dg_buf_mem(ctx, diff_src_md, diff_slot);
+    }
+}
+
 /* w_rot[i][o][y][x] = w[o][i][K-1-y][K-1-x], w being the plain weights the
  * last forward used. */
 static void rotate_weights(dg_wlayer *wl) {

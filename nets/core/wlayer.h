@@ -67,6 +67,17 @@ void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
 void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t bwd_w_pd,
         dnnl_primitive_desc_t bwd_data_pd, const dnnl_memory_desc_t *w_plain,
         const dnnl_memory_desc_t *b_plain, int diff_slot);
+/* A layer oneDNN cannot build on this CPU (a pd of it is unimplemented: a
+ * data type or algorithm the CPU lacks): logs "layer NAME: oneDNN cannot
+ * create WHAT for SHAPE on this CPU (ISA ...)", sets ctx->status to
+ * DG_STATUS_ERR_CONFIG and gives the layer a dst of layout dst_md (or
+ * dst_into) and a diff_src of diff_src_md (NULL: none; in diff_slot), both
+ * concrete (plain) layouts, so the
+ * layers after it still build and the model can be freed; it must never
+ * run (dg_model_create fails). */
+void dg_wlayer_init_unbuilt(dg_wlayer *wl, dg_ctx *ctx, const char *name, const char *what,
+        const char *shape, const dnnl_memory_desc_t *dst_md, dnnl_memory_t dst_into,
+        const dnnl_memory_desc_t *diff_src_md, int diff_slot);
 /* dst = op(src; weights, bias): weights and bias (or NULL) in plain layout.
  * An inference layer skips converting the weights to the primitive's layout
  * when `version` (dg_pass.weights_version) is nonzero and that of its last

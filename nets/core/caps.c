@@ -1,0 +1,144 @@
+/* nets/core/caps.c -- see caps.h. */
+#include "caps.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "dnnl_util.h"
+
+static const struct {
+    dnnl_cpu_isa_t isa;
+    const char *name;
+} isa_names[] = {
+    {dnnl_cpu_isa_sse41, "sse41"},
+    {dnnl_cpu_isa_avx, "avx"},
+    {dnnl_cpu_isa_avx2, "avx2"},
+    {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"},
+    {dnnl_cpu_isa_avx512_mic, "avx512_mic"},
+    {dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops"},
+    {dnnl_cpu_isa_avx512_core, "avx512_core"},
+    {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"},
+    {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+    {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"},
+};
+
+static const char *isa_name(dnnl_cpu_isa_t isa) {
+    for (size_t i = 0; i < DG_ARRAY_LEN(isa_names); i++)
+        if (isa_names[i].isa == isa) return isa_names[i].name;
+    return isa == dnnl_cpu_isa_all ? "all" : "unknown";
+}
+
+/* Whether isa includes every feature of `of` (the enum values are masks). */
+static bool isa_has(dnnl_cpu_isa_t isa, dnnl_cpu_isa_t of) {
+    return ((unsigned)isa & (unsigned)of) == (unsigned)of;
+}
+
+/* Creates and destroys a pd; true when oneDNN implements the op here. */
+static bool builds(dnnl_engine_t eng, const void *op, const_dnnl_primitive_desc_t hint,
+        dnnl_primitive_desc_t *keep) {
+    dnnl_primitive_desc_t pd = NULL;
+    const dnnl_status_t s = dnnl_primitive_desc_create(&pd, op, NULL, eng, hint);
+    if (s != dnnl_success) return false;
+    if (keep) *keep = pd;
+    else dnnl_primitive_desc_destroy(pd);
+    return true;
+}
+
+/* A 3x3 "same" convolution 16 -> 16 on 1x16x8x8 in every pass in the data
+ * types conv.c uses for compute type cdt: src, weights and diff_dst in cdt,
+ * dst, diff_src and diff_weights f32 (format any throughout). */
+static bool conv_builds(dnnl_engine_t eng, dnnl_data_type_t cdt, dnnl_alg_kind_t alg,
+        bool training) {
+    const int64_t sd[4] = {1, 16, 8, 8}, wd[4] = {16, 16, 3, 3}, bd[1] = {16};
+    dnnl_memory_desc_t src = dg_md_any_dt(4, sd, cdt), wei = dg_md_any_dt(4, wd, cdt);
+    dnnl_memory_desc_t dst = dg_md_any(4, sd), src32 = dg_md_any(4, sd), w32 = dg_md_any(4, wd);
+    dnnl_memory_desc_t bias = dg_md_plain(1, bd, dnnl_x);
+    const dnnl_dims_t one = {1, 1}, zero = {0, 0};
+    dnnl_convolution_desc_t fd, bdd, bwd;
+    DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
+            training ? dnnl_forward_training : dnnl_forward_inference, alg, &src, &wei, &bias,
+            &dst, one, zero, one, one));
+    dnnl_primitive_desc_t fwd = NULL;
+    if (!builds(eng, &fd, NULL, &fwd)) return false;
+    bool ok = true;
+    if (training) {
+        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd, alg, &src32, &wei, &src,
+                one, zero, one, one));
+        DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, alg, &src, &w32,
+                &bias, &src, one, zero, one, one));
+        ok = builds(eng, &bdd, fwd, NULL) && builds(eng, &bwd, fwd, NULL);
+    }
+    dnnl_primitive_desc_destroy(fwd);
+    return ok;
+}
+
+/* An inner product 2x64 -> 16 with src and weights in cdt (linear.c). */
+static bool ip_builds(dnnl_engine_t eng, dnnl_data_type_t cdt) {
+    const int64_t sd[2] = {2, 64}, wd[2] = {16, 64}, dd[2] = {2, 16}, bd[1] = {16};
+    dnnl_memory_desc_t src = dg_md_any_dt(2, sd, cdt), wei = dg_md_any_dt(2, wd, cdt);
+    dnnl_memory_desc_t dst = dg_md_any(2, dd), bias = dg_md_plain(1, bd, dnnl_x);
+    dnnl_inner_product_desc_t d;
+    DG_DNNL(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_training, &src, &wei, &bias,
+            &dst));
+    return builds(eng, &d, NULL, NULL);
+}
+
+static dg_caps caps;
+static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
+
+static void probe(void) {
+    dnnl_engine_t eng;
+    DG_DNNL(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    caps.isa = dnnl_get_effective_cpu_isa();
+    caps.isa_name = isa_name(caps.isa);
+    caps.bf16 = conv_builds(eng, dnnl_bf16, dnnl_convolution_direct, true) &&
+            ip_builds(eng, dnnl_bf16);
+    caps.bf16_native = caps.bf16 && isa_has(caps.isa, dnnl_cpu_isa_avx512_core_bf16);
+    caps.winograd = conv_builds(eng, dnnl_f32, dnnl_convolution_winograd, false);
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(caps.dnnl_version, sizeof(caps.dnnl_version), "%d.%d.%d", v->major, v->minor,
+            v->patch);
+    dnnl_engine_destroy(eng);
+}
+
+const dg_caps *dg_caps_get(void) {
+    pthread_once(&caps_once, probe);
+    return &caps;
+}
+
+static pthread_once_t emulated_once = PTHREAD_ONCE_INIT;
+static const char *emulated_what;
+
+static void warn_emulated(void) {
+    dg_log_warn("%s: this CPU (oneDNN ISA %s) has no AVX512-BF16 instructions; oneDNN emulates "
+                "bf16 on AVX-512, which is correct but slower than f32 here",
+            emulated_what, caps.isa_name);
+}
+
+dg_status dg_caps_check(const dg_caps *c, bool bf16, bool winograd_on, const char *bf16_what,
+        const char *winograd_what) {
+    if (bf16 && !c->bf16) {
+        dg_log_error("%s: this CPU cannot compute in bf16 (oneDNN %s runs at ISA %s and has no "
+                     "bf16 convolutions there; they need AVX-512, natively AVX512-BF16): use "
+                     "f32", bf16_what, c->dnnl_version, c->isa_name);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (winograd_on && !c->winograd) {
+        dg_log_error("%s: oneDNN %s has no Winograd convolution on this CPU (ISA %s; it needs "
+                     "AVX-512): use auto (direct convolutions here) or off",
+                winograd_what, c->dnnl_version, c->isa_name);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (bf16 && !c->bf16_native) {
+        emulated_what = bf16_what;
+        pthread_once(&emulated_once, warn_emulated);
+    }
+    return DG_STATUS_OK;
+}
+
+void dg_caps_describe(const dg_caps *c, char *buf, size_t size) {
+    snprintf(buf, size, "oneDNN %s, CPU ISA %s (bf16: %s, Winograd: %s)", c->dnnl_version,
+            c->isa_name, c->bf16 ? (c->bf16_native ? "native" : "emulated") : "no",
+            c->winograd ? "yes" : "no");
+}
