@@ -182,15 +182,15 @@ static void sgd_update(float *w, const float *g, size_t d, float lr) {
     for (size_t i = 0; i < d; i++) w[i] -= lr * g[i];
 }
 
-/* What the CPU runs ("cpu": {"isa", "bf16", "winograd", "onednn"}): figures
- * are comparable only within one ISA. */
+/* What the CPU runs ("cpu": {"isa", "bf16": native|emulated|no, "winograd":
+ * onednn|dgseg, "onednn"}): figures are comparable only within one ISA. */
 static void add_cpu(cJSON *j) {
     const dg_caps *c = dg_caps_get();
     cJSON *cpu = cJSON_AddObjectToObject(j, "cpu");
     cJSON_AddStringToObject(cpu, "isa", c->isa_name);
     cJSON_AddStringToObject(cpu, "bf16", c->bf16 ? (c->bf16_native ? "native" : "emulated")
                                                  : "no");
-    cJSON_AddBoolToObject(cpu, "winograd", c->winograd);
+    cJSON_AddStringToObject(cpu, "winograd", c->winograd ? "onednn" : "dgseg");
     cJSON_AddStringToObject(cpu, "onednn", c->dnnl_version);
 }
 

@@ -1141,11 +1141,9 @@ int dg_train_main(int argc, char **argv) {
     /* before the run folder exists: what this CPU cannot run is a
      * configuration error, not an abort half-way into building the model */
     {
-        char bf16_what[512], wino_what[512];
-        snprintf(bf16_what, sizeof(bf16_what), "%s: train.dtype = bf16", cfg.path);
-        snprintf(wino_what, sizeof(wino_what), "%s: model.winograd = on", cfg.path);
-        if (dg_caps_check(dg_caps_get(), cfg.dtype == 1, cfg.winograd == DG_WINOGRAD_ON,
-                    bf16_what, wino_what) != DG_STATUS_OK) {
+        char what[512];
+        snprintf(what, sizeof(what), "%s: train.dtype = bf16", cfg.path);
+        if (dg_caps_check(dg_caps_get(), cfg.dtype == 1, what) != DG_STATUS_OK) {
             dg_config_free(&cfg);
             return 2;
         }

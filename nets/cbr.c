@@ -72,7 +72,7 @@ void dg_cbr_backward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t dif
 
 void dg_cbr_redo(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, const dg_conv *reader) {
     DG_ASSERT(!u->folded && reader->src == u->dst);
-    if (u->bn.cfg.dst_slot == DG_SLOT_OWN || reader->wl.src_p.mem != u->dst) return;
+    if (u->bn.cfg.dst_slot == DG_SLOT_OWN || dg_conv_src_in_use(reader) != u->dst) return;
     dg_bn_redo(&u->bn, ctx, p);
 }
 

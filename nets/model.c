@@ -57,9 +57,8 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     }
     DG_ASSERT(o->batch > 0 && o->in_channels > 0 && o->height > 0 && o->width > 0
             && o->classes > 0);
-    dg_status st = dg_caps_check(&ctx->caps, o->bf16, o->winograd == DG_WINOGRAD_ON,
-            "bf16 compute (train.dtype = bf16, bench --dtype bf16)",
-            "Winograd convolutions (model.winograd = on, bench --winograd on)");
+    dg_status st = dg_caps_check(&ctx->caps, o->bf16,
+            "bf16 compute (train.dtype = bf16, bench --dtype bf16)");
     if (st != DG_STATUS_OK) return st;
     m->name = e->name;
     m->backbone = e->backbone;
@@ -68,9 +67,9 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     int64_t dims[4] = {o->batch, o->in_channels, o->height, o->width};
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
     m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
-    /* auto: where this CPU has Winograd (direct convolutions elsewhere) */
-    dg_conv_set_winograd(ctx->caps.winograd && (o->winograd == DG_WINOGRAD_ON ||
-            (o->winograd == DG_WINOGRAD_AUTO && (e->winograd || !o->training))));
+    /* where oneDNN has no Winograd, the convolutions take dgseg's (conv.h) */
+    dg_conv_set_winograd(o->winograd == DG_WINOGRAD_ON ||
+            (o->winograd == DG_WINOGRAD_AUTO && (e->winograd || !o->training)));
     dg_wlayer_set_compute(o->bf16 ? dnnl_bf16 : dnnl_f32);
     e->init(m, ctx);
     dg_conv_set_winograd(false);

@@ -33,10 +33,9 @@ typedef struct dg_model_opts {
                             DG_WINOGRAD_AUTO (0) = the model's default: on for
                             inference instances and for the classifiers'
                             training (MNIST CNN, ResNets), off for DeepLab's
-                            training, and off wherever the CPU has no
-                            Winograd (dg_caps); DG_WINOGRAD_ON (a
-                            configuration error on such a CPU);
-                            DG_WINOGRAD_OFF */
+                            training (oneDNN's kernels where the CPU has
+                            them, dgseg's elsewhere: conv.h);
+                            DG_WINOGRAD_ON; DG_WINOGRAD_OFF */
     bool bf16;           /* convolutions and inner products compute in bf16
                             with f32 master weights (wlayer.h; train.dtype);
                             a configuration error on a CPU without bf16 */
@@ -64,7 +63,7 @@ struct dg_model {
 extern const char *const dg_model_names[];
 /* Builds model `name`, allocates and initialises its parameters from
  * stream seed `seed`. DG_STATUS_ERR_CONFIG (logged) for an unknown name, for
- * options this CPU cannot run (dg_caps_check: bf16, Winograd on) and for a
+ * options this CPU cannot run (dg_caps_check: bf16) and for a
  * layer oneDNN cannot build here (dg_wlayer_init_unbuilt names it and its
  * shape); the model is then left empty and the context usable. */
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,

@@ -154,7 +154,7 @@ static void block_free(dg_resnet_block *b) {
 }
 
 static double cbr_flops(const dg_cbr *u, bool backward) {
-    if (!u->conv.wl.fwd.prim) return 0.0;
+    if (!u->conv.dst) return 0.0; /* a block without this unit */
     return backward ? dg_conv_flops_backward(&u->conv) : dg_conv_flops_forward(&u->conv);
 }
 

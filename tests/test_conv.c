@@ -222,6 +222,46 @@ START_TEST(conv_inference_instance_matches_training_forward) {
 }
 END_TEST
 
+/* Winograd's error model. Direct convolution's rounding error at an output
+ * is bounded by a small multiple of u * sum |w| |x| over its window (u =
+ * 2^-24, f32's unit roundoff); Winograd F(4x4, 3x3) computes the same sum
+ * through transforms whose constants (1/24, 8, ...) multiply that bound by
+ * a growth factor: at most 22 with 32 channels and 35 with 8 in a float32
+ * emulation of the transforms on random tiles (tests/reference/
+ * winograd_error.py, 2,000 and 4,000 tiles of 16 outputs; direct: 0.6 and
+ * 1.2), so the bar is 64 u sum |w| |x| per output (plus 1e-7 for
+ * outputs whose window is all but zero): element-wise, scaled to what each
+ * output sums, not to the output's own size, which cancellation can make
+ * arbitrarily small. */
+static void assert_winograd_close(const float *got, const double *exp, const double *absconv,
+        size_t n) {
+    const double u = 0x1p-24;
+    size_t bad = 0, first = 0;
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)got[i] - exp[i]), bar = 64.0 * u * absconv[i] + 1e-7;
+        if (!(d <= bar) && bad++ == 0) first = i;
+        worst = fmax(worst, d / bar);
+    }
+    ck_assert_msg(bad == 0, "%zu/%zu off; first [%zu] got %.9g exp %.9g bar %.3g; worst %.3g bars",
+            bad, n, first, (double)got[first], exp[first], 64.0 * u * absconv[first] + 1e-7,
+            worst);
+}
+
+/* sum |w| |x| (+ |b|) over each output's window: the reference convolution
+ * of the absolute values. */
+static double *abs_conv(const ref_conv *rc, const double *x, size_t nx, const double *w,
+        size_t nw, const double *b, size_t nb, size_t ny) {
+    double *ax = dg_xmalloc(nx * sizeof(double)), *aw = dg_xmalloc(nw * sizeof(double));
+    double *ab = b ? dg_xmalloc(nb * sizeof(double)) : NULL, *y = dg_xmalloc(ny * sizeof(double));
+    for (size_t i = 0; i < nx; i++) ax[i] = fabs(x[i]);
+    for (size_t i = 0; i < nw; i++) aw[i] = fabs(w[i]);
+    for (size_t i = 0; b && i < nb; i++) ab[i] = fabs(b[i]);
+    ref_conv_forward(rc, ax, aw, ab, y);
+    dg_free(ax), dg_free(aw), dg_free(ab);
+    return y;
+}
+
 /* Inference instances with Winograd on run a dilated 3x3 convolution on its
  * input's phases (conv.h) where the input splits evenly, and match the
  * training instance's direct dilated forward to Winograd's rounding. Loop:
@@ -229,13 +269,18 @@ END_TEST
  * 2 on an input that does not split (the plain path), then 2 with Winograd
  * off (also plain). */
 START_TEST(conv_phases_match_dilated_forward) {
-    const int64_t d = _i == 1 ? 3 : 2, hw = _i == 2 ? 13 : 12, n = 2, ic = 32, oc = 16;
-    const bool folded = _i == 1, wino = _i != 3;
+    /* 4, 5: 0 and 1 with dgseg's own Winograd on the phases (oneDNN's
+     * hidden, as on an AVX2 CPU) */
+    const bool own = _i >= 4;
+    if (own) ctx.caps.winograd = false;
+    const int i = _i % 4;
+    const int64_t d = i == 1 ? 3 : 2, hw = i == 2 ? 13 : 12, n = 2, ic = 32, oc = 16;
+    const bool folded = i == 1, wino = i != 3;
     int64_t dims[4] = {n, ic, hw, hw};
     const size_t ns = (size_t)(n * ic * hw * hw), nd = (size_t)(n * oc * hw * hw);
     float *src = dg_xmalloc(ns * sizeof(float));
-    fill_uniform(src, ns, 11 + (uint64_t)_i, -1, 1);
-    dnnl_memory_t m = make_tagged(&ctx, src, 4, dims, _i == 0 ? dnnl_nchw : dnnl_nChw16c);
+    fill_uniform(src, ns, 11 + (uint64_t)i, -1, 1);
+    dnnl_memory_t m = make_tagged(&ctx, src, 4, dims, i == 0 ? dnnl_nchw : dnnl_nChw16c);
     dg_param_set ps, ps2;
     dg_params_init(&ps);
     dg_params_init(&ps2);
@@ -256,11 +301,8 @@ START_TEST(conv_phases_match_dilated_forward) {
     dg_conv_init(&b, &ctx, &ps2, "a", m, &cfg);
     dg_conv_set_winograd(false);
     dg_params_alloc(&ps2);
-    /* without Winograd (AVX2) the phases never apply: direct, compared alike */
-    ck_assert_int_eq(b.phases, _i < 2 && ctx.caps.winograd);
-    if (_i < 2 && !ctx.caps.winograd)
-        DG_TEST_SKIPPED("phase-split Winograd: none at ISA %s (checked: the direct fallback "
-                        "matches)", ctx.caps.isa_name);
+    ck_assert_int_eq(b.phases, i < 2);
+    ck_assert_int_eq(b.own_wino, i < 2 && !ctx.caps.winograd);
     if (folded) ck_assert_ptr_eq(b.dst, into);
     dg_pass p = dg_pass_train(&ps);
     dg_conv_forward(&a, &ctx, &p);
@@ -275,12 +317,176 @@ START_TEST(conv_phases_match_dilated_forward) {
     read_plain(&ctx, a.dst, ga);
     read_plain(&ctx, b.dst, gb);
     to_double(e, ga, nd);
-    DG_ASSERT_CLOSE(gb, e, nd, 1e-5, 1e-4);
+    if (wino) { /* bars of Winograd's error model (the direct one is far inside them) */
+        ref_conv rc;
+        ref_conv_setup(&rc, n, ic, hw, hw, oc, 3, 1, d, d);
+        double *x64 = dup_double(src, ns), *w64 = dup_double(ps.data + a.w_off, ps.d - oc);
+        double *b64 = dup_double(ps.data + a.b_off, (size_t)oc);
+        double *ac = abs_conv(&rc, x64, ns, w64, ps.d - oc, b64, (size_t)oc, nd);
+        assert_winograd_close(gb, e, ac, nd);
+        dg_free(x64), dg_free(w64), dg_free(b64), dg_free(ac);
+    } else {
+        DG_ASSERT_CLOSE(gb, e, nd, 1e-5, 1e-4);
+    }
     dg_conv_free(&a), dg_conv_free(&b);
     dnnl_memory_destroy(m);
     dnnl_memory_destroy(into);
     dg_params_free(&ps), dg_params_free(&ps2);
     dg_free(src), dg_free(ga), dg_free(gb), dg_free(e);
+}
+END_TEST
+
+/* dgseg's own Winograd F(4x4, 3x3) (wino.h; what inference instances run
+ * where oneDNN has no Winograd, forced here on any CPU) against the double
+ * reference: bias, ReLU, sizes that leave partial tiles, a second forward
+ * on the same weights version reusing the transformed weights, new weights
+ * under a new version. Loop: 0 plain src, own dst; 1 blocked src, folded
+ * into a borrowed nChw16c dst with the residual accumulated; 2 a 2x3
+ * image (one partial tile); 3 IC 24, OC 40 at 9x7. Bars: Winograd's error model (below). */
+START_TEST(own_winograd_matches_reference) {
+    ctx.caps.winograd = false;
+    const int64_t n = 2, ic = _i == 3 ? 24 : 32, oc = _i == 3 ? 40 : 16;
+    const int64_t h = _i == 2 ? 2 : _i == 3 ? 9 : 13, w = _i == 2 ? 3 : _i == 3 ? 7 : 11;
+    const bool folded = _i == 1;
+    const int64_t sdims[4] = {n, ic, h, w}, ddims[4] = {n, oc, h, w};
+    const size_t ns = (size_t)(n * ic * h * w), nd = (size_t)(n * oc * h * w);
+    float *src = dg_xmalloc(ns * sizeof(float)), *res = dg_xmalloc(nd * sizeof(float));
+    fill_uniform(src, ns, 40 + (uint64_t)_i, -1, 1);
+    fill_uniform(res, nd, 50 + (uint64_t)_i, -1, 1);
+    dnnl_memory_t m = make_tagged(&ctx, src, 4, sdims, _i == 1 ? dnnl_nChw8c : dnnl_nchw);
+    dnnl_memory_t into = folded ? make_tagged(&ctx, res, 4, ddims, dnnl_nChw16c) : NULL;
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_conv l;
+    dg_conv_cfg cfg = {.oc = oc, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
+            .relu = true, .folded = folded, .accumulate = folded, .dst_into = into};
+    dg_conv_set_winograd(true);
+    dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
+    dg_conv_set_winograd(false);
+    ck_assert(l.own_wino && !l.phases);
+    dg_params_alloc(&ps);
+    ref_conv rc;
+    ref_conv_setup(&rc, n, ic, h, w, oc, 3, 1, 1, 1);
+    double *s64 = dup_double(src, ns), *exp = dg_xmalloc(nd * sizeof(double));
+    float *got = dg_xmalloc(nd * sizeof(float));
+    for (int version = 1; version <= 3; version++) {
+        if (version != 2) /* 2: the same weights, version 1's transform reused */
+            fill_uniform(ps.data, ps.d, 60 + (uint64_t)(_i * 4 + version), -0.5f, 0.5f);
+        double *w64 = dup_double(ps.data + l.w_off, (size_t)(oc * ic * 9));
+        double *b64 = dup_double(ps.data + l.b_off, (size_t)oc);
+        ref_conv_forward(&rc, s64, w64, b64, exp);
+        for (size_t k = 0; k < nd; k++) {
+            if (folded) exp[k] += res[k];
+            exp[k] = exp[k] > 0 ? exp[k] : 0.0;
+        }
+        if (folded) { /* the residual the layer adds to */
+            dnnl_memory_t r = make_plain(&ctx, res, 4, ddims);
+            dg_mem_copy(&ctx, into, r);
+            dnnl_memory_destroy(r);
+            dg_conv_forward_folded(&l, &ctx, ps.data + l.w_off, ps.data + l.b_off,
+                    version == 2 ? 1 : (uint64_t)version);
+        } else {
+            dg_pass p = dg_pass_eval(&ps);
+            p.weights_version = version == 2 ? 1 : (uint64_t)version;
+            dg_conv_forward(&l, &ctx, &p);
+        }
+        read_plain(&ctx, l.dst, got);
+        double *ac = abs_conv(&rc, s64, ns, w64, (size_t)(oc * ic * 9), b64, (size_t)oc, nd);
+        for (size_t k = 0; folded && k < nd; k++) ac[k] += fabs(res[k]);
+        assert_winograd_close(got, exp, ac, nd);
+        size_t n_zero = 0; /* and not vacuously: ReLU leaves about half */
+        for (size_t k = 0; k < nd; k++) n_zero += got[k] == 0.f;
+        ck_assert_msg(n_zero < nd * 3 / 4, "%zu/%zu outputs are zero", n_zero, nd);
+        dg_free(w64), dg_free(b64), dg_free(ac);
+    }
+    dg_conv_free(&l);
+    dnnl_memory_destroy(m);
+    dnnl_memory_destroy(into);
+    dg_params_free(&ps);
+    dg_free(src), dg_free(res), dg_free(s64), dg_free(exp), dg_free(got);
+}
+END_TEST
+
+/* Training with dgseg's own Winograd (what the classifiers' training runs
+ * where oneDNN has no Winograd, forced here on any CPU): forward,
+ * backward-data (the forward of diff_dst with the rotated weights) and
+ * backward-weights (the transforms' transposes) against the double
+ * reference, at the bars of Winograd's error model; the bias gradient is a
+ * plain sum (direct's bars). Gradients are overwritten, twice. Loop: 0
+ * plain src, bias; 1 fused ReLU (its mask applied by the layer), blocked
+ * src; 2 no diff_src, IC 16, OC 24, 5x6. */
+START_TEST(own_winograd_training_matches_reference) {
+    ctx.caps.winograd = false;
+    const int64_t n = 2, ic = _i == 2 ? 16 : 32, oc = _i == 2 ? 24 : 16;
+    const int64_t h = _i == 2 ? 5 : 13, w = _i == 2 ? 6 : 11;
+    const bool relu = _i == 1, no_diff_src = _i == 2;
+    const int64_t sdims[4] = {n, ic, h, w}, ddims[4] = {n, oc, h, w};
+    const size_t ns = (size_t)(n * ic * h * w), nd = (size_t)(n * oc * h * w);
+    const size_t nw = (size_t)(oc * ic * 9);
+    float *src = dg_xmalloc(ns * sizeof(float)), *ddst = dg_xmalloc(nd * sizeof(float));
+    fill_uniform(src, ns, 70 + (uint64_t)_i, -1, 1);
+    fill_uniform(ddst, nd, 80 + (uint64_t)_i, -1, 1);
+    dnnl_memory_t m = make_tagged(&ctx, src, 4, sdims, _i == 1 ? dnnl_nChw8c : dnnl_nchw);
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_conv l;
+    dg_conv_cfg cfg = {.oc = oc, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
+            .relu = relu, .no_diff_src = no_diff_src, .training = true};
+    dg_conv_set_winograd(true);
+    dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
+    dg_conv_set_winograd(false);
+    ck_assert(l.own_wino && (l.diff_src == NULL) == no_diff_src);
+    dg_params_alloc(&ps);
+    fill_uniform(ps.data, ps.d, 90 + (uint64_t)_i, -0.5f, 0.5f);
+
+    ref_conv rc;
+    ref_conv_setup(&rc, n, ic, h, w, oc, 3, 1, 1, 1);
+    double *s64 = dup_double(src, ns), *w64 = dup_double(ps.data + l.w_off, nw);
+    double *b64 = dup_double(ps.data + l.b_off, (size_t)oc), *dd64 = dup_double(ddst, nd);
+    double *exp = dg_xmalloc(nd * sizeof(double));
+    ref_conv_forward(&rc, s64, w64, b64, exp);
+    for (size_t k = 0; relu && k < nd; k++) {
+        if (exp[k] < 0) dd64[k] = 0.0;
+        exp[k] = exp[k] > 0 ? exp[k] : 0.0;
+    }
+    double *ac = abs_conv(&rc, s64, ns, w64, nw, b64, (size_t)oc, nd);
+    double *eds = dg_xmalloc(ns * sizeof(double)), *edw = dg_xmalloc(nw * sizeof(double));
+    double *ads = dg_xmalloc(ns * sizeof(double)), *adw = dg_xmalloc(nw * sizeof(double));
+    double edb[64], adb[64];
+    ref_conv_backward(&rc, s64, w64, dd64, eds, edw, edb);
+    { /* the same sums of absolute values: the backward passes' error scales */
+        double *as = dg_xmalloc(ns * sizeof(double)), *aw = dg_xmalloc(nw * sizeof(double));
+        double *ad = dg_xmalloc(nd * sizeof(double));
+        for (size_t k = 0; k < ns; k++) as[k] = fabs(s64[k]);
+        for (size_t k = 0; k < nw; k++) aw[k] = fabs(w64[k]);
+        for (size_t k = 0; k < nd; k++) ad[k] = fabs(dd64[k]);
+        ref_conv_backward(&rc, as, aw, ad, ads, adw, adb);
+        dg_free(as), dg_free(aw), dg_free(ad);
+    }
+    float *got = dg_xmalloc(nd * sizeof(float)), *gds = dg_xmalloc(ns * sizeof(float));
+    dnnl_memory_t ddst_m = make_plain(&ctx, ddst, 4, ddims);
+    dg_pass p = dg_pass_train(&ps);
+    for (int rep = 0; rep < 2; rep++) {
+        dg_conv_forward(&l, &ctx, &p);
+        read_plain(&ctx, l.dst, got);
+        assert_winograd_close(got, exp, ac, nd);
+        for (size_t i = 0; i < ps.d; i++) ps.grad[i] = 100.f;
+        dg_conv_backward(&l, &ctx, &p, ddst_m);
+        DG_DNNL(dnnl_stream_wait(ctx.stream));
+        assert_winograd_close(ps.grad + l.w_off, edw, adw, nw);
+        DG_ASSERT_CLOSE(ps.grad + l.b_off, edb, (size_t)oc, 1e-5, 1e-4);
+        if (!no_diff_src) {
+            read_plain(&ctx, l.diff_src, gds);
+            assert_winograd_close(gds, eds, ads, ns);
+        }
+    }
+    dg_conv_free(&l);
+    dnnl_memory_destroy(m);
+    dnnl_memory_destroy(ddst_m);
+    dg_params_free(&ps);
+    dg_free(src), dg_free(ddst), dg_free(s64), dg_free(w64), dg_free(b64), dg_free(dd64);
+    dg_free(exp), dg_free(ac), dg_free(eds), dg_free(edw), dg_free(ads), dg_free(adw);
+    dg_free(got), dg_free(gds);
 }
 END_TEST
 
@@ -317,7 +523,9 @@ Suite *conv_suite(void) {
             (int)DG_ARRAY_LEN(cases));
     tcase_add_test(tc, conv_reference_backward_matches_finite_differences);
     tcase_add_loop_test(tc, conv_inference_instance_matches_training_forward, 0, 3);
-    tcase_add_loop_test(tc, conv_phases_match_dilated_forward, 0, 4);
+    tcase_add_loop_test(tc, conv_phases_match_dilated_forward, 0, 6);
+    tcase_add_loop_test(tc, own_winograd_matches_reference, 0, 4);
+    tcase_add_loop_test(tc, own_winograd_training_matches_reference, 0, 3);
     tcase_add_test(tc, conv_init_is_kaiming_normal_fan_out);
     suite_add_tcase(s, tc);
     return s;

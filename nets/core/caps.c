@@ -116,22 +116,15 @@ static void warn_emulated(void) {
             emulated_what, caps.isa_name);
 }
 
-dg_status dg_caps_check(const dg_caps *c, bool bf16, bool winograd_on, const char *bf16_what,
-        const char *winograd_what) {
+dg_status dg_caps_check(const dg_caps *c, bool bf16, const char *what) {
     if (bf16 && !c->bf16) {
         dg_log_error("%s: this CPU cannot compute in bf16 (oneDNN %s runs at ISA %s and has no "
                      "bf16 convolutions there; they need AVX-512, natively AVX512-BF16): use "
-                     "f32", bf16_what, c->dnnl_version, c->isa_name);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (winograd_on && !c->winograd) {
-        dg_log_error("%s: oneDNN %s has no Winograd convolution on this CPU (ISA %s; it needs "
-                     "AVX-512): use auto (direct convolutions here) or off",
-                winograd_what, c->dnnl_version, c->isa_name);
+                     "f32", what, c->dnnl_version, c->isa_name);
         return DG_STATUS_ERR_CONFIG;
     }
     if (bf16 && !c->bf16_native) {
-        emulated_what = bf16_what;
+        emulated_what = what;
         pthread_once(&emulated_once, warn_emulated);
     }
     return DG_STATUS_OK;
@@ -140,5 +133,5 @@ dg_status dg_caps_check(const dg_caps *c, bool bf16, bool winograd_on, const cha
 void dg_caps_describe(const dg_caps *c, char *buf, size_t size) {
     snprintf(buf, size, "oneDNN %s, CPU ISA %s (bf16: %s, Winograd: %s)", c->dnnl_version,
             c->isa_name, c->bf16 ? (c->bf16_native ? "native" : "emulated") : "no",
-            c->winograd ? "yes" : "no");
+            c->winograd ? "oneDNN's" : "dgseg's");
 }

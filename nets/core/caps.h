@@ -25,24 +25,24 @@ typedef struct dg_caps {
                              backward-weights) and inner products build */
     bool bf16_native;     /* ... on AVX512-BF16 instructions; false with
                              bf16: emulated on AVX-512 (slower than f32) */
-    bool winograd;        /* f32 Winograd convolutions build */
+    bool winograd;        /* oneDNN's f32 Winograd convolutions build (else
+                             dgseg runs its own: nets/core/wino.h) */
     char dnnl_version[32];/* "2.6.3" */
 } dg_caps;
 
 /* The process's capabilities, probed on the first call (thread-safe). */
 const dg_caps *dg_caps_get(void);
 
-/* What a model needs from the CPU (dg_model_opts.bf16 and .winograd =
- * DG_WINOGRAD_ON): DG_STATUS_OK, or DG_STATUS_ERR_CONFIG with one message
- * that names the setting (`bf16_what`, `winograd_what`: the config key or
- * command-line flag the user wrote), the CPU's effective ISA, the missing
- * feature and the alternative. bf16 on a CPU that only emulates it is
- * allowed, with a warning (once per process). */
-dg_status dg_caps_check(const dg_caps *c, bool bf16, bool winograd_on, const char *bf16_what,
-        const char *winograd_what);
+/* What a model needs from the CPU (dg_model_opts.bf16): DG_STATUS_OK, or
+ * DG_STATUS_ERR_CONFIG with one message that names the setting (`what`:
+ * the config key or command-line flag the user wrote), the CPU's effective
+ * ISA, the missing feature and the alternative. bf16 on a CPU that only
+ * emulates it is allowed, with a warning (once per process). Winograd needs
+ * nothing: where oneDNN has none, dgseg runs its own (nets/core/wino.h). */
+dg_status dg_caps_check(const dg_caps *c, bool bf16, const char *what);
 
 /* One line for `dgseg --version`: "oneDNN 2.6.3, CPU ISA avx2 (bf16: no,
- * Winograd: no)". */
+ * Winograd: dgseg's)" (oneDNN's where it has its own). */
 void dg_caps_describe(const dg_caps *c, char *buf, size_t size);
 
 #endif

@@ -56,6 +56,8 @@ double dg_conv_flops_backward(const dg_conv *l) {
 
 static bool winograd_on;
 
+static void init_relu_backward(dg_conv *l, dg_ctx *ctx);
+
 void dg_conv_set_winograd(bool on) { winograd_on = on; }
 
 static bool use_winograd(const dg_ctx *ctx, const dg_conv_cfg *cfg, int64_t ic) {
@@ -102,9 +104,10 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
     const dg_conv_cfg *cfg = &l->cfg;
     const int64_t d = cfg->dilation, n = l->src_dims[0], ic = l->src_dims[1];
     const int64_t h = l->src_dims[2], w = l->src_dims[3];
-    if (!winograd_on || !ctx->caps.winograd || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
+    const bool own = !ctx->caps.winograd; /* dgseg's Winograd on the phases */
+    if (!winograd_on || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
             cfg->k != 3 || cfg->stride != 1 || cfg->pad != d || h % d || w % d || ic < 16 ||
-            cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32)
+            cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32 || (own && (ic % 8 || cfg->oc % 8)))
         return false;
     dnnl_memory_desc_t src_v, dst_v, ph_src_v, ph_dst_v;
     const int64_t ph_src_dims[4] = {d * d * n, ic, h / d, w / d};
@@ -118,14 +121,17 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
             !phase_view(&ph_src_md, d, n, true, &ph_src_v) ||
             !phase_view(&ph_dst_md, d, n, true, &ph_dst_v))
         return false;
-    dnnl_memory_desc_t w_any = dg_md_any(4, w_plain->dims);
-    const dnnl_dims_t one = {1, 1}, zero = {0, 0};
-    dnnl_convolution_desc_t cd;
-    DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
-            dnnl_convolution_winograd, &ph_src_md, &w_any, b_md, &ph_dst_md, one, zero, one,
-            one));
-    dnnl_primitive_desc_t fwd_pd = dg_pd_try_new(ctx, &cd, po, NULL);
-    if (!fwd_pd) return false;
+    dnnl_primitive_desc_t fwd_pd = NULL;
+    if (!own) {
+        dnnl_memory_desc_t w_any = dg_md_any(4, w_plain->dims);
+        const dnnl_dims_t one = {1, 1}, zero = {0, 0};
+        dnnl_convolution_desc_t cd;
+        DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                dnnl_convolution_winograd, &ph_src_md, &w_any, b_md, &ph_dst_md, one, zero,
+                one, one));
+        fwd_pd = dg_pd_try_new(ctx, &cd, po, NULL);
+        if (!fwd_pd) return false;
+    }
     l->phases = true;
     l->src_view = dg_mem_new(ctx, &src_v, DNNL_MEMORY_NONE);
     dg_port_bind_in(&l->ph_in, ctx, l->src_view, &ph_src_v);
@@ -137,7 +143,43 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
     dg_port_bind_out(&l->ph_out, ctx, l->dst_view, &ph_dst_v);
     DG_ASSERT(l->ph_out.buf != NULL);
     l->ph_dst = dg_mem_new(ctx, &ph_dst_md, dg_mem_ptr(l->ph_out.buf));
-    dg_wlayer_init_forward(&l->wl, ctx, l->ph_src, fwd_pd, w_plain, b_md, l->ph_dst);
+    l->own_wino = own;
+    if (own) dg_wino_init(&l->wino, ctx, l->ph_src, l->ph_dst, cfg->relu, false);
+    else dg_wlayer_init_forward(&l->wl, ctx, l->ph_src, fwd_pd, w_plain, b_md, l->ph_dst);
+    return true;
+}
+
+/* dgseg's own Winograd for a dense convolution of an inference instance
+ * where oneDNN has none (conv.h), or false where it does not apply. */
+static bool init_own_wino(dg_conv *l, dg_ctx *ctx) {
+    const dg_conv_cfg *cfg = &l->cfg;
+    const int64_t ic = l->src_dims[1];
+    if (!winograd_on || ctx->caps.winograd || l->tap >= 0 || cfg->k != 3 ||
+            cfg->stride != 1 || cfg->dilation != 1 || cfg->pad != 1 || ic < 16 ||
+            cfg->oc < 16 || ic % 8 || cfg->oc % 8 || dg_wlayer_compute() != dnnl_f32 ||
+            (cfg->dst_into && !dg_wino_layout_ok(dg_mem_md(cfg->dst_into))))
+        return false;
+    l->own_wino = true;
+    l->dst_own = !cfg->dst_into;
+    if (l->dst_own) {
+        const dnnl_memory_desc_t md = dg_md_plain(4, l->dst_dims, dnnl_nChw8c);
+        l->dst = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
+    } else {
+        l->dst = cfg->dst_into;
+    }
+    if (!cfg->training) {
+        dg_wino_init(&l->wino, ctx, l->src, l->dst, cfg->relu, cfg->accumulate);
+        return true;
+    }
+    dg_wino_init_training(&l->wino, ctx, l->src, l->dst, cfg->relu);
+    if (!cfg->no_diff_src) { /* the forward of diff_dst with the rotated weights */
+        const dnnl_memory_desc_t md = dg_md_plain(4, l->src_dims, dnnl_nChw8c);
+        l->diff_src = dg_buf_mem(ctx, &md, cfg->diff_slot);
+        dg_wino_init(&l->wino_bd, ctx, l->dst, l->diff_src, false, false);
+        dg_wino_profile_as(&l->wino_bd, "convolution backward-data");
+        l->w_rot = dg_xmalloc((size_t)(ic * cfg->oc * 9) * sizeof(float));
+    }
+    init_relu_backward(l, ctx);
     return true;
 }
 
@@ -252,7 +294,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd[a], algs[a], &src_f32,
                 &w_any, &ddst_any, strides, dil, pad, pad));
     }
-    if (init_phases(l, ctx, &w_plain, b_md, po)) {
+    if (init_phases(l, ctx, &w_plain, b_md, po) || init_own_wino(l, ctx)) {
         dnnl_post_ops_destroy(po);
         return;
     }
@@ -312,6 +354,13 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dg_wlayer_init_backward(&l->wl, ctx, bwd_w_pd, bwd_data_pd, &w_plain, b_md,
             cfg->diff_slot);
     l->diff_src = l->wl.diff_src;
+    init_relu_backward(l, ctx);
+}
+
+/* A training layer's fused ReLU's backward (unless the next layer applies
+ * its mask), on dst. */
+static void init_relu_backward(dg_conv *l, dg_ctx *ctx) {
+    const dg_conv_cfg *cfg = &l->cfg;
     if (cfg->relu && !cfg->relu_grad_by_next) {
         const dnnl_memory_desc_t *dmd = dg_mem_md(l->dst);
         dnnl_eltwise_desc_t ed;
@@ -333,7 +382,8 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 static void forward(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
         uint64_t version) {
     if (!l->phases) {
-        dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
+        if (l->own_wino) dg_wino_forward(&l->wino, ctx, weights, bias, version);
+        else dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
         return;
     }
     /* the views follow src and dst if they move (setting a handle zeroes a
@@ -341,7 +391,8 @@ static void forward(dg_conv *l, dg_ctx *ctx, const float *weights, const float *
     if (dg_mem_ptr(l->src_view) != dg_mem_ptr(l->src))
         dg_mem_set_ptr(l->src_view, dg_mem_ptr(l->src));
     dg_port_pull(&l->ph_in, ctx);
-    dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
+    if (l->own_wino) dg_wino_forward(&l->wino, ctx, weights, bias, version);
+    else dg_wlayer_forward(&l->wl, ctx, weights, bias, version);
     if (dg_mem_ptr(l->dst_view) != dg_mem_ptr(l->dst))
         dg_mem_set_ptr(l->dst_view, dg_mem_ptr(l->dst));
     dg_port_push(&l->ph_out, ctx);
@@ -380,12 +431,40 @@ void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t d
         dg_prim_exec(&l->relu_bwd, ctx, 3, rargs);
         diff_dst = l->diff_pre;
     }
-    dg_wlayer_backward(&l->wl, ctx, diff_dst, p->grad + l->w_off,
+    if (!l->own_wino) {
+        dg_wlayer_backward(&l->wl, ctx, diff_dst, p->grad + l->w_off,
+                l->cfg.bias ? p->grad + l->b_off : NULL);
+        return;
+    }
+    dg_wino_backward_weights(&l->wino, ctx, diff_dst, p->grad + l->w_off,
             l->cfg.bias ? p->grad + l->b_off : NULL);
+    if (l->cfg.no_diff_src) return;
+    /* w_rot[i][o] = w[o][i] rotated 180 degrees: backward-data is the
+     * forward convolution of diff_dst with it (wlayer.h) */
+    const int64_t ic = l->src_dims[1], oc = l->cfg.oc;
+    const float *w = p->params + l->w_off;
+    float *r = l->w_rot;
+#pragma omp parallel for schedule(static)
+    for (int64_t o = 0; o < oc; o++)
+        for (int64_t i = 0; i < ic; i++)
+            for (int t = 0; t < 9; t++) r[(i * oc + o) * 9 + 8 - t] = w[(o * ic + i) * 9 + t];
+    dg_wino_set_src(&l->wino_bd, ctx, diff_dst);
+    dg_buf_point(ctx, l->diff_src, l->cfg.diff_slot);
+    dg_wino_forward(&l->wino_bd, ctx, r, NULL, 0);
+}
+
+dnnl_memory_t dg_conv_src_in_use(const dg_conv *l) {
+    return l->own_wino ? l->wino.src_p.mem : l->wl.src_p.mem;
 }
 
 void dg_conv_free(dg_conv *l) {
     dg_wlayer_free(&l->wl);
+    if (l->own_wino) {
+        dg_wino_free(&l->wino);
+        dg_wino_free(&l->wino_bd);
+        dnnl_memory_destroy(l->diff_src); /* training's own (wl holds none) */
+        dg_free(l->w_rot);
+    }
     dg_prim_free(&l->relu_bwd);
     dnnl_primitive_desc_destroy(l->relu_bwd_pd);
     dg_port_free(&l->ddst_r_p);

@@ -9,6 +9,7 @@
 #ifndef DG_CONV_H
 #define DG_CONV_H
 
+#include "wino.h"
 #include "wlayer.h"
 
 typedef struct dg_conv_cfg {
@@ -70,17 +71,31 @@ typedef struct dg_conv {
     dnnl_memory_t ph_src, ph_dst; /* (d*d*N, C, H/d, W/d) over ph_in's and
                                      ph_out's buffers */
     dg_port ph_in, ph_out;
-    bool dst_own;                 /* phases: dst is the layer's own */
+    bool dst_own;                 /* phases or own Winograd: dst is the
+                                     layer's own */
+    /* Inference with Winograd on, on a CPU where oneDNN has none: dgseg's
+     * own (wino.h) for the dense 3x3 convolution (src -> dst) or for the
+     * phases (ph_src -> ph_dst); wl then holds nothing. */
+    bool own_wino;
+    dg_wino wino;
+    /* training with dgseg's own Winograd: backward-data runs as wino_bd,
+     * the forward of diff_dst with the weights transposed and rotated
+     * (w_rot, owned (IC, OC, 3, 3)); diff_src is then the layer's own or in
+     * cfg.diff_slot */
+    dg_wino wino_bd;
+    float *w_rot;
 } dg_conv;
 
 /* Dense 3x3 stride-1 convolutions with at least 16 input and output
- * channels use oneDNN's Winograd F(4x4, 3x3) kernels where this CPU has
- * them (AVX-512: dg_ctx.caps.winograd; elsewhere the setting is ignored
- * and they run direct): about 2.25x fewer multiplications, at the price of a few
- * times direct convolution's rounding error (still ~1e-6 relative in f32;
- * the PyTorch fixtures hold). Off: direct everywhere, as PyTorch. Applies to
- * layers created afterwards; process-wide, off until set (dg_model_create
- * sets it from dg_model_opts.winograd for each model it builds). */
+ * channels use Winograd F(4x4, 3x3): oneDNN's kernels where this CPU has
+ * them (AVX-512: dg_ctx.caps.winograd), elsewhere dgseg's own (wino.h;
+ * "same" padding, channels in multiples of 8; inference instances also on
+ * the phases of dilated convolutions): 4x fewer multiplications at the
+ * price of a few times direct convolution's rounding error (still ~1e-6
+ * relative in f32; the PyTorch fixtures hold). Off: direct everywhere, as
+ * PyTorch. Applies to layers created afterwards; process-wide, off until
+ * set (dg_model_create sets it from dg_model_opts.winograd for each model
+ * it builds). */
 void dg_conv_set_winograd(bool on);
 
 /* Builds the layer on src and registers "<name>.weight" (Kaiming-normal
@@ -97,6 +112,10 @@ void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const
  * no_diff_src) and the weight/bias gradients (overwritten) into p->grad. */
 void dg_conv_backward(dg_conv *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst);
 void dg_conv_free(dg_conv *l);
+
+/* The memory the layer's passes read src from: src itself, or the layer's
+ * own reordered copy of it (a port's buffer, which no other layer writes). */
+dnnl_memory_t dg_conv_src_in_use(const dg_conv *l);
 
 /* FLOPs (2 per multiply-add) of one forward and of one backward (data,
  * unless no_diff_src, plus weights); a single-tap convolution counts its

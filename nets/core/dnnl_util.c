@@ -234,11 +234,13 @@ void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd) {
     dg_prim_init_as(p, ctx, pd, NULL);
 }
 
+const char dg_prof_untimed[] = "untimed";
+
 void dg_prim_init_as(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd, const char *kind) {
     memset(p, 0, sizeof(*p));
     atomic_fetch_add(&n_primitives, 1);
     DG_DNNL(dnnl_primitive_create(&p->prim, pd));
-    if (dg_profile_enabled()) {
+    if (dg_profile_enabled() && kind != DG_PROF_UNTIMED) {
         char pd_kind[96], shape[128];
         dnnl_prop_kind_t prop;
         prim_kind_name(pd, pd_kind, sizeof(pd_kind), &prop);

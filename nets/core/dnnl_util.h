@@ -48,6 +48,9 @@ enum {
     DG_SLOT_ACT,       /* held: a BN + ReLU output read only by the next
                           convolution, rewritten before that convolution's
                           backward (dg_cbr_redo) */
+    DG_SLOT_WINO_V,    /* transient: dg_wino's transformed input, within
+                          one forward */
+    DG_SLOT_WINO_M,    /* transient: dg_wino's products, within one forward */
     DG_N_SLOTS
 };
 
@@ -117,7 +120,11 @@ dnnl_primitive_desc_t dg_pd_try_new(const dg_ctx *ctx, const void *op_desc,
         const_dnnl_post_ops_t post_ops, const_dnnl_primitive_desc_t hint);
 void dg_prim_init(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd);
 /* The same, profiled as `kind` (profile.h) instead of the pd's own kind
- * (NULL: the pd's): a primitive that does another pass's work. */
+ * (NULL: the pd's): a primitive that does another pass's work;
+ * DG_PROF_UNTIMED: not timed on its own (its caller times the operation it
+ * is part of: dg_wino). */
+extern const char dg_prof_untimed[];
+#define DG_PROF_UNTIMED dg_prof_untimed
 void dg_prim_init_as(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd, const char *kind);
 /* Executes with args (at most 15) plus the scratchpad. */
 void dg_prim_exec(const dg_prim *p, const dg_ctx *ctx, int nargs, const dnnl_exec_arg_t *args);

@@ -55,8 +55,13 @@ double dg_profile_begin(void) {
  * logits) stay in their own slots and are not counted twice. */
 void dg_profile_end(const char *kind, double t0) {
     if (!on) return;
+    dg_profile_end_slot(dg_profile_slot(kind, "", 0), t0);
+}
+
+void dg_profile_end_slot(int slot, double t0) {
+    if (!on) return;
     const double dt = dg_now() - t0 - (added - added_at_begin);
-    dg_profile_add(dg_profile_slot(kind, "", 0), fmax(0.0, dt));
+    dg_profile_add(slot, fmax(0.0, dt));
 }
 
 void dg_profile_reset(void) {

@@ -36,6 +36,9 @@ void dg_profile_add(int slot, double seconds);
  * primitives timed inside it; regions do not nest. */
 double dg_profile_begin(void);
 void dg_profile_end(const char *kind, double t0);
+/* The same into a slot of dg_profile_slot (an operation of dgseg's own that
+ * reports as a primitive kind and shape: dg_wino's convolutions). */
+void dg_profile_end_slot(int slot, double t0);
 
 /* Zeroes every slot's time and count (after the warm-up steps). */
 void dg_profile_reset(void);
