@@ -35,9 +35,9 @@ static const command commands[] = {
 __attribute__((constructor, target("arch=x86-64"))) static void check_cpu_level(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports(DG_MARCH)) return;
-    fputs("dgseg: this build runs instructions of " DG_MARCH " (AVX2 and FMA for x86-64-v3), "
-          "which this CPU lacks; rebuild on it (scripts/setup picks the level of the machine "
-          "it runs on) or configure with cmake -DDG_MARCH=x86-64\n", stderr);
+    fputs("dgseg: this build uses instructions of x86-64 level " DG_MARCH " (x86-64-v3: AVX2, "
+          "FMA), which this CPU lacks; rebuild on this machine (scripts/setup picks its level) "
+          "or configure with cmake -DDG_MARCH=x86-64\n", stderr);
     _exit(2);
 }
 #endif

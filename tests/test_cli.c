@@ -361,6 +361,35 @@ START_TEST(bf16_on_avx2_exits_2_naming_the_cpu) {
 }
 END_TEST
 
+/* A Release build's code runs instructions of its x86-64 level (DG_MARCH,
+ * x86-64-v3 on an AVX2 machine): on an older CPU (Nehalem, emulated by
+ * qemu-user) it exits 2 saying so, before any of them runs, instead of
+ * dying on an illegal instruction. */
+START_TEST(cpu_below_the_build_level_exits_2_saying_so) {
+#ifdef DG_MARCH_TEST
+    if (access("/usr/bin/qemu-x86_64", X_OK) != 0) {
+        DG_TEST_SKIPPED("qemu-user is not installed (scripts/setup installs it)");
+        return;
+    }
+    if (strcmp(DG_MARCH_TEST, "x86-64-v3") && strcmp(DG_MARCH_TEST, "x86-64-v4")) {
+        DG_TEST_SKIPPED("this build's level %s runs on a Nehalem CPU", DG_MARCH_TEST);
+        return;
+    }
+    char out[128], cmd[1024];
+    snprintf(out, sizeof(out), "%s/qemu.err", dir);
+    snprintf(cmd, sizeof(cmd), "/usr/bin/qemu-x86_64 -cpu Nehalem %s --version >/dev/null 2>%s",
+            DG_DGSEG_PATH, out);
+    const int status = system(cmd);
+    char *err = read_file(out, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 2 && strstr(err, DG_MARCH_TEST) &&
+            strstr(err, "lacks"), "status %d:\n%s", status, err);
+    dg_free(err);
+#else
+    DG_TEST_SKIPPED("not a Release build: no x86-64 level is set");
+#endif
+}
+END_TEST
+
 START_TEST(unknown_command_and_bad_usage_exit_2) {
     char *err;
     const char *unknown[] = {"frobnicate", NULL};
@@ -544,6 +573,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, version_and_help_exit_0);
     tcase_add_test(tc, unknown_command_and_bad_usage_exit_2);
     tcase_add_test(tc, bf16_on_avx2_exits_2_naming_the_cpu);
+    tcase_add_test(tc, cpu_below_the_build_level_exits_2_saying_so);
     tcase_add_test(tc, missing_config_file_exits_1_naming_it);
     tcase_add_test(tc, unknown_config_key_exits_2_naming_file_line_and_key);
     tcase_add_test(tc, bad_override_value_exits_2_naming_the_key);
