@@ -90,6 +90,19 @@ static void transform_weights(dg_wino *l, const float *w) {
         }
 }
 
+/* p[(i * size + j) * L + k] = channel 8g + k of pixel (y0 + i, x0 + j) of
+ * image n, zero outside the h x w image. */
+static inline void gather(const float *src, const dg_chw *v, int64_t n, int64_t g, int64_t y0,
+        int64_t x0, int size, int64_t h, int64_t w, float *p) {
+    for (int i = 0; i < size; i++)
+        for (int j = 0; j < size; j++) {
+            const int64_t y = y0 + i, x = x0 + j;
+            float *dst = p + (i * size + j) * L;
+            if (y < 0 || y >= h || x < 0 || x >= w) memset(dst, 0, L * sizeof(float));
+            else memcpy(dst, src + dg_chw_at(v, n, g * L, y, x), L * sizeof(float));
+        }
+}
+
 /* V[xi][t][c] = (B^T d B)[xi] for every tile and channel of src. */
 static void transform_input(const dg_wino *l, const float *src, const dg_chw *v, float *vbuf) {
     const int64_t groups = l->ic / L, tiles = l->t, per_img = l->th * l->tw;
@@ -99,16 +112,7 @@ static void transform_input(const dg_wino *l, const float *src, const dg_chw *v,
         for (int64_t g = 0; g < groups; g++) {
             const int64_t n = t / per_img, ty = (t % per_img) / l->tw, tx = t % l->tw;
             float d[36 * L], e[36 * L], f[36 * L];
-            for (int i = 0; i < 6; i++)
-                for (int j = 0; j < 6; j++) {
-                    const int64_t y = ty * 4 - 1 + i, x = tx * 4 - 1 + j;
-                    float *dst = d + (i * 6 + j) * L;
-                    if (y < 0 || y >= h || x < 0 || x >= w) {
-                        memset(dst, 0, L * sizeof(float));
-                        continue;
-                    }
-                    memcpy(dst, src + dg_chw_at(v, n, g * L, y, x), L * sizeof(float));
-                }
+            gather(src, v, n, g, ty * 4 - 1, tx * 4 - 1, 6, h, w, d);
             for (int j = 0; j < 6; j++) bt6(d + j * L, 6 * L, e + j * L, 6 * L); /* B^T d */
             for (int i = 0; i < 6; i++) bt6(e + i * 6 * L, L, f + i * 6 * L, L); /* (.) B */
             for (int xi = 0; xi < 36; xi++)
@@ -184,13 +188,7 @@ static void transform_grad_output(const dg_wino *l, const float *dd, const dg_ch
         for (int64_t g = 0; g < groups; g++) {
             const int64_t n = t / per_img, ty = (t % per_img) / l->tw, tx = t % l->tw;
             float y[16 * L], e[24 * L], m[36 * L];
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < 4; j++) {
-                    const int64_t yy = ty * 4 + i, xx = tx * 4 + j;
-                    float *dst = y + (i * 4 + j) * L;
-                    if (yy >= h || xx >= w) memset(dst, 0, L * sizeof(float));
-                    else memcpy(dst, dd + dg_chw_at(v, n, g * L, yy, xx), L * sizeof(float));
-                }
+            gather(dd, v, n, g, ty * 4, tx * 4, 4, h, w, y);
             for (int j = 0; j < 4; j++) a4(y + j * L, 4 * L, e + j * L, 4 * L);  /* A dY: 6x4 */
             for (int i = 0; i < 6; i++) a4(e + i * 4 * L, L, m + i * 6 * L, L); /* (.) A^T */
             for (int xi = 0; xi < 36; xi++)
@@ -288,29 +286,38 @@ void dg_wino_init_training(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memo
     /* diff_dst's port: bound at the first backward */
 }
 
+/* src through its port, the slots pointed, V (in the memory v_mem: [36][T]
+ * [IC] as such or viewed transposed) from it. */
+static void input_to_v(dg_wino *l, dg_ctx *ctx, dnnl_memory_t v_mem) {
+    dg_port_pull(&l->src_p, ctx);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    dg_slot_point(ctx, v_mem, DG_SLOT_WINO_V);
+    dg_slot_point(ctx, l->m_mem, DG_SLOT_WINO_M);
+    dg_chw sv;
+    DG_ASSERT(dg_chw_from_md(&sv, dg_mem_md(l->src_p.mem)));
+    transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(v_mem));
+}
+
+/* c = a . b, batched over xi, and waits for it. */
+static void matmul(const dg_prim *p, dg_ctx *ctx, dnnl_memory_t a, dnnl_memory_t b,
+        dnnl_memory_t c) {
+    dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
+    dg_prim_exec(p, ctx, 3, args);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+}
+
 void dg_wino_backward_weights(dg_wino *l, dg_ctx *ctx, dnnl_memory_t diff_dst,
         float *diff_weights, float *diff_bias) {
     DG_ASSERT(l->mmw_pd != NULL);
     const double t0 = l->prof_bw ? dg_profile_begin() : 0.0;
     const dnnl_memory_desc_t want = blocked_like(dg_mem_md(diff_dst));
     dg_port_bind_in(&l->ddst_p, ctx, diff_dst, &want);
-    dg_port_pull(&l->src_p, ctx);
     dg_port_pull(&l->ddst_p, ctx);
-    DG_DNNL(dnnl_stream_wait(ctx->stream));
-    dg_slot_point(ctx, l->vt_mem, DG_SLOT_WINO_V);
-    dg_slot_point(ctx, l->m_mem, DG_SLOT_WINO_M);
-    dg_chw sv, dv;
-    DG_ASSERT(dg_chw_from_md(&sv, dg_mem_md(l->src_p.mem)) &&
-            dg_chw_from_md(&dv, dg_mem_md(l->ddst_p.mem)));
-    transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(l->vt_mem));
+    dg_chw dv;
+    DG_ASSERT(dg_chw_from_md(&dv, dg_mem_md(l->ddst_p.mem)));
+    input_to_v(l, ctx, l->vt_mem);
     transform_grad_output(l, dg_mem_ptr(l->ddst_p.mem), &dv, dg_mem_ptr(l->m_mem));
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, l->vt_mem},
-        {DNNL_ARG_WEIGHTS, l->m_mem},
-        {DNNL_ARG_DST, l->du_mem},
-    };
-    dg_prim_exec(&l->mmw, ctx, 3, args);
-    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    matmul(&l->mmw, ctx, l->vt_mem, l->m_mem, l->du_mem);
     transform_weight_grad(l, diff_weights);
     if (diff_bias) bias_grad(l, dg_mem_ptr(l->ddst_p.mem), &dv, diff_bias);
     if (l->prof_bw) dg_profile_end_slot(l->prof_bw, t0);
@@ -323,21 +330,10 @@ void dg_wino_forward(dg_wino *l, dg_ctx *ctx, const float *weights, const float 
         transform_weights(l, weights);
         l->u_version = version;
     }
-    dg_port_pull(&l->src_p, ctx);
-    DG_DNNL(dnnl_stream_wait(ctx->stream));
-    dg_slot_point(ctx, l->v_mem, DG_SLOT_WINO_V);
-    dg_slot_point(ctx, l->m_mem, DG_SLOT_WINO_M);
-    dg_chw sv, dv;
-    DG_ASSERT(dg_chw_from_md(&sv, dg_mem_md(l->src_p.mem)) &&
-            dg_chw_from_md(&dv, dg_mem_md(l->dst)));
-    transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(l->v_mem));
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, l->v_mem},
-        {DNNL_ARG_WEIGHTS, l->u_mem},
-        {DNNL_ARG_DST, l->m_mem},
-    };
-    dg_prim_exec(&l->mm, ctx, 3, args);
-    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    dg_chw dv;
+    DG_ASSERT(dg_chw_from_md(&dv, dg_mem_md(l->dst)));
+    input_to_v(l, ctx, l->v_mem);
+    matmul(&l->mm, ctx, l->v_mem, l->u_mem, l->m_mem);
     transform_output(l, dg_mem_ptr(l->m_mem), bias, dg_mem_ptr(l->dst), &dv);
     if (l->prof) dg_profile_end_slot(l->prof, t0);
 }
