@@ -7,6 +7,7 @@
 #include "app/bench.h"
 #include "app/eval_cmd.h"
 #include "app/predict.h"
+#include "app/study.h"
 #include "app/synth_cmd.h"
 #include "app/train.h"
 #include "app/verify.h"
@@ -25,6 +26,8 @@ static const command commands[] = {
     {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
     {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits, overlay)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},
+    {"study", dg_study_main, "run a grid of configs x seeds, resumably, and aggregate it"},
+    {"report", dg_report_main, "aggregate run and study folders: mean ± sd per method"},
 };
 
 /* A Release build's own code uses the instructions of x86-64 level

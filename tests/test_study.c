@@ -1,0 +1,244 @@
+/* tests/test_study.c -- dgseg study and dgseg report (app/study.h): the
+ * aggregation against means and standard deviations computed by hand, a
+ * tiny real study (2 arms x 2 seeds on dgseg synth output) run, re-run
+ * (nothing to do) and resumed after a run's results vanish, and study files
+ * with errors refused before anything runs, naming file:line. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "app/study.h"
+#include "common.h"
+#include "data/fsutil.h"
+
+static char dir[64];
+static void setup(void) { make_tmpdir(dir, "study"); }
+static void teardown(void) { remove_tree(dir, 4); }
+
+/* A finished segmentation run folder: results.json with the targets' mIoU
+ * and a config.ini with its seed. */
+static void seg_run(const char *name, const char *method, long seed, double a, double b) {
+    char d[160], p[192], text[512];
+    snprintf(d, sizeof(d), "%s/%s", dir, name);
+    ck_assert_int_eq(dg_make_dirs(d), DG_STATUS_OK);
+    snprintf(p, sizeof(p), "%s/results.json", d);
+    snprintf(text, sizeof(text),
+            "{\"task\": \"segmentation\", \"method\": \"%s\", \"targets\": ["
+            "{\"name\": \"cityscapes\", \"miou\": %.2f}, {\"name\": \"bdd100k\", \"miou\": %.2f}]}",
+            method, a, b);
+    write_file(p, text, strlen(text));
+    snprintf(p, sizeof(p), "%s/config.ini", d);
+    snprintf(text, sizeof(text), "[train]\nseed = %ld\n", seed);
+    write_file(p, text, strlen(text));
+}
+
+static const cJSON *method_of(const cJSON *root, const char *name) {
+    const cJSON *m;
+    cJSON_ArrayForEach(m, cJSON_GetObjectItem(root, "methods"))
+        if (!strcmp(cJSON_GetObjectItem(m, "name")->valuestring, name)) return m;
+    ck_abort_msg("no method %s in study.json", name);
+    return NULL;
+}
+
+static void assert_cell(const cJSON *m, const char *col, int n, double mean, double sd) {
+    const cJSON *c = cJSON_GetObjectItem(cJSON_GetObjectItem(m, "selected"), col);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(cJSON_GetObjectItem(c, "n")->valueint, n);
+    ck_assert_msg(fabs(cJSON_GetObjectItem(c, "mean")->valuedouble - mean) < 1e-9, "%s mean %g",
+            col, cJSON_GetObjectItem(c, "mean")->valuedouble);
+    const cJSON *s = cJSON_GetObjectItem(c, "sd");
+    if (isnan(sd)) ck_assert(cJSON_IsNull(s));
+    else ck_assert_msg(fabs(s->valuedouble - sd) < 1e-9, "%s sd %g want %g", col, s->valuedouble, sd);
+}
+
+/* Hand-computed: erm seeds 0, 1 at cityscapes 10, 20 and bdd100k 30, 50 ->
+ * means 15 and 40, sample sds sqrt(50) and sqrt(200); per-run averages 20
+ * and 35 -> 27.5 +- sqrt(112.5). One la run: its values, no sd. An
+ * unfinished folder and a classification run are listed, not averaged. */
+START_TEST(report_aggregates_by_method_with_sample_sd) {
+    seg_run("erm0", "erm", 0, 10, 30);
+    seg_run("erm1", "erm", 1, 20, 50);
+    seg_run("la0", "lookahead", 0, 12.5, 40);
+    char inc[160], cls[160], p[200], out[160];
+    snprintf(inc, sizeof(inc), "%s/unfinished", dir);
+    ck_assert_int_eq(dg_make_dirs(inc), DG_STATUS_OK);
+    snprintf(p, sizeof(p), "%s/config.ini", inc);
+    write_file(p, "[train]\nseed = 2\n", 17);
+    snprintf(cls, sizeof(cls), "%s/cls", dir);
+    ck_assert_int_eq(dg_make_dirs(cls), DG_STATUS_OK);
+    snprintf(p, sizeof(p), "%s/results.json", cls);
+    const char *cj = "{\"task\": \"classification\", \"method\": \"erm\", \"runs\": "
+                     "[{\"test_domain\": \"rot75\", \"acc_selected\": 60, \"acc_last\": 61}]}";
+    write_file(p, cj, strlen(cj));
+    snprintf(out, sizeof(out), "%s/report", dir);
+    char a[5][160];
+    snprintf(a[0], 160, "%s/erm0", dir);
+    snprintf(a[1], 160, "%s/erm1", dir);
+    snprintf(a[2], 160, "%s/la0", dir);
+    char *argv[] = {"report", a[0], a[1], a[2], inc, cls, a[0], "--out", out, NULL};
+    capture c;
+    capture_out_begin(&c);
+    const int rc = dg_report_main(9, argv);
+    char *text = capture_end(&c);
+    ck_assert_msg(rc == 0, "%s", text);
+    ck_assert_msg(strstr(text, "| erm | 2 | 15.00 ± 7.07 | 40.00 ± 14.14 | 27.50 ± 10.61 |") &&
+            strstr(text, "| lookahead | 1 | 12.50 | 40.00 | 26.25 |") &&
+            strstr(text, "not finished") && strstr(text, "a classification run among "
+            "segmentation runs"), "%s", text);
+    dg_free(text);
+    snprintf(p, sizeof(p), "%s/study.json", out);
+    cJSON *root = read_json(p);
+    const cJSON *erm = method_of(root, "erm");
+    assert_cell(erm, "cityscapes", 2, 15.0, sqrt(50.0));
+    assert_cell(erm, "bdd100k", 2, 40.0, sqrt(200.0));
+    assert_cell(erm, "avg", 2, 27.5, sqrt(112.5));
+    assert_cell(method_of(root, "lookahead"), "cityscapes", 1, 12.5, NAN);
+    int n_runs = cJSON_GetArraySize(cJSON_GetObjectItem(root, "runs"));
+    ck_assert_int_eq(n_runs, 5); /* erm0 named twice counts once */
+    cJSON_Delete(root);
+}
+END_TEST
+
+/* The study and its runs' own results.json: every method's mean and sd
+ * recomputed here from the runs. */
+static void check_study_json(const char *out) {
+    char p[200];
+    snprintf(p, sizeof(p), "%s/study.json", out);
+    cJSON *root = read_json(p);
+    const char *arms[2] = {"erm", "sam"};
+    for (int k = 0; k < 2; k++) {
+        double v[2][8];
+        int n_t = 0;
+        for (int s = 0; s < 2; s++) {
+            snprintf(p, sizeof(p), "%s/%s/seed-%d/results.json", out, arms[k], s);
+            cJSON *r = read_json(p);
+            const cJSON *t;
+            n_t = 0;
+            cJSON_ArrayForEach(t, cJSON_GetObjectItem(r, "targets")) {
+                v[s][n_t++] = cJSON_GetObjectItem(t, "miou")->valuedouble;
+            }
+            cJSON_Delete(r);
+        }
+        const cJSON *m = method_of(root, arms[k]);
+        const cJSON *cols = cJSON_GetObjectItem(root, "columns");
+        ck_assert_int_eq(cJSON_GetArraySize(cols), n_t);
+        for (int j = 0; j < n_t; j++) {
+            const double mean = (v[0][j] + v[1][j]) / 2, sd = fabs(v[0][j] - v[1][j]) / sqrt(2.0);
+            assert_cell(m, cJSON_GetArrayItem(cols, j)->valuestring, 2, mean, sd);
+        }
+    }
+    cJSON_Delete(root);
+}
+
+START_TEST(tiny_study_runs_skips_and_resumes) {
+    char synth[128], study[160], out[160], p[224];
+    snprintf(synth, sizeof(synth), "%s/synth", dir);
+    make_tiny_synth(synth, 64, 32, 4);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(study, sizeof(study), "%s/tiny.ini", dir);
+    char text[2048];
+    snprintf(text, sizeof(text),
+            "; two arms, two seeds\n[study]\nout = %s\nseeds = 0, 1\n"
+            "overrides = data.sources=gtav:%s/gtav data.targets=cityscapes:%s/cityscapes,"
+            "bdd100k:%s/bdd100k\n    train.iterations=2\n\n"
+            "[arm erm]\nconfig = %s/configs/demo-erm.ini\n"
+            "overrides = data.crop_size=32 train.batch_size=2 train.eval_every=0\n\n"
+            "[arm sam]\nconfig = %s/configs/demo-erm.ini\n"
+            "overrides = data.crop_size=32 train.batch_size=2 train.eval_every=0 "
+            "optim.method=sam\n", out, synth, synth, synth, DG_SOURCE_DIR, DG_SOURCE_DIR);
+    /* (the indented line continues the study's overrides, as in configs) */
+    write_file(study, text, strlen(text));
+    capture c;
+    capture_out_begin(&c);
+    int rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    char *log = capture_end(&c);
+    ck_assert_msg(rc == 0 && strstr(log, "[2/4] sam seed 0: done") &&
+            strstr(log, "[4/4] sam seed 1: done"), "rc %d: %s", rc, log);
+    dg_free(log);
+    check_study_json(out);
+    /* again: nothing to run, the same aggregate */
+    capture_out_begin(&c);
+    const double t0 = dg_now();
+    rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    const double t = dg_now() - t0;
+    log = capture_end(&c);
+    ck_assert_msg(rc == 0 && !strstr(log, "running") && !strstr(log, "resuming") && t < 5.0,
+            "rc %d, %.1f s: %s", rc, t, log);
+    dg_free(log);
+    /* a run whose results vanished (stopped before its end) is resumed alone */
+    snprintf(p, sizeof(p), "%s/erm/seed-1/results.json", out);
+    ck_assert_int_eq(unlink(p), 0);
+    capture_out_begin(&c);
+    rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    log = capture_end(&c);
+    ck_assert_msg(rc == 0 && strstr(log, "[3/4] erm seed 1: resuming") &&
+            strstr(log, "[3/4] erm seed 1: done") && !strstr(log, "seed 0: r"), "rc %d: %s",
+            rc, log);
+    dg_free(log);
+    check_study_json(out);
+    /* report on the study folder gives the same table */
+    snprintf(p, sizeof(p), "%s/study.md", out);
+    char *md = read_file(p, NULL);
+    char *table_end = strstr(md, "\n\n(mean");
+    ck_assert_ptr_nonnull(table_end);
+    *table_end = '\0';
+    char *argv[] = {"report", out, NULL};
+    capture_out_begin(&c);
+    rc = dg_report_main(2, argv);
+    log = capture_end(&c);
+    ck_assert_msg(rc == 0 && strstr(log, strstr(md, "| method |")), "%s\n---\n%s", log, md);
+    dg_free(log), dg_free(md);
+}
+END_TEST
+
+/* Errors in a study file: exit 2 before anything runs, naming file:line. */
+START_TEST(bad_study_files_exit_2_naming_file_and_line) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[study]\nseeds = 0\nbogus = 1\n", "bad.ini:3: [study] has no key 'bogus'"},
+        {"[study]\nseeds = 0, x\n", "bad.ini:2: seeds"},
+        {"[study]\n[arm a]\nconfig = no-such.ini\n", "bad.ini:3: arm a: no config file"},
+        {"[study]\n[arm a]\nconfig = %s/configs/demo-erm.ini\noverrides = optim.nosuch=1\n",
+                "bad.ini:4: arm a"},
+        {"[study]\n[arm a]\nconfig = %s/configs/demo-erm.ini\noverrides = train.seed=3\n",
+                "bad.ini:4: 'train.seed=3': the study sets"},
+        {"[study]\n[arm a]\nconfig = %s/configs/demo-erm.ini\n[arm a]\n",
+                "bad.ini:4: arm 'a' again"},
+        {"[study]\n[run a]\n", "bad.ini:2: unknown section [run a]"},
+        {"[study]\nseeds = 1\n", "no [arm NAME] section"},
+    };
+    char path[160], out[160];
+    snprintf(path, sizeof(path), "%s/bad.ini", dir);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        char text[512];
+        snprintf(text, sizeof(text), cases[i].text, DG_SOURCE_DIR);
+        write_file(path, text, strlen(text));
+        capture c;
+        capture_begin(&c);
+        const int rc = dg_study_run(path, DG_DGSEG_PATH, false);
+        char *log = capture_end(&c);
+        ck_assert_msg(rc == 2 && strstr(log, cases[i].want), "case %zu: rc %d: %s", i, rc, log);
+        dg_free(log);
+    }
+    ck_assert(!dg_is_dir("runs/study-bad"));
+}
+END_TEST
+
+Suite *study_suite(void) {
+    Suite *s = suite_create("study");
+    TCase *tc = tcase_create("study");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 180);
+    tcase_add_test(tc, report_aggregates_by_method_with_sample_sd);
+    tcase_add_test(tc, tiny_study_runs_skips_and_resumes);
+    tcase_add_test(tc, bad_study_files_exit_2_naming_file_and_line);
+    suite_add_tcase(s, tc);
+    return s;
+}
