@@ -90,6 +90,8 @@ typedef struct run {
     /* loaders */
     dg_loader *loader;
     dg_loader *refresh;
+    dg_loader *val_refresh;        /* during seg_validate only (slow_weight_stats) */
+    bool finished;                 /* dg_method_finish has run */
     long start_step;
     /* classification evaluation: an eval-mode instance on the trainer's layout */
     dg_model ev;
@@ -245,7 +247,17 @@ static void cls_source(run *r, dg_sample_source *src, bool train, const int *dom
  * streams, seed train.seed + 1, plain epochs, no workers, positioned after
  * the `drawn` batches already used). Both read the training domains: the
  * segmentation sources or the classification in-splits. */
+static dg_status make_loader_to(run *r, bool refresh, uint64_t refresh_seed, long drawn,
+        dg_loader **out);
+
 static dg_status make_loader(run *r, bool refresh, long drawn) {
+    return make_loader_to(r, refresh, (uint64_t)r->cfg->seed + 1, drawn,
+            refresh ? &r->refresh : &r->loader);
+}
+
+/* make_loader's work; a refresh loader with seed refresh_seed into *out. */
+static dg_status make_loader_to(run *r, bool refresh, uint64_t refresh_seed, long drawn,
+        dg_loader **out) {
     const dg_config *cfg = r->cfg;
     const bool seg = cfg->task == DG_TASK_SEGMENTATION;
     dg_loader_cfg lc;
@@ -264,24 +276,31 @@ static dg_status make_loader(run *r, bool refresh, long drawn) {
         }
     }
     if (refresh) {
-        lc.seed = (uint64_t)cfg->seed + 1;
+        lc.seed = refresh_seed;
         lc.workers = 0;
         lc.start_step = drawn;
-        return dg_loader_create(&lc, &r->refresh);
+        return dg_loader_create(&lc, out);
     }
     lc.class_uniform_pct = seg ? cfg->class_uniform_pct : 0;
     lc.start_step = r->start_step;
-    return dg_loader_create(&lc, &r->loader);
+    return dg_loader_create(&lc, out);
 }
 
-static dg_status next_refresh_batch(void *ctx, dg_model *m) {
-    run *r = ctx;
+static dg_status next_batch_of(dg_loader *l, dg_model *m) {
     const dg_batch *b;
-    dg_status st = dg_loader_next(r->refresh, &b);
+    dg_status st = dg_loader_next(l, &b);
     if (st != DG_STATUS_OK) return st;
     const size_t nx = (size_t)b->n * (size_t)b->c * (size_t)b->h * (size_t)b->w;
     memcpy(dg_mem_ptr(m->src), b->x, nx * sizeof(float));
     return DG_STATUS_OK;
+}
+
+static dg_status next_refresh_batch(void *ctx, dg_model *m) {
+    return next_batch_of(((run *)ctx)->refresh, m);
+}
+
+static dg_status next_val_refresh_batch(void *ctx, dg_model *m) {
+    return next_batch_of(((run *)ctx)->val_refresh, m);
 }
 
 /* ---- model and method ------------------------------------------------------ */
@@ -572,10 +591,50 @@ static dg_status save_weights_file(run *r, const char *path, long step, const fl
  * sources' validation splits and/or the targets (eval.validate); the score
  * is the mean over the source sets (the targets' when only they are
  * validated). A better score writes checkpoints/best.safetensors. */
+/* Lookahead's slow weights between refreshes meet running statistics that
+ * the fast weights' forwards have moved (>90% within ~22 steps of a
+ * refresh), so validating them with those would bias validation curves and
+ * best.safetensors against them. Statistics for P instead, as the released
+ * code validates after its per-epoch refresh: 2k train-mode forwards at P
+ * (the per-epoch refresh's count), their exact mean (cumulative), on fixed
+ * batches of the training domains (a loader of their own, seed train.seed
+ * + 2, restarted at every validation, so every validation sees the same
+ * batches). Into a copy: the live statistics, the refresh loader and its
+ * count, and the training batch stay as they were, so training is unchanged
+ * (tested). NULL where nothing needs it (not the Lookahead family, no BN
+ * statistics, frozen BN, or after dg_method_finish refreshed them for P). */
+static float *slow_weight_stats(run *r, const float *P, const float *Q) {
+    const dg_config *cfg = r->cfg;
+    dg_param_set *ps = &r->m.ps;
+    if (strncmp(cfg->method, "lookahead", 9) || r->finished || ps->n_stats == 0 ||
+            cfg->freeze_bn || !cfg->optim.la_bn_refresh || P == ps->data || Q != ps->stats ||
+            !r->tc.cl.bn_refresh)
+        return NULL;
+    if (make_loader_to(r, true, (uint64_t)cfg->seed + 2, 0, &r->val_refresh) != DG_STATUS_OK)
+        return NULL;
+    const size_t bytes = ps->n_stats * sizeof(float);
+    float *live = dg_xmalloc(bytes), *q = dg_xmalloc(bytes);
+    memcpy(live, ps->stats, bytes);
+    dg_refresh_batch_fn fn = r->tc.refresh_batch;
+    const long drawn = r->tc.refresh_batches;
+    r->tc.refresh_batch = next_val_refresh_batch;
+    r->tc.cl.bn_refresh(r->tc.cl.ctx, P, 2 * cfg->optim.la_k, DG_BN_REFRESH_CUMULATIVE);
+    memcpy(q, ps->stats, bytes);
+    memcpy(ps->stats, live, bytes);
+    r->tc.refresh_batch = fn;
+    r->tc.refresh_batches = drawn;
+    dg_loader_free(r->val_refresh);
+    r->val_refresh = NULL;
+    dg_free(live);
+    return q;
+}
+
 static dg_status seg_validate(run *r, long step) {
     const dg_config *cfg = r->cfg;
     const float *P, *Q;
     dg_method_eval_weights(r->method, &r->m.ps, &P, &Q);
+    float *own = slow_weight_stats(r, P, Q);
+    if (own) Q = own;
     dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
     int n_src = 0, n_tgt = 0;
     dg_status st = DG_STATUS_OK;
@@ -617,6 +676,7 @@ static dg_status seg_validate(run *r, long step) {
         }
     }
     dg_eval_targets_free(t, n);
+    dg_free(own);
     return st;
 }
 
@@ -792,7 +852,8 @@ static int train_loop(run *r) {
             dg_metrics_log(&r->metrics, "val_loss", done, ml, 1);
             swad_stop = dg_method_on_eval(r->method, t, l);
         }
-        if (seg && cfg->eval_every > 0 && (done % cfg->eval_every == 0 || done == T) &&
+        /* the last step's validation follows dg_method_finish (below) */
+        if (seg && cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != T &&
                 seg_validate(r, done) != DG_STATUS_OK) {
             dg_log_error("step %ld: validation failed", done);
             return 1;
@@ -823,6 +884,13 @@ static int train_loop(run *r) {
     dg_progress_break(&r->progress);
     const long last = r->stopped_at ? r->stopped_at : T;
     dg_method_finish(r->method, ps, &r->tc.cl);
+    r->finished = true;
+    /* the model the results report (Lookahead's slow weights with their
+     * final refresh, SWAD's average), as the targets' evaluation sees it */
+    if (seg && cfg->eval_every > 0 && last == T && seg_validate(r, T) != DG_STATUS_OK) {
+        dg_log_error("step %ld: validation failed", T);
+        return 1;
+    }
     if (save_checkpoint(r, last) != DG_STATUS_OK) return 1;
     if (r->has_ev && is_swad(cfg)) {
         /* SWAD reports its averaged model (DATASETS.md §9.3): one evaluation
@@ -899,6 +967,7 @@ static int final_reports(run *r) {
 static void run_free(run *r) {
     dg_loader_free(r->loader);
     dg_loader_free(r->refresh);
+    dg_loader_free(r->val_refresh);
     if (r->has_tc) dg_train_closure_free(&r->tc);
     dg_method_free(r->method);
     if (r->has_model) dg_model_free(&r->m);

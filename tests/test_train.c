@@ -403,6 +403,47 @@ START_TEST(segmentation_validation_best_and_swad_schedule) {
 }
 END_TEST
 
+/* Lookahead's validation sees its slow weights with statistics of their
+ * own (app/train.c, slow_weight_stats), and the last step's validation
+ * follows the final refresh: that validation equals the results' target
+ * evaluation (the same weights, statistics and images; before, it came
+ * ahead of the refresh), and training is the same with validations (and
+ * their refreshes) as without. */
+START_TEST(lookahead_validates_slow_weights_with_their_own_statistics) {
+    char *cfg = write_cfg("la-val", SEG_CFG);
+    char a[128], b[128], targets[256];
+    snprintf(a, sizeof(a), "%.64s/la-val", dir);
+    snprintf(b, sizeof(b), "%.64s/la-noval", dir);
+    snprintf(targets, sizeof(targets), "data.targets=cityscapes:%s/cityscapes", synth_dir);
+    const char *val[] = {targets, "train.eval_every=2", "eval.validate=targets",
+            "eval.val_images=100", NULL};
+    const char *noval[] = {targets, NULL};
+    char *log;
+    int rc = train_v(cfg, a, val, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    rc = train_v(cfg, b, noval, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
+    expect_same_tensor_data(a, b);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/metrics.jsonl", a);
+    char *m = read_file(p, NULL);
+    const double v2 = metric_at(m, 2, "eval", "cityscapes_miou");
+    const double v4 = metric_at(m, 4, "eval", "cityscapes_miou");
+    ck_assert_msg(isfinite(v2) && isfinite(v4), "%s", m);
+    dg_free(m);
+    snprintf(p, sizeof(p), "%s/results.json", a);
+    cJSON *res = read_json(p);
+    const cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItem(res, "targets"), 0);
+    ck_assert_msg(fabs(cJSON_GetObjectItem(t0, "miou")->valuedouble - 100 * v4) < 0.006,
+            "results %g, last validation %g", cJSON_GetObjectItem(t0, "miou")->valuedouble,
+            100 * v4);
+    cJSON_Delete(res);
+    dg_free(cfg);
+}
+END_TEST
+
 /* SWAD on a DomainBed tree: evaluations on optim.swad_eval_every's points
  * (train.eval_every does not apply), the averaged model evaluated once at
  * the end and reported as both the selected and the last result. */
@@ -669,6 +710,7 @@ Suite *train_suite(void) {
     tcase_add_test(tc, mesa_teacher_is_a_second_classification_row);
     tcase_add_test(tc, no_bn_refresh_without_bn_statistics);
     tcase_add_test(tc, bf16_training_keeps_f32_checkpoints);
+    tcase_add_test(tc, lookahead_validates_slow_weights_with_their_own_statistics);
     suite_add_tcase(s, tc);
     return s;
 }
