@@ -907,8 +907,8 @@ static void plot_panel_draw(const plot_plan *plan, const plot_panel *p, PLFLT *x
 
 /* Everything PLplot does for one plot, on a fresh stream (ended by the
  * caller). */
-static void plot_render(const plot_plan *plan, const char *file, int width, int height,
-        PLFLT *x, PLFLT *y) {
+static void plot_render(const char *file, int width, int height, int n_panels,
+        dg_plot_draw_fn draw, void *ctx) {
     plsdev("pngcairo");
     plsfnam(file);
     plspage(0.0, 0.0, width, height, 0, 0);
@@ -917,10 +917,22 @@ static void plot_render(const plot_plan *plan, const char *file, int width, int 
     plscol0(1, 0, 0, 0);
     for (int c = 0; c < PLOT_COLORS; c++)
         plscol0(2 + c, plot_rgb[c][0], plot_rgb[c][1], plot_rgb[c][2]);
-    plssub(1, plan->n_panels);
+    plssub(1, n_panels);
     plinit();
     plschr(0.0, 0.85);
-    for (int i = 0; i < plan->n_panels; i++) plot_panel_draw(plan, &plan->panels[i], x, y);
+    draw(ctx);
+}
+
+/* The training curves' drawing (dg_report_curves). */
+typedef struct curves_draw {
+    const plot_plan *plan;
+    PLFLT *x, *y;
+} curves_draw;
+
+static void draw_curves(void *ctx) {
+    const curves_draw *c = ctx;
+    for (int i = 0; i < c->plan->n_panels; i++)
+        plot_panel_draw(c->plan, &c->plan->panels[i], c->x, c->y);
 }
 
 static bool plot_has_pngcairo(void) {
@@ -1041,8 +1053,8 @@ typedef struct plot_outcome {
  * that stream is ended (plend1): plend would end other streams too, and
  * PLplot 5.15 crashes when its driver table is rebuilt after plend and the
  * driver directory has become unreadable. */
-static void plot_guarded(const plot_plan *plan, const char *file, int width, int height,
-        PLFLT *x, PLFLT *y, plot_outcome *out) {
+static void plot_guarded(const char *file, int width, int height, int n_panels,
+        dg_plot_draw_fn draw, void *ctx, plot_outcome *out) {
     memset(out, 0, sizeof(*out));
     out->has_driver = true;
     plot_exit_msg[0] = '\0';
@@ -1055,7 +1067,7 @@ static void plot_guarded(const plot_plan *plan, const char *file, int width, int
             plmkstrm(&out->strm);
             out->made_stream = true;
             plsError(&out->errcode, out->errmsg);
-            plot_render(plan, file, width, height, x, y);
+            plot_render(file, width, height, n_panels, draw, ctx);
         }
     } else {
         out->exited = true;
@@ -1077,33 +1089,38 @@ dg_status dg_report_curves(const dg_metrics_data *d, const char *path, int width
     }
     if (width <= 0) width = 1000;
     if (height <= 0) height = 320 * plan.n_panels;
+    int max_n = 1;
+    for (int i = 0; i < d->n_series; i++) max_n = DG_MAX(max_n, d->series[i].n);
+    curves_draw c = {&plan, dg_xmalloc((size_t)max_n * sizeof(PLFLT)),
+            dg_xmalloc((size_t)max_n * sizeof(PLFLT))};
+    const dg_status st = dg_report_plot(path, "curves", width, height, plan.n_panels,
+            draw_curves, &c);
+    dg_free(c.x);
+    dg_free(c.y);
+    return st;
+}
 
+dg_status dg_report_plot(const char *path, const char *what, int width, int height,
+        int n_panels, dg_plot_draw_fn draw, void *ctx) {
     const size_t tmp_size = strlen(path) + 16;
     char *tmp = dg_xmalloc(tmp_size);
     snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
     const int tfd = mkstemp(tmp);
     if (tfd < 0) {
-        dg_log_warn("%s: no curves drawn: cannot create a temporary file next to it: %s", path,
-                strerror(errno));
+        dg_log_warn("%s: no %s drawn: cannot create a temporary file next to it: %s", path,
+                what, strerror(errno));
         dg_free(tmp);
         return DG_STATUS_ERR_IO;
     }
     fchmod(tfd, 0644);
     close(tfd);
 
-    int max_n = 1;
-    for (int i = 0; i < d->n_series; i++) max_n = DG_MAX(max_n, d->series[i].n);
-    PLFLT *x = dg_xmalloc((size_t)max_n * sizeof(*x));
-    PLFLT *y = dg_xmalloc((size_t)max_n * sizeof(*y));
-
     char captured[1024];
     plot_outcome out;
     int saved[2];
     const int qfd = quiet_begin(saved);
-    plot_guarded(&plan, tmp, width, height, x, y, &out);
+    plot_guarded(tmp, width, height, n_panels, draw, ctx, &out);
     quiet_end(qfd, saved, captured, sizeof(captured));
-    dg_free(x);
-    dg_free(y);
 
     dg_status st = DG_STATUS_OK;
     const char *why = NULL;
@@ -1126,8 +1143,8 @@ dg_status dg_report_curves(const dg_metrics_data *d, const char *path, int width
     }
     if (st != DG_STATUS_OK) {
         unlink(tmp);
-        dg_log_warn("%s: no curves drawn: %s%s%s", path, why, captured[0] ? "; PLplot said: " : "",
-                captured);
+        dg_log_warn("%s: no %s drawn: %s%s%s", path, what, why,
+                captured[0] ? "; PLplot said: " : "", captured);
     } else if (captured[0]) {
         dg_log_debug("%s: PLplot said: %s", path, captured);
     }

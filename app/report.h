@@ -251,6 +251,16 @@ dg_status dg_report_cls_write_eval_json(const char *checkpoint, const dg_cls_dom
  * since stdout and stderr are redirected meanwhile. */
 dg_status dg_report_curves(const dg_metrics_data *d, const char *path, int width, int height);
 
+/* Any figure the same way: a PNG at path by PLplot's cairo driver, drawn by
+ * draw(ctx) on a fresh stream of n_panels stacked subpages with colour 1
+ * black and colours 2 .. 9 a qualitative palette, written through a
+ * temporary file and renamed, PLplot's messages captured, its exit handler
+ * caught. A failure is a warning ("PATH: no WHAT drawn: ...") and a status:
+ * DG_STATUS_ERR_MISSING (no cairo driver) or DG_STATUS_ERR_IO. */
+typedef void (*dg_plot_draw_fn)(void *ctx);
+dg_status dg_report_plot(const char *path, const char *what, int width, int height,
+        int n_panels, dg_plot_draw_fn draw, void *ctx);
+
 /* ---- progress line ------------------------------------------------------ */
 
 /* "hh:mm:ss" (hours keep growing past 99) of seconds rounded to the

@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <plplot.h>
 
 #include "app/config.h"
+#include "app/report.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
 
@@ -475,7 +477,7 @@ static double run_value(const agg_run *r, const char *col, bool last) {
 }
 
 /* A run's average over all columns (NaN when it lacks one). */
-static double run_avg(const agg_run *r, const char **cols, int n_cols, bool last) {
+static double run_avg(const agg_run *r, const char *const *cols, int n_cols, bool last) {
     double s = 0;
     for (int j = 0; j < n_cols; j++) s += run_value(r, cols[j], last);
     return n_cols ? s / n_cols : NAN;
@@ -488,7 +490,7 @@ typedef struct cell {
 } cell;
 
 /* Over the done runs of group grp: column j (j == n_cols: the average). */
-static cell cell_of(const agg *g, const char *grp, const char **cols, int n_cols, int j,
+static cell cell_of(const agg *g, const char *grp, const char *const *cols, int n_cols, int j,
         bool last) {
     cell c;
     memset(&c, 0, sizeof(c));
@@ -645,6 +647,164 @@ static char *agg_json(const agg *g) {
     return out;
 }
 
+/* ---- the figure ----------------------------------------------------------- */
+
+/* study.png: grouped bars (mean, with the standard deviation as an error
+ * bar) per column and method, then every run's training-domain validation
+ * over steps (segmentation: the sources' validation mIoU; classification:
+ * the training domains' validation accuracy of the first test domain),
+ * coloured by method. */
+typedef struct figure {
+    const agg *g;
+    const char *cols[MAX_COLS];
+    int n_cols;
+    const char *names[MAX_ARMS * 4];
+    int n_g;
+    dg_metrics_data *curves; /* (n_runs), zeroed where a run has none */
+} figure;
+
+static void plot_text(char *dst, size_t size, const char *src) { /* '#' is PLplot's escape */
+    size_t k = 0;
+    for (; *src && k + 2 < size; src++) {
+        if (*src == '#') dst[k++] = '#';
+        dst[k++] = *src;
+    }
+    dst[k] = '\0';
+}
+
+static void legend(const figure *f) {
+    PLINT opt[MAX_ARMS * 4], col[MAX_ARMS * 4], sty[MAX_ARMS * 4];
+    PLFLT wid[MAX_ARMS * 4];
+    char names[MAX_ARMS * 4][64];
+    const char *text[MAX_ARMS * 4];
+    for (int k = 0; k < f->n_g; k++) {
+        opt[k] = PL_LEGEND_LINE;
+        col[k] = 2 + k % 8;
+        sty[k] = 1;
+        wid[k] = 4.0;
+        plot_text(names[k], sizeof(names[k]), f->names[k]);
+        text[k] = names[k];
+    }
+    PLFLT lw, lh;
+    plcol0(1);
+    pllegend(&lw, &lh, PL_LEGEND_BACKGROUND | PL_LEGEND_BOUNDING_BOX,
+            PL_POSITION_RIGHT | PL_POSITION_TOP | PL_POSITION_INSIDE, 0.01, 0.02, 0.06, 0, 1, 1,
+            0, 0, f->n_g, opt, 1.0, 0.8, 1.8, 0.0, col, text, NULL, NULL, NULL, NULL, col, sty,
+            wid, NULL, NULL, NULL, NULL);
+}
+
+static void draw_figure(void *ctx) {
+    const figure *f = ctx;
+    const agg *g = f->g;
+    const bool cls = !strcmp(g->task, "classification");
+    /* bars */
+    double top = 1.0;
+    for (int k = 0; k < f->n_g; k++)
+        for (int j = 0; j <= f->n_cols; j++) {
+            const cell c = cell_of(g, f->names[k], f->cols, f->n_cols, j, false);
+            if (c.n) top = fmax(top, c.mean + (isfinite(c.sd) ? c.sd : 0.0));
+        }
+    pladv(0);
+    plvpor(0.08, 0.97, 0.16, 0.88);
+    plwind(-0.5, f->n_cols + 0.5, 0.0, 1.15 * top);
+    plcol0(1);
+    plbox("bc", 0.0, 0, "bcnstv", 0.0, 0);
+    pllab("", cls ? "accuracy (%)" : "mIoU (%)",
+            cls ? "test-domain accuracy at the selected step: mean, +-1 sd over runs"
+                : "target mIoU: mean, +-1 sd over runs");
+    for (int j = 0; j <= f->n_cols; j++) {
+        char t[96];
+        plot_text(t, sizeof(t), j < f->n_cols ? f->cols[j] : "average");
+        plmtex("b", 1.2, (j + 0.5) / (f->n_cols + 1.0), 0.5, t);
+    }
+    const double w = 0.8 / f->n_g;
+    for (int k = 0; k < f->n_g; k++)
+        for (int j = 0; j <= f->n_cols; j++) {
+            const cell c = cell_of(g, f->names[k], f->cols, f->n_cols, j, false);
+            if (!c.n) continue;
+            const PLFLT x0 = j - 0.4 + k * w, x1 = x0 + 0.9 * w;
+            PLFLT bx[4] = {x0, x1, x1, x0}, by[4] = {0, 0, c.mean, c.mean};
+            plcol0(2 + k % 8);
+            plfill(4, bx, by);
+            if (isfinite(c.sd)) {
+                PLFLT ex = 0.5 * (x0 + x1), lo = c.mean - c.sd, hi = c.mean + c.sd;
+                plcol0(1);
+                plerry(1, &ex, &lo, &hi);
+            }
+        }
+    legend(f);
+    /* validation curves */
+    double xmax = 1, ylo = INFINITY, yhi = -INFINITY;
+    for (int i = 0; i < g->n_runs; i++) {
+        const dg_series *sr = dg_metrics_find(&f->curves[i], "eval", cls ? "val_acc" : "val_miou");
+        for (int k = 0; sr && k < sr->n; k++)
+            if (isfinite(sr->value[k])) {
+                xmax = fmax(xmax, (double)sr->step[k]);
+                ylo = fmin(ylo, 100 * sr->value[k]);
+                yhi = fmax(yhi, 100 * sr->value[k]);
+            }
+    }
+    if (!(ylo < yhi)) {
+        ylo = 0;
+        yhi = 100;
+    }
+    pladv(0);
+    plvpor(0.08, 0.97, 0.16, 0.88);
+    plwind(0, xmax, ylo - 0.05 * (yhi - ylo), yhi + 0.05 * (yhi - ylo));
+    plcol0(1);
+    plbox("bcnst", 0.0, 0, "bcnstv", 0.0, 0);
+    pllab("iteration", "%", cls ? "training-domain validation accuracy, every run"
+                                : "source validation mIoU, every run");
+    for (int i = 0; i < g->n_runs; i++) {
+        const dg_series *sr = dg_metrics_find(&f->curves[i], "eval", cls ? "val_acc" : "val_miou");
+        if (!sr || sr->n == 0) continue;
+        int k = 0;
+        while (k < f->n_g && strcmp(f->names[k], g->runs[i].group)) k++;
+        PLFLT *x = dg_xmalloc((size_t)sr->n * sizeof(PLFLT));
+        PLFLT *y = dg_xmalloc((size_t)sr->n * sizeof(PLFLT));
+        int n = 0;
+        for (int q = 0; q < sr->n; q++)
+            if (isfinite(sr->value[q])) {
+                x[n] = (PLFLT)sr->step[q];
+                y[n++] = 100 * sr->value[q];
+            }
+        plcol0(2 + k % 8);
+        plwidth(1.5);
+        if (n > 1) plline(n, x, y);
+        if (n > 0) plpoin(n, x, y, 17);
+        plwidth(1.0);
+        dg_free(x), dg_free(y);
+    }
+}
+
+/* The run's metrics: dir/metrics.jsonl, or for a classification run its
+ * first test domain's (dir/test-<column>/metrics.jsonl). */
+static void read_curves(const agg *g, const agg_run *r, const char *first_col,
+        dg_metrics_data *d) {
+    memset(d, 0, sizeof(*d));
+    char *p = !strcmp(g->task, "classification") && first_col
+            ? dg_xasprintf("%s/test-%s/metrics.jsonl", r->dir, first_col)
+            : dg_xasprintf("%s/metrics.jsonl", r->dir);
+    if (dg_is_file(p) && dg_metrics_read(d, p) != DG_STATUS_OK) memset(d, 0, sizeof(*d));
+    dg_free(p);
+}
+
+static void agg_figure(const agg *g, const char *dir) {
+    figure f;
+    memset(&f, 0, sizeof(f));
+    f.g = g;
+    f.n_cols = columns(g, f.cols, MAX_COLS);
+    f.n_g = groups(g, f.names, (int)DG_ARRAY_LEN(f.names));
+    if (!f.n_cols || !f.n_g) return;
+    f.curves = dg_xcalloc((size_t)g->n_runs, sizeof(*f.curves));
+    for (int i = 0; i < g->n_runs; i++) read_curves(g, &g->runs[i], f.cols[0], &f.curves[i]);
+    char *path = dg_xasprintf("%s/study.png", dir);
+    dg_report_plot(path, "study figure", 1000, 760, 2, draw_figure, &f);
+    dg_free(path);
+    for (int i = 0; i < g->n_runs; i++) dg_metrics_data_free(&f.curves[i]);
+    dg_free(f.curves);
+}
+
 /* Writes DIR/study.md and DIR/study.json and prints the markdown. */
 static dg_status agg_write(const agg *g, const char *dir) {
     char *md = agg_markdown(g), *js = agg_json(g);
@@ -654,7 +814,10 @@ static dg_status agg_write(const agg *g, const char *dir) {
         const dg_file_part m = {md, strlen(md)}, j = {js, strlen(js)};
         st = dg_file_write_atomic(pm, &m, 1);
         if (st == DG_STATUS_OK) st = dg_file_write_atomic(pj, &j, 1);
-        if (st == DG_STATUS_OK) printf("%s\nstudy: %s, %s\n", md, pm, pj);
+        if (st == DG_STATUS_OK) {
+            agg_figure(g, dir); /* a figure that cannot be drawn is a warning */
+            printf("%s\nstudy: %s, %s, %s/study.png\n", md, pm, pj, dir);
+        }
         dg_free(pm), dg_free(pj);
     }
     fflush(stdout);

@@ -161,6 +161,12 @@ START_TEST(tiny_study_runs_skips_and_resumes) {
             strstr(log, "[4/4] sam seed 1: done"), "rc %d: %s", rc, log);
     dg_free(log);
     check_study_json(out);
+    snprintf(p, sizeof(p), "%s/study.png", out); /* the figure: a PNG */
+    size_t n_png;
+    char *png = read_file(p, &n_png);
+    ck_assert_msg(n_png > 1000 && !memcmp(png, "\x89PNG\r\n\x1a\n", 8), "%s: %zu bytes", p,
+            n_png);
+    dg_free(png);
     /* again: nothing to run, the same aggregate */
     capture_out_begin(&c);
     const double t0 = dg_now();
