@@ -1,6 +1,8 @@
 /* app/closure.c -- the training closure (see closure.h). */
 #include "app/closure.h"
 
+#include "app/report.h"
+
 #include <string.h>
 
 /* Copies between a loss view's layout v and plain (n, C, H*W): to_plain
@@ -110,7 +112,10 @@ static void tc_bn_refresh(void *ctx, const float *params, long n_batches, int mo
     memcpy(saved, dg_mem_ptr(m->src), nx * sizeof(float));
     dg_pass p = dg_pass_train(&m->ps);
     p.params = params;
+    dg_task_progress prog;
+    if (tc->refresh_progress) dg_task_progress_begin(&prog, "BN refresh", n_batches, "batches/s");
     for (long k = 0; k < n_batches; k++) {
+        if (tc->refresh_progress) dg_task_progress_update(&prog, k);
         if (tc->refresh_batch && tc->refresh_batch(tc->refresh_ctx, m) != DG_STATUS_OK) {
             dg_log_warn("BN refresh stopped after %ld of %ld batches (a refresh batch failed)",
                     k, n_batches);
@@ -122,6 +127,7 @@ static void tc_bn_refresh(void *ctx, const float *params, long n_batches, int mo
         dg_model_forward(m, tc->ctx, &p);
     }
     DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    if (tc->refresh_progress) dg_task_progress_end(&prog);
     memcpy(dg_mem_ptr(m->src), saved, nx * sizeof(float));
 }
 

@@ -48,6 +48,8 @@ typedef struct dg_train_closure {
     dg_refresh_batch_fn refresh_batch; /* NULL: refresh on the current batch */
     void *refresh_ctx;
     long refresh_batches;    /* drawn so far (checkpointed by the trainer) */
+    bool refresh_progress;   /* the BN refresh shows a progress line (the
+                                trainer sets it around the final refresh) */
     dg_closure cl;           /* what the method receives: eval, infer, bn_refresh */
 } dg_train_closure;
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "app/report.h"
 #include "data/fsutil.h"
 #include "data/sources.h"
 #include "eval/metrics.h"
@@ -63,6 +64,11 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     double ce = 0;
     int64_t n_valid = 0;
     const dg_batch *b;
+    char label[96];
+    snprintf(label, sizeof(label), "evaluating %s", spec->reader);
+    dg_task_progress prog;
+    dg_task_progress_begin(&prog, label, n_img, "img/s");
+    int64_t done = 0;
     dg_seg_infer_hold(inf, true); /* one set of weights for the whole pass */
     while (st == DG_STATUS_OK && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
         const int64_t p = (int64_t)b->h * b->w;
@@ -70,7 +76,9 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         if (st != DG_STATUS_OK) break;
         dg_confusion_add_logits(&cm, logits, b->label, p);
         add_ce(logits, b->label, p, 19, &ce, &n_valid);
+        dg_task_progress_update(&prog, ++done);
     }
+    dg_task_progress_end(&prog);
     dg_seg_infer_hold(inf, false);
     if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
     if (st == DG_STATUS_OK) {

@@ -1235,3 +1235,39 @@ void dg_progress_break(dg_progress *p) {
     fflush(p->out);
     p->line_len = 0;
 }
+
+void dg_task_progress_begin(dg_task_progress *p, const char *label, int64_t total,
+        const char *unit) {
+    memset(p, 0, sizeof(*p));
+    p->tty = dg_progress_is_tty(stdout);
+    snprintf(p->label, sizeof(p->label), "%s", label);
+    p->unit = unit;
+    p->total = total;
+    p->t0 = p->t_drawn = dg_now();
+}
+
+void dg_task_progress_update(dg_task_progress *p, int64_t done) {
+    const double now = dg_now();
+    if (now - p->t_drawn < (p->tty ? 0.25 : 15.0) && done < p->total) return;
+    if (!p->tty && done == p->total && now - p->t0 < 15.0) return; /* short: silent in logs */
+    p->t_drawn = now;
+    const double rate = done > 0 ? (double)done / (now - p->t0) : NAN;
+    char eta[32], line[256];
+    dg_progress_format_eta(eta, sizeof(eta), done > 0 ? (double)(p->total - done) / rate : NAN);
+    const int len = snprintf(line, sizeof(line), "%s %lld/%lld | %.1f %s | eta %s", p->label,
+            (long long)done, (long long)p->total, rate, p->unit, eta);
+    if (p->tty) {
+        printf("\r%s%*s", line, p->line_len > len ? p->line_len - len : 0, "");
+        p->line_len = len;
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
+void dg_task_progress_end(dg_task_progress *p) {
+    if (!p->tty || p->line_len == 0) return;
+    printf("\r%*s\r", p->line_len, ""); /* the result lines follow on a clean line */
+    fflush(stdout);
+    p->line_len = 0;
+}

@@ -310,4 +310,23 @@ double dg_progress_smoothed_loss(const dg_progress *p);
  * message or the next output starts on a fresh line. */
 void dg_progress_break(dg_progress *p);
 
+/* The progress of a long pass without a loss (the final BN refresh, a
+ * target evaluation): "LABEL 37/100 | 3.1 img/s | eta 00:00:21" on
+ * stdout, redrawn in place on a terminal (at most four times a second) and
+ * cleared at the end; otherwise a plain line at most every 15 s, so that a
+ * pass shorter than that stays silent in logs. */
+typedef struct dg_task_progress {
+    bool tty;
+    char label[96];
+    const char *unit;       /* "img/s", "batches/s" (static) */
+    int64_t total;
+    double t0, t_drawn;
+    int line_len;
+} dg_task_progress;
+
+void dg_task_progress_begin(dg_task_progress *p, const char *label, int64_t total,
+        const char *unit);
+void dg_task_progress_update(dg_task_progress *p, int64_t done);
+void dg_task_progress_end(dg_task_progress *p);
+
 #endif

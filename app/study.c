@@ -886,7 +886,7 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
     printf("study %s: %d arms x %d seeds = %d runs in %s\n", s.name, s.n_arms, s.n_seeds,
             total, s.out);
     fflush(stdout);
-    int rc = dg_make_dirs(s.out) == DG_STATUS_OK ? 0 : 1;
+    int rc = dry_run || dg_make_dirs(s.out) == DG_STATUS_OK ? 0 : 1;
     if (rc == 0 && !dry_run) { /* a copy of the study file, for `report` and the record */
         size_t n;
         char *text = dg_file_read_all(study_path, &n);

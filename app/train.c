@@ -883,7 +883,9 @@ static int train_loop(run *r) {
     }
     dg_progress_break(&r->progress);
     const long last = r->stopped_at ? r->stopped_at : T;
+    r->tc.refresh_progress = true; /* the final refresh: hundreds of batches */
     dg_method_finish(r->method, ps, &r->tc.cl);
+    r->tc.refresh_progress = false;
     r->finished = true;
     /* the model the results report (Lookahead's slow weights with their
      * final refresh, SWAD's average), as the targets' evaluation sees it */
