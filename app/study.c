@@ -845,7 +845,7 @@ static int run_child(const char *exe, const char *config, const dg_strvec *ov, c
     dg_free(log);
     if (fd < 0) return -1;
     char **argv = dg_xcalloc(ov->n + 4, sizeof(*argv));
-    argv[0] = (char *)exe;
+    argv[0] = "dgseg"; /* what ps shows (exe may be /proc/self/exe) */
     argv[1] = "train";
     argv[2] = (char *)config;
     for (size_t i = 0; i < ov->n; i++) argv[3 + i] = ov->v[i];

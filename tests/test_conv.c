@@ -340,11 +340,13 @@ END_TEST
  * where oneDNN has no Winograd, forced here on any CPU) against the double
  * reference: bias, ReLU, sizes that leave partial tiles, a second forward
  * on the same weights version reusing the transformed weights, new weights
- * under a new version. Loop: 0 plain src, own dst; 1 blocked src, folded
+ * under a new version; blocks of 8 tiles in loops 0 and 3 (the last one
+ * partial). Loop: 0 plain src, own dst; 1 blocked src, folded
  * into a borrowed nChw16c dst with the residual accumulated; 2 a 2x3
  * image (one partial tile); 3 IC 24, OC 40 at 9x7. Bars: Winograd's error model (below). */
 START_TEST(own_winograd_matches_reference) {
     ctx.caps.winograd = false;
+    dg_wino_block_tiles = _i == 0 || _i == 3 ? 8 : 0; /* several blocks, the last partial */
     const int64_t n = 2, ic = _i == 3 ? 24 : 32, oc = _i == 3 ? 40 : 16;
     const int64_t h = _i == 2 ? 2 : _i == 3 ? 9 : 13, w = _i == 2 ? 3 : _i == 3 ? 7 : 11;
     const bool folded = _i == 1;
@@ -363,7 +365,9 @@ START_TEST(own_winograd_matches_reference) {
     dg_conv_set_winograd(true);
     dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
     dg_conv_set_winograd(false);
+    dg_wino_block_tiles = 0;
     ck_assert(l.own_wino && !l.phases);
+    ck_assert(_i == 1 || _i == 2 || l.wino.tb == 8);
     dg_params_alloc(&ps);
     ref_conv rc;
     ref_conv_setup(&rc, n, ic, h, w, oc, 3, 1, 1, 1);
@@ -413,10 +417,11 @@ END_TEST
  * backward-weights (the transforms' transposes) against the double
  * reference, at the bars of Winograd's error model; the bias gradient is a
  * plain sum (direct's bars). Gradients are overwritten, twice. Loop: 0
- * plain src, bias; 1 fused ReLU (its mask applied by the layer), blocked
+ * plain src, bias, blocks of 7 tiles (the last partial); 1 fused ReLU (its mask applied by the layer), blocked
  * src; 2 no diff_src, IC 16, OC 24, 5x6. */
 START_TEST(own_winograd_training_matches_reference) {
     ctx.caps.winograd = false;
+    dg_wino_block_tiles = _i == 0 ? 7 : 0; /* 0: several blocks, the last partial */
     const int64_t n = 2, ic = _i == 2 ? 16 : 32, oc = _i == 2 ? 24 : 16;
     const int64_t h = _i == 2 ? 5 : 13, w = _i == 2 ? 6 : 11;
     const bool relu = _i == 1, no_diff_src = _i == 2;
@@ -435,7 +440,9 @@ START_TEST(own_winograd_training_matches_reference) {
     dg_conv_set_winograd(true);
     dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
     dg_conv_set_winograd(false);
+    dg_wino_block_tiles = 0;
     ck_assert(l.own_wino && (l.diff_src == NULL) == no_diff_src);
+    ck_assert(_i != 0 || (l.wino.tb == 7 && l.wino.t % 7 != 0));
     dg_params_alloc(&ps);
     fill_uniform(ps.data, ps.d, 90 + (uint64_t)_i, -0.5f, 0.5f);
 

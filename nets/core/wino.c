@@ -12,6 +12,8 @@
 
 #define L 8 /* lanes: channels per transform */
 
+int dg_wino_block_tiles;
+
 bool dg_wino_layout_ok(const dnnl_memory_desc_t *md) {
     dg_chw v;
     return md->ndims == 4 && md->data_type == dnnl_f32 && dg_chw_from_md(&v, md) &&
@@ -104,14 +106,21 @@ static inline void gather(const float *src, const dg_chw *v, int64_t n, int64_t 
 }
 
 /* V[xi][t][c] = (B^T d B)[xi] for every tile and channel of src. */
-static void transform_input(const dg_wino *l, const float *src, const dg_chw *v, float *vbuf) {
-    const int64_t groups = l->ic / L, tiles = l->t, per_img = l->th * l->tw;
+static void transform_input(const dg_wino *l, const float *src, const dg_chw *v, float *vbuf,
+        int64_t t0) {
+    const int64_t groups = l->ic / L, tiles = l->tb, per_img = l->th * l->tw;
     const int64_t h = l->h, w = l->w, ic = l->ic;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t t = 0; t < tiles; t++)
         for (int64_t g = 0; g < groups; g++) {
-            const int64_t n = t / per_img, ty = (t % per_img) / l->tw, tx = t % l->tw;
+            const int64_t tt = t0 + t, n = tt / per_img, ty = (tt % per_img) / l->tw;
+            const int64_t tx = tt % l->tw;
             float d[36 * L], e[36 * L], f[36 * L];
+            if (tt >= l->t) { /* past the last tile: zeros, which add nothing */
+                for (int xi = 0; xi < 36; xi++)
+                    memset(vbuf + (xi * tiles + t) * ic + g * L, 0, L * sizeof(float));
+                continue;
+            }
             gather(src, v, n, g, ty * 4 - 1, tx * 4 - 1, 6, h, w, d);
             for (int j = 0; j < 6; j++) bt6(d + j * L, 6 * L, e + j * L, 6 * L); /* B^T d */
             for (int i = 0; i < 6; i++) bt6(e + i * 6 * L, L, f + i * 6 * L, L); /* (.) B */
@@ -122,14 +131,16 @@ static void transform_input(const dg_wino *l, const float *src, const dg_chw *v,
 
 /* dst tile = [relu](A^T M A + bias [+ dst]). */
 static void transform_output(const dg_wino *l, const float *mbuf, const float *bias,
-        float *dst, const dg_chw *v) {
-    const int64_t groups = l->oc / L, tiles = l->t, per_img = l->th * l->tw;
+        float *dst, const dg_chw *v, int64_t t0) {
+    const int64_t groups = l->oc / L, tiles = l->tb, per_img = l->th * l->tw;
     const int64_t h = l->h, w = l->w, oc = l->oc;
+    const int64_t n_t = DG_MIN(tiles, l->t - t0);
     const bool relu = l->relu, acc = l->accumulate;
 #pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t t = 0; t < tiles; t++)
+    for (int64_t t = 0; t < n_t; t++)
         for (int64_t g = 0; g < groups; g++) {
-            const int64_t n = t / per_img, ty = (t % per_img) / l->tw, tx = t % l->tw;
+            const int64_t tt = t0 + t, n = tt / per_img, ty = (tt % per_img) / l->tw;
+            const int64_t tx = tt % l->tw;
             float m[36 * L], e[24 * L], y[16 * L], b[L];
             for (int xi = 0; xi < 36; xi++)
                 memcpy(m + xi * L, mbuf + (xi * tiles + t) * oc + g * L, L * sizeof(float));
@@ -180,14 +191,20 @@ static void transform_weight_grad(const dg_wino *l, float *dw) {
 /* dM[xi][t][oc] = (A dY A^T)[xi] for every tile and channel of diff_dst
  * (zero outside the image). */
 static void transform_grad_output(const dg_wino *l, const float *dd, const dg_chw *v,
-        float *mbuf) {
-    const int64_t groups = l->oc / L, tiles = l->t, per_img = l->th * l->tw;
+        float *mbuf, int64_t t0) {
+    const int64_t groups = l->oc / L, tiles = l->tb, per_img = l->th * l->tw;
     const int64_t h = l->h, w = l->w, oc = l->oc;
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t t = 0; t < tiles; t++)
         for (int64_t g = 0; g < groups; g++) {
-            const int64_t n = t / per_img, ty = (t % per_img) / l->tw, tx = t % l->tw;
+            const int64_t tt = t0 + t, n = tt / per_img, ty = (tt % per_img) / l->tw;
+            const int64_t tx = tt % l->tw;
             float y[16 * L], e[24 * L], m[36 * L];
+            if (tt >= l->t) {
+                for (int xi = 0; xi < 36; xi++)
+                    memset(mbuf + (xi * tiles + t) * oc + g * L, 0, L * sizeof(float));
+                continue;
+            }
             gather(dd, v, n, g, ty * 4, tx * 4, 4, h, w, y);
             for (int j = 0; j < 4; j++) a4(y + j * L, 4 * L, e + j * L, 4 * L);  /* A dY: 6x4 */
             for (int i = 0; i < 6; i++) a4(e + i * 4 * L, L, m + i * 6 * L, L); /* (.) A^T */
@@ -245,12 +262,19 @@ void dg_wino_init(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memory_t dst,
     DG_ASSERT(sd[1] % L == 0 && dd[1] % L == 0 && dg_wino_layout_ok(dg_mem_md(dst)));
     l->n = sd[0], l->ic = sd[1], l->h = sd[2], l->w = sd[3], l->oc = dd[1];
     l->th = (l->h + 3) / 4, l->tw = (l->w + 3) / 4, l->t = l->n * l->th * l->tw;
+    /* tiles per block: V and M of a block about 4 MiB (a cache's worth),
+     * 16 .. 512 tiles, in multiples of 8 */
+    int64_t tb = dg_wino_block_tiles > 0 ? dg_wino_block_tiles
+                                         : (4 << 20) / (36 * 4 * (l->ic + l->oc));
+    if (dg_wino_block_tiles <= 0) tb = DG_MIN(DG_MAX(tb / 8 * 8, 16), 512);
+    l->tb = DG_MIN(tb, l->t);
     l->relu = relu;
     l->accumulate = accumulate;
     l->dst = dst;
     dg_wino_set_src(l, ctx, src); /* as it is with channel blocks, else nChw8c */
     l->u = dg_xcalloc((size_t)(36 * l->ic * l->oc), sizeof(float));
-    const int64_t vd[3] = {36, l->t, l->ic}, ud[3] = {36, l->ic, l->oc}, md[3] = {36, l->t, l->oc};
+    const int64_t vd[3] = {36, l->tb, l->ic}, ud[3] = {36, l->ic, l->oc};
+    const int64_t md[3] = {36, l->tb, l->oc};
     const dnnl_memory_desc_t v_md = dg_md_plain(3, vd, dnnl_abc);
     const dnnl_memory_desc_t u_md = dg_md_plain(3, ud, dnnl_abc);
     const dnnl_memory_desc_t m_md = dg_md_plain(3, md, dnnl_abc);
@@ -270,15 +294,19 @@ void dg_wino_init_training(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memo
         bool relu) {
     dg_wino_init(l, ctx, src, dst, relu, false);
     l->du = dg_xmalloc((size_t)(36 * l->ic * l->oc) * sizeof(float));
-    const dnnl_dims_t vt_d = {36, l->ic, l->t}, vt_s = {l->t * l->ic, 1, l->ic};
-    const int64_t md[3] = {36, l->t, l->oc}, dud[3] = {36, l->ic, l->oc};
+    const dnnl_dims_t vt_d = {36, l->ic, l->tb}, vt_s = {l->tb * l->ic, 1, l->ic};
+    const int64_t md[3] = {36, l->tb, l->oc}, dud[3] = {36, l->ic, l->oc};
     dnnl_memory_desc_t vt_md;
     DG_DNNL(dnnl_memory_desc_init_by_strides(&vt_md, 3, vt_d, dnnl_f32, vt_s));
     const dnnl_memory_desc_t m_md = dg_md_plain(3, md, dnnl_abc);
     const dnnl_memory_desc_t du_md = dg_md_plain(3, dud, dnnl_abc);
     dnnl_matmul_desc_t mmd;
     DG_DNNL(dnnl_matmul_desc_init(&mmd, &vt_md, &m_md, NULL, &du_md));
-    l->mmw_pd = dg_pd_new(ctx, &mmd, NULL, NULL);
+    dnnl_post_ops_t po; /* dU += each block's products */
+    DG_DNNL(dnnl_post_ops_create(&po));
+    DG_DNNL(dnnl_post_ops_append_sum(po, 1.f));
+    l->mmw_pd = dg_pd_new(ctx, &mmd, po, NULL);
+    dnnl_post_ops_destroy(po);
     dg_prim_init_as(&l->mmw, ctx, l->mmw_pd, DG_PROF_UNTIMED);
     l->vt_mem = dg_slot_mem(ctx, &vt_md, DG_SLOT_WINO_V);
     l->du_mem = dg_mem_new(ctx, &du_md, l->du);
@@ -286,16 +314,14 @@ void dg_wino_init_training(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memo
     /* diff_dst's port: bound at the first backward */
 }
 
-/* src through its port, the slots pointed, V (in the memory v_mem: [36][T]
- * [IC] as such or viewed transposed) from it. */
-static void input_to_v(dg_wino *l, dg_ctx *ctx, dnnl_memory_t v_mem) {
+/* src through its port and the slots pointed (v_mem: [36][TB][IC] as such
+ * or viewed transposed); *sv gets src's view. */
+static void prepare(dg_wino *l, dg_ctx *ctx, dnnl_memory_t v_mem, dg_chw *sv) {
     dg_port_pull(&l->src_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     dg_slot_point(ctx, v_mem, DG_SLOT_WINO_V);
     dg_slot_point(ctx, l->m_mem, DG_SLOT_WINO_M);
-    dg_chw sv;
-    DG_ASSERT(dg_chw_from_md(&sv, dg_mem_md(l->src_p.mem)));
-    transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(v_mem));
+    DG_ASSERT(dg_chw_from_md(sv, dg_mem_md(l->src_p.mem)));
 }
 
 /* c = a . b, batched over xi, and waits for it. */
@@ -313,11 +339,15 @@ void dg_wino_backward_weights(dg_wino *l, dg_ctx *ctx, dnnl_memory_t diff_dst,
     const dnnl_memory_desc_t want = blocked_like(dg_mem_md(diff_dst));
     dg_port_bind_in(&l->ddst_p, ctx, diff_dst, &want);
     dg_port_pull(&l->ddst_p, ctx);
-    dg_chw dv;
+    dg_chw sv, dv;
     DG_ASSERT(dg_chw_from_md(&dv, dg_mem_md(l->ddst_p.mem)));
-    input_to_v(l, ctx, l->vt_mem);
-    transform_grad_output(l, dg_mem_ptr(l->ddst_p.mem), &dv, dg_mem_ptr(l->m_mem));
-    matmul(&l->mmw, ctx, l->vt_mem, l->m_mem, l->du_mem);
+    prepare(l, ctx, l->vt_mem, &sv);
+    memset(l->du, 0, (size_t)(36 * l->ic * l->oc) * sizeof(float));
+    for (int64_t t0 = 0; t0 < l->t; t0 += l->tb) {
+        transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(l->vt_mem), t0);
+        transform_grad_output(l, dg_mem_ptr(l->ddst_p.mem), &dv, dg_mem_ptr(l->m_mem), t0);
+        matmul(&l->mmw, ctx, l->vt_mem, l->m_mem, l->du_mem);
+    }
     transform_weight_grad(l, diff_weights);
     if (diff_bias) bias_grad(l, dg_mem_ptr(l->ddst_p.mem), &dv, diff_bias);
     if (l->prof_bw) dg_profile_end_slot(l->prof_bw, t0);
@@ -330,11 +360,14 @@ void dg_wino_forward(dg_wino *l, dg_ctx *ctx, const float *weights, const float 
         transform_weights(l, weights);
         l->u_version = version;
     }
-    dg_chw dv;
+    dg_chw sv, dv;
     DG_ASSERT(dg_chw_from_md(&dv, dg_mem_md(l->dst)));
-    input_to_v(l, ctx, l->v_mem);
-    matmul(&l->mm, ctx, l->v_mem, l->u_mem, l->m_mem);
-    transform_output(l, dg_mem_ptr(l->m_mem), bias, dg_mem_ptr(l->dst), &dv);
+    prepare(l, ctx, l->v_mem, &sv);
+    for (int64_t t0 = 0; t0 < l->t; t0 += l->tb) {
+        transform_input(l, dg_mem_ptr(l->src_p.mem), &sv, dg_mem_ptr(l->v_mem), t0);
+        matmul(&l->mm, ctx, l->v_mem, l->u_mem, l->m_mem);
+        transform_output(l, dg_mem_ptr(l->m_mem), bias, dg_mem_ptr(l->dst), &dv, t0);
+    }
     if (l->prof) dg_profile_end_slot(l->prof, t0);
 }
 

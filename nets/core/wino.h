@@ -6,12 +6,14 @@
  *
  *   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
  *
- * with 36 products per tile and channel pair instead of 144. Over all tiles
- * t and channels, the 36 element-wise products are 36 matrix products
+ * with 36 products per tile and channel pair instead of 144. Over a block
+ * of tiles t and all channels, the 36 element-wise products are 36 matrix
+ * products
  *
- *   M[xi] (T x OC) = V[xi] (T x IC) . U[xi] (IC x OC),  xi = 0 .. 35,
+ *   M[xi] (TB x OC) = V[xi] (TB x IC) . U[xi] (IC x OC),  xi = 0 .. 35,
  *
- * run as one batched oneDNN matmul; the transforms are dgseg's loops, 8
+ * run as one batched oneDNN matmul (blocks of about 4 MiB of V and M, so
+ * that they stay in cache between the transforms and the products); the transforms are dgseg's loops, 8
  * channels (one AVX2 vector) at a time. U (the transformed weights) is made
  * once per weights version (dg_pass.weights_version), as oneDNN's
  * inference weights are. Rounding: the transforms' constants (1/4, 1/6,
@@ -28,7 +30,7 @@
  * backward-data of a stride-1 "same" convolution is that forward
  * convolution); backward-weights runs the transforms' transposes:
  *
- *   dM[xi] = (A dY A^T)[xi],  dU[xi] (IC x OC) = V[xi]^T . dM[xi],
+ *   dM[xi] = (A dY A^T)[xi],  dU[xi] (IC x OC) = sum over blocks of V[xi]^T . dM[xi],
  *   dg = G^T dU G,            db = sum of dY,
  *
  * V recomputed from src (the layer's input is kept, or rewritten, for its
@@ -46,12 +48,14 @@
 typedef struct dg_wino {
     int64_t n, ic, oc, h, w;   /* src (N, IC, H, W), dst (N, OC, H, W) */
     int64_t th, tw, t;         /* tiles down, across, and in all (N*th*tw) */
+    int64_t tb;                /* tiles per block: V, M and the matmuls
+                                  hold one block at a time */
     bool relu, accumulate;     /* post-ops: dst = relu(dst? + conv + bias) */
     float *u;                  /* owned [36][IC][OC] */
     uint64_t u_version;        /* weights version U was made from (0: none) */
     dnnl_primitive_desc_t mm_pd;
     dg_prim mm;
-    dnnl_memory_t v_mem, u_mem, m_mem; /* [36][T][IC], [36][IC][OC], [36][T][OC] */
+    dnnl_memory_t v_mem, u_mem, m_mem; /* [36][TB][IC], [36][IC][OC], [36][TB][OC] */
     dg_port src_p;             /* src in a layout with 8- or 16-channel blocks */
     dnnl_memory_t dst;         /* borrowed */
     /* backward-weights (training only; mmw_pd NULL otherwise) */
@@ -64,6 +68,11 @@ typedef struct dg_wino {
                                   backward-weights, as "convolution forward
                                   ... wino" rows */
 } dg_wino;
+
+/* Tiles per block of the layers built afterwards; 0 (default): about
+ * 4 MiB of V and M a block (16 .. 512 tiles). Tests set it to force several
+ * blocks. */
+extern int dg_wino_block_tiles;
 
 /* Whether a layout is one dg_wino reads and writes in place: 4-D blocked,
  * channels in blocks of 8 or 16 innermost (nChw8c, nChw16c). */
