@@ -585,6 +585,11 @@ dg_status dg_config_validate(dg_config *cfg) {
                 cfg->path, cfg->eval_stride, cfg->eval_window);
         return DG_STATUS_ERR_CONFIG;
     }
+    if (cfg->output_stride != 8 && cfg->output_stride != 16) {
+        dg_log_error("%s: model.output_stride = %ld: DeepLabv3+ runs at output stride 8 or 16",
+                cfg->path, cfg->output_stride);
+        return DG_STATUS_ERR_CONFIG;
+    }
     if (o->nesterov && o->momentum == 0) {
         dg_log_error("%s: optim.nesterov needs optim.momentum > 0 (as PyTorch's SGD)", cfg->path);
         return DG_STATUS_ERR_CONFIG;

@@ -271,13 +271,21 @@ int dg_eval_main(int argc, char **argv) {
     if (st == DG_STATUS_OK) {
         dg_free(cfg.model);
         cfg.model = dg_xstrdup(model);
-        if (os) cfg.output_stride = atol(os);
+        if (os) {
+            char *end = NULL;
+            cfg.output_stride = strtol(os, &end, 10);
+            if (!end || *end || (cfg.output_stride != 8 && cfg.output_stride != 16)) {
+                dg_log_error("%s: metadata 'output_stride' is '%s': DeepLabv3+ runs at 8 or 16",
+                        ckpt, os);
+                st = DG_STATUS_ERR_FORMAT;
+            }
+        }
         dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
                 .classes = 19, .training = false, .output_stride = (int)cfg.output_stride,
                 .aux = has_aux, .winograd = cfg.winograd,
                 /* inference: f32 where the CPU has no bf16 (master weights are f32) */
                 .bf16 = cfg.dtype == 1 && ctx.caps.bf16};
-        st = dg_model_create(&m, &ctx, cfg.model, &mo, 0);
+        if (st == DG_STATUS_OK) st = dg_model_create(&m, &ctx, cfg.model, &mo, 0);
         have_model = st == DG_STATUS_OK;
     }
     if (st == DG_STATUS_OK) {

@@ -165,6 +165,11 @@ static int from_checkpoint(predict_opts *o, dg_tensor_reader *r) {
     if (os) {
         if (!dg_cli_parse_int("predict", "checkpoint metadata 'output_stride'", os, 8, 16, &v))
             return 1;
+        if (v != 8 && v != 16) {
+            dg_log_error("%s: metadata 'output_stride' is %lld: DeepLabv3+ runs at 8 or 16",
+                    o->checkpoint, (long long)v);
+            return 1;
+        }
         o->output_stride = (int)v;
     }
     o->aux = aux && !strcmp(aux, "true");

@@ -57,6 +57,12 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     }
     DG_ASSERT(o->batch > 0 && o->in_channels > 0 && o->height > 0 && o->width > 0
             && o->classes > 0);
+    if (!strncmp(e->name, "deeplab", 7) && o->output_stride != 0 && o->output_stride != 8 &&
+            o->output_stride != 16) {
+        dg_log_error("%s: output stride %d: DeepLabv3+ runs at output stride 8 or 16", e->name,
+                o->output_stride);
+        return DG_STATUS_ERR_CONFIG;
+    }
     dg_status st = dg_caps_check(&ctx->caps, o->bf16,
             "bf16 compute (train.dtype = bf16, bench --dtype bf16)");
     if (st != DG_STATUS_OK) return st;

@@ -62,7 +62,8 @@ struct dg_model {
 /* Names dg_model_create accepts, NULL-terminated. */
 extern const char *const dg_model_names[];
 /* Builds model `name`, allocates and initialises its parameters from
- * stream seed `seed`. DG_STATUS_ERR_CONFIG (logged) for an unknown name, for
+ * stream seed `seed`. DG_STATUS_ERR_CONFIG (logged) for an unknown name, a
+ * DeepLab output stride other than 8 or 16 (0: 16), for
  * options this CPU cannot run (dg_caps_check: bf16) and for a
  * layer oneDNN cannot build here (dg_wlayer_init_unbuilt names it and its
  * shape); the model is then left empty and the context usable. */

@@ -452,6 +452,16 @@ START_TEST(bad_override_value_exits_2_naming_the_key) {
     rc = run_dgseg("range", range, &err);
     ck_assert_msg(rc == 2 && strstr(err, "train.batch_size"), "exit %d:\n%s", rc, err);
     dg_free(err);
+    /* inside the key's old range 8 .. 16 but no DeepLab stride: refused, not
+     * an abort in the network's construction, and nothing written */
+    const char *os[] = {"train", cfg, "model.output_stride=12", NULL};
+    rc = run_dgseg("os12", os, &err);
+    ck_assert_msg(rc == 2 && strstr(err, "model.output_stride = 12") && strstr(err, "8 or 16"),
+            "exit %d:\n%s", rc, err);
+    dg_free(err);
+    char runs[128];
+    snprintf(runs, sizeof(runs), "%s/runs", dir);
+    ck_assert_msg(!dg_is_dir(runs), "a run folder was created");
     const char *key[] = {"train", cfg, "train.no_such_key=1", NULL};
     rc = run_dgseg("override-key", key, &err);
     ck_assert_msg(rc == 2 && strstr(err, "no_such_key"), "exit %d:\n%s", rc, err);

@@ -374,6 +374,14 @@ START_TEST(weights_only_files_and_broken_state) {
     /* ... which --weights live still evaluates */
     ck_assert_int_eq(eval_cmd(bad, "live", live, NULL), 0);
     expect_eval_fails(ckpt, "slow", 2, "--weights 'slow'", "live");
+    /* metadata naming an output stride DeepLab does not have: refused by
+     * name, not an abort while the model is built */
+    static const char *const strides[] = {"12", "7", "16x", "99999999999"};
+    for (size_t i = 0; i < DG_ARRAY_LEN(strides); i++) {
+        snprintf(bad, sizeof(bad), "%s/os%zu.safetensors", dir, i);
+        copy_ckpt(bad, NULL, "output_stride", strides[i]);
+        expect_eval_fails(bad, NULL, 1, "metadata 'output_stride'", bad);
+    }
 }
 END_TEST
 

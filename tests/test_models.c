@@ -87,6 +87,24 @@ START_TEST(parameter_counts_match_torchvision) {
 }
 END_TEST
 
+/* DeepLab runs at output stride 8 or 16: anything else (a config or a
+ * checkpoint's metadata) is a configuration error, not an abort. */
+START_TEST(deeplab_refuses_other_output_strides) {
+    static const int bad[] = {4, 7, 9, 12, 15, 32};
+    for (size_t i = 0; i < DG_ARRAY_LEN(bad); i++) {
+        dg_model m;
+        dg_model_opts o = seg_opts(1, 32, 32, bad[i], false, false);
+        capture cap;
+        capture_begin(&cap);
+        const dg_status st = dg_model_create(&m, &ctx, "deeplabv3plus-r18", &o, 1);
+        char *log = capture_end(&cap);
+        ck_assert_msg(st == DG_STATUS_ERR_CONFIG && strstr(log, "8 or 16"), "os %d: %d %s",
+                bad[i], st, log);
+        dg_free(log);
+    }
+}
+END_TEST
+
 /* Writes the trunk of `m` under torchvision names (prefix stripped), with
  * an ImageNet fc and num_batches_tracked as torchvision's files have. */
 static void write_torchvision_file(const dg_model *m, const char *path, const char *break_name) {
@@ -335,6 +353,7 @@ Suite *models_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, deeplab_output_stride_and_aux_shapes, 0, (int)DG_ARRAY_LEN(shape_cases));
+    tcase_add_test(tc, deeplab_refuses_other_output_strides);
     tcase_add_test(tc, parameter_counts_match_torchvision);
     tcase_add_test(tc, pretrained_backbone_loads_with_torchvision_names);
     tcase_add_test(tc, pretrained_fault_is_reported_by_name_and_model_unchanged);
