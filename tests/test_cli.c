@@ -368,7 +368,7 @@ END_TEST
 START_TEST(cpu_below_the_build_level_exits_2_saying_so) {
 #ifdef DG_MARCH_TEST
     if (access("/usr/bin/qemu-x86_64", X_OK) != 0) {
-        DG_TEST_SKIPPED("qemu-user is not installed (scripts/setup installs it)");
+        DG_TEST_SKIPPED("qemu-user is not installed (scripts/test installs it)");
         return;
     }
     if (strcmp(DG_MARCH_TEST, "x86-64-v3") && strcmp(DG_MARCH_TEST, "x86-64-v4")) {
