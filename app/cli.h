@@ -2,6 +2,7 @@
 #ifndef DG_CLI_H
 #define DG_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -10,5 +11,13 @@
  * and returns false. */
 bool dg_cli_parse_int(const char *cmd, const char *what, const char *s, int64_t lo, int64_t hi,
         int64_t *out);
+
+/* SIGINT and SIGTERM go to handler until dg_cli_stop_signals_restore;
+ * old keeps the dispositions it replaced. */
+typedef struct dg_cli_stop_signals {
+    struct sigaction old_int, old_term;
+} dg_cli_stop_signals;
+void dg_cli_stop_signals_catch(dg_cli_stop_signals *old, void (*handler)(int));
+void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old);
 
 #endif

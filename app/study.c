@@ -15,6 +15,7 @@
 #include <cjson/cJSON.h>
 #include <plplot.h>
 
+#include "app/cli.h"
 #include "app/config.h"
 #include "app/report.h"
 #include "data/fsutil.h"
@@ -895,11 +896,8 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
         if (!text || dg_file_write_atomic(copy, &part, 1) != DG_STATUS_OK) rc = 1;
         dg_free(copy), dg_free(text);
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    dg_cli_stop_signals old_sig;
+    dg_cli_stop_signals_catch(&old_sig, on_signal);
     stop_signal = 0;
     agg g;
     memset(&g, 0, sizeof(g));
@@ -949,8 +947,7 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
             agg_add(&g, dir, a->name, s.seeds[j], status, why[0] ? why : NULL);
             dg_free(dir), dg_free(res);
         }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    dg_cli_stop_signals_restore(&old_sig);
     if (rc == 0 && !dry_run && agg_write(&g, s.out) != DG_STATUS_OK) rc = 1;
     if (rc == 0 && stop_signal) {
         dg_log_error("study %s: stopped by signal %d; `dgseg study %s` resumes it", s.name,

@@ -30,6 +30,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "app/cli.h"
 #include "app/closure.h"
 #include "app/config.h"
 #include "app/eval_cmd.h"
@@ -1248,11 +1249,8 @@ int dg_train_main(int argc, char **argv) {
         dg_free(path);
         dg_free(text);
     }
-    struct sigaction sa, old_int, old_term;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    dg_cli_stop_signals old_sig;
+    dg_cli_stop_signals_catch(&old_sig, on_signal);
     interrupted = 0;
     if (rc == 0 && cfg.task == DG_TASK_SEGMENTATION) {
         rc = run_one(&cfg, dir, -1, NULL, NULL, NULL);
@@ -1347,8 +1345,7 @@ int dg_train_main(int argc, char **argv) {
         dg_domainbed_free(&db);
         dg_dataset_specs_free(specs, n);
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    dg_cli_stop_signals_restore(&old_sig);
     dg_free(dir);
     dg_config_free(&cfg);
     return rc;

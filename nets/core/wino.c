@@ -105,6 +105,17 @@ static inline void gather(const float *src, const dg_chw *v, int64_t n, int64_t 
         }
 }
 
+/* A block's tile t past the layer's last tile (tt >= T): its 36 rows of
+ * channel group g in buf ([36][tiles][c]) are zeros, which add nothing;
+ * true then. */
+static inline bool zero_past_end(const dg_wino *l, int64_t tt, float *buf, int64_t tiles,
+        int64_t t, int64_t c, int64_t g) {
+    if (tt < l->t) return false;
+    for (int xi = 0; xi < 36; xi++)
+        memset(buf + (xi * tiles + t) * c + g * L, 0, L * sizeof(float));
+    return true;
+}
+
 /* V[xi][t][c] = (B^T d B)[xi] for every tile and channel of src. */
 static void transform_input(const dg_wino *l, const float *src, const dg_chw *v, float *vbuf,
         int64_t t0) {
@@ -116,11 +127,7 @@ static void transform_input(const dg_wino *l, const float *src, const dg_chw *v,
             const int64_t tt = t0 + t, n = tt / per_img, ty = (tt % per_img) / l->tw;
             const int64_t tx = tt % l->tw;
             float d[36 * L], e[36 * L], f[36 * L];
-            if (tt >= l->t) { /* past the last tile: zeros, which add nothing */
-                for (int xi = 0; xi < 36; xi++)
-                    memset(vbuf + (xi * tiles + t) * ic + g * L, 0, L * sizeof(float));
-                continue;
-            }
+            if (zero_past_end(l, tt, vbuf, tiles, t, ic, g)) continue;
             gather(src, v, n, g, ty * 4 - 1, tx * 4 - 1, 6, h, w, d);
             for (int j = 0; j < 6; j++) bt6(d + j * L, 6 * L, e + j * L, 6 * L); /* B^T d */
             for (int i = 0; i < 6; i++) bt6(e + i * 6 * L, L, f + i * 6 * L, L); /* (.) B */
@@ -200,11 +207,7 @@ static void transform_grad_output(const dg_wino *l, const float *dd, const dg_ch
             const int64_t tt = t0 + t, n = tt / per_img, ty = (tt % per_img) / l->tw;
             const int64_t tx = tt % l->tw;
             float y[16 * L], e[24 * L], m[36 * L];
-            if (tt >= l->t) {
-                for (int xi = 0; xi < 36; xi++)
-                    memset(mbuf + (xi * tiles + t) * oc + g * L, 0, L * sizeof(float));
-                continue;
-            }
+            if (zero_past_end(l, tt, mbuf, tiles, t, oc, g)) continue;
             gather(dd, v, n, g, ty * 4, tx * 4, 4, h, w, y);
             for (int j = 0; j < 4; j++) a4(y + j * L, 4 * L, e + j * L, 4 * L);  /* A dY: 6x4 */
             for (int i = 0; i < 6; i++) a4(e + i * 4 * L, L, m + i * 6 * L, L); /* (.) A^T */
