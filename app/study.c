@@ -866,6 +866,7 @@ static int run_child(const char *exe, const char *config, const dg_strvec *ov, c
         return -1;
     }
     child_pid = pid;
+    if (stop_signal) kill(pid, stop_signal); /* a signal that came before child_pid was set */
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     child_pid = 0;
@@ -902,7 +903,7 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
     agg g;
     memset(&g, 0, sizeof(g));
     g.title = dg_xasprintf("Study %s (%s)", s.name, study_path);
-    int k = 0, ran = 0, failed = 0;
+    int k = 0, failed = 0;
     /* seed by seed: every arm's first seed before any second, so a study
      * cut short compares all arms on the seeds it has */
     for (int j = 0; rc == 0 && j < s.n_seeds; j++)
@@ -928,7 +929,6 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
                 const double t0 = dg_now();
                 const int code = run_child(exe, a->config, &ov, dir);
                 dg_strvec_free(&ov);
-                ran++;
                 char t[32];
                 fmt_time(dg_now() - t0, t, sizeof(t));
                 if (code == 0 && dg_is_file(res)) {
@@ -958,7 +958,6 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
                      "%s` runs them again", s.name, failed, total, study_path);
         rc = 1;
     }
-    (void)ran;
     agg_free(&g);
     study_free(&s);
     return rc;
@@ -967,7 +966,8 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
 static void study_usage(FILE *f) {
     fprintf(f, "usage: dgseg study STUDY.ini [--dry-run]\n\n"
                "Runs every (arm, seed) of STUDY.ini one after another (skipping finished runs,\n"
-               "resuming interrupted ones) and writes study.md and study.json to its folder.\n"
+               "resuming interrupted ones) and writes study.md, study.json and study.png to\n"
+               "its folder.\n"
                "  --dry-run   check the study and list the runs still to do; run nothing\n");
 }
 

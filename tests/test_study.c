@@ -3,11 +3,14 @@
  * tiny real study (2 arms x 2 seeds on dgseg synth output) run, re-run
  * (nothing to do) and resumed after a run's results vanish, and study files
  * with errors refused before anything runs, naming file:line. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -15,6 +18,7 @@
 #include "app/study.h"
 #include "common.h"
 #include "data/fsutil.h"
+#include "nets/core/safetensors.h"
 
 static char dir[64];
 static void setup(void) { make_tmpdir(dir, "study"); }
@@ -225,6 +229,89 @@ START_TEST(tiny_study_runs_skips_and_resumes) {
 }
 END_TEST
 
+/* SIGTERM to a running `dgseg study`: the run checkpoints and stops, the
+ * study exits 1 saying how to resume, and started again it resumes that
+ * run from its checkpoint to the end. */
+START_TEST(sigterm_stops_the_study_and_it_resumes) {
+    char synth[128], study[160], out[160], p[224], err[160];
+    snprintf(synth, sizeof(synth), "%s/synth", dir);
+    make_tiny_synth(synth, 64, 32, 4);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(study, sizeof(study), "%s/sig.ini", dir);
+    char text[1024];
+    snprintf(text, sizeof(text),
+            "[study]\nout = %s\noverrides = data.sources=gtav:%s/gtav "
+            "data.targets=cityscapes:%s/cityscapes data.crop_size=32 train.batch_size=2\n"
+            "    train.iterations=100000 train.checkpoint_every=100000 train.eval_every=0\n"
+            "[arm erm]\nconfig = %s/configs/demo-erm.ini\n", out, synth, synth, DG_SOURCE_DIR);
+    write_file(study, text, strlen(text));
+    char *lsan = suppress_fontconfig_leaks();
+    snprintf(err, sizeof(err), "%s/study.err", dir);
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(127);
+        execl(DG_DGSEG_PATH, "dgseg", "study", study, (char *)NULL);
+        _exit(127);
+    }
+    /* wait for the run's first logged steps */
+    snprintf(p, sizeof(p), "%s/erm/seed-0/train.log", out);
+    bool started = false;
+    for (int i = 0; i < 600 && !started; i++) {
+        char *log = dg_is_file(p) ? read_file(p, NULL) : NULL;
+        started = log && strstr(log, "step 25/"); /* demo-erm logs every 25 steps */
+        dg_free(log);
+        if (!started) usleep(100000);
+    }
+    ck_assert_msg(started, "the run did not start");
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    char *log = read_file(err, NULL);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1 &&
+            strstr(log, "stopped by signal 15") && strstr(log, "interrupted"), "status %d:\n%s",
+            status, log);
+    dg_free(log);
+    snprintf(p, sizeof(p), "%s/erm/seed-0/checkpoints/last.safetensors", out);
+    ck_assert_msg(dg_is_file(p), "no checkpoint after SIGTERM");
+    snprintf(p, sizeof(p), "%s/erm/seed-0/results.json", out);
+    ck_assert(!dg_is_file(p));
+    /* resumed, the run shortened to 3 steps past its checkpoint */
+    snprintf(p, sizeof(p), "%s/erm/seed-0/checkpoints/last.safetensors", out);
+    dg_tensor_reader rd;
+    ck_assert_int_eq(dg_tensor_reader_open(&rd, p), DG_STATUS_OK);
+    const long step = atol(dg_tensor_reader_metadata(&rd, "step"));
+    dg_tensor_reader_close(&rd);
+    ck_assert_int_ge(step, 25);
+    snprintf(text, sizeof(text),
+            "[study]\nout = %s\noverrides = data.sources=gtav:%s/gtav "
+            "data.targets=cityscapes:%s/cityscapes data.crop_size=32 train.batch_size=2\n"
+            "    train.iterations=%ld train.checkpoint_every=100000 train.eval_every=0\n"
+            "[arm erm]\nconfig = %s/configs/demo-erm.ini\n", out, synth, synth, step + 3,
+            DG_SOURCE_DIR);
+    write_file(study, text, strlen(text));
+    snprintf(p, sizeof(p), "%s/erm/seed-0/results.json", out);
+    capture c;
+    capture_out_begin(&c);
+    const int rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    log = capture_end(&c);
+    ck_assert_msg(rc == 0 && strstr(log, "erm seed 0: resuming") &&
+            strstr(log, "erm seed 0: done"), "rc %d: %s", rc, log);
+    dg_free(log);
+    ck_assert(dg_is_file(p));
+    snprintf(p, sizeof(p), "%s/erm/seed-0/train.log", out);
+    log = read_file(p, NULL);
+    char want[64];
+    snprintf(want, sizeof(want), "for %ld steps from step %ld", step + 3, step);
+    ck_assert_msg(strstr(log, want), "want '%s' in:\n%s", want, log);
+    dg_free(log);
+    restore_lsan(lsan);
+}
+END_TEST
+
 /* Errors in a study file: exit 2 before anything runs, naming file:line. */
 START_TEST(bad_study_files_exit_2_naming_file_and_line) {
     static const struct {
@@ -268,6 +355,7 @@ Suite *study_suite(void) {
     tcase_add_test(tc, report_aggregates_by_method_with_sample_sd);
     tcase_add_test(tc, tiny_study_runs_skips_and_resumes);
     tcase_add_test(tc, bad_study_files_exit_2_naming_file_and_line);
+    tcase_add_test(tc, sigterm_stops_the_study_and_it_resumes);
     suite_add_tcase(s, tc);
     return s;
 }
