@@ -1,7 +1,8 @@
 /* nets/core/wino.h -- dgseg's own Winograd convolution F(4x4, 3x3) (Lavin
  * and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016) for
- * inference instances on CPUs where oneDNN has none (oneDNN 2.6 implements
- * Winograd on AVX-512 only; dg_ctx.caps.winograd). A dense 3x3, stride-1,
+ * CPUs where oneDNN has none (oneDNN 2.6 implements Winograd on AVX-512
+ * only; dg_ctx.caps.winograd): inference instances, and training ones
+ * (below). A dense 3x3, stride-1,
  * pad-1 convolution computes each 4x4 output tile from a 6x6 input tile as
  *
  *   Y = A^T [ (G g G^T) (.) (B^T d B) ] A
@@ -12,9 +13,10 @@
  *
  *   M[xi] (TB x OC) = V[xi] (TB x IC) . U[xi] (IC x OC),  xi = 0 .. 35,
  *
- * run as one batched oneDNN matmul (blocks of about 4 MiB of V and M, so
- * that they stay in cache between the transforms and the products); the transforms are dgseg's loops, 8
- * channels (one AVX2 vector) at a time. U (the transformed weights) is made
+ * run as one batched oneDNN matmul per block (blocks of about 4 MiB of V
+ * and M, so that they stay in cache between the transforms and the
+ * products, and memory does not grow with the image); the transforms are
+ * dgseg's loops, 8 channels (one AVX2 vector) at a time. U (the transformed weights) is made
  * once per weights version (dg_pass.weights_version), as oneDNN's
  * inference weights are. Rounding: the transforms' constants (1/4, 1/6,
  * 1/24, 8, ...) make the error a few times direct convolution's (about
@@ -30,7 +32,7 @@
  * backward-data of a stride-1 "same" convolution is that forward
  * convolution); backward-weights runs the transforms' transposes:
  *
- *   dM[xi] = (A dY A^T)[xi],  dU[xi] (IC x OC) = sum over blocks of V[xi]^T . dM[xi],
+ *   dM[xi] = (A dY A^T)[xi],  dU[xi] (IC x OC) = sum over blocks V[xi]^T dM[xi],
  *   dg = G^T dU G,            db = sum of dY,
  *
  * V recomputed from src (the layer's input is kept, or rewritten, for its
