@@ -280,7 +280,7 @@ static void print_method(const bench_opts *o, const char *model, double ms, doub
  * the mean step times. Returns 0, or 2 when the method cannot be created. */
 static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx, dg_model *m,
         const int32_t *label, double *ms, double *erm_ms) {
-    const bool seg = !strncmp(bm->name, "deeplab", 7);
+    const bool seg = dg_model_is_segmentation(bm->name);
     const bool dgsam = !strcmp(o->optimizer, "dgsam");
     if (dgsam && (o->batch < 2 || o->batch % 2)) {
         fprintf(stderr, "dgseg bench: dgsam splits the batch into 2 domains: --batch must be even\n");

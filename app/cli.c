@@ -31,3 +31,7 @@ void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old) {
     sigaction(SIGINT, &old->old_int, NULL);
     sigaction(SIGTERM, &old->old_term, NULL);
 }
+
+int dg_cli_exit_code(dg_status st) {
+    return st == DG_STATUS_OK ? 0 : st == DG_STATUS_ERR_CONFIG ? 2 : 1;
+}

@@ -6,11 +6,18 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "nets/core/common.h"
+
 /* Parses s as a decimal integer in [lo, hi] into *out. On failure prints
  * "dgseg <cmd>: <what> wants an integer in [lo, hi], got '<s>'" to stderr
  * and returns false. */
 bool dg_cli_parse_int(const char *cmd, const char *what, const char *s, int64_t lo, int64_t hi,
         int64_t *out);
+
+/* The exit code of a command that ends with status st: 0 for
+ * DG_STATUS_OK, 2 for a configuration error (DG_STATUS_ERR_CONFIG), 1 for
+ * any other failure. */
+int dg_cli_exit_code(dg_status st);
 
 /* SIGINT and SIGTERM go to handler until dg_cli_stop_signals_restore;
  * old keeps the dispositions it replaced. */

@@ -6,6 +6,7 @@
 
 #include "app/bench.h"
 #include "app/eval_cmd.h"
+#include "app/flatness.h"
 #include "app/predict.h"
 #include "app/study.h"
 #include "app/synth_cmd.h"
@@ -27,6 +28,7 @@ static const command commands[] = {
     {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits, overlay)"},
     {"bench", dg_bench_main, "time training steps or inference of a model"},
     {"study", dg_study_main, "run a grid of configs x seeds, resumably, and aggregate it"},
+    {"flatness", dg_flatness_main, "measure the sharpness of a checkpoint's minimum, its landscape"},
     {"report", dg_report_main, "aggregate run and study folders: mean ± sd per method"},
 };
 

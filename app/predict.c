@@ -4,15 +4,15 @@
  * its size; the prediction is the per-pixel argmax of the logits (ties to
  * the lowest class). Inputs of the same size share one instance.
  *
- * A checkpoint is run with the weights its method evaluates (app/eval_cmd.h:
+ * A checkpoint is run with the weights its method evaluates (app/checkpoint.h:
  * Lookahead's slow weights, ...), copied out of the recreated method once
- * and loaded into every instance; --weights live, or a file without
- * optimizer state, loads the stored weights directly. */
+ * and loaded into every instance (--weights live: the live weights); plain
+ * weights (--model, --weights) are loaded from the file by every instance. */
 #define _POSIX_C_SOURCE 200809L
 #include "app/predict.h"
 
 #include "app/cli.h"
-#include "app/eval_cmd.h"
+#include "app/checkpoint.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "data/image_cv.h"
+#include "data/labelmap.h"
 #include "data/npy.h"
 #include "data/png_io.h"
 #include "nets/core/weights.h"
@@ -146,37 +147,18 @@ static void stem_of(const char *path, char *buf, size_t size) {
     if (dot && dot != buf) *dot = '\0';
 }
 
-/* Reads model, classes, output stride and aux from a checkpoint's metadata. */
-static int from_checkpoint(predict_opts *o, dg_tensor_reader *r) {
-    const char *model = dg_tensor_reader_metadata(r, "model");
-    const char *classes = dg_tensor_reader_metadata(r, "classes");
-    const char *os = dg_tensor_reader_metadata(r, "output_stride");
-    const char *aux = dg_tensor_reader_metadata(r, "aux");
-    if (!model || !classes) {
-        dg_log_error("%s: not a dgseg checkpoint (its metadata has no 'model' and 'classes'; "
-                "use --model, --weights and --classes for plain weights)", o->checkpoint);
+/* Takes model, classes, output stride and auxiliary head from the
+ * checkpoint's metadata (dg_ckpt_open checked them). Returns 0 or 1. */
+static int from_checkpoint(predict_opts *o, const dg_ckpt *c) {
+    if (!c->meta.segmentation) {
+        dg_log_error("%s: model '%s' is not a segmentation model", o->checkpoint, c->meta.model);
         return 1;
     }
-    o->model = model;
-    int64_t v;
-    if (!dg_cli_parse_int("predict", "checkpoint metadata 'classes'", classes, 1, 254, &v))
-        return 1;
-    o->classes = v;
-    if (os) {
-        if (!dg_cli_parse_int("predict", "checkpoint metadata 'output_stride'", os, 8, 16, &v))
-            return 1;
-        if (v != 8 && v != 16) {
-            dg_log_error("%s: metadata 'output_stride' is %lld: DeepLabv3+ runs at 8 or 16",
-                    o->checkpoint, (long long)v);
-            return 1;
-        }
-        o->output_stride = (int)v;
-    }
-    o->aux = aux && !strcmp(aux, "true");
-    if (strncmp(model, "deeplabv3plus-", 14)) {
-        dg_log_error("%s: model '%s' is not a segmentation model", o->checkpoint, model);
-        return 1;
-    }
+    for (size_t i = 0; dg_model_names[i]; i++) /* static: outlives the reader */
+        if (!strcmp(dg_model_names[i], c->meta.model)) o->model = dg_model_names[i];
+    o->classes = c->meta.classes ? c->meta.classes : DG_NUM_TRAIN_IDS;
+    o->output_stride = c->meta.output_stride;
+    o->aux = c->meta.aux;
     return 0;
 }
 
@@ -205,34 +187,24 @@ typedef struct predictor {
 /* Plain weights may carry an auxiliary head the inference model lacks. */
 static const char *const aux_ignore[] = {"aux."};
 
-/* With --checkpoint: recreates the checkpoint's method on an instance
- * laid out like the training model and, when the weights it evaluates are
- * not the stored ones, copies them into p->params / p->stats. Prints which
+/* With --checkpoint: builds the checkpoint's model (training layout, so
+ * that its method can be recreated), resolves the weights to run and
+ * copies them into p->params / p->stats for every instance. Prints which
  * weights are used. Returns 0 or 1 (logged). */
-static int resolve_weights(predictor *p, const predict_opts *o, const dg_tensor_reader *r) {
-    dg_model lm;
+static int resolve_weights(predictor *p, const predict_opts *o, dg_ckpt *c) {
     dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
-            .classes = o->classes, .training = false, .output_stride = o->output_stride,
-            .aux = o->aux};
-    if (dg_model_create(&lm, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 1;
-    dg_weights_load_opts lo = {.ignore = aux_ignore, .n_ignore = o->aux ? 0 : 1};
-    dg_status st = dg_weights_load_reader(r, &lm.ps, &lo);
-    dg_ckpt_weights w;
-    memset(&w, 0, sizeof(w));
-    if (st == DG_STATUS_OK) st = dg_ckpt_weights_resolve(&w, r, o->checkpoint, &lm.ps, o->live);
+            .training = false};
+    dg_status st = dg_ckpt_load_model(c, &p->ctx, &mo, o->live);
     if (st == DG_STATUS_OK) {
-        printf("weights: %s\n", w.note);
-        if (w.params != lm.ps.data || w.stats != lm.ps.stats) {
-            p->d = lm.ps.d;
-            p->n_stats = lm.ps.n_stats;
-            p->params = dg_xmalloc((p->d ? p->d : 1) * sizeof(float));
-            p->stats = dg_xmalloc((p->n_stats ? p->n_stats : 1) * sizeof(float));
-            memcpy(p->params, w.params, p->d * sizeof(float));
-            memcpy(p->stats, w.stats, p->n_stats * sizeof(float));
-        }
+        printf("weights: %s\n", c->w.note);
+        p->d = c->m.ps.d;
+        p->n_stats = c->m.ps.n_stats;
+        p->params = dg_xmalloc((p->d ? p->d : 1) * sizeof(float));
+        p->stats = dg_xmalloc((p->n_stats ? p->n_stats : 1) * sizeof(float));
+        memcpy(p->params, c->w.params, p->d * sizeof(float));
+        memcpy(p->stats, c->w.stats, p->n_stats * sizeof(float));
     }
-    dg_ckpt_weights_free(&w);
-    dg_model_free(&lm);
+    dg_ckpt_close(c); /* its model was built on p->ctx */
     return st == DG_STATUS_OK ? 0 : 1;
 }
 
@@ -363,13 +335,19 @@ int dg_predict_main(int argc, char **argv) {
         dg_free(o.inputs);
         return rc < 0 ? 0 : 2;
     }
+    /* a checkpoint (its weights copied out once), or a plain weights file
+     * that every instance loads */
+    dg_ckpt c;
     dg_tensor_reader r;
-    const char *wpath = o.checkpoint ? o.checkpoint : o.weights;
-    if (dg_tensor_reader_open(&r, wpath) != DG_STATUS_OK) {
-        dg_free(o.inputs);
-        return 1;
+    bool have_r = false;
+    memset(&c, 0, sizeof(c));
+    if (o.checkpoint) {
+        rc = dg_ckpt_open(&c, o.checkpoint) != DG_STATUS_OK ? 1 : from_checkpoint(&o, &c);
+    } else {
+        have_r = dg_tensor_reader_open(&r, o.weights) == DG_STATUS_OK;
+        rc = have_r ? 0 : 1;
     }
-    if (o.checkpoint && (rc = from_checkpoint(&o, &r)) != 0) goto done;
+    if (rc) goto done;
     if (mkdir(o.out, 0777) != 0 && !dir_exists(o.out)) {
         dg_log_error("%s: cannot create the output directory", o.out);
         rc = 1;
@@ -378,14 +356,16 @@ int dg_predict_main(int argc, char **argv) {
     predictor p;
     memset(&p, 0, sizeof(p));
     dg_ctx_init(&p.ctx);
-    if (o.checkpoint) rc = resolve_weights(&p, &o, &r);
-    for (int i = 0; i < o.n_inputs && !rc; i++) rc = predict_one(&p, &o, &r, o.inputs[i]);
+    if (o.checkpoint) rc = resolve_weights(&p, &o, &c);
+    for (int i = 0; i < o.n_inputs && !rc; i++)
+        rc = predict_one(&p, &o, have_r ? &r : NULL, o.inputs[i]);
     if (p.built) dg_model_free(&p.m);
     dg_free(p.params);
     dg_free(p.stats);
     dg_ctx_free(&p.ctx);
 done:
-    dg_tensor_reader_close(&r);
+    dg_ckpt_close(&c);
+    if (have_r) dg_tensor_reader_close(&r);
     dg_free(o.inputs);
     return rc;
 }

@@ -2,6 +2,7 @@
 #define _XOPEN_SOURCE 700
 #include "app/study.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -17,6 +18,7 @@
 
 #include "app/cli.h"
 #include "app/config.h"
+#include "app/flatness.h"
 #include "app/report.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
@@ -40,6 +42,7 @@ typedef struct study {
     int n_seeds;
     dg_strvec over;   /* every run's */
     int over_line;
+    dg_strvec flatness; /* `dgseg flatness` options after each run (n = 0: none) */
     arm arms[MAX_ARMS];
     int n_arms;
 } study;
@@ -47,6 +50,7 @@ typedef struct study {
 static void study_free(study *s) {
     dg_free(s->path), dg_free(s->name), dg_free(s->out);
     dg_strvec_free(&s->over);
+    dg_strvec_free(&s->flatness);
     for (int i = 0; i < s->n_arms; i++) {
         dg_free(s->arms[i].name), dg_free(s->arms[i].config);
         dg_strvec_free(&s->arms[i].over);
@@ -186,8 +190,17 @@ static dg_status parse_line(study *s, const char *path, int line, char *text, in
             split_words(val, &s->over);
             s->over_line = line;
             return check_overrides(path, line, &s->over);
+        } else if (!strcmp(key, "flatness")) {
+            dg_strvec_free(&s->flatness);
+            split_words(val, &s->flatness);
+            if (dg_flatness_check_options((const char *const *)s->flatness.v,
+                        (int)s->flatness.n)) {
+                dg_log_error("%s:%d: flatness: not options of `dgseg flatness`", path, line);
+                return DG_STATUS_ERR_CONFIG;
+            }
         } else {
-            dg_log_error("%s:%d: [study] has no key '%s' (name, out, seeds, overrides)%s", path,
+            dg_log_error("%s:%d: [study] has no key '%s' (name, out, seeds, overrides, "
+                         "flatness)%s", path,
                     line, key, !strcmp(key, "name") ? ", or its name is not a folder name" : "");
             return DG_STATUS_ERR_CONFIG;
         }
@@ -312,6 +325,9 @@ typedef struct agg_run {
     int n;           /* values: column names, value at the selected step and at the last */
     char **col;
     double *sel, *last;
+    int nf;          /* flatness values (dgseg flatness of the run's models, averaged) */
+    char **fcol;
+    double *fval;
 } agg_run;
 
 typedef struct agg {
@@ -327,6 +343,8 @@ static void agg_free(agg *g) {
         dg_free(r->group), dg_free(r->dir), dg_free(r->why);
         for (int k = 0; k < r->n; k++) dg_free(r->col[k]);
         dg_free(r->col), dg_free(r->sel), dg_free(r->last);
+        for (int k = 0; k < r->nf; k++) dg_free(r->fcol[k]);
+        dg_free(r->fcol), dg_free(r->fval);
     }
     dg_free(g->runs);
     dg_free(g->title);
@@ -396,6 +414,56 @@ static void read_results(agg *g, agg_run *r, char **method) {
     dg_free(path);
 }
 
+static void model_dirs(const char *dir, const char *holding, dg_strvec *out);
+
+/* Adds value v to flatness column col of r (summing: read_flatness divides). */
+static void flat_add(agg_run *r, const char *col, double v, int *count) {
+    for (int k = 0; k < r->nf; k++)
+        if (!strcmp(r->fcol[k], col)) {
+            r->fval[k] += v;
+            count[k]++;
+            return;
+        }
+    r->fcol = dg_xrealloc(r->fcol, (size_t)(r->nf + 1) * sizeof(*r->fcol));
+    r->fval = dg_xrealloc(r->fval, (size_t)(r->nf + 1) * sizeof(double));
+    r->fcol[r->nf] = dg_xstrdup(col);
+    r->fval[r->nf] = v;
+    count[r->nf++] = 1;
+}
+
+#define MAX_FLAT_COLS 24
+
+/* The flatness.json of every model of run r (the run, or its test-domain
+ * folders), averaged over them: "loss", "sharpness r=R" per radius, "worst
+ * rho=P" per rho. A column some model lacks is NaN. */
+static void read_flatness(agg_run *r) {
+    dg_strvec models = {0};
+    model_dirs(r->dir, "flatness/flatness.json", &models);
+    int count[MAX_FLAT_COLS] = {0}, n_read = 0;
+    for (size_t i = 0; i < models.n; i++) {
+        char *path = dg_xasprintf("%s/flatness/flatness.json", models.v[i]);
+        char *text = dg_is_file(path) ? dg_file_read_all(path, NULL) : NULL;
+        cJSON *root = text ? cJSON_Parse(text) : NULL;
+        dg_free(text), dg_free(path);
+        if (!root) continue;
+        n_read++;
+        char col[64];
+        if (r->nf < MAX_FLAT_COLS) flat_add(r, "loss", json_num(root, "loss"), count);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "expected")) {
+            snprintf(col, sizeof(col), "sharpness r=%g", json_num(e, "radius"));
+            if (r->nf < MAX_FLAT_COLS) flat_add(r, col, json_num(e, "sharpness"), count);
+        }
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(root, "worst_case")) {
+            snprintf(col, sizeof(col), "worst rho=%g", json_num(e, "rho"));
+            if (r->nf < MAX_FLAT_COLS) flat_add(r, col, json_num(e, "sharpness"), count);
+        }
+        cJSON_Delete(root);
+    }
+    for (int k = 0; k < r->nf; k++) r->fval[k] = count[k] == n_read ? r->fval[k] / n_read : NAN;
+    dg_strvec_free(&models);
+}
+
 /* Adds run folder dir of group (NULL: the run's method) and seed (< 0: the
  * run's train.seed from its config.ini). */
 static void agg_add(agg *g, const char *dir, const char *group, long seed, int status,
@@ -419,6 +487,7 @@ static void agg_add(agg *g, const char *dir, const char *group, long seed, int s
     if (why) r->why = dg_xstrdup(why);
     char *method = NULL;
     if (status == RUN_DONE) read_results(g, r, &method);
+    if (r->status == RUN_DONE) read_flatness(r);
     if (seed < 0) {
         char *cp = dg_xasprintf("%s/config.ini", dir);
         if (dg_is_file(cp)) {
@@ -505,6 +574,40 @@ static cell cell_of(const agg *g, const char *grp, const char *const *cols, int 
     return c;
 }
 
+/* The flatness columns of every done run, in order of first appearance. */
+static int flat_columns(const agg *g, const char **cols, int max) {
+    int n = 0;
+    for (int i = 0; i < g->n_runs; i++) {
+        const agg_run *r = &g->runs[i];
+        for (int k = 0; k < r->nf && r->status == RUN_DONE; k++) {
+            bool seen = false;
+            for (int j = 0; j < n; j++) seen |= !strcmp(cols[j], r->fcol[k]);
+            if (!seen && n < max) cols[n++] = r->fcol[k];
+        }
+    }
+    return n;
+}
+
+static double run_flat(const agg_run *r, const char *col) {
+    for (int k = 0; k < r->nf; k++)
+        if (!strcmp(r->fcol[k], col)) return r->fval[k];
+    return NAN;
+}
+
+/* Flatness column col over the done runs of group grp that measured it. */
+static cell flat_cell(const agg *g, const char *grp, const char *col) {
+    cell c;
+    memset(&c, 0, sizeof(c));
+    for (int i = 0; i < g->n_runs && c.n < (int)DG_ARRAY_LEN(c.v); i++) {
+        const agg_run *r = &g->runs[i];
+        if (r->status != RUN_DONE || strcmp(r->group, grp)) continue;
+        const double v = run_flat(r, col);
+        if (isfinite(v)) c.v[c.n++] = v;
+    }
+    mean_sd(c.v, c.n, &c.mean, &c.sd);
+    return c;
+}
+
 static void md_cell(FILE *f, const cell *c) {
     if (c->n == 0) fputs(" — |", f);
     else if (c->n == 1) fprintf(f, " %.2f |", c->mean);
@@ -560,6 +663,31 @@ static char *agg_markdown(const agg *g) {
         }
         fputs("\n(mean ± standard deviation over the finished runs, ddof = 1; avg: each run's "
               "average over the columns, then over runs)\n", f);
+    }
+    const char *fcols[MAX_FLAT_COLS];
+    const int n_f = flat_columns(g, fcols, MAX_FLAT_COLS);
+    if (n_f) {
+        fputs("\n## Flatness\n\nTraining-domain loss L of each run's final model (the weights "
+              "its method evaluates) and its sharpness, by `dgseg flatness`: sharpness r = "
+              "E[L(w + r d) - L(w)] over random filter-normalised directions d; worst rho = "
+              "max over ||e|| <= rho of L(w + e) - L(w), by projected gradient ascent. Mean ± "
+              "sd over the runs that measured it (runs: how many):\n\n| method |", f);
+        for (int j = 0; j < n_f; j++) fprintf(f, " %s |", fcols[j]);
+        fputs("\n|---|", f);
+        for (int j = 0; j < n_f; j++) fputs("---:|", f);
+        fputc('\n', f);
+        const char *names[MAX_ARMS * 4];
+        const int n_g = groups(g, names, (int)DG_ARRAY_LEN(names));
+        for (int k = 0; k < n_g; k++) {
+            fprintf(f, "| %s |", names[k]);
+            for (int j = 0; j < n_f; j++) {
+                const cell c = flat_cell(g, names[k], fcols[j]);
+                if (c.n == 0) fputs(" — |", f);
+                else if (c.n == 1) fprintf(f, " %.4f (1) |", c.mean);
+                else fprintf(f, " %.4f ± %.4f (%d) |", c.mean, c.sd, c.n);
+            }
+            fputc('\n', f);
+        }
     }
     fputs("\n## Runs\n\n| method | seed | status | folder |", f);
     for (int j = 0; j < n_cols; j++) fprintf(f, " %s |", cols[j]);
@@ -624,6 +752,13 @@ static char *agg_json(const agg *g) {
                 cJSON_AddItemToObject(o, j < n_cols ? cols[j] : "avg", cell_json(&c));
             }
         }
+        const char *fcols[MAX_FLAT_COLS];
+        const int n_f = flat_columns(g, fcols, MAX_FLAT_COLS);
+        cJSON *fo = n_f ? cJSON_AddObjectToObject(a, "flatness") : NULL;
+        for (int j = 0; j < n_f; j++) {
+            const cell c = flat_cell(g, names[k], fcols[j]);
+            cJSON_AddItemToObject(fo, fcols[j], cell_json(&c));
+        }
         cJSON_AddItemToArray(arms, a);
     }
     cJSON *runs = cJSON_AddArrayToObject(root, "runs");
@@ -639,6 +774,10 @@ static char *agg_json(const agg *g) {
         for (int k = 0; k < r->n && r->status == RUN_DONE; k++)
             cJSON_AddItemToObject(v, r->col[k], isfinite(r->sel[k])
                             ? cJSON_CreateNumber(r->sel[k]) : cJSON_CreateNull());
+        cJSON *fv = r->nf ? cJSON_AddObjectToObject(o, "flatness") : NULL;
+        for (int k = 0; k < r->nf; k++)
+            cJSON_AddItemToObject(fv, r->fcol[k], isfinite(r->fval[k])
+                            ? cJSON_CreateNumber(r->fval[k]) : cJSON_CreateNull());
         cJSON_AddItemToArray(runs, o);
     }
     char *s = cJSON_Print(root);
@@ -836,20 +975,27 @@ static void on_signal(int sig) {
     if (child_pid > 0) kill(child_pid, sig);
 }
 
-/* Runs `exe train CONFIG OVERRIDES` with output into dir/train.log; the
- * exit code (128 + signal when one ended it, -1 when it could not start). */
-static int run_child(const char *exe, const char *config, const dg_strvec *ov, const char *dir) {
-    if (dg_make_dirs(dir) != DG_STATUS_OK) return -1;
-    char *log = dg_xasprintf("%s/train.log", dir);
-    const int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd < 0) dg_log_error("%s: cannot open: %s", log, strerror(errno));
-    dg_free(log);
-    if (fd < 0) return -1;
-    char **argv = dg_xcalloc(ov->n + 4, sizeof(*argv));
+static void fmt_time(double s, char *buf, size_t n) {
+    const long t = (long)(s + 0.5);
+    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Runs `exe ARGS` (args[0] the command) with its output appended to
+ * log_path; the exit code (128 + signal when one ended it, -1 when it
+ * could not start). */
+static int run_child(const char *exe, const dg_strvec *args, const char *log_path) {
+    const int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd < 0) {
+        dg_log_error("%s: cannot open: %s", log_path, strerror(errno));
+        return -1;
+    }
+    char **argv = dg_xcalloc(args->n + 2, sizeof(*argv));
     argv[0] = "dgseg"; /* what ps shows (exe may be /proc/self/exe) */
-    argv[1] = "train";
-    argv[2] = (char *)config;
-    for (size_t i = 0; i < ov->n; i++) argv[3 + i] = ov->v[i];
+    for (size_t i = 0; i < args->n; i++) argv[1 + i] = args->v[i];
     fflush(stdout);
     fflush(stderr);
     const pid_t pid = fork();
@@ -873,9 +1019,84 @@ static int run_child(const char *exe, const char *config, const dg_strvec *ov, c
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void fmt_time(double s, char *buf, size_t n) {
-    const long t = (long)(s + 0.5);
-    snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+/* `exe train CONFIG OVERRIDES`, its output in dir/train.log. */
+static int run_train(const char *exe, const char *config, const dg_strvec *ov, const char *dir) {
+    if (dg_make_dirs(dir) != DG_STATUS_OK) return -1;
+    dg_strvec args = {0};
+    dg_strvec_push(&args, dg_xstrdup("train"));
+    dg_strvec_push(&args, dg_xstrdup(config));
+    for (size_t i = 0; i < ov->n; i++) dg_strvec_push(&args, dg_xstrdup(ov->v[i]));
+    char *log = dg_xasprintf("%s/train.log", dir);
+    const int code = run_child(exe, &args, log);
+    dg_free(log);
+    dg_strvec_free(&args);
+    return code;
+}
+
+/* The folders of a run that hold file `holding` (a model's
+ * "checkpoints/last.safetensors", its "flatness/flatness.json"): the run
+ * folder (segmentation) or its test-DOMAIN folders (classification). */
+static void model_dirs(const char *dir, const char *holding, dg_strvec *out) {
+    char *ck = dg_xasprintf("%s/%s", dir, holding);
+    if (dg_is_file(ck)) dg_strvec_push(out, dg_xstrdup(dir));
+    dg_free(ck);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, "test-", 5)) continue;
+        char *sub = dg_xasprintf("%s/%s", dir, e->d_name);
+        ck = dg_xasprintf("%s/%s", sub, holding);
+        if (dg_is_file(ck)) dg_strvec_push(out, sub);
+        else dg_free(sub);
+        dg_free(ck);
+    }
+    if (d) closedir(d);
+    if (out->n > 1) qsort(out->v, out->n, sizeof(*out->v), cmp_str);
+}
+
+/* The study's flatness measurement of every model of finished run dir that
+ * has none yet (MODEL/flatness/flatness.json), output in
+ * MODEL/flatness.log. Returns the number that failed. */
+static int run_flatness(const study *s, const char *exe, const char *dir, const char *what) {
+    dg_strvec models = {0};
+    model_dirs(dir, "checkpoints/last.safetensors", &models);
+    int failed = 0;
+    for (size_t i = 0; i < models.n && !stop_signal; i++) {
+        const char *m = models.v[i];
+        char *js = dg_xasprintf("%s/flatness/flatness.json", m);
+        const bool have = dg_is_file(js);
+        dg_free(js);
+        if (have) continue;
+        dg_strvec args = {0};
+        dg_strvec_push(&args, dg_xstrdup("flatness"));
+        dg_strvec_push(&args, dg_xasprintf("%s/config.ini", dir));
+        dg_strvec_push(&args, dg_xstrdup("--checkpoint"));
+        dg_strvec_push(&args, dg_xasprintf("%s/checkpoints/last.safetensors", m));
+        dg_strvec_push(&args, dg_xstrdup("--out"));
+        dg_strvec_push(&args, dg_xasprintf("%s/flatness", m));
+        for (size_t k = 0; k < s->flatness.n; k++)
+            dg_strvec_push(&args, dg_xstrdup(s->flatness.v[k]));
+        const char *base = strrchr(m, '/');
+        if (base && !strncmp(base + 1, "test-", 5)) /* the classification run's held-out domain */
+            dg_strvec_push(&args, dg_xasprintf("data.test_domains=%s", base + 6));
+        char *log = dg_xasprintf("%s/flatness.log", m);
+        printf("%s: flatness of %s (log %s)\n", what, m, log);
+        fflush(stdout);
+        const double t0 = dg_now();
+        const int code = run_child(exe, &args, log);
+        char t[32];
+        fmt_time(dg_now() - t0, t, sizeof(t));
+        if (code != 0 && !stop_signal) {
+            failed++;
+            printf("%s: flatness failed (exit %d after %s; see %s)\n", what, code, t, log);
+        } else if (code == 0) {
+            printf("%s: flatness done in %s\n", what, t);
+        }
+        fflush(stdout);
+        dg_free(log);
+        dg_strvec_free(&args);
+    }
+    dg_strvec_free(&models);
+    return failed;
 }
 
 int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
@@ -903,7 +1124,7 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
     agg g;
     memset(&g, 0, sizeof(g));
     g.title = dg_xasprintf("Study %s (%s)", s.name, study_path);
-    int k = 0, failed = 0;
+    int k = 0, failed = 0, failed_flat = 0;
     /* seed by seed: every arm's first seed before any second, so a study
      * cut short compares all arms on the seeds it has */
     for (int j = 0; rc == 0 && j < s.n_seeds; j++)
@@ -927,7 +1148,7 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
                 dg_strvec ov = {0};
                 run_overrides(&s, a, s.seeds[j], dir, &ov);
                 const double t0 = dg_now();
-                const int code = run_child(exe, a->config, &ov, dir);
+                const int code = run_train(exe, a->config, &ov, dir);
                 dg_strvec_free(&ov);
                 char t[32];
                 fmt_time(dg_now() - t0, t, sizeof(t));
@@ -944,6 +1165,12 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
                 }
                 fflush(stdout);
             }
+            if (status == RUN_DONE && s.flatness.n && !dry_run && !stop_signal) {
+                char what[96];
+                snprintf(what, sizeof(what), "[%d/%d] %s seed %ld", k, total, a->name,
+                        s.seeds[j]);
+                failed_flat += run_flatness(&s, exe, dir, what);
+            }
             agg_add(&g, dir, a->name, s.seeds[j], status, why[0] ? why : NULL);
             dg_free(dir), dg_free(res);
         }
@@ -956,6 +1183,10 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
     } else if (rc == 0 && failed) {
         dg_log_error("study %s: %d of %d runs failed (listed above; not averaged); `dgseg study "
                      "%s` runs them again", s.name, failed, total, study_path);
+        rc = 1;
+    } else if (rc == 0 && failed_flat) {
+        dg_log_error("study %s: %d flatness measurements failed (listed above); `dgseg study "
+                     "%s` runs them again", s.name, failed_flat, study_path);
         rc = 1;
     }
     agg_free(&g);

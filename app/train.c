@@ -33,6 +33,7 @@
 #include "app/cli.h"
 #include "app/closure.h"
 #include "app/config.h"
+#include "app/train_data.h"
 #include "app/eval_cmd.h"
 #include "app/evaluate.h"
 #include "app/report.h"
@@ -47,7 +48,7 @@ long dg_train_interrupt_after = -1;
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) { interrupted = sig; }
 
-#define MAX_DOM DG_LOADER_MAX_DOMAINS
+#define MAX_DOM DG_TRAIN_MAX_DOMAINS
 
 /* One training run (one test domain for classification). */
 /* The classification evaluations of one model, in step order. */
@@ -68,26 +69,7 @@ typedef struct run {
     bool has_tc;
     dg_method *method;
     dg_sched sched;
-    int S;                         /* source (training) domains */
-    int n_classes;
-    /* segmentation */
-    dg_seg_dataset seg[MAX_DOM];
-    int n_seg;
-    dg_class_centroids cc[MAX_DOM];
-    dg_seg_train_source seg_src;
-    /* classification */
-    dg_rotated_fmnist rf;
-    bool has_rf;
-    dg_domainbed db;
-    bool has_db;
-    int n_cls_domains;             /* domains of the dataset */
-    int test_domain;               /* dataset index of the held-out domain */
-    int train_domain[MAX_DOM];     /* dataset index of loader slot k */
-    dg_holdout_split split[MAX_DOM]; /* per dataset domain */
-    dg_rfmnist_source rf_src;      /* the training loaders' sources */
-    dg_domainbed_source db_src;
-    dg_rfmnist_source ev_rf_src;   /* the evaluation passes' (one domain each) */
-    dg_domainbed_source ev_db_src;
+    dg_train_data data;            /* the training domains */
     /* loaders */
     dg_loader *loader;
     dg_loader *refresh;
@@ -110,183 +92,6 @@ typedef struct run {
 
 /* ---- data ------------------------------------------------------------------ */
 
-static void loader_base(const dg_config *cfg, dg_loader_cfg *lc) {
-    memset(lc, 0, sizeof(*lc));
-    lc->per_domain = (int)cfg->batch_size;
-    lc->seed = (uint64_t)cfg->seed;
-    lc->workers = (int)cfg->workers;
-    lc->prefetch = (int)cfg->prefetch;
-    lc->on_bad = cfg->on_bad_sample ? DG_BAD_SAMPLE_SKIP : DG_BAD_SAMPLE_FAIL;
-}
-
-static void seg_aug_from_config(const dg_config *cfg, dg_seg_aug_cfg *a) {
-    dg_seg_aug_cfg_default(a);
-    a->scale_min = cfg->scale_min;
-    a->scale_max = cfg->scale_max;
-    a->crop_h = a->crop_w = (int)cfg->crop_size;
-    a->flip_p = cfg->flip ? 0.5 : 0.0;
-    a->jitter_p = cfg->jitter_p;
-    a->brightness = cfg->brightness;
-    a->contrast = cfg->contrast;
-    a->saturation = cfg->saturation;
-    a->hue = cfg->hue;
-    a->blur = cfg->blur;
-    a->blur_sigma_min = cfg->blur_sigma_min;
-    a->blur_sigma_max = cfg->blur_sigma_max;
-}
-
-static dg_status open_seg_data(run *r) {
-    const dg_config *cfg = r->cfg;
-    dg_dataset_spec *specs = NULL;
-    int n = 0;
-    dg_status st = dg_dataset_specs_parse("data.sources", cfg->sources, &specs, &n);
-    if (st != DG_STATUS_OK) return st;
-    if (n < 1 || n > MAX_DOM) {
-        dg_log_error("data.sources: %d sources (1 .. %d)", n, MAX_DOM);
-        dg_dataset_specs_free(specs, n);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    dg_seg_open_opts oo = {.split_dir = cfg->split_dir};
-    for (int i = 0; i < n && st == DG_STATUS_OK; i++) {
-        st = dg_seg_dataset_open_opts(specs[i].reader, specs[i].root, cfg->source_split, &oo,
-                &r->seg[i]);
-        if (st == DG_STATUS_OK) {
-            r->n_seg++;
-            if (cfg->on_bad_sample == DG_BAD_SAMPLE_SKIP) r->seg[i].mismatch_level = DG_LOG_WARN;
-        }
-    }
-    dg_dataset_specs_free(specs, n);
-    if (st != DG_STATUS_OK) return st;
-    r->S = n;
-    r->n_classes = 19;
-    r->seg_src.n_domains = n;
-    for (int i = 0; i < n; i++) r->seg_src.ds[i] = &r->seg[i];
-    seg_aug_from_config(cfg, &r->seg_src.aug);
-    st = dg_seg_aug_cfg_check(&r->seg_src.aug);
-    if (st != DG_STATUS_OK) return st;
-    if (cfg->class_uniform_pct > 0) {
-        for (int i = 0; i < n && st == DG_STATUS_OK; i++) {
-            dg_log_info("class-uniform centroids of %s (%zu labels, %ld-pixel tiles)",
-                    r->seg[i].root, r->seg[i].n, cfg->class_uniform_tile);
-            st = dg_seg_class_centroids(&r->seg[i], (int)cfg->class_uniform_tile,
-                    cfg->on_bad_sample == DG_BAD_SAMPLE_SKIP, &r->cc[i]);
-        }
-    }
-    return st;
-}
-
-
-/* Index of domain `name` (or a decimal index) among n names; -1 if none. */
-static int find_domain(const char *tok, char *const *names, int n) {
-    char *end;
-    long k = strtol(tok, &end, 10);
-    if (*end == '\0' && k >= 0 && k < n) return (int)k;
-    for (int d = 0; d < n; d++)
-        if (!strcmp(names[d], tok)) return d;
-    return -1;
-}
-
-static dg_status open_cls_data(run *r, dg_dataset_spec *spec) {
-    const dg_config *cfg = r->cfg;
-    dg_status st;
-    if (!strcmp(spec->reader, "rotated-fmnist")) {
-        st = dg_rotated_fmnist_init(&r->rf, cfg->fmnist_dir, (uint64_t)cfg->data_seed, false);
-        if (st != DG_STATUS_OK) return st;
-        r->has_rf = true;
-        r->n_cls_domains = DG_RFMNIST_DOMAINS;
-        r->n_classes = DG_RFMNIST_CLASSES;
-    } else if (!strcmp(spec->reader, "domainbed")) {
-        st = dg_domainbed_open(spec->root, &r->db);
-        if (st != DG_STATUS_OK) return st;
-        r->has_db = true;
-        r->n_cls_domains = r->db.n_domains;
-        r->n_classes = r->db.n_classes;
-    } else {
-        dg_log_error("data.dataset: unknown reader '%s' (domainbed, rotated-fmnist)",
-                spec->reader);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (r->n_cls_domains - 1 > MAX_DOM) {
-        dg_log_error("data.dataset: %d domains (at most %d training domains)", r->n_cls_domains,
-                MAX_DOM);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    r->S = 0;
-    for (int d = 0; d < r->n_cls_domains; d++) {
-        int64_t n = r->has_rf ? r->rf.n[d] : r->db.domains[d].n;
-        dg_holdout_split_init(&r->split[d], n, d, (uint64_t)cfg->seed);
-        if (d != r->test_domain) r->train_domain[r->S++] = d;
-    }
-    return DG_STATUS_OK;
-}
-
-/* Binds src to the dataset's loader slots -> dataset domains map `domain`:
- * the training loaders' source (train = true: training augmentation) or
- * the evaluation passes' own one, so an evaluation never redirects what a
- * training loader reads (its workers read the source while they run). */
-static void cls_source(run *r, dg_sample_source *src, bool train, const int *domain) {
-    if (r->has_rf) {
-        dg_rfmnist_source *rs = train ? &r->rf_src : &r->ev_rf_src;
-        rs->ds = &r->rf;
-        memcpy(rs->domain, domain, sizeof(rs->domain));
-        dg_rfmnist_source_bind(rs, src);
-    } else {
-        dg_domainbed_source *ds = train ? &r->db_src : &r->ev_db_src;
-        ds->ds = &r->db;
-        memcpy(ds->domain, domain, sizeof(ds->domain));
-        dg_cls_aug_cfg_default(&ds->aug);
-        ds->aug.size = (int)r->cfg->image_size;
-        ds->train = train && r->cfg->augment;
-        dg_domainbed_source_bind(ds, src);
-    }
-}
-
-
-
-/* The training loader (refresh = false: train.seed, class-uniform epochs
- * for segmentation, from the resumed step) or the BN-refresh loader (its own
- * streams, seed train.seed + 1, plain epochs, no workers, positioned after
- * the `drawn` batches already used). Both read the training domains: the
- * segmentation sources or the classification in-splits. */
-static dg_status make_loader_to(run *r, bool refresh, uint64_t refresh_seed, long drawn,
-        dg_loader **out);
-
-static dg_status make_loader(run *r, bool refresh, long drawn) {
-    return make_loader_to(r, refresh, (uint64_t)r->cfg->seed + 1, drawn,
-            refresh ? &r->refresh : &r->loader);
-}
-
-/* make_loader's work; a refresh loader with seed refresh_seed into *out. */
-static dg_status make_loader_to(run *r, bool refresh, uint64_t refresh_seed, long drawn,
-        dg_loader **out) {
-    const dg_config *cfg = r->cfg;
-    const bool seg = cfg->task == DG_TASK_SEGMENTATION;
-    dg_loader_cfg lc;
-    loader_base(cfg, &lc);
-    if (seg) dg_seg_train_source_bind(&r->seg_src, &lc.src);
-    else cls_source(r, &lc.src, true, r->train_domain);
-    lc.n_domains = r->S;
-    for (int k = 0; k < r->S; k++) {
-        if (seg) {
-            lc.dom[k].n = (int64_t)r->seg[k].n;
-            lc.dom[k].cu = !refresh && cfg->class_uniform_pct > 0 ? &r->cc[k] : NULL;
-        } else {
-            const dg_holdout_split *sp = &r->split[r->train_domain[k]];
-            lc.dom[k].n = sp->n_in;
-            lc.dom[k].items = sp->in;
-        }
-    }
-    if (refresh) {
-        lc.seed = refresh_seed;
-        lc.workers = 0;
-        lc.start_step = drawn;
-        return dg_loader_create(&lc, out);
-    }
-    lc.class_uniform_pct = seg ? cfg->class_uniform_pct : 0;
-    lc.start_step = r->start_step;
-    return dg_loader_create(&lc, out);
-}
-
 static dg_status next_batch_of(dg_loader *l, dg_model *m) {
     const dg_batch *b;
     dg_status st = dg_loader_next(l, &b);
@@ -306,12 +111,10 @@ static dg_status next_val_refresh_batch(void *ctx, dg_model *m) {
 
 /* ---- model and method ------------------------------------------------------ */
 
-static bool is_seg_model(const char *name) { return !strncmp(name, "deeplab", 7); }
-
 static dg_status make_model(run *r) {
     const dg_config *cfg = r->cfg;
     const bool seg = cfg->task == DG_TASK_SEGMENTATION;
-    if (seg != is_seg_model(cfg->model)) {
+    if (seg != dg_model_is_segmentation(cfg->model)) {
         dg_log_error("model.name = %s does not fit a %s run", cfg->model,
                 seg ? "segmentation" : "classification");
         return DG_STATUS_ERR_CONFIG;
@@ -319,7 +122,7 @@ static dg_status make_model(run *r) {
     /* ASPP's image-pooling BN sees one value per channel and image: training
      * mode needs two images per forward (PyTorch raises the same error). */
     const long per_forward = !strcmp(cfg->method, "dgsam") ? cfg->batch_size
-                                                           : cfg->batch_size * r->S;
+                                                           : cfg->batch_size * r->data.S;
     if (seg && !cfg->freeze_bn && per_forward < 2) {
         dg_log_error("train.batch_size = %ld: DeepLabv3+ needs at least 2 images per forward "
                      "pass in training (%s); raise train.batch_size or set model.freeze_bn = true",
@@ -329,11 +132,7 @@ static dg_status make_model(run *r) {
         return DG_STATUS_ERR_CONFIG;
     }
     dg_model_opts mo = {
-        .batch = cfg->batch_size * r->S,
-        .in_channels = seg || r->has_db ? 3 : 1,
-        .height = seg ? cfg->crop_size : r->has_rf ? DG_RFMNIST_HW : cfg->image_size,
-        .width = seg ? cfg->crop_size : r->has_rf ? DG_RFMNIST_HW : cfg->image_size,
-        .classes = r->n_classes,
+        .batch = cfg->batch_size * r->data.S,
         .training = true,
         .output_stride = (int)cfg->output_stride,
         .aux = seg && cfg->aux,
@@ -343,6 +142,7 @@ static dg_status make_model(run *r) {
         .winograd = cfg->winograd,
         .bf16 = cfg->dtype == 1,
     };
+    dg_train_data_model_geometry(&r->data, &mo);
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
     if (st != DG_STATUS_OK) return st;
     r->has_model = true;
@@ -356,10 +156,10 @@ static dg_status make_method(run *r) {
     int64_t ld[4];
     dg_mem_dims4(r->m.logits, ld);
     mc.n_samples = 0;
-    for (int k = 0; k < r->S; k++)
-        mc.n_samples += cfg->task == DG_TASK_SEGMENTATION ? (long)r->seg[k].n
-                                                          : (long)r->split[r->train_domain[k]].n_in;
-    mc.n_classes = r->n_classes;
+    for (int k = 0; k < r->data.S; k++)
+        mc.n_samples += cfg->task == DG_TASK_SEGMENTATION ? (long)r->data.seg[k].n
+                                                          : (long)r->data.split[r->data.train_domain[k]].n_in;
+    mc.n_classes = r->data.n_classes;
     mc.logits_numel = (size_t)(ld[0] * ld[1] * ld[2] * ld[3]);
     mc.segmentation = cfg->task == DG_TASK_SEGMENTATION;
     dg_status st = dg_method_create(cfg->method, cfg->base, &mc, &r->m.ps, (uint64_t)cfg->seed,
@@ -372,8 +172,8 @@ static dg_status make_method(run *r) {
     r->sched.total = cfg->iterations;
     r->sched.warmup = cfg->warmup_steps;
     if (st != DG_STATUS_OK) return st;
-    const bool sub = !strcmp(cfg->method, "dgsam") && r->S > 1;
-    st = dg_train_closure_init(&r->tc, &r->ctx, &r->m, r->S, sub,
+    const bool sub = !strcmp(cfg->method, "dgsam") && r->data.S > 1;
+    st = dg_train_closure_init(&r->tc, &r->ctx, &r->m, r->data.S, sub,
             r->m.aux_logits ? (float)cfg->aux_weight : 0.f);
     if (st != DG_STATUS_OK) return st;
     r->has_tc = true;
@@ -408,59 +208,6 @@ static dg_status make_cls_evaluator(run *r) {
     return DG_STATUS_OK;
 }
 
-/* Accuracy of params/stats on the in (out = false) or out split of dataset
- * domain d; *ce gets the mean cross-entropy of the same pass. */
-static double cls_accuracy(run *r, const float *P, const float *Q, int d, bool out, double *ce) {
-    const dg_holdout_split *sp = &r->split[d];
-    *ce = NAN;
-    dg_loader_cfg lc;
-    loader_base(r->cfg, &lc);
-    int slots[MAX_DOM] = {d}; /* slot 0 of this pass reads domain d */
-    cls_source(r, &lc.src, false, slots);
-    lc.n_domains = 1;
-    lc.dom[0].n = out ? sp->n_out : sp->n_in;
-    lc.dom[0].items = out ? sp->out : sp->in;
-    lc.per_domain = (int)r->ev.opts.batch;
-    lc.sequential = true;
-    if (lc.dom[0].n == 0) return NAN;
-    dg_loader *l;
-    if (dg_loader_create(&lc, &l) != DG_STATUS_OK) return NAN;
-    const size_t x_per = (size_t)(r->ev.opts.in_channels * r->ev.opts.height * r->ev.opts.width);
-    const int C = r->n_classes;
-    float *src = dg_mem_ptr(r->ev.src);
-    dg_pass p = dg_pass_eval(&r->ev.ps);
-    p.params = P;
-    p.stats = (float *)Q;
-    p.weights_version = dg_weights_version_new(); /* the same for every batch */
-    float *logits = dg_xmalloc((size_t)r->ev.opts.batch * (size_t)C * sizeof(float));
-    int64_t correct = 0, total = 0;
-    double ce_sum = 0;
-    const dg_batch *b;
-    dg_status st;
-    while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
-        memcpy(src, b->x, (size_t)b->n * x_per * sizeof(float));
-        memset(src + (size_t)b->n * x_per, 0,
-                (size_t)(r->ev.opts.batch - b->n) * x_per * sizeof(float));
-        dg_model_forward(&r->ev, &r->ctx, &p);
-        DG_DNNL(dnnl_stream_wait(r->ctx.stream));
-        dg_logits_to_plain(r->ev.logits, b->n, logits);
-        correct += dg_metrics_count_correct(logits, b->label, b->n, C);
-        for (int i = 0; i < b->n; i++) { /* log-sum-exp in double */
-            const float *z = logits + (size_t)i * (size_t)C;
-            double mx = z[0], se = 0;
-            for (int c = 1; c < C; c++) mx = fmax(mx, (double)z[c]);
-            for (int c = 0; c < C; c++) se += exp((double)z[c] - mx);
-            ce_sum += mx + log(se) - (double)z[b->label[i]];
-        }
-        total += b->n;
-    }
-    dg_free(logits);
-    dg_loader_free(l);
-    if (st != DG_STATUS_ERR_MISSING || !total) return NAN;
-    *ce = ce_sum / (double)total;
-    return (double)correct / (double)total;
-}
-
 static bool is_swad(const dg_config *cfg) { return !strcmp(cfg->method, "swad"); }
 
 /* DomainBed's (and SWAD's, ALGORITHMS.md §6) evaluation points: after the
@@ -481,13 +228,13 @@ static void cls_scores(run *r, const float *P, const float *Q, double *val, doub
         double *test) {
     double ce;
     *val = *val_loss = 0;
-    for (int k = 0; k < r->S; k++) {
-        *val += cls_accuracy(r, P, Q, r->train_domain[k], true, &ce);
+    for (int k = 0; k < r->data.S; k++) {
+        *val += dg_train_data_cls_accuracy(&r->data, &r->ctx, &r->ev, P, Q, r->data.train_domain[k], true, &ce);
         *val_loss += ce;
     }
-    *val /= r->S;
-    *val_loss /= r->S;
-    *test = cls_accuracy(r, P, Q, r->test_domain, false, &ce);
+    *val /= r->data.S;
+    *val_loss /= r->data.S;
+    *test = dg_train_data_cls_accuracy(&r->data, &r->ctx, &r->ev, P, Q, r->data.test_domain, false, &ce);
 }
 
 static void push_eval(eval_hist *h, long step, double val, double test) {
@@ -611,7 +358,7 @@ static float *slow_weight_stats(run *r, const float *P, const float *Q) {
             cfg->freeze_bn || !cfg->optim.la_bn_refresh || P == ps->data || Q != ps->stats ||
             !r->tc.cl.bn_refresh)
         return NULL;
-    if (make_loader_to(r, true, (uint64_t)cfg->seed + 2, 0, &r->val_refresh) != DG_STATUS_OK)
+    if (dg_train_data_loader(&r->data, false, (uint64_t)cfg->seed + 2, 0, &r->val_refresh) != DG_STATUS_OK)
         return NULL;
     const size_t bytes = ps->n_stats * sizeof(float);
     float *live = dg_xmalloc(bytes), *q = dg_xmalloc(bytes);
@@ -695,7 +442,7 @@ static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char 
     snprintf(buf, sizeof(buf), "%ld", step);
     dg_tensor_writer_set_metadata(w, "step", buf);
     dg_tensor_writer_set_metadata(w, "model", cfg->model);
-    snprintf(buf, sizeof(buf), "%d", r->n_classes);
+    snprintf(buf, sizeof(buf), "%d", r->data.n_classes);
     dg_tensor_writer_set_metadata(w, "classes", buf);
     snprintf(buf, sizeof(buf), "%ld", cfg->output_stride);
     dg_tensor_writer_set_metadata(w, "output_stride", buf);
@@ -703,6 +450,12 @@ static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char 
     dg_tensor_writer_set_metadata(w, "task",
             cfg->task == DG_TASK_SEGMENTATION ? "segmentation" : "classification");
     dg_tensor_writer_set_metadata(w, "method", cfg->method);
+    const int td = r->data.test_domain;
+    if (cfg->task == DG_TASK_CLASSIFICATION && td >= 0) { /* the held-out domain */
+        if (r->data.has_rf) snprintf(buf, sizeof(buf), "rot%d", dg_rotated_fmnist_angle(td));
+        dg_tensor_writer_set_metadata(w, "test_domain",
+                r->data.has_rf ? buf : r->data.db.domains[td].name);
+    }
     snprintf(buf, sizeof(buf), "%ld", r->tc.refresh_batches);
     dg_tensor_writer_set_metadata(w, "bn_refresh_batches", buf);
     dg_tensor_writer_set_metadata(w, "config", *text);
@@ -788,7 +541,7 @@ static dg_status load_checkpoint(run *r, long *step, long *refresh) {
 static int train_loop(run *r) {
     const dg_config *cfg = r->cfg;
     const long T = cfg->iterations;
-    const int B = (int)(cfg->batch_size * r->S);
+    const int B = (int)(cfg->batch_size * r->data.S);
     const bool seg = cfg->task == DG_TASK_SEGMENTATION;
     double t_log = dg_now(), loss_sum = 0;
     long n_loss = 0, last_ckpt = r->start_step;
@@ -980,11 +733,7 @@ static void run_free(run *r) {
         dg_free(r->hist[k].val);
         dg_free(r->hist[k].test);
     }
-    for (int i = 0; i < r->n_seg; i++) dg_seg_dataset_free(&r->seg[i]);
-    for (int i = 0; i < MAX_DOM; i++) dg_class_centroids_free(&r->cc[i]);
-    for (int d = 0; d < MAX_DOM; d++) dg_holdout_split_free(&r->split[d]);
-    if (r->has_rf) dg_rotated_fmnist_free(&r->rf);
-    if (r->has_db) dg_domainbed_free(&r->db);
+    dg_train_data_free(&r->data);
     dg_metrics_close(&r->metrics);
     dg_free(r->dir);
 }
@@ -1000,7 +749,6 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
     r.dir = dg_xstrdup(dir);
-    r.test_domain = test_domain;
     r.best_score = NAN;
     char *sub = dg_xasprintf("%s/checkpoints", dir);
     int rc = dg_make_dirs(sub) != DG_STATUS_OK;
@@ -1008,7 +756,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     dg_status st = DG_STATUS_OK;
     if (rc == 0) {
         dg_ctx_init(&r.ctx);
-        st = cfg->task == DG_TASK_SEGMENTATION ? open_seg_data(&r) : open_cls_data(&r, cls);
+        st = dg_train_data_open(&r.data, cfg, cls, test_domain, true);
         if (st == DG_STATUS_OK) st = make_model(&r);
         if (st == DG_STATUS_OK) st = make_method(&r);
         if (st == DG_STATUS_OK && cfg->task == DG_TASK_CLASSIFICATION) st = make_cls_evaluator(&r);
@@ -1021,8 +769,13 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             else dg_log_warn("%s: no checkpoint yet; starting from step 0", dir);
             r.tc.refresh_batches = refresh;
         }
-        if (st == DG_STATUS_OK) st = make_loader(&r, false, 0);
-        if (st == DG_STATUS_OK) st = make_loader(&r, true, refresh);
+        /* the trainer's loader (train.seed, from the resumed step) and the BN
+         * refresh's (its own streams, seed train.seed + 1, after the batches
+         * already drawn) */
+        if (st == DG_STATUS_OK)
+            st = dg_train_data_loader(&r.data, true, (uint64_t)cfg->seed, r.start_step, &r.loader);
+        if (st == DG_STATUS_OK)
+            st = dg_train_data_loader(&r.data, false, (uint64_t)cfg->seed + 1, refresh, &r.refresh);
         if (st == DG_STATUS_OK) {
             char *mp = dg_xasprintf("%s/metrics.jsonl", dir);
             st = dg_metrics_open(&r.metrics, mp, r.start_step > 0, r.start_step);
@@ -1052,94 +805,6 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
         dg_free(r.dir);
     }
     return rc;
-}
-
-/* ---- dgseg eval for classification checkpoints ------------------------------ */
-
-int dg_train_eval_cls(const dg_config *cfg, const char *path, const dg_tensor_reader *rd,
-        bool live, const char *json) {
-    run r;
-    memset(&r, 0, sizeof(r));
-    r.cfg = cfg;
-    r.test_domain = -1; /* every domain is read */
-    dg_ctx_init(&r.ctx);
-    dg_dataset_spec *specs = NULL;
-    int n = 0;
-    dg_status st = dg_dataset_specs_parse("data.dataset", cfg->dataset, &specs, &n);
-    if (st == DG_STATUS_OK && n != 1) {
-        dg_log_error("data.dataset: name one dataset");
-        st = DG_STATUS_ERR_CONFIG;
-    }
-    if (st == DG_STATUS_OK) st = open_cls_data(&r, &specs[0]);
-    if (st == DG_STATUS_OK) {
-        /* the training layout, built small: batch 1, inference */
-        dg_model_opts mo = {.batch = 1, .in_channels = r.has_db ? 3 : 1,
-                .height = r.has_rf ? DG_RFMNIST_HW : cfg->image_size,
-                .width = r.has_rf ? DG_RFMNIST_HW : cfg->image_size, .classes = r.n_classes,
-                .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout,
-                .winograd = cfg->winograd, .bf16 = cfg->dtype == 1 && r.ctx.caps.bf16};
-        /* inference only: a bf16-trained model evaluates in f32 where the
-         * CPU has no bf16 (its master weights are f32) */
-        st = dg_model_create(&r.m, &r.ctx, cfg->model, &mo, 0);
-        r.has_model = st == DG_STATUS_OK;
-    }
-    if (st == DG_STATUS_OK) st = make_cls_evaluator(&r);
-    if (st == DG_STATUS_OK) {
-        st = dg_weights_load_reader(rd, &r.m.ps, NULL);
-        if (st != DG_STATUS_OK) dg_log_error("%s: cannot load the weights", path);
-    }
-    dg_ckpt_weights w;
-    memset(&w, 0, sizeof(w));
-    if (st == DG_STATUS_OK) st = dg_ckpt_weights_resolve(&w, rd, path, &r.m.ps, live);
-    if (st == DG_STATUS_OK) {
-        printf("weights: %s\n", w.note);
-        fflush(stdout);
-    }
-    dg_cls_domain_acc acc[2][MAX_DOM + 1];
-    char rot_names[MAX_DOM + 1][16];
-    const int n_models = w.params2 ? 2 : 1;
-    for (int d = 0; st == DG_STATUS_OK && d < r.n_cls_domains; d++) {
-        const dg_holdout_split *sp = &r.split[d];
-        snprintf(rot_names[d], sizeof(rot_names[d]), "rot%d",
-                r.has_rf ? dg_rotated_fmnist_angle(d) : 0);
-        for (int k = 0; k < n_models; k++) {
-            const float *P = k ? w.params2 : w.params, *Q = k ? w.stats2 : w.stats;
-            double ce, a_in = cls_accuracy(&r, P, Q, d, false, &ce);
-            double a_out = cls_accuracy(&r, P, Q, d, true, &ce);
-            dg_cls_domain_acc *a = &acc[k][d];
-            a->name = r.has_rf ? rot_names[d] : r.db.domains[d].name;
-            a->images = sp->n_in + sp->n_out;
-            a->accuracy = ((sp->n_in ? a_in * (double)sp->n_in : 0) +
-                                  (sp->n_out ? a_out * (double)sp->n_out : 0)) /
-                    (double)a->images;
-            if (!isfinite(a->accuracy)) {
-                dg_log_error("%s: domain %s could not be evaluated", cfg->dataset, a->name);
-                st = DG_STATUS_ERR_IO;
-            }
-        }
-    }
-    if (st == DG_STATUS_OK) {
-        printf("\n| domain | images | accuracy (%%) |%s%s%s\n|---|---:|---:|%s\n",
-                w.params2 ? " " : "", w.params2 ? w.label2 : "", w.params2 ? " (%) |" : "",
-                w.params2 ? "---:|" : "");
-        for (int d = 0; d < r.n_cls_domains; d++) {
-            printf("| %s | %lld | %.2f |", acc[0][d].name, (long long)acc[0][d].images,
-                    100 * acc[0][d].accuracy);
-            if (w.params2) printf(" %.2f |", 100 * acc[1][d].accuracy);
-            putchar('\n');
-        }
-        printf("\n(%s%s%s, every image of each domain, eval mode)\n", w.label,
-                w.params2 ? "; " : "", w.params2 ? w.label2 : "");
-        fflush(stdout);
-        if (json)
-            st = dg_report_cls_write_eval_json(path, acc[0], r.n_cls_domains, w.label2,
-                    w.params2 ? acc[1] : NULL, json);
-    }
-    dg_ckpt_weights_free(&w);
-    dg_dataset_specs_free(specs, n);
-    run_free(&r);
-    dg_ctx_free(&r.ctx);
-    return st == DG_STATUS_OK ? 0 : st == DG_STATUS_ERR_CONFIG ? 2 : 1;
 }
 
 /* ---- command --------------------------------------------------------------- */
@@ -1286,7 +951,7 @@ int dg_train_main(int argc, char **argv) {
         char **cls_names = NULL;
         for (size_t ti = 0; rc == 0 && ti < toks.n; ti++) {
             const char *tok = toks.v[ti];
-            int d = find_domain(tok, names, n_names);
+            int d = dg_train_data_find_domain(tok, names, n_names);
             if (d < 0) {
                 dg_log_error("data.test_domains: unknown domain '%s'", tok);
                 rc = 2;

@@ -6,15 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool is_seg_model(const char *name) {
-    if (!name || strncmp(name, "deeplabv3plus-", 14)) return false;
-    for (size_t i = 0; dg_model_names[i]; i++)
-        if (!strcmp(dg_model_names[i], name)) return true;
-    return false;
-}
-
 static dg_status check_cfg(const dg_seg_infer_cfg *c) {
-    if (!is_seg_model(c->model)) {
+    if (!dg_model_is_segmentation(c->model)) {
         dg_log_error("evaluation: model '%s' is not a segmentation model (deeplabv3plus-r18, "
                 "deeplabv3plus-r50, deeplabv3plus-r101)", c->model ? c->model : "(none)");
         return DG_STATUS_ERR_CONFIG;

@@ -40,6 +40,13 @@ static const model_entry models[] = {
 const char *const dg_model_names[] = {"deeplabv3plus-r18", "deeplabv3plus-r50",
         "deeplabv3plus-r101", "mnist-cnn", "resnet18", "resnet50", NULL};
 
+bool dg_model_is_segmentation(const char *name) {
+    if (!name || strncmp(name, "deeplabv3plus-", 14)) return false;
+    for (size_t i = 0; dg_model_names[i]; i++)
+        if (!strcmp(dg_model_names[i], name)) return true;
+    return false;
+}
+
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         const dg_model_opts *o, uint64_t seed) {
     memset(m, 0, sizeof(*m));
@@ -57,7 +64,7 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     }
     DG_ASSERT(o->batch > 0 && o->in_channels > 0 && o->height > 0 && o->width > 0
             && o->classes > 0);
-    if (!strncmp(e->name, "deeplab", 7) && o->output_stride != 0 && o->output_stride != 8 &&
+    if (dg_model_is_segmentation(e->name) && o->output_stride != 0 && o->output_stride != 8 &&
             o->output_stride != 16) {
         dg_log_error("%s: output stride %d: DeepLabv3+ runs at output stride 8 or 16", e->name,
                 o->output_stride);

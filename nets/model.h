@@ -61,6 +61,11 @@ struct dg_model {
 
 /* Names dg_model_create accepts, NULL-terminated. */
 extern const char *const dg_model_names[];
+/* True when `name` is one of dg_model_names and a segmentation network
+ * (DeepLabv3+: logits per pixel, output stride, optional auxiliary head);
+ * false for the classifiers, unknown names and NULL. The one answer to
+ * "is this a segmentation model?" for configs, checkpoints and commands. */
+bool dg_model_is_segmentation(const char *name);
 /* Builds model `name`, allocates and initialises its parameters from
  * stream seed `seed`. DG_STATUS_ERR_CONFIG (logged) for an unknown name, a
  * DeepLab output stride other than 8 or 16 (0: 16), for

@@ -328,6 +328,8 @@ START_TEST(bad_study_files_exit_2_naming_file_and_line) {
                 "bad.ini:4: arm 'a' again"},
         {"[study]\n[run a]\n", "bad.ini:2: unknown section [run a]"},
         {"[study]\nseeds = 1\n", "no [arm NAME] section"},
+        {"[study]\nflatness = --radii -1\n", "bad.ini:2: flatness"},
+        {"[study]\nflatness = --images 4 --out x\n", "bad.ini:2: flatness"},
     };
     char path[160], out[160];
     snprintf(path, sizeof(path), "%s/bad.ini", dir);
@@ -347,6 +349,68 @@ START_TEST(bad_study_files_exit_2_naming_file_and_line) {
 }
 END_TEST
 
+/* A study with `flatness = ...` measures every finished run's model once
+ * (a second study run measures nothing) and reports the mean and sample
+ * standard deviation of the runs' flatness.json values. */
+START_TEST(study_measures_flatness_and_aggregates_it) {
+    char synth[128], study[160], out[160], p[224];
+    snprintf(synth, sizeof(synth), "%s/synth", dir);
+    make_tiny_synth(synth, 64, 32, 4);
+    snprintf(out, sizeof(out), "%s/out", dir);
+    snprintf(study, sizeof(study), "%s/flat.ini", dir);
+    char text[2048];
+    snprintf(text, sizeof(text),
+            "[study]\nout = %s\nseeds = 0, 1\n"
+            "overrides = data.sources=gtav:%s/gtav data.targets=cityscapes:%s/cityscapes "
+            "train.iterations=2 data.crop_size=32 train.batch_size=2 train.eval_every=0\n"
+            "flatness = --images 2 --directions 2 --radii 0.1 --rho 0.05 --steps 1\n\n"
+            "[arm erm]\nconfig = %s/configs/demo-erm.ini\n", out, synth, synth, DG_SOURCE_DIR);
+    write_file(study, text, strlen(text));
+    char *lsan = suppress_fontconfig_leaks();
+    capture c;
+    capture_out_begin(&c);
+    int rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    char *log = capture_end(&c);
+    ck_assert_msg(rc == 0 && strstr(log, "[1/2] erm seed 0: flatness done") &&
+            strstr(log, "[2/2] erm seed 1: flatness done"), "rc %d: %s", rc, log);
+    dg_free(log);
+    double v[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof(p), "%s/erm/seed-%d/flatness/flatness.json", out, i);
+        cJSON *j = read_json(p);
+        const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "expected"), 0);
+        v[i] = cJSON_GetObjectItem(e, "sharpness")->valuedouble;
+        cJSON_Delete(j);
+    }
+    ck_assert_msg(v[0] != v[1], "two seeds, one sharpness %g", v[0]);
+    snprintf(p, sizeof(p), "%s/study.json", out);
+    cJSON *root = read_json(p);
+    const cJSON *f = cJSON_GetObjectItem(method_of(root, "erm"), "flatness");
+    const cJSON *cell = cJSON_GetObjectItem(f, "sharpness r=0.1");
+    ck_assert_ptr_nonnull(cell);
+    ck_assert_int_eq(cJSON_GetObjectItem(cell, "n")->valueint, 2);
+    const double mean = cJSON_GetObjectItem(cell, "mean")->valuedouble;
+    const double sd = cJSON_GetObjectItem(cell, "sd")->valuedouble;
+    ck_assert_msg(fabs(mean - 0.5 * (v[0] + v[1])) < 1e-12 &&
+            fabs(sd - fabs(v[0] - v[1]) / sqrt(2.0)) < 1e-12, "mean %g sd %g of %g, %g", mean,
+            sd, v[0], v[1]);
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(f, "worst rho=0.05"));
+    ck_assert_ptr_nonnull(cJSON_GetObjectItem(f, "loss"));
+    cJSON_Delete(root);
+    snprintf(p, sizeof(p), "%s/study.md", out);
+    char *md = read_file(p, NULL);
+    ck_assert_msg(strstr(md, "## Flatness") && strstr(md, "sharpness r=0.1"), "%s", md);
+    dg_free(md);
+    /* again: every run and every measurement is there */
+    capture_out_begin(&c);
+    rc = dg_study_run(study, DG_DGSEG_PATH, false);
+    log = capture_end(&c);
+    ck_assert_msg(rc == 0 && !strstr(log, "flatness of"), "rc %d: %s", rc, log);
+    dg_free(log);
+    restore_lsan(lsan);
+}
+END_TEST
+
 Suite *study_suite(void) {
     Suite *s = suite_create("study");
     TCase *tc = tcase_create("study");
@@ -356,6 +420,7 @@ Suite *study_suite(void) {
     tcase_add_test(tc, tiny_study_runs_skips_and_resumes);
     tcase_add_test(tc, bad_study_files_exit_2_naming_file_and_line);
     tcase_add_test(tc, sigterm_stops_the_study_and_it_resumes);
+    tcase_add_test(tc, study_measures_flatness_and_aggregates_it);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -89,7 +89,8 @@ enum dg_rng_purpose {
     DG_RNG_CLASS_UNIFORM = 7,
     DG_RNG_MATCHDG = 8,
     DG_RNG_DROPOUT = 9, /* index: layer ordinal; draws offset by forward count */
-    DG_RNG_SYNTH = 10   /* `dgseg synth`: index (style << 24) | frame, seed --seed */
+    DG_RNG_SYNTH = 10,  /* `dgseg synth`: index (style << 24) | frame, seed --seed */
+    DG_RNG_FLATNESS = 11 /* `dgseg flatness`: index direction i; 0xFFFFFFFF the ascent's start */
 };
 
 typedef struct dg_rng {

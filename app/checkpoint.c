@@ -1,0 +1,241 @@
+/* app/checkpoint.c -- see checkpoint.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "app/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/cli.h"
+#include "app/config.h"
+#include "data/fsutil.h"
+#include "data/labelmap.h"
+#include "nets/core/weights.h"
+
+/* ---- the weights of a checkpoint ------------------------------------------ */
+
+bool dg_ckpt_weights_parse(const char *cmd, const char *value, bool *live) {
+    if (!strcmp(value, "live") || !strcmp(value, "method")) {
+        *live = value[0] == 'l';
+        return true;
+    }
+    fprintf(stderr, "dgseg %s: --weights '%s': expected 'live' (the weights training was "
+            "updating) or 'method' (the weights the method evaluates, the default)\n", cmd,
+            value);
+    return false;
+}
+
+/* Applies the [optim] keys and train.seed of the checkpoint's resolved
+ * configuration `text` (dg_config_write's "key = value" lines) over the
+ * defaults in c. The other sections are not needed to recreate the method
+ * and are not read. */
+static dg_status config_from_text(const char *path, const char *text, dg_config *c) {
+    dg_config_defaults(c);
+    char *copy = dg_xstrdup(text), *save = NULL, section[32] = "";
+    dg_status st = DG_STATUS_OK;
+    int line = 0;
+    for (char *l = strtok_r(copy, "\n", &save); l && st == DG_STATUS_OK;
+            l = strtok_r(NULL, "\n", &save)) {
+        line++;
+        char *s = dg_str_trim(l), *eq = strchr(s, '=');
+        if (*s == '[') {
+            snprintf(section, sizeof(section), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
+            continue;
+        }
+        if (!*s || *s == ';' || *s == '#' || !eq) continue;
+        *eq = '\0';
+        const char *key = dg_str_trim(s), *value = dg_str_trim(eq + 1);
+        if (strcmp(section, "optim") && !(!strcmp(section, "train") && !strcmp(key, "seed")))
+            continue;
+        char *a = dg_xasprintf("%s.%s=%s", section, key, value);
+        st = dg_config_set(c, a);
+        dg_free(a);
+        if (st != DG_STATUS_OK)
+            dg_log_error("%s: metadata 'config', [%s] %s (its line %d) does not apply to this "
+                    "dgseg; the method cannot be recreated (--weights live evaluates the live "
+                    "weights)", path, section, key, line);
+    }
+    dg_free(copy);
+    return st;
+}
+
+/* "lookahead slow weights", ... for the weights a method evaluates. */
+static void method_label(char *buf, size_t size, const char *method) {
+    if (!strcmp(method, "lookahead")) snprintf(buf, size, "lookahead slow weights");
+    else if (!strcmp(method, "swad")) snprintf(buf, size, "swad averaged weights");
+    else if (!strcmp(method, "mesa")) snprintf(buf, size, "mesa teacher");
+    else snprintf(buf, size, "%s evaluated weights", method);
+}
+
+dg_status dg_ckpt_weights_resolve(dg_ckpt_weights *w, const dg_tensor_reader *rd,
+        const char *path, const dg_param_set *ps, bool live) {
+    memset(w, 0, sizeof(*w));
+    w->params = ps->data;
+    w->stats = ps->stats;
+    const char *method = dg_tensor_reader_metadata(rd, "method");
+    const char *step = dg_tensor_reader_metadata(rd, "step");
+    if (live) {
+        w->label = "live weights";
+        w->note = dg_xasprintf("live weights of %s (--weights live)", path);
+        return DG_STATUS_OK;
+    }
+    char key[96];
+    snprintf(key, sizeof(key), "optim.%s.step", method ? method : "");
+    if (!method || !dg_tensor_reader_find(rd, key)) {
+        /* train.c's best.safetensors says what it stored in "weights" */
+        const char *what = dg_tensor_reader_metadata(rd, "weights");
+        w->label = "weights as stored";
+        w->note = dg_xasprintf("the weights stored in %s%s%s%s (it holds no %s state)", path,
+                what ? " ('" : "", what ? what : "", what ? "' weights)" : "",
+                method ? method : "optimizer");
+        return DG_STATUS_OK;
+    }
+    /* Only these evaluate weights other than the live ones; the others
+     * (ERM, SAM, ASAM, Lookbehind, DGSAM, SAF) need not be recreated, and
+     * SAF's bank could not be (it is shaped by the training set). */
+    if (strcmp(method, "lookahead") && strcmp(method, "swad") && strcmp(method, "mesa")) {
+        w->label = "live weights";
+        w->note = dg_xasprintf("live weights of %s (what %s evaluates, step %s)", path, method,
+                step ? step : "?");
+        return DG_STATUS_OK;
+    }
+    const char *text = dg_tensor_reader_metadata(rd, "config");
+    if (!text) {
+        dg_log_error("%s: holds the state of method '%s' but no metadata 'config' to recreate "
+                "it with (--weights live evaluates the live weights)", path, method);
+        return DG_STATUS_ERR_FORMAT;
+    }
+    dg_config c;
+    dg_status st = config_from_text(path, text, &c);
+    if (st == DG_STATUS_OK && strcmp(c.method, method)) {
+        dg_log_error("%s: metadata 'method' is '%s' but its 'config' says optim.method = %s",
+                path, method, c.method);
+        st = DG_STATUS_ERR_FORMAT;
+    }
+    if (st == DG_STATUS_OK) {
+        dg_method_cfg mc = c.optim;
+        /* Run facts: none of them shapes the state a checkpoint stores
+         * (MESA's logit scratch is per batch, SAF refuses segmentation). */
+        mc.n_samples = 1;
+        mc.n_classes = 1;
+        mc.logits_numel = 1;
+        mc.segmentation = true;
+        st = dg_method_create(method, c.base, &mc, ps, (uint64_t)c.seed, &w->method);
+        if (st == DG_STATUS_OK) st = dg_method_state_load(w->method, rd);
+        if (st != DG_STATUS_OK)
+            dg_log_error("%s: the state of method '%s' (base %s) cannot be restored from this "
+                    "checkpoint (--weights live evaluates the live weights)", path, method,
+                    c.base);
+    }
+    dg_config_free(&c);
+    if (st != DG_STATUS_OK) {
+        dg_ckpt_weights_free(w);
+        return DG_STATUS_ERR_FORMAT;
+    }
+    dg_method_eval_weights(w->method, ps, &w->params, &w->stats);
+    if (w->params == ps->data) {
+        w->label = "live weights";
+        w->note = dg_xasprintf("live weights of %s (what %s evaluates at step %s%s)", path,
+                method, step ? step : "?",
+                !strcmp(method, "swad") ? ": the average is not finished" : "");
+    } else {
+        method_label(w->buf[0], sizeof(w->buf[0]), method);
+        w->label = w->buf[0];
+        w->note = dg_xasprintf("%s of %s (step %s)", w->label, path, step ? step : "?");
+    }
+    const char *l2;
+    if (dg_method_second_weights(w->method, &l2, &w->params2, &w->stats2)) {
+        snprintf(w->buf[1], sizeof(w->buf[1]), "%s %s", method, l2);
+        w->label2 = w->buf[1];
+        char *n = dg_xasprintf("%s; second model: %s", w->note, w->label2);
+        dg_free(w->note);
+        w->note = n;
+    }
+    return DG_STATUS_OK;
+}
+
+void dg_ckpt_weights_free(dg_ckpt_weights *w) {
+    dg_method_free(w->method);
+    dg_free(w->note);
+    memset(w, 0, sizeof(*w));
+}
+
+/* ---- opening a checkpoint --------------------------------------------------- */
+
+dg_status dg_ckpt_open(dg_ckpt *c, const char *path) {
+    memset(c, 0, sizeof(*c));
+    c->path = path;
+    c->meta.output_stride = 16;
+    dg_status st = dg_tensor_reader_open(&c->rd, path);
+    if (st != DG_STATUS_OK) return st;
+    c->opened = true;
+    dg_ckpt_meta *m = &c->meta;
+    m->model = dg_tensor_reader_metadata(&c->rd, "model");
+    m->method = dg_tensor_reader_metadata(&c->rd, "method");
+    m->test_domain = dg_tensor_reader_metadata(&c->rd, "test_domain");
+    const char *classes = dg_tensor_reader_metadata(&c->rd, "classes");
+    const char *os = dg_tensor_reader_metadata(&c->rd, "output_stride");
+    const char *aux = dg_tensor_reader_metadata(&c->rd, "aux");
+    bool known = false;
+    for (size_t i = 0; m->model && dg_model_names[i]; i++)
+        known = known || !strcmp(dg_model_names[i], m->model);
+    if (!known) {
+        dg_log_error("%s: not a dgseg checkpoint (metadata 'model' is %s%s%s)", path,
+                m->model ? "'" : "", m->model ? m->model : "missing", m->model ? "'" : "");
+        return DG_STATUS_ERR_FORMAT;
+    }
+    m->segmentation = dg_model_is_segmentation(m->model);
+    char *end = NULL;
+    if (classes) {
+        long v = strtol(classes, &end, 10);
+        if (!*classes || *end || v < 1 || v > 254) {
+            dg_log_error("%s: metadata 'classes' is '%s' (1 .. 254)", path, classes);
+            return DG_STATUS_ERR_FORMAT;
+        }
+        m->classes = v;
+    }
+    if (m->segmentation && os) {
+        long v = strtol(os, &end, 10);
+        if (!*os || *end || (v != 8 && v != 16)) {
+            dg_log_error("%s: metadata 'output_stride' is '%s': DeepLabv3+ runs at 8 or 16", path,
+                    os);
+            return DG_STATUS_ERR_FORMAT;
+        }
+        m->output_stride = (int)v;
+    }
+    m->aux = m->segmentation && aux && !strcmp(aux, "true");
+    return DG_STATUS_OK;
+}
+
+dg_status dg_ckpt_load_model(dg_ckpt *c, dg_ctx *ctx, const dg_model_opts *mo, bool live) {
+    DG_ASSERT(c->opened && !c->has_model);
+    dg_model_opts o = *mo;
+    if (c->meta.classes) o.classes = c->meta.classes;
+    else if (c->meta.segmentation) o.classes = DG_NUM_TRAIN_IDS;
+    if (c->meta.segmentation) {
+        o.output_stride = c->meta.output_stride;
+        o.aux = c->meta.aux;
+    }
+    dg_status st = dg_model_create(&c->m, ctx, c->meta.model, &o, 0);
+    if (st != DG_STATUS_OK) {
+        dg_log_error("%s: cannot build its model '%s'", c->path, c->meta.model);
+        return st;
+    }
+    c->has_model = true;
+    /* Plain weights may carry an auxiliary head the metadata does not announce. */
+    const char *ignore[] = {"aux."};
+    dg_weights_load_opts lo = {.ignore = ignore, .n_ignore = o.aux ? 0 : 1};
+    st = dg_weights_load_reader(&c->rd, &c->m.ps, &lo);
+    if (st != DG_STATUS_OK) {
+        dg_log_error("%s: cannot load the weights", c->path);
+        return st;
+    }
+    return dg_ckpt_weights_resolve(&c->w, &c->rd, c->path, &c->m.ps, live);
+}
+
+void dg_ckpt_close(dg_ckpt *c) {
+    dg_ckpt_weights_free(&c->w);
+    if (c->has_model) dg_model_free(&c->m);
+    if (c->opened) dg_tensor_reader_close(&c->rd);
+    c->has_model = c->opened = false;
+}
