@@ -1140,11 +1140,12 @@ int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
                 if (dry_run) printf("[%d/%d] %s seed %ld: to run in %s\n", k, total, a->name,
                         s.seeds[j], dir);
             } else if (!dg_is_file(res)) {
-                char *ck = dg_xasprintf("%s/checkpoints/last.safetensors", dir);
+                dg_strvec ck = {0}; /* the run's checkpoints (classification: per domain) */
+                model_dirs(dir, "checkpoints/last.safetensors", &ck);
                 printf("[%d/%d] %s seed %ld: %s (log %s/train.log)\n", k, total, a->name,
-                        s.seeds[j], dg_is_file(ck) ? "resuming" : "running", dir);
+                        s.seeds[j], ck.n ? "resuming" : "running", dir);
                 fflush(stdout);
-                dg_free(ck);
+                dg_strvec_free(&ck);
                 dg_strvec ov = {0};
                 run_overrides(&s, a, s.seeds[j], dir, &ov);
                 const double t0 = dg_now();
