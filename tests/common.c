@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include "app/train.h"
 #include "data/synth.h"
 
 #include "alloc_hook.h"
@@ -300,4 +301,29 @@ void make_tiny_synth(const char *out, int width, int height, int per_domain) {
     dg_status st = dg_synth_generate(out, &so, &sum);
     dg_free(capture_end(&cap));
     ck_assert_int_eq(st, DG_STATUS_OK);
+}
+
+void train_tiny_la_checkpoint(const char *dir, int batch) {
+    char synth[192], cfg[192], ckpt[192], out[192], text[1024];
+    snprintf(ckpt, sizeof(ckpt), "%s/run/checkpoints/last.safetensors", dir);
+    if (access(ckpt, F_OK) == 0) return;
+    snprintf(synth, sizeof(synth), "%s/synth", dir);
+    snprintf(cfg, sizeof(cfg), "%s/la.ini", dir);
+    make_tiny_synth(synth, 64, 32, 6);
+    snprintf(text, sizeof(text),
+            "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\ncrop_size = 32\nworkers = 1\n"
+            "class_uniform_tile = 16\n"
+            "[model]\nname = deeplabv3plus-r18\n"
+            "[optim]\nmethod = lookahead\nla_k = 2\nla_bn_refresh_final = 2\nlr = 0.1\n"
+            "[train]\niterations = 3\nbatch_size = %d\nlog_every = 1\n"
+            "checkpoint_every = 100\n", synth, synth, batch);
+    write_file(cfg, text, strlen(text));
+    snprintf(out, sizeof(out), "output.dir=%s/run", dir);
+    char *argv[] = {"train", cfg, out, NULL};
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_train_main(3, argv);
+    char *log = capture_end(&cap);
+    ck_assert_msg(rc == 0, "training rc %d:\n%s", rc, log);
+    dg_free(log);
 }

@@ -132,4 +132,12 @@ char *capture_end(capture *c); /* dg_free the text */
 /* `dgseg synth` output at out: width x height frames, per_domain frames per
  * domain, its log swallowed; asserts success. */
 void make_tiny_synth(const char *out, int width, int height, int per_domain);
+
+/* Trains, once, a two-source DeepLabv3+ R18 Lookahead checkpoint (k 2, 3
+ * iterations of `batch` 32-pixel crops per source, 2 BN-refresh batches)
+ * on tiny synth data (64 x 32, 6 images per domain) in dir: the data at
+ * dir/synth, the config at dir/la.ini, the run at dir/run (its
+ * checkpoint dir/run/checkpoints/last.safetensors; nothing is done when it
+ * exists). Fails the test when training fails. */
+void train_tiny_la_checkpoint(const char *dir, int batch);
 #endif

@@ -39,13 +39,6 @@
 static char dir[64];
 static char synth_dir[128], cfg_path[160], ckpt[160], targets[256];
 
-static const char *CFG =
-        "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\ncrop_size = 32\nworkers = 1\n"
-        "class_uniform_tile = 16\n"
-        "[model]\nname = deeplabv3plus-r18\n"
-        "[optim]\nmethod = lookahead\nla_k = 2\nla_bn_refresh_final = 2\nlr = 0.1\n"
-        "[train]\niterations = 3\nbatch_size = 1\nlog_every = 1\ncheckpoint_every = 100\n";
-
 /* Unchecked (runs in the runner): only the folder and the paths. */
 static void make_dir(void) {
     make_tmpdir(dir, "evalcmd");
@@ -57,22 +50,7 @@ static void make_dir(void) {
 static void remove_dir(void) { remove_tree(dir, 10); }
 
 /* Checked: synth data and the training run, once. */
-static void train_once(void) {
-    if (access(ckpt, F_OK) == 0) return;
-    make_tiny_synth(synth_dir, 64, 32, 6);
-    char text[1024];
-    snprintf(text, sizeof(text), CFG, synth_dir, synth_dir);
-    write_file(cfg_path, text, strlen(text));
-    char out[128];
-    snprintf(out, sizeof(out), "output.dir=%s/run", dir);
-    char *argv[] = {"train", cfg_path, out, NULL};
-    capture cap;
-    capture_begin(&cap);
-    int rc = dg_train_main(3, argv);
-    char *log = capture_end(&cap);
-    ck_assert_msg(rc == 0, "training rc %d:\n%s", rc, log);
-    dg_free(log);
-}
+static void train_once(void) { train_tiny_la_checkpoint(dir, 1); }
 
 /* Runs `dgseg eval` on ckpt_path (--weights `weights` unless NULL) with the
  * JSON at json; returns the exit code, *log (when not NULL) the messages. */
