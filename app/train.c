@@ -44,6 +44,7 @@
 #include "nets/core/weights.h"
 
 long dg_train_interrupt_after = -1;
+int dg_train_interrupt_phase = 0;
 
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) { interrupted = sig; }
@@ -458,6 +459,8 @@ static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char 
     }
     snprintf(buf, sizeof(buf), "%ld", r->tc.refresh_batches);
     dg_tensor_writer_set_metadata(w, "bn_refresh_batches", buf);
+    /* after dg_method_finish: the final model; a resume does not finish again */
+    if (r->finished) dg_tensor_writer_set_metadata(w, "finished", "true");
     dg_tensor_writer_set_metadata(w, "config", *text);
 }
 
@@ -527,6 +530,10 @@ static dg_status load_checkpoint(run *r, long *step, long *refresh) {
         }
         if (st == DG_STATUS_OK) *step = meta_long(&rd, path, "step", &st);
         if (st == DG_STATUS_OK) *refresh = meta_long(&rd, path, "bn_refresh_batches", &st);
+        const char *fin = dg_tensor_reader_metadata(&rd, "finished");
+        r->finished = fin && !strcmp(fin, "true");
+        /* a finished run that stopped early (SWAD) stopped at its last step */
+        if (st == DG_STATUS_OK && r->finished && *step < r->cfg->iterations) r->stopped_at = *step;
         if (st == DG_STATUS_OK) st = dg_weights_load_reader(&rd, &r->m.ps, NULL);
         if (st == DG_STATUS_OK) st = dg_method_state_load(r->method, &rd);
         dg_tensor_reader_close(&rd);
@@ -538,6 +545,68 @@ static dg_status load_checkpoint(run *r, long *step, long *refresh) {
 
 /* ---- the loop -------------------------------------------------------------- */
 
+static bool has_checkpoint(const run *r) {
+    char *path = ckpt_path(r);
+    const bool have = dg_is_file(path);
+    dg_free(path);
+    return have;
+}
+
+/* "the last checkpoint, step S, is intact" or "no checkpoint was written
+ * yet", for messages. */
+static void ckpt_note(const run *r, long last_ckpt, char *buf, size_t size) {
+    if (has_checkpoint(r))
+        snprintf(buf, size, "the last checkpoint, step %ld, is intact", last_ckpt);
+    else
+        snprintf(buf, size, "no checkpoint was written yet");
+}
+
+/* SIGINT/SIGTERM during the method's finish or the evaluations of the
+ * finished model: the run stops without its final checkpoint (the one of
+ * the last training step, or an earlier one, stays), so a resume finishes
+ * again from the same state and ends with the same bytes. */
+static int stopped_in_finish(run *r, long last) {
+    char note[96];
+    ckpt_note(r, last, note, sizeof(note));
+    if (!has_checkpoint(r))
+        dg_log_error("interrupted while finishing the run after step %ld (%s); train.resume=true "
+                     "trains it again", last, note);
+    else
+        dg_log_error("interrupted while finishing the run after step %ld; the last checkpoint is "
+                     "intact; continue with train.resume=true (the finish is redone from it)",
+                last);
+    return 1;
+}
+
+static void set_swad_result(run *r, long last, double val, double test) {
+    r->result[0].selected_step = r->result[0].last_step = last;
+    r->result[0].val_acc = val;
+    r->result[0].acc_selected = r->result[0].acc_last = test;
+}
+
+/* A finished SWAD classification run's result: the "swad" record of
+ * metrics.jsonl at step last (its averaged model's evaluation). */
+static dg_status restore_swad_result(run *r, long last) {
+    char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir);
+    dg_metrics_data md;
+    dg_status st = dg_metrics_read(&md, mp);
+    if (st == DG_STATUS_OK) {
+        const dg_series *v = dg_metrics_find(&md, "swad", "val_acc");
+        const dg_series *t = dg_metrics_find(&md, "swad", "test_acc");
+        st = DG_STATUS_ERR_FORMAT;
+        for (int i = 0; v && t && i < v->n && i < t->n; i++)
+            if ((long)v->step[i] == last) {
+                set_swad_result(r, last, v->value[i], t->value[i]);
+                st = DG_STATUS_OK;
+            }
+        dg_metrics_data_free(&md);
+        if (st != DG_STATUS_OK)
+            dg_log_error("%s: no 'swad' record of step %ld for the finished run", mp, last);
+    }
+    dg_free(mp);
+    return st;
+}
+
 static int train_loop(run *r) {
     const dg_config *cfg = r->cfg;
     const long T = cfg->iterations;
@@ -548,13 +617,14 @@ static int train_loop(run *r) {
     dg_param_set *ps = &r->m.ps;
     dg_progress_init(&r->progress, stdout, dg_progress_is_tty(stdout), r->start_step, T,
             cfg->log_every, B);
-    for (long t = r->start_step; t < T; t++) {
+    for (long t = r->start_step; t < T && !r->finished; t++) {
         const dg_batch *b;
         dg_status st = dg_loader_next(r->loader, &b);
         if (st != DG_STATUS_OK) {
             dg_progress_break(&r->progress);
-            dg_log_error("training stopped at step %ld: a batch could not be loaded (the last "
-                         "checkpoint, step %ld, is intact)", t, last_ckpt);
+            char note[96];
+            ckpt_note(r, last_ckpt, note, sizeof(note));
+            dg_log_error("training stopped at step %ld: a batch could not be loaded (%s)", t, note);
             return 1;
         }
         dg_train_closure_set_batch(&r->tc, b->x, b->label, b->sample_id, b->epoch, t);
@@ -564,10 +634,18 @@ static int train_loop(run *r) {
         const double loss = r->tc.first_loss;
         if (!isfinite(loss)) {
             dg_progress_break(&r->progress);
+            char note[96];
+            ckpt_note(r, last_ckpt, note, sizeof(note));
             if (cfg->nan_policy == 0) {
-                dg_log_error("non-finite loss (%g) at step %ld: training stopped; the last "
-                             "checkpoint (step %ld) is intact (train.nan_policy = rollback "
-                             "restores it and goes on)", loss, t, last_ckpt);
+                dg_log_error("non-finite loss (%g) at step %ld: training stopped (%s; "
+                             "train.nan_policy = rollback restores the last checkpoint and "
+                             "goes on)", loss, t, note);
+                return 1;
+            }
+            if (!has_checkpoint(r)) {
+                dg_log_error("non-finite loss (%g) at step %ld: no checkpoint to roll back to "
+                             "yet (train.nan_policy = rollback; the first is written at step "
+                             "%ld, train.checkpoint_every)", loss, t, cfg->checkpoint_every);
                 return 1;
             }
             long step = 0, refresh = 0;
@@ -637,33 +715,42 @@ static int train_loop(run *r) {
     }
     dg_progress_break(&r->progress);
     const long last = r->stopped_at ? r->stopped_at : T;
-    r->tc.refresh_progress = true; /* the final refresh: hundreds of batches */
-    dg_method_finish(r->method, ps, &r->tc.cl);
-    r->tc.refresh_progress = false;
-    r->finished = true;
-    /* the model the results report (Lookahead's slow weights with their
-     * final refresh, SWAD's average), as the targets' evaluation sees it */
-    if (seg && cfg->eval_every > 0 && last == T && seg_validate(r, T) != DG_STATUS_OK) {
-        dg_log_error("step %ld: validation failed", T);
-        return 1;
-    }
-    if (save_checkpoint(r, last) != DG_STATUS_OK) return 1;
-    if (r->has_ev && is_swad(cfg)) {
-        /* SWAD reports its averaged model (DATASETS.md §9.3): one evaluation
-         * of it stands for both the selected and the last step. */
-        const float *P, *Q;
-        dg_method_eval_weights(r->method, ps, &P, &Q);
-        double val, val_loss, test;
-        cls_scores(r, P, Q, &val, &val_loss, &test);
-        dg_metric mv[3] = {{"val_acc", val}, {"test_acc", test}, {"val_loss", val_loss}};
-        dg_metrics_log(&r->metrics, "swad", last, mv, 3);
-        dg_log_info("swad average: training-domain validation %.2f%%, test domain %.2f%%",
-                100 * val, 100 * test);
-        r->result[0].selected_step = r->result[0].last_step = last;
-        r->result[0].val_acc = val;
-        r->result[0].acc_selected = r->result[0].acc_last = test;
-    } else if (r->has_ev && domainbed_point(last, cls_eval_every(cfg), T)) {
-        cls_evaluate(r, last); /* the finished model */
+    if (r->finished) {
+        /* resumed from the final checkpoint: the model, its validation and
+         * the classification evaluations of it are all there (metrics.jsonl
+         * up to `last` was kept); only the results remain to be written */
+        if (r->has_ev && is_swad(cfg) && restore_swad_result(r, last) != DG_STATUS_OK) return 1;
+    } else {
+        r->tc.refresh_progress = true; /* the final refresh: hundreds of batches */
+        dg_method_finish(r->method, ps, &r->tc.cl);
+        r->tc.refresh_progress = false;
+        r->finished = true;
+        if (dg_train_interrupt_phase == 1) interrupted = SIGTERM;
+        if (interrupted) return stopped_in_finish(r, last);
+        /* the model the results report (Lookahead's slow weights with their
+         * final refresh, SWAD's average), as the targets' evaluation sees it */
+        if (seg && cfg->eval_every > 0 && last == T && seg_validate(r, T) != DG_STATUS_OK) {
+            dg_log_error("step %ld: validation failed", T);
+            return 1;
+        }
+        if (r->has_ev && is_swad(cfg)) {
+            /* SWAD reports its averaged model (DATASETS.md §9.3): one evaluation
+             * of it stands for both the selected and the last step. */
+            const float *P, *Q;
+            dg_method_eval_weights(r->method, ps, &P, &Q);
+            double val, val_loss, test;
+            cls_scores(r, P, Q, &val, &val_loss, &test);
+            dg_metric mv[3] = {{"val_acc", val}, {"test_acc", test}, {"val_loss", val_loss}};
+            dg_metrics_log(&r->metrics, "swad", last, mv, 3);
+            dg_log_info("swad average: training-domain validation %.2f%%, test domain %.2f%%",
+                    100 * val, 100 * test);
+            set_swad_result(r, last, val, test);
+        } else if (r->has_ev && domainbed_point(last, cls_eval_every(cfg), T)) {
+            cls_evaluate(r, last); /* the finished model */
+        }
+        if (interrupted) return stopped_in_finish(r, last);
+        /* the final checkpoint: a resume from it only writes the results */
+        if (save_checkpoint(r, last) != DG_STATUS_OK) return 1;
     }
     if (r->has_ev && !is_swad(cfg)) {
         select_result(&r->hist[0], &r->result[0]);
@@ -692,6 +779,13 @@ static int final_reports(run *r) {
             n += n2;
         }
         if (st != DG_STATUS_OK) rc = 1;
+        if (dg_train_interrupt_phase == 2) interrupted = SIGTERM;
+        if (interrupted) {
+            dg_log_error("interrupted during the final evaluation; no results written; the "
+                         "final checkpoint is intact: train.resume=true evaluates again");
+            dg_eval_targets_free(t, n);
+            return 1;
+        }
         dg_report_settings set;
         memset(&set, 0, sizeof(set));
         dg_report_settings_from_config(&set, cfg);
@@ -787,10 +881,25 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             dg_log_warn("eval.validate = targets: best.safetensors is chosen on the target "
                         "domains (oracle selection, not domain generalization)");
         if (st == DG_STATUS_OK) {
-            dg_log_info("training %s with %s (%s base) for %ld steps from step %ld; run folder %s",
-                    cfg->model, cfg->method, cfg->base, cfg->iterations, r.start_step, dir);
+            char *res = dg_xasprintf("%s/results.json", dir);
+            /* a finished run (its final checkpoint and, segmentation, its
+             * results) is complete: resuming it changes nothing */
+            const bool complete = r.finished &&
+                    (cfg->task == DG_TASK_CLASSIFICATION || dg_is_file(res));
+            dg_free(res);
+            if (complete)
+                dg_log_info("%s: the run is complete (final checkpoint of step %ld%s); nothing "
+                            "to do", dir, r.start_step,
+                        cfg->task == DG_TASK_SEGMENTATION ? ", results.json" : "");
+            else if (r.finished)
+                dg_log_info("%s: the run is finished (step %ld); writing its results", dir,
+                        r.start_step);
+            else
+                dg_log_info("training %s with %s (%s base) for %ld steps from step %ld; run "
+                            "folder %s", cfg->model, cfg->method, cfg->base, cfg->iterations,
+                        r.start_step, dir);
             rc = train_loop(&r);
-            if (rc == 0) rc = final_reports(&r);
+            if (rc == 0 && !complete) rc = final_reports(&r);
             if (rc == 0 && result) {
                 result[0] = r.result[0];
                 result[1] = r.result[1];

@@ -16,5 +16,8 @@ int dg_train_main(int argc, char **argv);
 /* Test hook: when >= 0, the run behaves as if SIGTERM arrived right after
  * this training step (checkpoint, then exit 1). */
 extern long dg_train_interrupt_after;
+/* Test hook: 1 behaves as if SIGTERM arrived during the method's finish
+ * (after the last step), 2 during the final target evaluation; 0 none. */
+extern int dg_train_interrupt_phase;
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -135,6 +136,102 @@ START_TEST(lookahead_resume_is_exact) { resume_case("la", NULL); }
 END_TEST
 
 START_TEST(dgsam_two_sources_resume_is_exact) { resume_case("dgsam", "optim.method=dgsam"); }
+END_TEST
+
+/* The bytes of dir/name. */
+static char *bytes_of(const char *d, const char *name, size_t *n) {
+    char p[256];
+    snprintf(p, sizeof(p), "%s/%s", d, name);
+    return read_file(p, n);
+}
+
+static void expect_same_file(const char *a, const char *b, const char *name) {
+    size_t na, nb;
+    char *ba = bytes_of(a, name, &na), *bb = bytes_of(b, name, &nb);
+    ck_assert_msg(na == nb && !memcmp(ba, bb, na), "%s differs between %s and %s", name, a, b);
+    dg_free(ba);
+    dg_free(bb);
+}
+
+/* A segmentation Lookahead run with a target, straight, into a. */
+static char *finish_case(const char *a, char *targets, size_t size) {
+    char *cfg = write_cfg("finish", SEG_CFG);
+    snprintf(targets, size, "data.targets=cityscapes:%s/cityscapes", synth_dir);
+    if (access(a, F_OK) != 0) {
+        char *log;
+        int rc = train(cfg, a, targets, -1, &log);
+        ck_assert_msg(rc == 0, "straight run rc %d:\n%s", rc, log);
+        dg_free(log);
+    }
+    return cfg;
+}
+
+/* --resume of a finished run: nothing is trained, refreshed, evaluated or
+ * written again (Lookahead's final BN refresh would move the statistics). */
+START_TEST(resuming_a_finished_run_changes_nothing) {
+    char a[128], targets[256], *log;
+    snprintf(a, sizeof(a), "%.64s/finish-straight", dir);
+    char *cfg = finish_case(a, targets, sizeof(targets));
+    size_t n0, m0, r0;
+    char *ck0 = bytes_of(a, "checkpoints/last.safetensors", &n0);
+    char *me0 = bytes_of(a, "metrics.jsonl", &m0), *re0 = bytes_of(a, "results.json", &r0);
+    char o[256];
+    snprintf(o, sizeof(o), "output.dir=%s", a);
+    char *argv[] = {"train", cfg, o, targets, "train.resume=true", NULL};
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_train_main(5, argv);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 0 && strstr(log, "the run is complete") && !strstr(log, "evaluating"),
+            "rc %d:\n%s", rc, log);
+    dg_free(log);
+    size_t n1, m1, r1;
+    char *ck1 = bytes_of(a, "checkpoints/last.safetensors", &n1);
+    char *me1 = bytes_of(a, "metrics.jsonl", &m1), *re1 = bytes_of(a, "results.json", &r1);
+    ck_assert_msg(n0 == n1 && !memcmp(ck0, ck1, n0), "the checkpoint changed");
+    ck_assert_msg(m0 == m1 && !memcmp(me0, me1, m0), "metrics.jsonl changed");
+    ck_assert_msg(r0 == r1 && !memcmp(re0, re1, r0), "results.json changed");
+    dg_free(ck0), dg_free(ck1), dg_free(me0), dg_free(me1), dg_free(re0), dg_free(re1);
+    dg_free(cfg);
+}
+END_TEST
+
+/* SIGTERM during the finish (phase 1: Lookahead's final BN refresh) or the
+ * final evaluation (phase 2): exit 1 without results; the resume ends with
+ * the checkpoint and results of the run that was never stopped. */
+START_TEST(a_run_stopped_while_finishing_resumes_to_the_same_bytes) {
+    char a[128], targets[256], *log;
+    snprintf(a, sizeof(a), "%.64s/finish-straight", dir);
+    char *cfg = finish_case(a, targets, sizeof(targets));
+    static const char *const want[] = {"interrupted while finishing",
+            "interrupted during the final evaluation"};
+    for (int phase = 1; phase <= 2; phase++) {
+        char b[128], o[256], p[256];
+        snprintf(b, sizeof(b), "%.64s/finish-stopped-%d", dir, phase);
+        snprintf(o, sizeof(o), "output.dir=%s", b);
+        char *argv[] = {"train", cfg, o, targets, "train.resume=true", NULL};
+        dg_train_interrupt_phase = phase;
+        capture cap;
+        capture_begin(&cap);
+        int rc = dg_train_main(4, argv);
+        log = capture_end(&cap);
+        dg_train_interrupt_phase = 0;
+        ck_assert_msg(rc == 1 && strstr(log, want[phase - 1]), "phase %d: rc %d:\n%s", phase,
+                rc, log);
+        dg_free(log);
+        snprintf(p, sizeof(p), "%s/results.json", b);
+        ck_assert_msg(access(p, F_OK) != 0, "phase %d: %s written", phase, p);
+        capture_begin(&cap);
+        rc = dg_train_main(5, argv);
+        log = capture_end(&cap);
+        ck_assert_msg(rc == 0 && (phase == 1 || strstr(log, "writing its results")),
+                "phase %d resume: rc %d:\n%s", phase, rc, log);
+        dg_free(log);
+        expect_same_checkpoints(a, b);
+        expect_same_file(a, b, "results.json");
+    }
+    dg_free(cfg);
+}
 END_TEST
 
 START_TEST(run_folder_holds_config_metrics_and_a_loadable_checkpoint) {
@@ -697,6 +794,8 @@ Suite *train_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup_synth, remove_all); /* in the child: OpenMP after fork hangs */
     tcase_add_test(tc, lookahead_resume_is_exact);
+    tcase_add_test(tc, resuming_a_finished_run_changes_nothing);
+    tcase_add_test(tc, a_run_stopped_while_finishing_resumes_to_the_same_bytes);
     tcase_add_test(tc, dgsam_two_sources_resume_is_exact);
     tcase_add_test(tc, segmentation_validation_best_and_swad_schedule);
     tcase_add_test(tc, one_image_per_forward_is_a_config_error);
