@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "app/checkpoint.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,38 @@ dg_status dg_ckpt_open(dg_ckpt *c, const char *path) {
     return DG_STATUS_OK;
 }
 
+/* The first tensor of ps (laid out like P / Q) holding a value that is not
+ * finite, or a BN running variance below 0: an error naming it, since such
+ * a model would "evaluate" to numbers that mean nothing. */
+static dg_status check_values(const dg_ckpt *c, const float *P, const float *Q,
+        const char *label) {
+    const dg_param_set *ps = &c->m.ps;
+    for (size_t t = 0; t < ps->n_tensors; t++) {
+        const dg_param_tensor *tn = &ps->tensors[t];
+        for (size_t i = 0; i < tn->n; i++)
+            if (!isfinite(P[tn->offset + i])) {
+                dg_log_error("%s: tensor %s of the %s holds %g at element %zu: the model cannot "
+                             "be evaluated", c->path, tn->name, label, (double)P[tn->offset + i],
+                        i);
+                return DG_STATUS_ERR_FORMAT;
+            }
+    }
+    for (size_t t = 0; t < ps->n_stat_tensors; t++) {
+        const dg_param_tensor *tn = &ps->stat_tensors[t];
+        const bool var = dg_ends_with(tn->name, ".running_var");
+        for (size_t i = 0; i < tn->n; i++) {
+            const float v = Q[tn->offset + i];
+            if (!isfinite(v) || (var && v < 0)) {
+                dg_log_error("%s: tensor %s of the %s holds %g at element %zu%s: the model "
+                             "cannot be evaluated", c->path, tn->name, label, (double)v, i,
+                        var && v < 0 ? " (a variance below 0)" : "");
+                return DG_STATUS_ERR_FORMAT;
+            }
+        }
+    }
+    return DG_STATUS_OK;
+}
+
 dg_status dg_ckpt_load_model(dg_ckpt *c, dg_ctx *ctx, const dg_model_opts *mo, bool live) {
     DG_ASSERT(c->opened && !c->has_model);
     dg_model_opts o = *mo;
@@ -230,7 +263,11 @@ dg_status dg_ckpt_load_model(dg_ckpt *c, dg_ctx *ctx, const dg_model_opts *mo, b
         dg_log_error("%s: cannot load the weights", c->path);
         return st;
     }
-    return dg_ckpt_weights_resolve(&c->w, &c->rd, c->path, &c->m.ps, live);
+    st = dg_ckpt_weights_resolve(&c->w, &c->rd, c->path, &c->m.ps, live);
+    if (st == DG_STATUS_OK) st = check_values(c, c->w.params, c->w.stats, c->w.label);
+    if (st == DG_STATUS_OK && c->w.params2)
+        st = check_values(c, c->w.params2, c->w.stats2, c->w.label2);
+    return st;
 }
 
 void dg_ckpt_close(dg_ckpt *c) {

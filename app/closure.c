@@ -63,7 +63,8 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
 
 static double tc_eval(void *ctx, int domain, unsigned flags) {
     dg_train_closure *tc = ctx;
-    if (domain == DG_DOMAIN_ALL)
+    /* one source domain: its sub-batch is the whole batch (DGSAM is then SAM) */
+    if (domain == DG_DOMAIN_ALL || (tc->n_domains == 1 && domain == 0 && !tc->has_sub))
         return forward_backward(tc, tc->m, &tc->loss, &tc->aux_loss, tc->aux_label, tc->label,
                 tc->sample_id, flags);
     DG_ASSERT(tc->has_sub && domain >= 0 && domain < tc->n_domains);

@@ -14,6 +14,7 @@
 #include <ini.h>
 
 #include "data/fsutil.h"
+#include "nets/model.h"
 
 typedef enum key_type {
     K_STR = 0,    /* char * (owned) */
@@ -441,7 +442,12 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     return 1;
 }
 
-/* Lines libinih cannot hold (INI_MAX_LINE 200 with its newline and NUL). */
+/* The longest config line libinih holds (INI_MAX_LINE 200 with its
+ * newline and NUL). */
+#define LINE_MAX_CHARS 198
+#define CONT_INDENT "    " /* a list's continuation line */
+
+/* Lines libinih cannot hold. */
 static dg_status check_line_lengths(const char *path) {
     size_t n = 0;
     FILE *f = fopen(path, "rb");
@@ -454,9 +460,9 @@ static dg_status check_line_lengths(const char *path) {
         if (c == '\n') {
             line++;
             n = 0;
-        } else if (++n == 199) {
-            dg_log_error("%s:%d: line longer than 198 characters; continue a long list on "
-                         "indented lines", path, line);
+        } else if (++n == LINE_MAX_CHARS + 1) {
+            dg_log_error("%s:%d: line longer than %d characters; continue a long list on "
+                         "indented lines", path, line, LINE_MAX_CHARS);
             fclose(f);
             return DG_STATUS_ERR_CONFIG;
         }
@@ -535,6 +541,74 @@ dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *con
 
 /* ---- validation and output --------------------------------------------- */
 
+/* Every string value must fit the config line the run folder's config.ini
+ * writes it on (a list: each item on its own continuation line at worst),
+ * or that file could not be read back. */
+static dg_status check_string_lengths(const dg_config *cfg) {
+    for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++) {
+        const key_def *k = &keys[i];
+        if (k->type != K_STR && k->type != K_CHOICE) continue;
+        const char *v = *(char *const *)cfield(cfg, k);
+        if (!v) continue;
+        size_t longest = strlen(v), room = LINE_MAX_CHARS - strlen(k->key) - 3;
+        if (k->flags & LIST) {
+            longest = 0;
+            room = LINE_MAX_CHARS - strlen(CONT_INDENT);
+            for (const char *p = v; *p;) {
+                size_t n = strcspn(p, ",");
+                while (n && (*p == ' ' || *p == '\t')) p++, n--;
+                if (n > longest) longest = n;
+                p += n + (p[n] == ',');
+            }
+        }
+        if (longest > room) {
+            dg_log_error("%s: [%s] %s: %s of %zu characters; a config line holds %d, so at "
+                         "most %zu fit", cfg->path, k->section, k->key,
+                    k->flags & LIST ? "an entry" : "a value", longest, LINE_MAX_CHARS, room);
+            return DG_STATUS_ERR_CONFIG;
+        }
+    }
+    return DG_STATUS_OK;
+}
+
+/* The number of entries of dataset list `key` = list (-1 after a message
+ * when it does not parse). */
+static int list_entries(const char *key, const char *list) {
+    dg_dataset_spec *specs;
+    int n;
+    if (dg_dataset_specs_parse(key, list, &specs, &n) != DG_STATUS_OK) return -1;
+    dg_dataset_specs_free(specs, n);
+    return n;
+}
+
+/* What train would only find out after making its run folder: a model
+ * dgseg does not have or that does not fit the task, and dataset lists
+ * that name nothing or do not parse. */
+static dg_status check_model_and_lists(const dg_config *cfg, bool seg) {
+    bool known = false;
+    for (size_t i = 0; dg_model_names[i]; i++) known = known || !strcmp(cfg->model, dg_model_names[i]);
+    if (!known) {
+        char list[256] = "";
+        for (size_t i = 0; dg_model_names[i]; i++)
+            snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+                    dg_model_names[i]);
+        dg_log_error("%s: model.name = %s: no such model (%s)", cfg->path, cfg->model, list);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (seg != dg_model_is_segmentation(cfg->model)) {
+        dg_log_error("%s: model.name = %s does not fit a %s run (data.%s)", cfg->path, cfg->model,
+                seg ? "segmentation" : "classification", seg ? "sources" : "dataset");
+        return DG_STATUS_ERR_CONFIG;
+    }
+    const int n = list_entries(seg ? "data.sources" : "data.dataset", seg ? cfg->sources
+                                                                          : cfg->dataset);
+    if (n == 0) dg_log_error("%s: data.%s = '%s' names no dataset", cfg->path,
+            seg ? "sources" : "dataset", seg ? cfg->sources : cfg->dataset);
+    if (n <= 0 || (cfg->targets[0] && list_entries("data.targets", cfg->targets) < 0))
+        return DG_STATUS_ERR_CONFIG;
+    return DG_STATUS_OK;
+}
+
 dg_status dg_config_validate(dg_config *cfg) {
     const bool seg = cfg->sources[0] != '\0', cls = cfg->dataset[0] != '\0';
     if (seg == cls) {
@@ -543,6 +617,8 @@ dg_status dg_config_validate(dg_config *cfg) {
         return DG_STATUS_ERR_CONFIG;
     }
     cfg->task = seg ? DG_TASK_SEGMENTATION : DG_TASK_CLASSIFICATION;
+    if (check_model_and_lists(cfg, seg) != DG_STATUS_OK || check_string_lengths(cfg) != DG_STATUS_OK)
+        return DG_STATUS_ERR_CONFIG;
     if (cfg->scale_min > cfg->scale_max) {
         dg_log_error("%s: data.scale_min %g > data.scale_max %g", cfg->path, cfg->scale_min,
                 cfg->scale_max);
@@ -597,14 +673,50 @@ dg_status dg_config_validate(dg_config *cfg) {
     return DG_STATUS_OK;
 }
 
+/* "key = value" of a string key; a list too long for one config line is
+ * continued on indented lines, items whole (every item fits a line:
+ * dg_config_validate checks it), so the file reads back the same. */
+static void write_string(FILE *f, const key_def *k, const char *v) {
+    const size_t head = strlen(k->key) + 3;
+    if (!(k->flags & LIST) || head + strlen(v) <= LINE_MAX_CHARS) {
+        fprintf(f, "%s = %s\n", k->key, v);
+        return;
+    }
+    fprintf(f, "%s =", k->key);
+    size_t used = head - 1, n_line = 0; /* characters on this line, items on it */
+    char *copy = dg_xstrdup(v), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        const char *item = dg_str_trim(t);
+        if (!*item) continue;
+        const size_t need = strlen(item) + (n_line ? 2 : 1);
+        if (n_line && used + need > LINE_MAX_CHARS) {
+            fprintf(f, "\n" CONT_INDENT "%s", item);
+            used = strlen(CONT_INDENT) + strlen(item);
+            n_line = 1;
+        } else {
+            fprintf(f, "%s%s", n_line ? ", " : " ", item);
+            used += need;
+            n_line++;
+        }
+    }
+    fputc('\n', f);
+    dg_free(copy);
+}
+
 void dg_config_write(const dg_config *cfg, FILE *f) {
-    char v[4096];
+    char v[256]; /* numbers, booleans, enum names */
     for (size_t s = 0; s < DG_ARRAY_LEN(sections); s++) {
         fprintf(f, "%s[%s]\n", s ? "\n" : "", sections[s]);
         for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++) {
             if (strcmp(keys[i].section, sections[s])) continue;
-            value_text(cfg, &keys[i], v, sizeof(v));
-            fprintf(f, "%s = %s\n", keys[i].key, v);
+            const key_def *k = &keys[i];
+            if (k->type == K_STR || k->type == K_CHOICE) {
+                const char *str = *(char *const *)cfield(cfg, k);
+                write_string(f, k, str ? str : "");
+                continue;
+            }
+            value_text(cfg, k, v, sizeof(v));
+            fprintf(f, "%s = %s\n", k->key, v);
         }
     }
 }

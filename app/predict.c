@@ -14,6 +14,7 @@
 #include "app/cli.h"
 #include "app/checkpoint.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,8 +349,9 @@ int dg_predict_main(int argc, char **argv) {
         rc = have_r ? 0 : 1;
     }
     if (rc) goto done;
-    if (mkdir(o.out, 0777) != 0 && !dir_exists(o.out)) {
-        dg_log_error("%s: cannot create the output directory", o.out);
+    const int mk_err = mkdir(o.out, 0777) != 0 ? errno : 0;
+    if (mk_err && !dir_exists(o.out)) {
+        dg_log_error("%s: cannot create the output directory: %s", o.out, strerror(mk_err));
         rc = 1;
         goto done;
     }

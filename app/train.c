@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -115,11 +116,6 @@ static dg_status next_val_refresh_batch(void *ctx, dg_model *m) {
 static dg_status make_model(run *r) {
     const dg_config *cfg = r->cfg;
     const bool seg = cfg->task == DG_TASK_SEGMENTATION;
-    if (seg != dg_model_is_segmentation(cfg->model)) {
-        dg_log_error("model.name = %s does not fit a %s run", cfg->model,
-                seg ? "segmentation" : "classification");
-        return DG_STATUS_ERR_CONFIG;
-    }
     /* ASPP's image-pooling BN sees one value per channel and image: training
      * mode needs two images per forward (PyTorch raises the same error). */
     const long per_forward = !strcmp(cfg->method, "dgsam") ? cfg->batch_size
@@ -461,6 +457,8 @@ static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char 
     dg_tensor_writer_set_metadata(w, "bn_refresh_batches", buf);
     /* after dg_method_finish: the final model; a resume does not finish again */
     if (r->finished) dg_tensor_writer_set_metadata(w, "finished", "true");
+    snprintf(buf, sizeof(buf), "%ld", cfg->iterations);
+    dg_tensor_writer_set_metadata(w, "iterations", buf);
     dg_tensor_writer_set_metadata(w, "config", *text);
 }
 
@@ -532,8 +530,20 @@ static dg_status load_checkpoint(run *r, long *step, long *refresh) {
         if (st == DG_STATUS_OK) *refresh = meta_long(&rd, path, "bn_refresh_batches", &st);
         const char *fin = dg_tensor_reader_metadata(&rd, "finished");
         r->finished = fin && !strcmp(fin, "true");
-        /* a finished run that stopped early (SWAD) stopped at its last step */
-        if (st == DG_STATUS_OK && r->finished && *step < r->cfg->iterations) r->stopped_at = *step;
+        if (st == DG_STATUS_OK && r->finished) {
+            /* its method's finish (Lookahead's final BN refresh, SWAD's
+             * average) is applied: it ends here, it cannot go on */
+            const long T = meta_long(&rd, path, "iterations", &st);
+            if (st == DG_STATUS_OK && T != r->cfg->iterations) {
+                dg_log_error("%s: this run finished with train.iterations = %ld; a finished run "
+                             "cannot be continued to %ld (its method's finish is applied): "
+                             "start a new run, or keep train.iterations = %ld", path, T,
+                        r->cfg->iterations, T);
+                st = DG_STATUS_ERR_CONFIG;
+            }
+            /* a finished run that stopped early (SWAD) stopped at its last step */
+            if (st == DG_STATUS_OK && *step < T) r->stopped_at = *step;
+        }
         if (st == DG_STATUS_OK) st = dg_weights_load_reader(&rd, &r->m.ps, NULL);
         if (st == DG_STATUS_OK) st = dg_method_state_load(r->method, &rd);
         dg_tensor_reader_close(&rd);
@@ -847,6 +857,13 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     char *sub = dg_xasprintf("%s/checkpoints", dir);
     int rc = dg_make_dirs(sub) != DG_STATUS_OK;
     dg_free(sub);
+    if (rc == 0) { /* what a kill -9 during a checkpoint write left */
+        char *paths[2] = {ckpt_path(&r), best_path(&r)};
+        for (int i = 0; i < 2; i++) {
+            dg_file_remove_stale_temporaries(paths[i]);
+            dg_free(paths[i]);
+        }
+    }
     dg_status st = DG_STATUS_OK;
     if (rc == 0) {
         dg_ctx_init(&r.ctx);
@@ -857,10 +874,18 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
         long refresh = 0;
         if (st == DG_STATUS_OK && cfg->resume) {
             char *path = ckpt_path(&r);
-            bool have = dg_is_file(path);
+            struct stat sb;
+            const bool exists = lstat(path, &sb) == 0, have = dg_is_file(path);
+            if (have) {
+                st = load_checkpoint(&r, &r.start_step, &refresh);
+            } else if (exists) { /* a folder, a dangling link, a FIFO ... */
+                dg_log_error("%s: is not a regular file; cannot resume from it (move it away "
+                             "to start the run from step 0)", path);
+                st = DG_STATUS_ERR_IO;
+            } else {
+                dg_log_warn("%s: no checkpoint yet; starting from step 0", dir);
+            }
             dg_free(path);
-            if (have) st = load_checkpoint(&r, &r.start_step, &refresh);
-            else dg_log_warn("%s: no checkpoint yet; starting from step 0", dir);
             r.tc.refresh_batches = refresh;
         }
         /* the trainer's loader (train.seed, from the resumed step) and the BN
@@ -1015,6 +1040,8 @@ int dg_train_main(int argc, char **argv) {
         dir = dg_xasprintf("runs/%s-%s", cfg.name, stamp);
     }
     int rc = dg_make_dirs(dir) != DG_STATUS_OK;
+    int lock = -1; /* one run at a time in a folder */
+    if (rc == 0 && dg_folder_lock(dir, "run folder", &lock) != DG_STATUS_OK) rc = 1;
     if (rc == 0) {
         char *text = dg_config_text(&cfg, false);
         char *path = dg_xasprintf("%s/config.ini", dir);
@@ -1120,6 +1147,7 @@ int dg_train_main(int argc, char **argv) {
         dg_dataset_specs_free(specs, n);
     }
     dg_cli_stop_signals_restore(&old_sig);
+    dg_folder_unlock(lock);
     dg_free(dir);
     dg_config_free(&cfg);
     return rc;

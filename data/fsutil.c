@@ -1,14 +1,18 @@
 /* data/fsutil.c -- see fsutil.h. */
+#define _DEFAULT_SOURCE /* flock, pread, pwrite */
 #include "data/fsutil.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 void dg_strvec_push(dg_strvec *s, char *str) {
     if (s->n == s->cap) {
@@ -144,4 +148,43 @@ dg_status dg_make_dirs(const char *path) {
     }
     dg_free(buf);
     return st;
+}
+
+dg_status dg_folder_lock(const char *dir, const char *what, int *fd) {
+    *fd = -1;
+    char *path = dg_path_join(dir, ".dgseg.lock");
+    const int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0) {
+        dg_log_error("%s: cannot open the %s's lock: %s", path, what, strerror(errno));
+        dg_free(path);
+        return DG_STATUS_ERR_IO;
+    }
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char owner[32] = "";
+        const ssize_t n = pread(f, owner, sizeof(owner) - 1, 0);
+        owner[n > 0 ? n : 0] = '\0';
+        owner[strcspn(owner, "\n")] = '\0';
+        if (err == EWOULDBLOCK)
+            dg_log_error("%s: this %s is in use by process %s (its lock %s); wait for it to end "
+                         "or choose another folder", dir, what, owner[0] ? owner : "?", path);
+        else
+            dg_log_error("%s: cannot lock the %s: %s", path, what, strerror(err));
+        close(f);
+        dg_free(path);
+        return DG_STATUS_ERR_IO;
+    }
+    char pid[32];
+    const int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(f, 0) != 0 || pwrite(f, pid, (size_t)n, 0) != n)
+        dg_log_warn("%s: cannot record this process in the lock: %s", path, strerror(errno));
+    dg_free(path);
+    *fd = f;
+    return DG_STATUS_OK;
+}
+
+void dg_folder_unlock(int fd) {
+    if (fd < 0) return;
+    flock(fd, LOCK_UN);
+    close(fd);
 }

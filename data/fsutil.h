@@ -53,6 +53,15 @@ dg_status dg_make_dirs(const char *path);
 bool dg_is_dir(const char *path);
 /* True when path exists and is a regular file (links followed). */
 bool dg_is_file(const char *path);
+/* Takes the folder `dir` for this process: an exclusive flock on
+ * dir/.dgseg.lock holding this process's pid. *fd gets the lock's
+ * descriptor (dg_folder_unlock releases it; the kernel does when the
+ * process ends, so a lock left by a killed process is free again). When
+ * another process holds it: DG_STATUS_ERR_IO after a message naming the
+ * folder, `what` it is ("run folder") and the owner's pid. */
+dg_status dg_folder_lock(const char *dir, const char *what, int *fd);
+void dg_folder_unlock(int fd);
+
 /* True when s ends with suffix and is longer than it. */
 bool dg_ends_with(const char *s, const char *suffix);
 

@@ -22,6 +22,7 @@
 #include "app/config.h"
 #include "app/verify.h"
 #include "common.h"
+#include "data/fsutil.h"
 #include "data/image_cv.h"
 #include "data/png_io.h"
 #include "data/synth.h"
@@ -173,6 +174,80 @@ START_TEST(lists_continue_on_indented_lines) {
 }
 END_TEST
 
+/* What train used to find only after making its run folder (and verify
+ * not at all): a model dgseg does not have, a list naming nothing. */
+START_TEST(unknown_models_and_empty_dataset_lists_are_refused_at_load) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"[data]\nsources = gtav:/a\n[model]\nname = deeplabv3plus-r34\n",
+                "model.name = deeplabv3plus-r34: no such model"},
+        {"[data]\nsources = ,,,\n", "data.sources = ',,,' names no dataset"},
+        {"[data]\nsources = gtav\n", "entry 'gtav' is not reader:root"},
+        {"[data]\nsources = gtav:/a\ntargets = cityscapes\n", "entry 'cityscapes'"},
+        {"[data]\ndataset = rotated-fmnist\n[model]\nname = deeplabv3plus-r18\n",
+                "does not fit a classification run"},
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        dg_config cfg;
+        char *log;
+        dg_status st = load_text(cases[i].text, &cfg, &log, 0, NULL);
+        dg_free(log);
+        ck_assert_int_eq(st, DG_STATUS_OK); /* keys and values are fine one by one */
+        capture cap;
+        capture_begin(&cap);
+        st = dg_config_validate(&cfg);
+        log = capture_end(&cap);
+        ck_assert_msg(st == DG_STATUS_ERR_CONFIG && strstr(log, cases[i].want),
+                "case %zu: status %d: %s", i, (int)st, log);
+        dg_free(log);
+        dg_config_free(&cfg);
+    }
+}
+END_TEST
+
+/* config.ini (and the checkpoints' "config" metadata) must read back as
+ * the configuration it records: a long list is continued on indented
+ * lines, whole; a value no config line can hold is refused up front
+ * instead of being cut or written where it cannot be read. */
+START_TEST(long_values_read_back_whole_or_are_refused) {
+    char list[4096] = "";
+    for (int i = 0; i < 40; i++) /* 40 entries of 60-odd characters: 2,700 in all */
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), "%sgtav:/data/a-rather-long/"
+                "folder-name/for/source/number-%02d", i ? ", " : "", i);
+    char *over[1] = {dg_xasprintf("data.sources=%s", list)};
+    dg_config cfg;
+    char *log;
+    ck_assert_int_eq(load_text("[data]\nsources = x:/y\n", &cfg, &log, 1, over), DG_STATUS_OK);
+    dg_free(log);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_OK);
+    char *text = dg_config_text(&cfg, true);
+    dg_config back;
+    ck_assert_int_eq(load_text(text, &back, &log, 0, NULL), DG_STATUS_OK);
+    dg_free(log);
+    ck_assert_str_eq(back.sources, list);
+    dg_config_free(&back);
+    dg_free(text), dg_free(over[0]);
+    /* a 6,000-character path: refused, naming the key and the limit */
+    char *long_dir = dg_xmalloc(6001);
+    memset(long_dir, 'a', 6000);
+    long_dir[0] = '/';
+    long_dir[6000] = '\0';
+    over[0] = dg_xasprintf("data.split_dir=%s", long_dir);
+    dg_config_free(&cfg);
+    ck_assert_int_eq(load_text("[data]\nsources = gtav:/a\n", &cfg, &log, 1, over), DG_STATUS_OK);
+    dg_free(log);
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_ERR_CONFIG);
+    log = capture_end(&cap);
+    ck_assert_msg(strstr(log, "[data] split_dir: a value of 6000 characters"), "%s", log);
+    dg_free(log);
+    dg_config_free(&cfg);
+    dg_free(over[0]), dg_free(long_dir);
+}
+END_TEST
+
 START_TEST(overrides_and_validation) {
     dg_config cfg;
     char *log;
@@ -189,6 +264,14 @@ START_TEST(overrides_and_validation) {
     dg_free(log);
     ck_assert_int_eq(dg_config_set(&cfg, "data.sources="), DG_STATUS_OK);
     ck_assert_int_eq(dg_config_set(&cfg, "data.dataset=rotated-fmnist"), DG_STATUS_OK);
+    /* a segmentation model for a classification dataset: refused at load,
+     * before train makes a run folder */
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_ERR_CONFIG);
+    log = capture_end(&cap);
+    ck_assert_msg(strstr(log, "does not fit a classification run"), "%s", log);
+    dg_free(log);
+    ck_assert_int_eq(dg_config_set(&cfg, "model.name=mnist-cnn"), DG_STATUS_OK);
     ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_OK);
     ck_assert_int_eq(cfg.task, DG_TASK_CLASSIFICATION);
     capture_begin(&cap);
@@ -465,6 +548,8 @@ Suite *config_suite(void) {
     tcase_add_test(tc, errors_name_file_line_and_key);
     tcase_add_test(tc, lists_continue_on_indented_lines);
     tcase_add_test(tc, overrides_and_validation);
+    tcase_add_test(tc, long_values_read_back_whole_or_are_refused);
+    tcase_add_test(tc, unknown_models_and_empty_dataset_lists_are_refused_at_load);
     suite_add_tcase(s, tc);
     TCase *v = tcase_create("verify");
     tcase_set_timeout(v, 30);

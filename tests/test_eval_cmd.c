@@ -278,8 +278,10 @@ START_TEST(eval_equals_the_confusion_of_predict_pngs) {
 END_TEST
 
 /* Copies ckpt to dst without the tensors whose names start with `drop`
- * (NULL: none), with metadata `key` set to `value` (NULL: removed). */
-static void copy_ckpt(const char *dst, const char *drop, const char *key, const char *value) {
+ * (NULL: none), with metadata `key` set to `value` (NULL: removed) and,
+ * when poison is not NULL, element 0 of F32 tensor `poison` set to pv. */
+static void copy_ckpt_ex(const char *dst, const char *drop, const char *key, const char *value,
+        const char *poison, float pv) {
     dg_tensor_reader rd;
     ck_assert_int_eq(dg_tensor_reader_open(&rd, ckpt), DG_STATUS_OK);
     dg_tensor_writer w;
@@ -290,6 +292,10 @@ static void copy_ckpt(const char *dst, const char *drop, const char *key, const 
         if (drop && !strncmp(t->name, drop, strlen(drop))) continue;
         bufs[i] = dg_xmalloc(t->end - t->begin + 1);
         ck_assert_int_eq(dg_tensor_reader_read_raw(&rd, t, bufs[i]), DG_STATUS_OK);
+        if (poison && !strcmp(t->name, poison)) {
+            ck_assert(t->dtype == DG_ST_F32 && t->numel > 0);
+            memcpy(bufs[i], &pv, sizeof(pv));
+        }
         dg_tensor_writer_add(&w, t->name, t->dtype, t->ndims, t->shape, bufs[i]);
     }
     for (size_t i = 0; i < rd.n_meta; i++)
@@ -301,6 +307,10 @@ static void copy_ckpt(const char *dst, const char *drop, const char *key, const 
     for (size_t i = 0; i < rd.n_tensors; i++) dg_free(bufs[i]);
     dg_free(bufs);
     dg_tensor_reader_close(&rd);
+}
+
+static void copy_ckpt(const char *dst, const char *drop, const char *key, const char *value) {
+    copy_ckpt_ex(dst, drop, key, value, NULL, 0.f);
 }
 
 static void expect_eval_fails(const char *file, const char *weights, int code, const char *a,
@@ -363,6 +373,39 @@ START_TEST(weights_only_files_and_broken_state) {
 }
 END_TEST
 
+/* A model holding NaN or Inf, or a BN variance below 0, evaluates to
+ * numbers that mean nothing: eval (and predict) refuse it naming the
+ * tensor and which weights hold it. */
+START_TEST(non_finite_weights_and_negative_variances_are_refused_by_name) {
+    char bad[128];
+    snprintf(bad, sizeof(bad), "%s/nan-slow.safetensors", dir);
+    copy_ckpt_ex(bad, NULL, "step", "3", "optim.lookahead.slow", NAN);
+    expect_eval_fails(bad, NULL, 1, "lookahead slow weights", "holds nan");
+    snprintf(bad, sizeof(bad), "%s/inf-live.safetensors", dir);
+    copy_ckpt_ex(bad, NULL, "step", "3", "backbone.conv1.weight", INFINITY);
+    expect_eval_fails(bad, "live", 1, "tensor backbone.conv1.weight of the live weights", bad);
+    snprintf(bad, sizeof(bad), "%s/negvar.safetensors", dir);
+    copy_ckpt_ex(bad, NULL, "step", "3", "backbone.bn1.running_var", -1.f);
+    expect_eval_fails(bad, "live", 1, "backbone.bn1.running_var", "a variance below 0");
+    /* predict opens checkpoints the same way */
+    char out[128], root[160];
+    snprintf(out, sizeof(out), "%s/pred-bad", dir);
+    snprintf(root, sizeof(root), "%s/cityscapes", synth_dir);
+    dg_seg_dataset ds;
+    ck_assert_int_eq(dg_seg_dataset_open("cityscapes", root, "val", &ds), DG_STATUS_OK);
+    char *argv[] = {"predict", "--checkpoint", bad, "--weights", "live", "--input",
+            ds.pairs[0].image, "--out", out, NULL};
+    capture cap;
+    capture_begin(&cap);
+    int rc = dg_predict_main(9, argv);
+    char *log = capture_end(&cap);
+    ck_assert_msg(rc == 1 && strstr(log, "backbone.bn1.running_var"), "predict rc %d: %s", rc,
+            log);
+    dg_free(log);
+    dg_seg_dataset_free(&ds);
+}
+END_TEST
+
 Suite *eval_cmd_suite(void) {
     Suite *s = suite_create("eval_cmd");
     TCase *tc = tcase_create("eval_cmd");
@@ -370,6 +413,7 @@ Suite *eval_cmd_suite(void) {
     tcase_add_checked_fixture(tc, train_once, NULL); /* OpenMP only in the forked child */
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, eval_uses_the_lookahead_slow_weights);
+    tcase_add_test(tc, non_finite_weights_and_negative_variances_are_refused_by_name);
     tcase_add_test(tc, eval_equals_the_confusion_of_predict_pngs);
     tcase_add_test(tc, weights_only_files_and_broken_state);
     suite_add_tcase(s, tc);

@@ -224,6 +224,18 @@ START_TEST(predict_bad_inputs_exit_nonzero_and_write_nothing) {
     char png[160];
     snprintf(png, sizeof(png), "%s/street.png", out);
     ck_assert_int_ne(access(png, F_OK), 0);
+    /* an --out that cannot be made: the reason, not only the folder */
+    char deep[160];
+    snprintf(deep, sizeof(deep), "%s/no-such-parent/out", dir);
+    char *a10[] = {"predict", "--model", "deeplabv3plus-r18", "--weights", w, "--classes", "19",
+            "--input", in, "--out", deep, NULL};
+    capture c;
+    capture_begin(&c);
+    const int rc = dg_predict_main(11, a10);
+    char *log = capture_end(&c);
+    ck_assert_msg(rc == 1 && strstr(log, deep) && strstr(log, "No such file or directory"),
+            "rc %d: %s", rc, log);
+    dg_free(log);
 }
 END_TEST
 

@@ -188,6 +188,35 @@ START_TEST(st_empty_header_object_is_a_valid_file) {
 }
 END_TEST
 
+/* Metadata that is not UTF-8 (a config naming a Latin-1 path) must never
+ * make a file dgseg cannot read back: such bytes are stored as \\xHH,
+ * valid UTF-8 is stored as it is. */
+START_TEST(st_metadata_that_is_not_utf8_is_escaped_and_reads_back) {
+    char path[128];
+    path_of(path, sizeof(path), "latin1.safetensors");
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    const float x[2] = {1.f, 2.f};
+    const int64_t shape[1] = {2};
+    dg_tensor_writer_add_f32(&w, "x", 1, shape, x);
+    capture c;
+    capture_begin(&c);
+    dg_tensor_writer_set_metadata(&w, "config", "sources = gtav:/data/caf\xe9/gtav\xff");
+    dg_tensor_writer_set_metadata(&w, "utf8", "caf\xc3\xa9");
+    char *log = capture_end(&c);
+    ck_assert_int_eq(dg_tensor_writer_write(&w, path), DG_STATUS_OK);
+    dg_tensor_writer_free(&w);
+    ck_assert_msg(strstr(log, "'config'") && !strstr(log, "'utf8'"), "%s", log);
+    dg_free(log);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, path), DG_STATUS_OK);
+    ck_assert_str_eq(dg_tensor_reader_metadata(&r, "config"),
+            "sources = gtav:/data/caf\\xe9/gtav\\xff");
+    ck_assert_str_eq(dg_tensor_reader_metadata(&r, "utf8"), "caf\xc3\xa9");
+    dg_tensor_reader_close(&r);
+}
+END_TEST
+
 /* ---- validation errors ----------------------------------------------------- */
 
 typedef struct bad_header {
@@ -661,6 +690,7 @@ Suite *safetensors_suite(void) {
     tcase_set_timeout(tc, 30);
     tcase_add_loop_test(tc, st_handcrafted_file_reads_with_conversions, 0, 2);
     tcase_add_test(tc, st_empty_header_object_is_a_valid_file);
+    tcase_add_test(tc, st_metadata_that_is_not_utf8_is_escaped_and_reads_back);
     tcase_add_loop_test(tc, st_reader_rejects_malformed_header_with_one_message, 0,
             (int)DG_ARRAY_LEN(bad_headers));
     tcase_add_loop_test(tc, st_reader_rejects_bad_length_field_and_short_files, 0,

@@ -135,6 +135,53 @@ static void resume_case(const char *name, const char *extra) {
 START_TEST(lookahead_resume_is_exact) { resume_case("la", NULL); }
 END_TEST
 
+/* DGSAM with one source domain is SAM (ALGORITHMS.md §10 with S = 1: one
+ * ascent step, the descent gradient at the perturbed point): it trains
+ * instead of asking for a sub-batch that does not exist, and ends where
+ * SAM ends. */
+START_TEST(dgsam_with_one_source_is_sam) {
+    char *cfg = write_cfg("dgsam1", SEG_CFG);
+    char a[128], b[128], *log;
+    snprintf(a, sizeof(a), "%.64s/dgsam1-sam", dir);
+    snprintf(b, sizeof(b), "%.64s/dgsam1-dgsam", dir);
+    char src[256];
+    snprintf(src, sizeof(src), "data.sources=gtav:%s/gtav", synth_dir);
+    const char *method[2] = {"optim.method=sam", "optim.method=dgsam"};
+    const char *out[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        char o[256];
+        snprintf(o, sizeof(o), "output.dir=%s", out[k]);
+        char *argv[] = {"train", cfg, o, src, (char *)method[k], "train.batch_size=2", NULL};
+        capture cap;
+        capture_begin(&cap);
+        int rc = dg_train_main(6, argv);
+        log = capture_end(&cap);
+        ck_assert_msg(rc == 0, "%s: rc %d:\n%s", method[k], rc, log);
+        dg_free(log);
+    }
+    char pa[256], pb[256];
+    snprintf(pa, sizeof(pa), "%s/checkpoints/last.safetensors", a);
+    snprintf(pb, sizeof(pb), "%s/checkpoints/last.safetensors", b);
+    dg_tensor_reader ra, rb;
+    ck_assert_int_eq(dg_tensor_reader_open(&ra, pa), DG_STATUS_OK);
+    ck_assert_int_eq(dg_tensor_reader_open(&rb, pb), DG_STATUS_OK);
+    const char *name = "backbone.conv1.weight";
+    const dg_st_tensor *ia = dg_tensor_reader_find(&ra, name);
+    const dg_st_tensor *ib = dg_tensor_reader_find(&rb, name);
+    ck_assert(ia && ib && ia->numel == ib->numel);
+    const size_t n = (size_t)ia->numel;
+    float *wa = dg_xmalloc(n * sizeof(float)), *wb = dg_xmalloc(n * sizeof(float));
+    ck_assert_int_eq(dg_tensor_reader_read_as_f32(&ra, ia, wa), DG_STATUS_OK);
+    ck_assert_int_eq(dg_tensor_reader_read_as_f32(&rb, ib, wb), DG_STATUS_OK);
+    double *ref = dup_double(wa, n);
+    DG_ASSERT_CLOSE(wb, ref, n, 1e-6, 1e-4);
+    dg_free(ref), dg_free(wa), dg_free(wb);
+    dg_tensor_reader_close(&ra);
+    dg_tensor_reader_close(&rb);
+    dg_free(cfg);
+}
+END_TEST
+
 START_TEST(dgsam_two_sources_resume_is_exact) { resume_case("dgsam", "optim.method=dgsam"); }
 END_TEST
 
@@ -191,6 +238,13 @@ START_TEST(resuming_a_finished_run_changes_nothing) {
     ck_assert_msg(n0 == n1 && !memcmp(ck0, ck1, n0), "the checkpoint changed");
     ck_assert_msg(m0 == m1 && !memcmp(me0, me1, m0), "metrics.jsonl changed");
     ck_assert_msg(r0 == r1 && !memcmp(re0, re1, r0), "results.json changed");
+    /* nor continued past its end: its final BN refresh is applied */
+    char *argv2[] = {"train", cfg, o, targets, "train.resume=true", "train.iterations=6", NULL};
+    capture_begin(&cap);
+    rc = dg_train_main(6, argv2);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 2 && strstr(log, "cannot be continued to 6"), "rc %d:\n%s", rc, log);
+    dg_free(log);
     dg_free(ck0), dg_free(ck1), dg_free(me0), dg_free(me1), dg_free(re0), dg_free(re1);
     dg_free(cfg);
 }
@@ -230,6 +284,107 @@ START_TEST(a_run_stopped_while_finishing_resumes_to_the_same_bytes) {
         expect_same_checkpoints(a, b);
         expect_same_file(a, b, "results.json");
     }
+    dg_free(cfg);
+}
+END_TEST
+
+/* A kill -9 during a checkpoint write leaves last.safetensors.tmp.PID.N:
+ * the next run in the folder removes it when PID is gone (and leaves the
+ * files of a live writer); a checkpoint path that is a folder is refused on
+ * resume instead of "no checkpoint yet" and a failure at the end. */
+START_TEST(stale_checkpoint_temporaries_go_and_a_folder_checkpoint_is_refused) {
+    char *cfg = write_cfg("stale", SEG_CFG);
+    char out[128], dead[320], live[320], ck[256], *log;
+    snprintf(out, sizeof(out), "%.64s/stale-run", dir);
+    snprintf(ck, sizeof(ck), "%s/checkpoints/last.safetensors", out);
+    snprintf(dead, sizeof(dead), "%s.tmp.99999999.0", ck); /* above any pid_max */
+    snprintf(live, sizeof(live), "%s.tmp.%ld.7", ck, (long)getpid());
+    char sub[192];
+    snprintf(sub, sizeof(sub), "%s/checkpoints", out);
+    ck_assert_int_eq(dg_make_dirs(sub), DG_STATUS_OK);
+    write_file(dead, "partial", 7);
+    write_file(live, "partial", 7);
+    int rc = train(cfg, out, "train.iterations=1", -1, &log);
+    ck_assert_msg(rc == 0 && strstr(log, "removed, a temporary file"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    ck_assert_msg(access(dead, F_OK) != 0, "%s is still there", dead);
+    ck_assert_msg(access(live, F_OK) == 0, "%s (a live writer's) was removed", live);
+    ck_assert_int_eq(unlink(ck), 0);
+    ck_assert_int_eq(mkdir(ck, 0755), 0);
+    rc = train(cfg, out, "train.resume=true", -1, &log);
+    ck_assert_msg(rc == 1 && strstr(log, "is not a regular file") && !strstr(log, "training "),
+            "rc %d:\n%s", rc, log);
+    dg_free(log);
+    dg_free(cfg);
+}
+END_TEST
+
+/* A source path with a Latin-1 byte (0xE9): the run's checkpoints record
+ * it escaped, so --resume (and eval) can read them back. */
+START_TEST(a_config_path_that_is_not_utf8_keeps_checkpoints_readable) {
+    char link[192], src[320], out[128], *log;
+    snprintf(link, sizeof(link), "%.64s/caf\xe9", dir);
+    ck_assert_int_eq(symlink(synth_dir, link), 0);
+    snprintf(src, sizeof(src), "data.sources=gtav:%s/gtav", link);
+    char *cfg = write_cfg("latin1", SEG_CFG);
+    snprintf(out, sizeof(out), "%.64s/latin1-run", dir);
+    char o[256];
+    snprintf(o, sizeof(o), "output.dir=%s", out);
+    char *argv[] = {"train", cfg, o, src, "train.iterations=2", NULL, NULL};
+    capture cap;
+    dg_train_interrupt_after = 0; /* a checkpoint at step 1 */
+    capture_begin(&cap);
+    int rc = dg_train_main(5, argv);
+    log = capture_end(&cap);
+    dg_train_interrupt_after = -1;
+    ck_assert_msg(rc == 1 && strstr(log, "interrupted after step 1"), "rc %d:\n%s", rc, log);
+    dg_free(log);
+    argv[5] = "train.resume=true";
+    capture_begin(&cap);
+    rc = dg_train_main(6, argv);
+    log = capture_end(&cap);
+    ck_assert_msg(rc == 0 && strstr(log, "from step 1"), "resume rc %d:\n%s", rc, log);
+    dg_free(log);
+    char p[256];
+    snprintf(p, sizeof(p), "%s/checkpoints/last.safetensors", out);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
+    ck_assert_ptr_nonnull(strstr(dg_tensor_reader_metadata(&r, "config"), "caf\\xe9"));
+    dg_tensor_reader_close(&r);
+    dg_free(cfg);
+}
+END_TEST
+
+/* Two runs in one output.dir would leave one run's checkpoint, metrics
+ * and results: the second refuses, naming the owner, and writes nothing
+ * there; the lock of a process that is gone is free. */
+START_TEST(a_run_folder_has_one_owner_at_a_time) {
+    char *cfg = write_cfg("lock", SEG_CFG);
+    char out[128], lock[192], conf[192], *log;
+    snprintf(out, sizeof(out), "%.64s/lock-run", dir);
+    snprintf(lock, sizeof(lock), "%s/.dgseg.lock", out);
+    snprintf(conf, sizeof(conf), "%s/config.ini", out);
+    ck_assert_int_eq(dg_make_dirs(out), DG_STATUS_OK);
+    write_file(conf, "[train]\nseed = 7\n", 17); /* the owner's */
+    int fd;
+    ck_assert_int_eq(dg_folder_lock(out, "run folder", &fd), DG_STATUS_OK);
+    /* the owner is this process; a second open file description conflicts */
+    char pid[32];
+    snprintf(pid, sizeof(pid), "process %ld", (long)getpid());
+    int rc = train(cfg, out, "train.iterations=1", -1, &log);
+    ck_assert_msg(rc == 1 && strstr(log, "in use by") && strstr(log, pid), "rc %d:\n%s", rc,
+            log);
+    dg_free(log);
+    size_t n;
+    char *text = read_file(conf, &n);
+    ck_assert_msg(n == 17 && !memcmp(text, "[train]\nseed = 7\n", 17), "config.ini changed");
+    dg_free(text);
+    dg_folder_unlock(fd);
+    /* a lock file whose process is gone (no flock held): taken over */
+    write_file(lock, "99999999\n", 9);
+    rc = train(cfg, out, "train.iterations=1", -1, &log);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, log);
+    dg_free(log);
     dg_free(cfg);
 }
 END_TEST
@@ -281,6 +436,32 @@ START_TEST(nan_loss_stops_with_the_last_checkpoint_intact) {
     dg_tensor_reader r;
     ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
     dg_tensor_reader_close(&r);
+    dg_free(cfg);
+}
+END_TEST
+
+/* Before the first checkpoint there is none to speak of: the messages say
+ * so instead of naming a step-0 checkpoint, and a rollback is refused
+ * instead of failing to open a file that was never written. */
+START_TEST(nan_before_the_first_checkpoint_says_there_is_none) {
+    char *cfg = write_cfg("nan0", SEG_CFG);
+    static const char *const policy[2] = {"train.nan_policy=stop", "train.nan_policy=rollback"};
+    static const char *const want[2] = {"no checkpoint was written yet",
+            "no checkpoint to roll back to yet"};
+    for (int k = 0; k < 2; k++) {
+        char out[128], o[256];
+        snprintf(out, sizeof(out), "%.64s/nan0-run-%d", dir, k);
+        snprintf(o, sizeof(o), "output.dir=%s", out);
+        char *argv[] = {"train", cfg, o, "optim.method=erm", "optim.lr=1e30",
+                "train.iterations=50", (char *)policy[k], NULL};
+        capture cap;
+        capture_begin(&cap);
+        int rc = dg_train_main(7, argv);
+        char *log = capture_end(&cap);
+        ck_assert_msg(rc == 1 && strstr(log, want[k]) && !strstr(log, "checkpoint (step 0)") &&
+                !strstr(log, "checkpoint of step 0"), "rc %d:\n%s", rc, log);
+        dg_free(log);
+    }
     dg_free(cfg);
 }
 END_TEST
@@ -797,6 +978,11 @@ Suite *train_suite(void) {
     tcase_add_test(tc, resuming_a_finished_run_changes_nothing);
     tcase_add_test(tc, a_run_stopped_while_finishing_resumes_to_the_same_bytes);
     tcase_add_test(tc, dgsam_two_sources_resume_is_exact);
+    tcase_add_test(tc, dgsam_with_one_source_is_sam);
+    tcase_add_test(tc, nan_before_the_first_checkpoint_says_there_is_none);
+    tcase_add_test(tc, a_run_folder_has_one_owner_at_a_time);
+    tcase_add_test(tc, a_config_path_that_is_not_utf8_keeps_checkpoints_readable);
+    tcase_add_test(tc, stale_checkpoint_temporaries_go_and_a_folder_checkpoint_is_refused);
     tcase_add_test(tc, segmentation_validation_best_and_swad_schedule);
     tcase_add_test(tc, one_image_per_forward_is_a_config_error);
     tcase_add_test(tc, run_folder_holds_config_metrics_and_a_loadable_checkpoint);

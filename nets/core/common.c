@@ -2,7 +2,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "common.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -243,4 +245,35 @@ fail:
             "at this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
     dg_free(tmp);
     return DG_STATUS_ERR_IO;
+}
+
+int dg_file_remove_stale_temporaries(const char *path) {
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+    const char *base = slash ? slash + 1 : path;
+    const size_t nb = strlen(base);
+    int removed = 0;
+    DIR *d = dir ? opendir(slash == path ? "/" : dir) : NULL;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        /* base ".tmp." pid "." counter */
+        if (strncmp(e->d_name, base, nb) || strncmp(e->d_name + nb, ".tmp.", 5)) continue;
+        char *end = NULL;
+        errno = 0;
+        const long pid = strtol(e->d_name + nb + 5, &end, 10);
+        if (errno || pid <= 0 || *end != '.') continue;
+        if (kill((pid_t)pid, 0) == 0 || errno == EPERM) continue; /* still writing */
+        const size_t n = strlen(dir) + strlen(e->d_name) + 2;
+        char *full = malloc(n);
+        if (!full) continue;
+        snprintf(full, n, "%s/%s", dir, e->d_name);
+        if (unlink(full) == 0) {
+            removed++;
+            dg_log_info("%s: removed, a temporary file whose write was cut short (process %ld "
+                        "is gone)", full, pid);
+        }
+        free(full);
+    }
+    if (d) closedir(d);
+    free(dir);
+    return removed;
 }

@@ -129,6 +129,12 @@ typedef struct dg_file_part {
  * Returns DG_STATUS_OK or DG_STATUS_ERR_IO. */
 dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts);
 
+/* Removes the temporary files of dg_file_write_atomic for path
+ * ("PATH.tmp.PID.N") whose writing process no longer runs (a write cut
+ * short by kill -9 or a crash), logging each; those of running processes
+ * are left. Returns how many were removed. */
+int dg_file_remove_stale_temporaries(const char *path);
+
 /* Monotonic wall-clock seconds. */
 double dg_now(void);
 

@@ -13,6 +13,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -721,8 +722,60 @@ void dg_tensor_writer_add_scalar_u64(dg_tensor_writer *w, const char *name, uint
     add_scalar_copy(w, name, DG_ST_U64, &value);
 }
 
+/* Length of the valid UTF-8 sequence at s (1 .. 4), or 0 when s does not
+ * start one (the rules of first_bad_header_byte). */
+static size_t utf8_len(const unsigned char *s) {
+    const unsigned c = s[0];
+    if (c < 0x80) return 1;
+    size_t k;
+    uint32_t cp, min;
+    if ((c & 0xe0) == 0xc0) k = 1, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0) k = 2, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0) k = 3, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    for (size_t j = 1; j <= k; j++) {
+        if ((s[j] & 0xc0) != 0x80) return 0; /* the NUL terminator stops it too */
+        cp = (cp << 6) | (s[j] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return k + 1;
+}
+
+/* s with every byte that does not belong to valid UTF-8 written as the
+ * four characters "\xHH" (a path in Latin-1, say): the header stays valid
+ * JSON text that the reader accepts. NULL when s is valid UTF-8 already. */
+static char *utf8_escaped(const char *s) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t bad = 0, n = strlen(s);
+    for (size_t i = 0, k; i < n; i += k ? k : 1)
+        if (!(k = utf8_len(u + i))) bad++;
+    if (!bad) return NULL;
+    char *out = dg_xmalloc(n + 3 * bad + 1), *o = out;
+    for (size_t i = 0, k; i < n; i += k ? k : 1) {
+        if ((k = utf8_len(u + i))) {
+            memcpy(o, s + i, k);
+            o += k;
+        } else {
+            o += sprintf(o, "\\x%02x", u[i]);
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
 void dg_tensor_writer_set_metadata(dg_tensor_writer *w, const char *key, const char *value) {
     DG_ASSERT(key != NULL && value != NULL);
+    char *ek = utf8_escaped(key), *ev = utf8_escaped(value);
+    if (ek || ev) {
+        static atomic_bool warned; /* once per process: every checkpoint has the config */
+        if (!atomic_exchange(&warned, true))
+            dg_log_warn("safetensors metadata '%s': bytes that are not UTF-8 are stored as \\xHH "
+                        "(the file must be JSON text)", ek ? ek : key);
+        dg_tensor_writer_set_metadata(w, ek ? ek : key, ev ? ev : value);
+        dg_free(ek);
+        dg_free(ev);
+        return;
+    }
     for (size_t i = 0; i < w->n_meta; i++) {
         if (!strcmp(w->meta_keys[i], key)) {
             dg_free(w->meta_values[i]);

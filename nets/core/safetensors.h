@@ -181,7 +181,10 @@ void dg_tensor_writer_add_i64(dg_tensor_writer *w, const char *name, int ndims,
 /* Scalars (shape []) copied into the writer: counters, RNG states. */
 void dg_tensor_writer_add_scalar_i64(dg_tensor_writer *w, const char *name, int64_t value);
 void dg_tensor_writer_add_scalar_u64(dg_tensor_writer *w, const char *name, uint64_t value);
-/* Sets a "__metadata__" entry (copied); setting a key again replaces it. */
+/* Sets a "__metadata__" entry (copied); setting a key again replaces it.
+ * A byte of key or value that is not part of valid UTF-8 (a Latin-1 path
+ * in a config) is stored as the four characters \xHH, with a warning, so
+ * the file stays readable (its header must be UTF-8 JSON text). */
 void dg_tensor_writer_set_metadata(dg_tensor_writer *w, const char *key, const char *value);
 
 /* Writes the file atomically: "<path>.tmp.<pid>" in the same directory,
