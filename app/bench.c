@@ -2,6 +2,7 @@
  * (forward, loss, backward, optimizer update) or inference of a model on
  * seeded random data. The first two steps are warm-up (primitive creation,
  * lazy reorders) and are not timed. */
+#define _POSIX_C_SOURCE 200809L /* struct sigaction (app/cli.h) */
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>

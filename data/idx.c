@@ -15,6 +15,7 @@
 #define IDX_MAX_NUMEL (INT64_C(1) << 36)
 /* Bytes per gzread call (its length argument is an unsigned int). */
 #define IDX_CHUNK (1u << 28)
+#define IDX_GROW (1u << 20) /* the data buffer grows by reads of this many bytes */
 
 /* Reads up to n bytes into buf; returns the count read, or -1 on an error
  * reported by zlib. */
@@ -96,9 +97,27 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
         }
         numel *= out->dims[i];
     }
-    out->bytes = dg_xmalloc((size_t)(hdr_len + numel + 1));
+    /* The buffer grows with the data actually read, so a header that
+     * promises more than the file holds costs nothing (it used to allocate
+     * the promise up front: 25 GB for a 34-byte file). */
+    size_t cap = (size_t)(hdr_len + DG_MIN(numel, (int64_t)IDX_GROW) + 1);
+    out->bytes = dg_xmalloc(cap);
     memcpy(out->bytes, hdr, (size_t)hdr_len);
-    got = read_full(f, out->bytes + hdr_len, numel);
+    got = 0;
+    while (got < numel) {
+        const int64_t want = DG_MIN(numel - got, (int64_t)IDX_GROW);
+        if ((size_t)(hdr_len + got + want + 1) > cap) {
+            cap = (size_t)DG_MIN((int64_t)cap * 2, hdr_len + numel + 1);
+            out->bytes = dg_xrealloc(out->bytes, cap);
+        }
+        const int64_t r = read_full(f, out->bytes + hdr_len + got, want);
+        if (r < 0) {
+            got = -1;
+            break;
+        }
+        got += r;
+        if (r < want) break;
+    }
     if (got != numel) {
         st = got < 0 ? report_gz(f, path, "the data") : DG_STATUS_ERR_FORMAT;
         if (got >= 0) dg_log_error("%s: truncated file: %lld of %lld data bytes", path,

@@ -313,9 +313,7 @@ static dg_status scan_dir(const char *base, const char *rel, int depth,
     return st;
 }
 
-/* Reads a split list: one "<name>.png" per line (LF or CRLF, blank lines
- * skipped); keys get the names without ".png". */
-static dg_status read_split_list(const char *path, dg_strvec *keys) {
+dg_status dg_seg_split_list_read(const char *path, dg_strvec *keys) {
     FILE *f = fopen(path, "r");
     if (!f) {
         dg_log_error("%s: cannot open split list: %s", path, strerror(errno));
@@ -497,7 +495,7 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
     ds->layout = dg_xstrdup(l.what);
     if (l.list) ds->split_list = dg_xstrdup(l.list);
     if (l.list) {
-        st = read_split_list(l.list, &img);
+        st = dg_seg_split_list_read(l.list, &img);
         if (st != DG_STATUS_OK) goto err_free_layout;
         dg_strvec_sort(&img);
         pair_listed(ds, &l, &img);

@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/fsutil.h"
 #include "data/image_cv.h"
 #include "data/labelmap.h"
 #include "nets/core/common.h"
@@ -93,6 +94,12 @@ typedef struct dg_seg_open_opts {
                               (data/splits: gtav_<split>.txt,
                               synthia_<split>.txt), or NULL */
 } dg_seg_open_opts;
+
+/* Reads a GTAV/SYNTHIA split list (data/splits): one "<name>.png" per line
+ * (LF or CRLF, blank lines skipped); keys get the names without ".png".
+ * DG_STATUS_ERR_IO (cannot open) or DG_STATUS_ERR_FORMAT naming path:line
+ * for a line that is not a frame file name. */
+dg_status dg_seg_split_list_read(const char *path, dg_strvec *keys);
 
 /* Opens split `split` of the dataset at root with reader `reader_name`.
  * Missing partners are logged once each as warnings and recorded in

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <zlib.h>
 
@@ -220,6 +221,24 @@ START_TEST(idx_truncated_files_are_format_errors) {
     expect_read_error(gzpath, DG_STATUS_ERR_FORMAT);
     dg_free(gzb);
     dg_free(b);
+}
+END_TEST
+
+/* A 34-byte file whose header promises 25.9 GB (fuzz_idx found it): a
+ * clean format error without allocating the promise, so it holds under an
+ * address-space limit far below it (not applied under AddressSanitizer,
+ * whose shadow memory needs the address space). */
+START_TEST(idx_header_promising_more_than_the_file_holds_is_a_format_error) {
+    const uint8_t b[34] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 1, 0, 0, 0, 3, 3, 3,
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17};
+    char path[128];
+    snprintf(path, sizeof(path), "%s/promise", dir);
+    write_file(path, b, sizeof(b));
+#if !defined(__SANITIZE_ADDRESS__)
+    const struct rlimit lim = {.rlim_cur = (rlim_t)8 << 30, .rlim_max = (rlim_t)8 << 30};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &lim), 0); /* this forked test only */
+#endif
+    expect_read_error(path, DG_STATUS_ERR_FORMAT);
 }
 END_TEST
 
@@ -473,6 +492,7 @@ Suite *rotated_fmnist_suite(void) {
     tcase_add_test(idx, md5_matches_rfc1321_vectors);
     tcase_add_test(idx, idx_round_trip_plain_and_gzip);
     tcase_add_test(idx, idx_truncated_files_are_format_errors);
+    tcase_add_test(idx, idx_header_promising_more_than_the_file_holds_is_a_format_error);
     tcase_add_test(idx, idx_wrong_magic_and_missing_file_are_clean_errors);
     tcase_add_test(idx, fmnist_init_rejects_wrong_files_naming_them);
     suite_add_tcase(s, idx);
