@@ -1026,13 +1026,21 @@ static void quiet_end(int fd, int saved[2], char *text, size_t size) {
 }
 
 /* True when file starts with the PNG signature. */
+/* A whole PNG on disk: the signature first, the IEND chunk last (a full
+ * disk cuts cairo's write short without telling PLplot), synced. */
 static bool file_is_png(const char *file) {
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8];
+    static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60,
+            0x82};
+    unsigned char head[8], tail[12];
     const int fd = open(file, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
-    const bool ok = read(fd, head, sizeof(head)) == (ssize_t)sizeof(head) &&
-            !memcmp(head, sig, sizeof(sig)) && fsync(fd) == 0;
+    const off_t end = lseek(fd, 0, SEEK_END);
+    const bool ok = end >= (off_t)(sizeof(head) + sizeof(tail)) &&
+            pread(fd, head, sizeof(head), 0) == (ssize_t)sizeof(head) &&
+            !memcmp(head, sig, sizeof(sig)) &&
+            pread(fd, tail, sizeof(tail), end - (off_t)sizeof(tail)) == (ssize_t)sizeof(tail) &&
+            !memcmp(tail, iend, sizeof(iend)) && fsync(fd) == 0;
     close(fd);
     return ok;
 }

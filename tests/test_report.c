@@ -11,12 +11,15 @@
  * and failures (no folder, a size cairo refuses, no driver, nothing to
  * plot) are one warning line each, with nothing left behind. Progress: ETA hh:mm:ss, units, smoothing,
  * plain lines every N steps and in-place redraws. */
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* mount, umount */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -669,6 +672,35 @@ START_TEST(curves_failure_is_a_warning) {
 }
 END_TEST
 
+/* A full disk while cairo writes the PNG: PLplot is not told, the file
+ * ends without its IEND chunk. On a real 24 KiB tmpfs (mounted here when
+ * the test may mount; skipped with the reason otherwise): a warning, no
+ * file and no temporary left, instead of a truncated curves.png. */
+START_TEST(curves_on_a_full_disk_leave_no_truncated_png) {
+    char mnt[128], png[192];
+    path_in(mnt, sizeof(mnt), "full");
+    ck_assert_int_eq(mkdir(mnt, 0755), 0);
+    if (mount("tmpfs", mnt, "tmpfs", 0, "size=24k") != 0) {
+        DG_TEST_SKIPPED("full disk: cannot mount a tmpfs here (%s); checked the IEND test by "
+                        "the other curves tests only", strerror(errno));
+        return;
+    }
+    dg_metrics_data d;
+    curves_metrics(&d);
+    snprintf(png, sizeof(png), "%s/curves.png", mnt);
+    curves_call c = {&d, png, 1000, 960};
+    dg_status st;
+    char *log = capture_both(curves_fn, &c, &st);
+    const int left = count_files(mnt);
+    umount(mnt);
+    ck_assert_msg(st == DG_STATUS_ERR_IO && strstr(log, png) && strstr(log, "warning"),
+            "status %d: %s", (int)st, log);
+    ck_assert_msg(left == 0, "%d files left on the full disk", left);
+    dg_free(log);
+    dg_metrics_data_free(&d);
+}
+END_TEST
+
 /* PLplot reads its driver directory once per process, so this runs only in
  * a forked child whose library is still untouched (not under CK_FORK=no). */
 START_TEST(curves_without_driver_warn_once) {
@@ -797,6 +829,7 @@ Suite *report_suite(void) {
     tcase_add_checked_fixture(c, make_dir, remove_dir);
     tcase_add_test(c, curves_png_has_requested_size_and_prints_nothing);
     tcase_add_test(c, curves_failure_is_a_warning);
+    tcase_add_test(c, curves_on_a_full_disk_leave_no_truncated_png);
     const char *fork_mode = getenv("CK_FORK");
     if (!fork_mode || strcmp(fork_mode, "no")) tcase_add_test(c, curves_without_driver_warn_once);
     suite_add_tcase(s, c);
