@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -447,28 +448,65 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 #define LINE_MAX_CHARS 198
 #define CONT_INDENT "    " /* a list's continuation line */
 
-/* Lines libinih cannot hold. */
-static dg_status check_line_lengths(const char *path) {
-    size_t n = 0;
+/* What libinih does not tell apart, checked on the raw lines first: a line
+ * too long for it, a key before any [section] (libinih reports it as
+ * section "") and a key given again on an unindented line (libinih joins
+ * it to the first like an indented continuation of a list). */
+static dg_status scan_lines(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         dg_log_error("%s: cannot read the configuration: %s", path, strerror(errno));
         return DG_STATUS_ERR_IO;
     }
-    int c, line = 1;
-    while ((c = fgetc(f)) != EOF) {
-        if (c == '\n') {
-            line++;
-            n = 0;
-        } else if (++n == LINE_MAX_CHARS + 1) {
+    enum { MAX_SEEN = 256 };
+    char section[64] = "", *seen[MAX_SEEN];
+    int seen_line[MAX_SEEN], n_seen = 0, line = 0;
+    dg_status st = DG_STATUS_OK;
+    char *buf = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (st == DG_STATUS_OK && (len = getline(&buf, &cap, f)) >= 0) {
+        line++;
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r')) buf[--len] = '\0';
+        if (len > LINE_MAX_CHARS) {
             dg_log_error("%s:%d: line longer than %d characters; continue a long list on "
                          "indented lines", path, line, LINE_MAX_CHARS);
-            fclose(f);
-            return DG_STATUS_ERR_CONFIG;
+            st = DG_STATUS_ERR_CONFIG;
+            break;
+        }
+        if (buf[0] == ' ' || buf[0] == '\t') continue; /* a continuation */
+        char *t = dg_str_trim(buf), *eq = strchr(t, '=');
+        if (*t == '[') {
+            snprintf(section, sizeof(section), "%.*s", (int)strcspn(t + 1, "]"), t + 1);
+            continue;
+        }
+        if (!*t || *t == ';' || *t == '#' || !eq) continue;
+        *eq = '\0';
+        const char *key = dg_str_trim(t);
+        if (!section[0]) {
+            dg_log_error("%s:%d: key '%s' before any [section] (sections: data, model, optim, "
+                         "train, eval, output)", path, line, key);
+            st = DG_STATUS_ERR_CONFIG;
+            break;
+        }
+        char *id = dg_xasprintf("[%s] %s", section, key);
+        for (int i = 0; i < n_seen && st == DG_STATUS_OK; i++)
+            if (!strcmp(seen[i], id)) {
+                dg_log_error("%s:%d: %s is given twice (first at line %d); continue a list on "
+                             "indented lines", path, line, id, seen_line[i]);
+                st = DG_STATUS_ERR_CONFIG;
+            }
+        if (n_seen < MAX_SEEN) {
+            seen_line[n_seen] = line;
+            seen[n_seen++] = id;
+        } else {
+            dg_free(id);
         }
     }
+    for (int i = 0; i < n_seen; i++) dg_free(seen[i]);
+    free(buf);
     fclose(f);
-    return DG_STATUS_OK;
+    return st;
 }
 
 static char *stem_of(const char *path) {
@@ -521,7 +559,7 @@ dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *con
     dg_free(cfg->name);
     cfg->path = dg_xstrdup(path);
     cfg->name = stem_of(path);
-    dg_status st = check_line_lengths(path);
+    dg_status st = scan_lines(path);
     if (st != DG_STATUS_OK) return st;
     parse_ctx *pc = dg_xcalloc(1, sizeof(*pc));
     pc->cfg = cfg;
@@ -665,6 +703,12 @@ dg_status dg_config_validate(dg_config *cfg) {
         dg_log_error("%s: model.output_stride = %ld: DeepLabv3+ runs at output stride 8 or 16",
                 cfg->path, cfg->output_stride);
         return DG_STATUS_ERR_CONFIG;
+    }
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores > 0 && cfg->threads > 4 * cores) { /* oversubscribed: every step crawls */
+        dg_log_warn("%s: train.threads = %ld on %ld cores would slow every step down; using %ld",
+                cfg->path, cfg->threads, cores, 4 * cores);
+        cfg->threads = 4 * cores;
     }
     if (o->nesterov && o->momentum == 0) {
         dg_log_error("%s: optim.nesterov needs optim.momentum > 0 (as PyTorch's SGD)", cfg->path);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -245,6 +246,47 @@ START_TEST(long_values_read_back_whole_or_are_refused) {
     dg_free(log);
     dg_config_free(&cfg);
     dg_free(over[0]), dg_free(long_dir);
+}
+END_TEST
+
+/* What libinih alone would misread: a key before any section (not "unknown
+ * section []"), a list key given again on an unindented line (not joined
+ * silently to the first); and threads far above the cores are capped with
+ * a warning instead of crawling. */
+START_TEST(keys_outside_sections_and_repeated_lists_are_named) {
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"include = x\n[data]\nsources = gtav:/a\n", "c.ini:1: key 'include' before any [section]"},
+        {"[data]\nsources = gtav:/a\nsources = synthia:/b\n",
+                "c.ini:3: [data] sources is given twice (first at line 2)"},
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        dg_config cfg;
+        char *log;
+        const dg_status st = load_text(cases[i].text, &cfg, &log, 0, NULL);
+        ck_assert_msg(st == DG_STATUS_ERR_CONFIG && strstr(log, cases[i].want),
+                "case %zu: status %d: %s", i, (int)st, log);
+        dg_free(log);
+        dg_config_free(&cfg);
+    }
+    /* an indented line still continues the list */
+    dg_config cfg;
+    char *log;
+    ck_assert_int_eq(load_text("[data]\nsources = gtav:/a\n    synthia:/b\n", &cfg, &log, 0,
+            NULL), DG_STATUS_OK);
+    dg_free(log);
+    ck_assert_str_eq(cfg.sources, "gtav:/a, synthia:/b");
+    ck_assert_int_eq(dg_config_set(&cfg, "train.threads=4096"), DG_STATUS_OK);
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_validate(&cfg), DG_STATUS_OK);
+    log = capture_end(&cap);
+    const long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_msg(cfg.threads == 4 * cores && strstr(log, "train.threads = 4096"), "%ld: %s",
+            cfg.threads, log);
+    dg_free(log);
+    dg_config_free(&cfg);
 }
 END_TEST
 
@@ -548,6 +590,7 @@ Suite *config_suite(void) {
     tcase_add_test(tc, errors_name_file_line_and_key);
     tcase_add_test(tc, lists_continue_on_indented_lines);
     tcase_add_test(tc, overrides_and_validation);
+    tcase_add_test(tc, keys_outside_sections_and_repeated_lists_are_named);
     tcase_add_test(tc, long_values_read_back_whole_or_are_refused);
     tcase_add_test(tc, unknown_models_and_empty_dataset_lists_are_refused_at_load);
     suite_add_tcase(s, tc);
