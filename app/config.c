@@ -559,7 +559,8 @@ dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *con
     dg_free(cfg->name);
     cfg->path = dg_xstrdup(path);
     cfg->name = stem_of(path);
-    dg_status st = scan_lines(path);
+    dg_status st = dg_check_regular_file(path, "configuration");
+    if (st == DG_STATUS_OK) st = scan_lines(path);
     if (st != DG_STATUS_OK) return st;
     parse_ctx *pc = dg_xcalloc(1, sizeof(*pc));
     pc->cfg = cfg;

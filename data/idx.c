@@ -54,6 +54,7 @@ static uint32_t be32(const uint8_t *p) {
 
 dg_status dg_idx_read(const char *path, dg_idx *out) {
     memset(out, 0, sizeof(*out));
+    if (dg_check_regular_file(path, "IDX") != DG_STATUS_OK) return DG_STATUS_ERR_IO;
     errno = 0;
     gzFile f = gzopen(path, "rb");
     if (!f) {

@@ -44,6 +44,7 @@ void image_alloc(dg_image *img, int h, int w, int c) {
 
 /* The whole file at path into *buf (dg_free it), its size into *n. */
 dg_status read_whole_file(const char *path, uint8_t **buf, size_t *n) {
+    if (dg_check_regular_file(path, "image") != DG_STATUS_OK) return DG_STATUS_ERR_IO;
     *buf = nullptr;
     *n = 0;
     FILE *f = std::fopen(path, "rb");

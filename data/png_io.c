@@ -158,6 +158,10 @@ static dg_status png_read_file(const char *path, dg_label_png *out, bool pixels)
     dg_status st = DG_STATUS_OK;
     png_structp png = NULL;
     png_infop info = NULL;
+    if (dg_check_regular_file(path, "PNG") != DG_STATUS_OK) {
+        st = DG_STATUS_ERR_IO;
+        goto done;
+    }
     rd->f = fopen(path, "rb");
     if (!rd->f) {
         dg_log_error("%s: cannot open: %s", path, strerror(errno));

@@ -25,6 +25,8 @@
 #include "common.h"
 #include "data/fsutil.h"
 #include "data/image_cv.h"
+#include "nets/core/safetensors.h"
+#include "data/idx.h"
 #include "data/png_io.h"
 #include "data/synth.h"
 
@@ -287,6 +289,39 @@ START_TEST(keys_outside_sections_and_repeated_lists_are_named) {
             cfg.threads, log);
     dg_free(log);
     dg_config_free(&cfg);
+}
+END_TEST
+
+/* A path that is not a regular file is named for what it is, never
+ * opened: a FIFO would block the open until some writer came. */
+START_TEST(fifos_folders_and_dangling_links_are_named_not_opened) {
+    char fifo[160], loop[160], dangling[160];
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+    snprintf(loop, sizeof(loop), "%s/loop", dir);
+    snprintf(dangling, sizeof(dangling), "%s/dangling", dir);
+    ck_assert_int_eq(mkfifo(fifo, 0644), 0);
+    ck_assert_int_eq(symlink(loop, loop), 0);
+    ck_assert_int_eq(symlink("no-such-file", dangling), 0);
+    capture cap;
+    dg_config cfg;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_config_load(&cfg, fifo, 0, NULL), DG_STATUS_ERR_IO);
+    dg_config_free(&cfg);
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, dir), DG_STATUS_ERR_IO);
+    dg_image img;
+    ck_assert_int_eq(dg_image_read(dangling, &img), DG_STATUS_ERR_IO);
+    dg_label_png l;
+    ck_assert_int_eq(dg_label_read_png(loop, &l), DG_STATUS_ERR_IO);
+    dg_idx a;
+    ck_assert_int_eq(dg_idx_read(fifo, &a), DG_STATUS_ERR_IO);
+    char *log = capture_end(&cap);
+    ck_assert_msg(strstr(log, "fifo: is a FIFO, not a regular file (configuration)") &&
+            strstr(log, "is a folder, not a regular file (safetensors)") &&
+            strstr(log, "dangling: is a dangling symbolic link") &&
+            strstr(log, "loop: is a symbolic link loop") &&
+            strstr(log, "fifo: is a FIFO, not a regular file (IDX)"), "%s", log);
+    dg_free(log);
 }
 END_TEST
 
@@ -590,6 +625,7 @@ Suite *config_suite(void) {
     tcase_add_test(tc, errors_name_file_line_and_key);
     tcase_add_test(tc, lists_continue_on_indented_lines);
     tcase_add_test(tc, overrides_and_validation);
+    tcase_add_test(tc, fifos_folders_and_dangling_links_are_named_not_opened);
     tcase_add_test(tc, keys_outside_sections_and_repeated_lists_are_named);
     tcase_add_test(tc, long_values_read_back_whole_or_are_refused);
     tcase_add_test(tc, unknown_models_and_empty_dataset_lists_are_refused_at_load);

@@ -349,7 +349,7 @@ END_TEST
 START_TEST(st_reader_reports_unreadable_paths_as_io_errors) {
     char path[128];
     const char *names[2] = {"does-not-exist.safetensors", ""};
-    const char *expect[2] = {"cannot open: No such file or directory", "is a directory"};
+    const char *expect[2] = {"cannot open: No such file or directory", "is a folder"};
     for (int i = 0; i < 2; i++) {
         path_of(path, sizeof(path), names[i]);
         dg_tensor_reader r;

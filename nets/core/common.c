@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -276,4 +277,23 @@ int dg_file_remove_stale_temporaries(const char *path) {
     if (d) closedir(d);
     free(dir);
     return removed;
+}
+
+dg_status dg_check_regular_file(const char *path, const char *what) {
+    struct stat sb;
+    const char *kind = NULL;
+    if (stat(path, &sb) == 0) {
+        if (S_ISREG(sb.st_mode)) return DG_STATUS_OK;
+        kind = S_ISDIR(sb.st_mode) ? "a folder" : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                : S_ISSOCK(sb.st_mode) ? "a socket"
+                : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "not a file";
+    } else if (errno == ELOOP) {
+        kind = "a symbolic link loop";
+    } else if (errno == ENOENT && lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode)) {
+        kind = "a dangling symbolic link";
+    } else {
+        return DG_STATUS_OK; /* missing or unreadable: the reader's open names the reason */
+    }
+    dg_log_error("%s: is %s, not a regular file (%s)", path, kind, what);
+    return DG_STATUS_ERR_IO;
 }

@@ -129,6 +129,14 @@ typedef struct dg_file_part {
  * Returns DG_STATUS_OK or DG_STATUS_ERR_IO. */
 dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int n_parts);
 
+/* Before a reader opens path: DG_STATUS_OK when it is a regular file (links
+ * followed) or does not exist (the reader's own open then says so);
+ * otherwise DG_STATUS_ERR_IO after "PATH: is a folder (FIFO, device,
+ * socket, dangling symbolic link, symbolic link loop), not a regular file"
+ * naming `what` ("configuration", "checkpoint", "image") -- opening a FIFO
+ * would wait forever for a writer. */
+dg_status dg_check_regular_file(const char *path, const char *what);
+
 /* Removes the temporary files of dg_file_write_atomic for path
  * ("PATH.tmp.PID.N") whose writing process no longer runs (a write cut
  * short by kill -9 or a crash), logging each; those of running processes

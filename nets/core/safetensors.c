@@ -448,6 +448,10 @@ static dg_status parse_header(dg_tensor_reader *r, const char *hdr, size_t n) {
 dg_status dg_tensor_reader_open(dg_tensor_reader *r, const char *path) {
     memset(r, 0, sizeof(*r));
     r->path = dg_xstrdup(path);
+    if (dg_check_regular_file(path, "safetensors") != DG_STATUS_OK) {
+        dg_tensor_reader_close(r);
+        return DG_STATUS_ERR_IO;
+    }
     r->fd = open(path, O_RDONLY | O_CLOEXEC);
     if (r->fd < 0) {
         dg_log_error("%s: cannot open: %s", path, strerror(errno));
