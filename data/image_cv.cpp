@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <vector>
@@ -78,6 +79,40 @@ dg_status read_whole_file(const char *path, uint8_t **buf, size_t *n) {
 }
 
 bool is_jpeg(const uint8_t *b, size_t n) { return n >= 2 && b[0] == 0xFF && b[1] == 0xD8; }
+
+uint32_t be16(const uint8_t *p) { return static_cast<uint32_t>(p[0]) << 8 | p[1]; }
+uint32_t be32(const uint8_t *p) { return be16(p) << 16 | be16(p + 2); }
+
+/* Width and height from a PNG's IHDR or a JPEG's first SOFn marker, without
+ * decoding anything; false when the header does not say (other formats, or
+ * a header too short: the decoder then judges the file). */
+bool header_dims(const uint8_t *b, size_t n, uint64_t *w, uint64_t *h) {
+    static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (n >= 24 && !std::memcmp(b, png_sig, 8) && !std::memcmp(b + 12, "IHDR", 4)) {
+        *w = be32(b + 16);
+        *h = be32(b + 20);
+        return true;
+    }
+    if (!is_jpeg(b, n)) return false;
+    for (size_t i = 2; i + 4 <= n;) {
+        if (b[i] != 0xFF) return false;
+        while (i < n && b[i] == 0xFF) i++;
+        if (i + 3 > n) return false;
+        const uint8_t m = b[i++];
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;
+        const size_t len = be16(b + i);
+        /* SOF0..15 but DHT (C4), JPG (C8), DAC (CC) */
+        if (m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC) {
+            if (i + 7 > n) return false;
+            *h = be16(b + i + 3);
+            *w = be16(b + i + 5);
+            return true;
+        }
+        if (m == 0xDA || len < 2) return false; /* a scan before any frame header */
+        i += len;
+    }
+    return false;
+}
 
 bool is_rst_or_stuffing(uint8_t m) { return m == 0x00 || (m >= 0xD0 && m <= 0xD7); }
 
@@ -173,6 +208,17 @@ void dg_image_free(dg_image *img) {
     std::memset(img, 0, sizeof(*img));
 }
 
+int64_t dg_image_max_pixels(void) {
+    static int64_t limit = 0; /* read once; a benign race writes the same value */
+    if (limit == 0) {
+        const char *e = std::getenv("DGSEG_MAX_IMAGE_PIXELS");
+        char *end = nullptr;
+        const long long v = e ? std::strtoll(e, &end, 10) : 0;
+        limit = e && *e && end && !*end && v > 0 ? v : INT64_C(100000000);
+    }
+    return limit;
+}
+
 dg_status dg_image_read(const char *path, dg_image *out) {
     std::memset(out, 0, sizeof(*out));
     uint8_t *buf = nullptr;
@@ -187,6 +233,12 @@ dg_status dg_image_read(const char *path, dg_image *out) {
             dg_log_error("%s: truncated JPEG: the data ends before the end-of-image marker", path);
         } else if (n > static_cast<size_t>(INT32_MAX)) {
             dg_log_error("%s: file too large to decode (%zu bytes)", path, n);
+        } else if (uint64_t w = 0, h = 0; header_dims(buf, n, &w, &h) &&
+                w * h > static_cast<uint64_t>(dg_image_max_pixels())) {
+            dg_log_error("%s: %llux%llu pixels, above the decoded-image limit of %lld "
+                    "(DGSEG_MAX_IMAGE_PIXELS)", path, static_cast<unsigned long long>(w),
+                    static_cast<unsigned long long>(h),
+                    static_cast<long long>(dg_image_max_pixels()));
         } else {
             const cv::Mat raw(1, static_cast<int>(n), CV_8UC1, buf);
             const cv::Mat bgr =

@@ -36,6 +36,13 @@ void dg_image_init(dg_image *img, int h, int w, int c);
 /* Releases data and zeroes the struct; safe on a zeroed struct. */
 void dg_image_free(dg_image *img);
 
+/* The decoded-image size limit in pixels: DGSEG_MAX_IMAGE_PIXELS from the
+ * environment when set (a positive integer), else 100 million, five times
+ * the largest frames of the real datasets (Mapillary's, about 20 MP). Images
+ * and label PNGs whose header asks for more are refused before any pixel is
+ * decoded or allocated. */
+int64_t dg_image_max_pixels(void);
+
 /* Decodes the image file at path (any format OpenCV reads: PNG, JPEG, ...;
  * the content decides, not the extension) to RGB8: cv::imdecode with
  * IMREAD_COLOR | IMREAD_IGNORE_ORIENTATION (gray is replicated, alpha
@@ -45,7 +52,8 @@ void dg_image_free(dg_image *img);
  * (libjpeg would silently pad it with grey). out is overwritten; zeroed on
  * error. Returns DG_STATUS_OK, DG_STATUS_ERR_IO (missing or unreadable
  * file: path and strerror logged) or DG_STATUS_ERR_FORMAT (empty, corrupt,
- * truncated or not an image: path and reason logged). */
+ * truncated, not an image, or above dg_image_max_pixels in its PNG or JPEG
+ * header: path and reason logged). */
 dg_status dg_image_read(const char *path, dg_image *out);
 
 /* Encodes img (c = 1 gray, 3 RGB, 4 RGBA) as PNG and writes it to path

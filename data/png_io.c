@@ -13,6 +13,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data/png_io.h"
 
+#include "data/image_cv.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
@@ -106,6 +108,12 @@ static dg_status png_decode(png_structp png, png_infop info, png_rd *rd, dg_labe
     png_uint_32 w32, h32;
     int depth, color_type, interlace;
     png_get_IHDR(png, info, &w32, &h32, &depth, &color_type, &interlace, NULL, NULL);
+    if ((uint64_t)w32 * h32 > (uint64_t)dg_image_max_pixels()) {
+        dg_log_error("%s: %ux%u pixels, above the decoded-image limit of %lld "
+                     "(DGSEG_MAX_IMAGE_PIXELS)", rd->path, (unsigned)w32, (unsigned)h32,
+                (long long)dg_image_max_pixels());
+        return DG_STATUS_ERR_FORMAT;
+    }
     out->h = (int)h32;
     out->w = (int)w32;
     out->channels = png_get_channels(png, info);

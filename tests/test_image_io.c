@@ -1216,12 +1216,71 @@ START_TEST(npy_write_failure_is_io_error) {
 }
 END_TEST
 
+/* A header asking for more pixels than dg_image_max_pixels is refused
+ * before anything is decoded or allocated (a 30000 x 30000 PNG of a few
+ * hundred bytes used to cost 2.7 GB, or abort under a memory limit); the
+ * limit is DGSEG_MAX_IMAGE_PIXELS when set. */
+START_TEST(images_above_the_pixel_limit_are_refused_from_their_header) {
+    static const uint8_t png[] = { /* IHDR 30000 x 30000 gray, one small IDAT, IEND */
+            0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48,
+            0x44, 0x52, 0x00, 0x00, 0x75, 0x30, 0x00, 0x00, 0x75, 0x30, 0x08, 0x00, 0x00, 0x00,
+            0x00, 0x43, 0x4c, 0xa7, 0x66, 0x00, 0x00, 0x00, 0x0b, 0x49, 0x44, 0x41, 0x54, 0x78,
+            0x9c, 0x63, 0x60, 0x40, 0x05, 0x00, 0x00, 0x10, 0x00, 0x01, 0x39, 0xbd, 0x8f, 0x65,
+            0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82};
+    static const uint8_t jpg[] = {0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8, 0x75, 0x30, 0x75, 0x30, 1, 1,
+            0x11, 0, 0xFF, 0xD9};
+    char p[128], j[128];
+    path_of(p, sizeof(p), "huge.png");
+    path_of(j, sizeof(j), "huge.jpg");
+    write_file(p, png, sizeof(png));
+    write_file(j, jpg, sizeof(jpg));
+    dg_image img;
+    capture cap;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_image_read(p, &img), DG_STATUS_ERR_FORMAT);
+    char *log = capture_end(&cap);
+    expect_one_error(log, p, "30000x30000 pixels, above the decoded-image limit");
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_image_read(j, &img), DG_STATUS_ERR_FORMAT);
+    log = capture_end(&cap);
+    expect_one_error(log, j, "30000x30000 pixels, above the decoded-image limit");
+    dg_label_png l;
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_label_read_png(p, &l), DG_STATUS_ERR_FORMAT);
+    log = capture_end(&cap);
+    expect_one_error(log, p, "30000x30000 pixels, above the decoded-image limit");
+}
+END_TEST
+
+/* DGSEG_MAX_IMAGE_PIXELS sets the limit (read once per process: this
+ * forked test reads it first). */
+START_TEST(the_pixel_limit_comes_from_the_environment) {
+    char p[128];
+    dg_image img;
+    capture cap;
+    char *log;
+    setenv("DGSEG_MAX_IMAGE_PIXELS", "100", 1);
+    dg_image small;
+    make_pattern(&small, 8, 16, 3);
+    path_of(p, sizeof(p), "small.png");
+    ck_assert_int_eq(dg_image_write_png(p, &small), DG_STATUS_OK);
+    capture_begin(&cap);
+    ck_assert_int_eq(dg_image_read(p, &img), DG_STATUS_ERR_FORMAT);
+    log = capture_end(&cap);
+    expect_one_error(log, p, "16x8 pixels, above the decoded-image limit of 100");
+    unsetenv("DGSEG_MAX_IMAGE_PIXELS");
+    dg_image_free(&small);
+}
+END_TEST
+
 Suite *image_io_suite(void) {
     Suite *s = suite_create("image_io");
     TCase *img = tcase_create("image");
     tcase_add_unchecked_fixture(img, make_dir, remove_dir);
     tcase_set_timeout(img, 30);
     tcase_add_test(img, image_png_round_trip_is_exact);
+    tcase_add_test(img, images_above_the_pixel_limit_are_refused_from_their_header);
+    tcase_add_test(img, the_pixel_limit_comes_from_the_environment);
     tcase_add_test(img, image_pure_red_pixel_stays_red);
     tcase_add_test(img, image_jpeg_round_trip_is_close);
     tcase_add_test(img, image_gray_and_16bit_pngs_read_as_rgb8);
