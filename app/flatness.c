@@ -208,20 +208,6 @@ static dg_status flat_eval(void *self, const float *w, const float *q, int group
     return DG_STATUS_OK;
 }
 
-/* True when the first n_tensors of a are b's tensors at b's offsets. */
-static bool layout_prefix(const dg_param_set *a, const dg_param_set *b) {
-    if (a->n_tensors > b->n_tensors || a->n_stat_tensors > b->n_stat_tensors) return false;
-    for (size_t i = 0; i < a->n_tensors; i++)
-        if (strcmp(a->tensors[i].name, b->tensors[i].name) ||
-                a->tensors[i].offset != b->tensors[i].offset)
-            return false;
-    for (size_t i = 0; i < a->n_stat_tensors; i++)
-        if (strcmp(a->stat_tensors[i].name, b->stat_tensors[i].name) ||
-                a->stat_tensors[i].offset != b->stat_tensors[i].offset)
-            return false;
-    return true;
-}
-
 /* Builds the inference instance and the losses over c's model (built by
  * dg_ckpt_load_model as the training instance). */
 static dg_status flat_obj_init(flat_obj *o, dg_ctx *ctx, dg_ckpt *c, const flat_data *fd,
@@ -241,7 +227,7 @@ static dg_status flat_obj_init(flat_obj *o, dg_ctx *ctx, dg_ckpt *c, const flat_
     dg_status st = dg_model_create(&o->inf, ctx, c->meta.model, &io, 0);
     if (st != DG_STATUS_OK) return st;
     o->has_inf = true;
-    if (!layout_prefix(&o->inf.ps, &c->m.ps)) {
+    if (!dg_params_layout_is_prefix(&o->inf.ps, &c->m.ps)) {
         dg_log_error("%s: the inference instance's parameter layout is not a prefix of the "
                      "training instance's", c->meta.model);
         return DG_STATUS_ERR_SHAPE;
@@ -789,7 +775,6 @@ static dg_status measure(const flat_opts *o, const dg_flat_objective *obj, dg_ck
         const size_t n = (size_t)n_land;
         r->land_loss = dg_xmalloc(n * sizeof(double));
         r->land_metric = dg_xmalloc(n * sizeof(double));
-        fp.base += 0;
         st = dg_flat_plane(obj, w, q, d1, d2, r->land_a, r->n_land, d2 ? r->land_a : NULL,
                 d2 ? r->n_land : 1, r->land_loss, r->land_metric, on_progress, &fp);
         dg_free(d1);

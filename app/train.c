@@ -193,11 +193,7 @@ static dg_status make_cls_evaluator(run *r) {
     if (st != DG_STATUS_OK) return st;
     r->has_ev = true;
     const dg_param_set *a = &r->ev.ps, *b = &r->m.ps;
-    bool same = a->d == b->d && a->n_stats == b->n_stats && a->n_tensors == b->n_tensors;
-    for (size_t i = 0; same && i < a->n_tensors; i++)
-        same = !strcmp(a->tensors[i].name, b->tensors[i].name) &&
-                a->tensors[i].offset == b->tensors[i].offset;
-    if (!same) {
+    if (a->d != b->d || a->n_stats != b->n_stats || !dg_params_layout_is_prefix(a, b)) {
         dg_log_error("%s: the evaluation instance's parameter layout differs from the training "
                      "instance's", r->cfg->model);
         return DG_STATUS_ERR_SHAPE;

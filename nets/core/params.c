@@ -128,3 +128,16 @@ void dg_params_set_init(dg_param_set *ps, const char *name, dg_init_kind init, f
     t->init = init;
     t->init_value = value;
 }
+
+bool dg_params_layout_is_prefix(const dg_param_set *a, const dg_param_set *b) {
+    if (a->n_tensors > b->n_tensors || a->n_stat_tensors > b->n_stat_tensors) return false;
+    for (size_t i = 0; i < a->n_tensors; i++)
+        if (strcmp(a->tensors[i].name, b->tensors[i].name) ||
+                a->tensors[i].offset != b->tensors[i].offset)
+            return false;
+    for (size_t i = 0; i < a->n_stat_tensors; i++)
+        if (strcmp(a->stat_tensors[i].name, b->stat_tensors[i].name) ||
+                a->stat_tensors[i].offset != b->stat_tensors[i].offset)
+            return false;
+    return true;
+}

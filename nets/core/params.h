@@ -76,6 +76,12 @@ void dg_params_set_init(dg_param_set *ps, const char *name, dg_init_kind init, f
 const dg_param_tensor *dg_params_find(const dg_param_set *ps, const char *name);
 const dg_param_tensor *dg_params_find_stat(const dg_param_set *ps, const char *name);
 
+/* True when a's trainable and statistics tensors are the first ones of b,
+ * with b's names and offsets: a vector laid out like b can run a (an
+ * inference instance without the auxiliary head on a training layout).
+ * Equal layouts are the case a->d == b->d && a->n_stats == b->n_stats. */
+bool dg_params_layout_is_prefix(const dg_param_set *a, const dg_param_set *b);
+
 /* Initialiser values, as torch.nn.init computes them. fan_in = IC*KH*KW,
  * fan_out = OC*KH*KW for a (OC, IC, KH, KW) weight. */
 float dg_init_kaiming_std(int64_t fan);      /* sqrt(2 / fan), ReLU gain */
