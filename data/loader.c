@@ -27,6 +27,7 @@ typedef struct slot {
     slot_state state;
     long k;         /* batch number held */
     dg_status st;   /* load status when SLOT_ERROR */
+    dg_log_capture log; /* what loading it said, printed when it is used */
 } slot;
 
 struct dg_loader {
@@ -325,7 +326,9 @@ static void *worker_main(void *arg) {
         int s = take_job(l);
         if (s < 0) break;
         pthread_mutex_unlock(&l->mu);
+        dg_log_capture_to(&l->slots[s].log);
         dg_status st = load_batch(l, &l->slots[s].b);
+        dg_log_capture_to(NULL);
         pthread_mutex_lock(&l->mu);
         finish_job(l, s, st);
         if (st != DG_STATUS_OK) break; /* the consumer stops everything when it gets here */
@@ -424,20 +427,39 @@ dg_status dg_loader_create(const dg_loader_cfg *cfg, dg_loader **out) {
     int prefetch = cfg->prefetch ? cfg->prefetch : 2 * (cfg->workers ? cfg->workers : 1);
     l->n_slots = prefetch + 1;
     l->slots = dg_xcalloc((size_t)l->n_slots, sizeof(*l->slots));
-    for (int s = 0; s < l->n_slots; s++) {
+    pthread_mutex_init(&l->mu, NULL); /* before any dg_loader_free */
+    pthread_cond_init(&l->cv_slot, NULL);
+    pthread_cond_init(&l->cv_ready, NULL);
+    /* the batch buffers grow with the batch and crop sizes: refused with
+     * their size when the process cannot take them, never an abort */
+    const double x_bytes = (double)B * (double)l->sample_x * sizeof(float),
+                 p_bytes = (double)B * (double)l->sample_p * sizeof(int32_t);
+    const dg_mem_headroom room = dg_mem_headroom_now();
+    bool fits = (x_bytes + p_bytes) * l->n_slots <= (double)room.bytes;
+    for (int s = 0; fits && s < l->n_slots; s++) {
         dg_batch *b = &l->slots[s].b;
         b->n_domains = cfg->sequential ? 1 : S;
         b->c = cfg->src.c;
-        b->x = dg_xmalloc((size_t)B * l->sample_x * sizeof(float));
-        b->label = dg_xmalloc((size_t)B * l->sample_p * sizeof(int32_t));
+        b->x = dg_try_malloc((size_t)x_bytes);
+        b->label = dg_try_malloc((size_t)p_bytes);
         b->sample_id = dg_xmalloc((size_t)B * sizeof(int64_t));
         b->refs = dg_xmalloc((size_t)B * sizeof(dg_sample_ref));
+        fits = b->x && b->label;
+    }
+    if (!fits) {
+        char need[32], left[32];
+        dg_fmt_bytes(need, sizeof(need), (x_bytes + p_bytes) * l->n_slots);
+        dg_fmt_bytes(left, sizeof(left), (double)room.bytes);
+        dg_log_error("loader: out of memory: %d batch buffers (prefetch %d + 1) of %d samples "
+                     "of %dx%dx%d need %s and this process can take %s%s%s; lower the batch "
+                     "size, the crop size or the prefetch depth", l->n_slots, prefetch, B,
+                cfg->src.c, cfg->src.max_h, cfg->src.max_w, need, left,
+                room.binding[0] ? ": " : "", room.binding);
+        dg_loader_free(l);
+        return DG_STATUS_ERR_MEMORY;
     }
     l->next_job = l->next_consume = cfg->start_step;
     l->held = -1;
-    pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv_slot, NULL);
-    pthread_cond_init(&l->cv_ready, NULL);
     l->threads = dg_xcalloc((size_t)(cfg->workers ? cfg->workers : 1), sizeof(pthread_t));
     for (int t = 0; t < cfg->workers; t++) {
         if (pthread_create(&l->threads[t], NULL, worker_main, l) != 0) {
@@ -487,6 +509,7 @@ dg_status dg_loader_next(dg_loader *l, const dg_batch **out) {
     while (st == DG_STATUS_OK && !(l->slots[s].k == k &&
             (l->slots[s].state == SLOT_READY || l->slots[s].state == SLOT_ERROR)))
         pthread_cond_wait(&l->cv_ready, &l->mu);
+    if (st == DG_STATUS_OK) dg_log_capture_flush(&l->slots[s].log); /* the batch is used */
     if (st == DG_STATUS_OK && l->slots[s].state == SLOT_ERROR) {
         st = l->fatal = l->slots[s].st;
         l->stop = true;
@@ -519,6 +542,7 @@ void dg_loader_free(dg_loader *l) {
         dg_free(b->label);
         dg_free(b->sample_id);
         dg_free(b->refs);
+        dg_log_capture_free(&l->slots[s].log); /* of batches never used: unsaid */
     }
     dg_free(l->slots);
     for (int d = 0; d < DG_LOADER_MAX_DOMAINS; d++) dg_free(l->list[d]);

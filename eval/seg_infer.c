@@ -141,9 +141,13 @@ static dg_status inst_build(dg_seg_infer *s, int64_t h, int64_t w, dg_seg_infer_
     const dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = h, .width = w,
             .classes = s->cfg.classes, .training = false,
             .output_stride = s->cfg.output_stride, .aux = false};
-    /* The name and options were checked at init: creation cannot fail. */
+    /* The name and options were checked at init: creation fails only for
+     * an image too large for the memory left (logged) */
     dg_status st = dg_model_create(&in->m, s->ctx, s->model, &mo, 0);
-    DG_ASSERT(st == DG_STATUS_OK);
+    if (st != DG_STATUS_OK) {
+        dg_free(in);
+        return st;
+    }
     dg_param_set *ps = &in->m.ps;
     st = check_views(s->model, "tensor", ps->tensors, ps->n_tensors, s->tensors,
             s->n_tensors);

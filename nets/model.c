@@ -47,6 +47,15 @@ bool dg_model_is_segmentation(const char *name) {
     return false;
 }
 
+/* What a model build leaves of the headroom for everything else the run
+ * maps: oneDNN's JIT code (whose mmap failing under an address-space limit
+ * crashes inside oneDNN), thread stacks, the loader's batches and the
+ * method's state: a quarter of it, at most 1 GiB. */
+static size_t model_reserve(size_t headroom) {
+    const size_t gib = (size_t)1 << 30;
+    return headroom == SIZE_MAX ? 0 : DG_MIN(headroom / 4, gib);
+}
+
 dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         const dg_model_opts *o, uint64_t seed) {
     memset(m, 0, sizeof(*m));
@@ -77,6 +86,12 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     m->backbone = e->backbone;
     m->opts = *o;
     dg_params_init(&m->ps);
+    /* every buffer the layers allocate counts against what the process can
+     * still take: a shape too large for this machine is refused here, with
+     * its size, before anything is touched (and never by the OOM killer) */
+    const dg_mem_headroom room = dg_mem_headroom_now();
+    dg_mem_budget budget = {.limit = room.bytes - model_reserve(room.bytes)};
+    ctx->budget = &budget;
     int64_t dims[4] = {o->batch, o->in_channels, o->height, o->width};
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
     m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
@@ -87,7 +102,25 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     e->init(m, ctx);
     dg_conv_set_winograd(false);
     dg_wlayer_set_compute(dnnl_f32);
-    if (ctx->status != DG_STATUS_OK) { /* a layer this CPU cannot build (logged) */
+    dg_budget_take(&budget, (double)(2 * m->ps.d + m->ps.n_stats) * sizeof(float),
+            "the parameters and their gradients");
+    ctx->budget = NULL;
+    if (budget.failed && ctx->status == DG_STATUS_OK) {
+        char need[32], left[32], first[32];
+        dg_fmt_bytes(need, sizeof(need), budget.wanted);
+        dg_fmt_bytes(left, sizeof(left), (double)budget.limit);
+        dg_fmt_bytes(first, sizeof(first), budget.failed_size);
+        dg_log_error("%s (%s, batch %lld, %lldx%lldx%lld input): out of memory: its buffers need "
+                     "%s and this process can give it %s (%s, less a reserve for code and "
+                     "the data loader); the first that did not fit is %s "
+                     "of %s. Lower the batch size or the input size", e->name,
+                     o->training ? "training" : "inference", (long long)o->batch,
+                     (long long)o->in_channels, (long long)o->height, (long long)o->width, need,
+                     left, room.binding[0] ? room.binding : "an allocation failed", budget.failed_what,
+                     first);
+        ctx->status = DG_STATUS_ERR_MEMORY;
+    }
+    if (ctx->status != DG_STATUS_OK) { /* a layer this CPU cannot build, or memory (logged) */
         st = ctx->status;
         ctx->status = DG_STATUS_OK;
         dg_model_free(m);

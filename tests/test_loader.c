@@ -11,11 +11,15 @@
  * stream of every slot; identical batches for 0 .. 3 workers and any
  * prefetch depth; resume from a later step; epoch and pass ends; the
  * fail and skip policies (the error surfaces, later calls repeat it, the
- * workers are joined without hanging); size checks and packing of smaller
- * samples; centroid computation per tile. */
+ * workers are joined without hanging; a prefetched batch's messages are
+ * printed only when it is used); batch buffers refused beyond the memory
+ * left; size checks and packing of smaller samples; centroid computation
+ * per tile. */
 #define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "data/loader.h"
@@ -302,6 +306,87 @@ START_TEST(fail_policy_surfaces_the_error_and_stops_cleanly) {
 }
 END_TEST
 
+/* data.on_bad_sample = fail: a corrupt sample in a batch that workers
+ * prefetched but the run never used says nothing (the run ended before
+ * it); the run that does reach it gets the error, and its message, once,
+ * when it takes that batch. */
+START_TEST(bad_sample_is_reported_only_when_its_batch_is_used) {
+    const int64_t sizes[2] = {12, 12};
+    dg_loader_cfg c = base_cfg(2, sizes, 3);
+    /* the domain-1 item of the second batch (batch 1) is the corrupt one */
+    int64_t item = -1;
+    {
+        dg_loader_cfg c0 = c;
+        dg_loader *l = make(&c0);
+        const dg_batch *b;
+        ck_assert_int_eq(dg_loader_next(l, &b), DG_STATUS_OK);
+        ck_assert_int_eq(dg_loader_next(l, &b), DG_STATUS_OK);
+        for (int i = 0; i < b->n && item < 0; i++)
+            if (b->refs[i].domain == 1) item = b->refs[i].index;
+        dg_loader_free(l);
+    }
+    ck_assert_int_ge(item, 0); /* once an epoch: not in batch 0 */
+    for (int workers = 1; workers <= 3; workers++) {
+        for (int use = 1; use <= 2; use++) { /* batches the run takes */
+            dg_loader_cfg cw = base_cfg(2, sizes, 3);
+            cw.workers = workers;
+            cw.prefetch = 3;
+            fk.bad_domain = 1;
+            fk.bad_item = item;
+            capture cap;
+            capture_begin(&cap); /* before the workers start */
+            dg_loader *l = make(&cw);
+            const dg_batch *b;
+            dg_status st = DG_STATUS_OK;
+            for (int k = 0; k < use && st == DG_STATUS_OK; k++) st = dg_loader_next(l, &b);
+            /* the workers fill the prefetch slots, batch 1 among them */
+            const struct timespec pause_ts = {0, 100 * 1000 * 1000};
+            nanosleep(&pause_ts, NULL);
+            dg_loader_free(l);
+            char *log = capture_end(&cap);
+            char want[64];
+            snprintf(want, sizeof(want), "item %lld of domain 1 is corrupt", (long long)item);
+            const char *hit = strstr(log, want);
+            if (use == 1) {
+                ck_assert_int_eq(st, DG_STATUS_OK);
+                ck_assert_msg(!hit, "workers %d: a batch never used printed: %s", workers, log);
+            } else {
+                ck_assert_int_eq(st, DG_STATUS_ERR_FORMAT);
+                ck_assert_msg(hit && !strstr(hit + 1, want), "workers %d: %s", workers, log);
+            }
+            dg_free(log);
+        }
+    }
+}
+END_TEST
+
+/* Batch buffers larger than the process can take are refused with their
+ * size (DG_STATUS_ERR_MEMORY, nothing allocated), never an abort. */
+START_TEST(batch_buffers_beyond_the_memory_left_are_refused) {
+    const int64_t sizes[1] = {12};
+    dg_loader_cfg c = base_cfg(1, sizes, 3);
+    c.src.max_h = c.src.max_w = 1024; /* 4 slots x 3 x 3 x 1024^2 x 4 bytes: 144 MiB */
+    c.prefetch = 3;
+    setenv("DG_MEM_LIMIT", "64M", 1);
+    capture cap;
+    capture_begin(&cap);
+    dg_loader *l = NULL;
+    const dg_status st = dg_loader_create(&c, &l);
+    char *log = capture_end(&cap);
+    unsetenv("DG_MEM_LIMIT");
+    ck_assert_int_eq(st, DG_STATUS_ERR_MEMORY);
+    ck_assert_ptr_null(l);
+    ck_assert_msg(strstr(log, "out of memory") && strstr(log, "144.0 MiB") &&
+            strstr(log, "DG_MEM_LIMIT"), "%s", log);
+    dg_free(log);
+    setenv("DG_MEM_LIMIT", "160M", 1);
+    const dg_status st2 = dg_loader_create(&c, &l);
+    unsetenv("DG_MEM_LIMIT");
+    ck_assert_int_eq(st2, DG_STATUS_OK);
+    dg_loader_free(l);
+}
+END_TEST
+
 START_TEST(skip_policy_replaces_and_counts_deterministically) {
     const int64_t sizes[2] = {12, 12};
     float *ref = NULL;
@@ -498,6 +583,8 @@ Suite *loader_suite(void) {
     tcase_add_test(bad, samples_of_different_size_in_one_batch_are_an_error);
     tcase_add_test(bad, fail_policy_surfaces_the_error_and_stops_cleanly);
     tcase_add_test(bad, skip_policy_replaces_and_counts_deterministically);
+    tcase_add_test(bad, bad_sample_is_reported_only_when_its_batch_is_used);
+    tcase_add_test(bad, batch_buffers_beyond_the_memory_left_are_refused);
     tcase_add_test(bad, skip_policy_gives_up_when_a_domain_is_all_bad);
     tcase_add_test(bad, bad_configurations_are_rejected);
     suite_add_tcase(s, bad);

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -17,7 +18,7 @@
 
 static const char *status_names[] = {
     "ok", "io error", "format error", "config error", "shape error",
-    "missing", "numeric error", "usage error", "interrupted",
+    "missing", "numeric error", "usage error", "interrupted", "out of memory",
 };
 
 const char *dg_status_str(dg_status s) {
@@ -41,15 +42,46 @@ static int log_level_now(void) {
 
 void dg_log_set_level(dg_log_level level) { log_level = (int)level; }
 
+static _Thread_local dg_log_capture *log_capture;
+
+void dg_log_capture_to(dg_log_capture *c) { log_capture = c; }
+
+void dg_log_capture_flush(dg_log_capture *c) {
+    if (c->len) fputs(c->text, stderr);
+    c->len = 0;
+}
+
+void dg_log_capture_free(dg_log_capture *c) {
+    free(c->text);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Appends line to c (dropped when memory runs out: a message is not worth
+ * ending the run for). */
+static void capture_append(dg_log_capture *c, const char *line) {
+    const size_t n = strlen(line);
+    if (c->len + n + 1 > c->cap) {
+        const size_t cap = DG_MAX(c->cap * 2, c->len + n + 1 + 256);
+        char *t = realloc(c->text, cap);
+        if (!t) return;
+        c->text = t;
+        c->cap = cap;
+    }
+    memcpy(c->text + c->len, line, n + 1);
+    c->len += n;
+}
+
 void dg_log(dg_log_level level, const char *fmt, ...) {
     static const char *prefix[] = {"debug: ", "", "warning: ", "error: "};
     if ((int)level < log_level_now()) return;
-    char buf[2048];
+    char buf[2048], line[2100];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "dgseg: %s%s\n", prefix[level], buf);
+    snprintf(line, sizeof(line), "dgseg: %s%s\n", prefix[level], buf);
+    if (log_capture) capture_append(log_capture, line);
+    else fputs(line, stderr);
 }
 
 void dg_panic(const char *file, int line, const char *expr, const char *msg) {
@@ -63,9 +95,145 @@ static _Atomic uint64_t alloc_count;
 uint64_t dg_alloc_count(void) { return atomic_load(&alloc_count); }
 
 static void alloc_failed(size_t size, const char *file, int line) {
-    fprintf(stderr, "%s:%d: out of memory allocating %zu bytes\n", file, line,
-            size);
-    abort();
+    char what[256];
+    snprintf(what, sizeof(what), "a buffer at %s:%d", file, line);
+    dg_out_of_memory(size, what);
+}
+
+void *dg_try_malloc(size_t size) {
+    void *p = NULL;
+    atomic_fetch_add(&alloc_count, 1);
+    if (posix_memalign(&p, 64, size ? size : 1) != 0) return NULL;
+    return p;
+}
+
+void dg_fmt_bytes(char *buf, size_t size, double bytes) {
+    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    int u = 0;
+    while (bytes >= 1024.0 && u + 1 < (int)DG_ARRAY_LEN(unit)) {
+        bytes /= 1024.0;
+        u++;
+    }
+    if (u == 0) snprintf(buf, size, "%.0f B", bytes);
+    else snprintf(buf, size, "%.1f %s", bytes, unit[u]);
+}
+
+/* The kB value of `key` in /proc/meminfo, in bytes; -1 when absent. */
+static double meminfo_bytes(const char *text, const char *key) {
+    const char *p = text ? strstr(text, key) : NULL;
+    if (!p) return -1;
+    p += strlen(key);
+    while (*p == ' ' || *p == ':') p++;
+    char *end;
+    const double kb = strtod(p, &end);
+    return end == p ? -1 : kb * 1024.0;
+}
+
+/* The whole of a small /proc or /sys file, NUL-terminated (dg_free it), or
+ * NULL. Reads with read(2): these files report size 0. */
+static char *read_small(const char *path) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf) break;
+        if (len + 1 >= cap) {
+            char *nb = cap < (1u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        const ssize_t r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        len += (size_t)r;
+    }
+    close(fd);
+    if (buf) buf[len] = '\0';
+    return buf;
+}
+
+static void headroom_take(dg_mem_headroom *h, double bytes, const char *what) {
+    if (bytes < 0) bytes = 0;
+    if (bytes < (double)h->bytes) {
+        h->bytes = bytes >= (double)SIZE_MAX ? SIZE_MAX : (size_t)bytes;
+        snprintf(h->binding, sizeof(h->binding), "%s", what);
+    }
+}
+
+/* "12G", "512M", "4096" -> bytes; -1 when malformed. */
+static double parse_size(const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0) return -1;
+    switch (*end) {
+    case 'k': case 'K': v *= 1024.0; end++; break;
+    case 'm': case 'M': v *= 1024.0 * 1024.0; end++; break;
+    case 'g': case 'G': v *= 1024.0 * 1024.0 * 1024.0; end++; break;
+    default: break;
+    }
+    return *end ? -1 : v;
+}
+
+dg_mem_headroom dg_mem_headroom_now(void) {
+    dg_mem_headroom h = {.bytes = SIZE_MAX, .binding = ""};
+    char *mi = read_small("/proc/meminfo");
+    const double avail = meminfo_bytes(mi, "MemAvailable"), swap = meminfo_bytes(mi, "SwapFree");
+    free(mi);
+    if (avail >= 0) headroom_take(&h, avail + (swap > 0 ? swap : 0), "available memory + free swap");
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        char *st = read_small("/proc/self/statm");
+        const double pages = st ? strtod(st, NULL) : 0;
+        free(st);
+        headroom_take(&h, (double)rl.rlim_cur - pages * (double)sysconf(_SC_PAGESIZE),
+                "the address-space limit (ulimit -v) less what is mapped");
+    }
+    char *cg = read_small("/proc/self/cgroup"); /* "0::/path" under cgroup v2 */
+    const char *line = cg ? strstr(cg, "0::") : NULL;
+    if (line && (line == cg || line[-1] == '\n')) {
+        char path[512], *nl = strchr(line, '\n');
+        if (nl) *nl = '\0';
+        snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.max", line + 3);
+        char *max = read_small(path);
+        snprintf(path, sizeof(path), "/sys/fs/cgroup%s/memory.current", line + 3);
+        char *cur = read_small(path);
+        if (max && strncmp(max, "max", 3) && cur)
+            headroom_take(&h, strtod(max, NULL) - strtod(cur, NULL),
+                    "the cgroup's memory.max less its memory.current");
+        free(max);
+        free(cur);
+    }
+    free(cg);
+    const char *env = getenv("DG_MEM_LIMIT");
+    if (env && *env) {
+        const double v = parse_size(env);
+        if (v >= 0) headroom_take(&h, v, "DG_MEM_LIMIT");
+    }
+    return h;
+}
+
+void dg_out_of_memory(size_t size, const char *what) {
+    static atomic_flag once = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&once)) /* another thread is already reporting */
+        for (;;) pause();
+    char need[32], left[32];
+    dg_fmt_bytes(need, sizeof(need), (double)size);
+    const dg_mem_headroom h = dg_mem_headroom_now();
+    if (h.bytes == SIZE_MAX) snprintf(left, sizeof(left), "unknown");
+    else dg_fmt_bytes(left, sizeof(left), (double)h.bytes);
+    fflush(stdout);
+    fprintf(stderr, "dgseg: error: out of memory %s%s%s %s (this process can take %s more%s%s); "
+            "the last checkpoint, if any, is intact\n", size ? "allocating " : "",
+            size ? need : "", size ? " for" : "in", what, left, h.binding[0] ? ": " : "",
+            h.binding);
+    _exit(1);
 }
 
 void *dg_xmalloc_at(size_t size, const char *file, int line) {

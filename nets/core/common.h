@@ -27,7 +27,8 @@ typedef enum dg_status {
     DG_STATUS_ERR_MISSING = -5,  /* a required file or tensor is absent */
     DG_STATUS_ERR_NUMERIC = -6,  /* NaN or Inf where a finite value is needed */
     DG_STATUS_ERR_USAGE = -7,    /* a bad command line */
-    DG_STATUS_ERR_INTERRUPT = -8 /* stopped by a signal */
+    DG_STATUS_ERR_INTERRUPT = -8, /* stopped by a signal */
+    DG_STATUS_ERR_MEMORY = -9     /* more memory than this process can take */
 } dg_status;
 
 /* Name of a status ("io error", ...), never NULL. */
@@ -45,6 +46,18 @@ typedef enum dg_log_level {
 void dg_log(dg_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 void dg_log_set_level(dg_log_level level);
+/* A thread's messages held back instead of printed: a prefetching worker
+ * captures what loading a batch says, and the consumer prints it when it
+ * uses the batch (never, for a batch the run does not reach). */
+typedef struct dg_log_capture {
+    char *text; /* NUL-terminated when len > 0; owned */
+    size_t len, cap;
+} dg_log_capture;
+/* From now on, this thread's messages go to c (NULL: to stderr again). */
+void dg_log_capture_to(dg_log_capture *c);
+/* Writes what c holds to stderr and empties it. */
+void dg_log_capture_flush(dg_log_capture *c);
+void dg_log_capture_free(dg_log_capture *c);
 #define dg_log_error(...) dg_log(DG_LOG_ERROR, __VA_ARGS__)
 #define dg_log_warn(...) dg_log(DG_LOG_WARN, __VA_ARGS__)
 #define dg_log_info(...) dg_log(DG_LOG_INFO, __VA_ARGS__)
@@ -58,8 +71,9 @@ void dg_panic(const char *file, int line, const char *expr, const char *msg)
         if (!(cond)) dg_panic(__FILE__, __LINE__, #cond, "assertion failed"); \
     } while (0)
 
-/* Checked allocation: never returns NULL; on failure prints the size and
- * the caller's file:line and aborts. Memory from dg_xmalloc/dg_xcalloc is
+/* Checked allocation: never returns NULL; on failure it ends the process
+ * through dg_out_of_memory (exit 1, the size and the caller's file:line in
+ * the message; no abort, no core dump). Memory from dg_xmalloc/dg_xcalloc is
  * 64-byte aligned and released with dg_free. Every call is counted
  * (dg_alloc_count) so tests can prove a training step allocates nothing. */
 void *dg_xmalloc_at(size_t size, const char *file, int line);
@@ -72,6 +86,35 @@ void dg_free(void *p);
 char *dg_xstrdup(const char *s);
 /* Number of dg_x*alloc calls so far in this process. */
 uint64_t dg_alloc_count(void);
+/* The same allocation (64-byte aligned, counted) returning NULL on failure:
+ * for buffers whose size comes from input and whose failure the caller
+ * turns into DG_STATUS_ERR_MEMORY. */
+void *dg_try_malloc(size_t size);
+
+/* ---- memory headroom --------------------------------------------------
+ * Where an allocation that input sizes fails, or is bound to fail once its
+ * pages are touched, dgseg refuses it with DG_STATUS_ERR_MEMORY before
+ * allocating: sized buffers (models, loader batches) are checked against
+ * what the process can still take. */
+typedef struct dg_mem_headroom {
+    size_t bytes;     /* the least of the limits below; SIZE_MAX when none known */
+    char binding[96]; /* which limit that is: "available memory + free swap",
+                         "the address-space limit (ulimit -v)", "the cgroup's
+                         memory.max"; "" when none is known */
+} dg_mem_headroom;
+/* The bytes this process can still take now: MemAvailable + SwapFree
+ * (/proc/meminfo), RLIMIT_AS less the mapped size (/proc/self/statm), and
+ * the cgroup v2 memory.max less memory.current, whichever is least.
+ * DG_MEM_LIMIT (bytes, "k", "M", "G" suffixes) caps it further, for tests
+ * and for sharing a machine. */
+dg_mem_headroom dg_mem_headroom_now(void);
+/* "812 B", "4.0 KiB", "1.5 GiB" into buf. */
+void dg_fmt_bytes(char *buf, size_t size, double bytes);
+/* Ends the process for an allocation that failed where no status can be
+ * returned (inside a step): prints "out of memory allocating SIZE for
+ * WHAT" with the headroom left, then exits 1 (no abort, no core dump;
+ * checkpoints are written atomically, so the last one stays intact). */
+void dg_out_of_memory(size_t size, const char *what) __attribute__((noreturn));
 
 /* ---- SplitMix64 streams (DATASETS.md §12.2) ---------------------------
  * A stream is (seed, purpose, index); draw k of a stream is

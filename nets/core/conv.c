@@ -177,7 +177,8 @@ static bool init_own_wino(dg_conv *l, dg_ctx *ctx) {
         l->diff_src = dg_buf_mem(ctx, &md, cfg->diff_slot);
         dg_wino_init(&l->wino_bd, ctx, l->dst, l->diff_src, false, false);
         dg_wino_profile_as(&l->wino_bd, "convolution backward-data");
-        l->w_rot = dg_xmalloc((size_t)(ic * cfg->oc * 9) * sizeof(float));
+        l->w_rot = dg_ctx_calloc(ctx, (size_t)(ic * cfg->oc * 9), sizeof(float),
+                "rotated weights");
     }
     init_relu_backward(l, ctx);
     return true;

@@ -12,6 +12,11 @@
 
 void dg_dnnl_check(dnnl_status_t s, const char *call, const char *file, int line) {
     if (s == dnnl_success) return;
+    if (s == dnnl_out_of_memory) { /* oneDNN does not say how much */
+        char what[256];
+        snprintf(what, sizeof(what), "oneDNN (%s at %s:%d)", call, file, line);
+        dg_out_of_memory(0, what);
+    }
     dg_panic(file, line, call, dnnl_status2str(s));
 }
 
@@ -37,11 +42,97 @@ void dg_ctx_free(dg_ctx *ctx) {
     memset(ctx, 0, sizeof(*ctx));
 }
 
+/* Records a buffer of size bytes (already counted in b->wanted) as refused:
+ * the first one is named in the error; nothing more fits after it. */
+static void budget_refuse(dg_mem_budget *b, double size, const char *what) {
+    if (b->failed) return;
+    b->failed = true;
+    b->failed_size = size;
+    snprintf(b->failed_what, sizeof(b->failed_what), "%s", what);
+}
+
+bool dg_budget_take(dg_mem_budget *b, double size, const char *what) {
+    if (!b) return true;
+    b->wanted += size; /* after a refusal nothing fits: the model is never run */
+    if (!b->failed && b->wanted <= (double)b->limit) return true;
+    budget_refuse(b, size, what);
+    return false;
+}
+
+/* "a 2x256x64x64 f32 tensor" */
+static void md_what(const dnnl_memory_desc_t *md, char *buf, size_t size) {
+    size_t len = (size_t)snprintf(buf, size, "a ");
+    for (int i = 0; i < md->ndims && len < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "x" : "",
+                (long long)md->dims[i]);
+    if (len < size)
+        snprintf(buf + len, size - len, " %s tensor", md->data_type == dnnl_bf16 ? "bf16" : "f32");
+}
+
 dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *handle) {
     dnnl_memory_t m;
     atomic_fetch_add(&n_memories, 1);
+    if (handle == DNNL_MEMORY_ALLOCATE && ctx->budget) {
+        char what[128];
+        md_what(md, what, sizeof(what));
+        bool fits = dg_budget_take(ctx->budget, (double)dg_md_bytes(md), what);
+        if (fits) {
+            const dnnl_status_t s = dnnl_memory_create(&m, md, ctx->engine, handle);
+            if (s == dnnl_success) return m;
+            if (s != dnnl_out_of_memory) DG_DNNL(s);
+            budget_refuse(ctx->budget, (double)dg_md_bytes(md), what);
+        }
+        handle = DNNL_MEMORY_NONE;
+    }
     DG_DNNL(dnnl_memory_create(&m, md, ctx->engine, handle));
     return m;
+}
+
+void dg_mem_zero(dnnl_memory_t m) {
+    void *p = dg_mem_ptr(m);
+    if (p) memset(p, 0, dg_md_bytes(dg_mem_md(m)));
+}
+
+void *dg_ctx_calloc(const dg_ctx *ctx, size_t n, size_t size, const char *what) {
+    if (!ctx->budget) return dg_xcalloc(n, size);
+    const double bytes = (double)n * (double)size;
+    if (!dg_budget_take(ctx->budget, bytes, what)) return NULL;
+    void *p = bytes < (double)SIZE_MAX ? dg_try_malloc(n * size) : NULL;
+    if (!p) {
+        budget_refuse(ctx->budget, bytes, what);
+        return NULL;
+    }
+    memset(p, 0, n * size);
+    return p;
+}
+
+/* Grows a context buffer (the scratchpad, a slot) to size bytes. During a
+ * model build a growth the budget refuses (or that fails) leaves the buffer
+ * as it was: the model is never run. */
+static void ctx_buffer_grow(const dg_ctx *ctx, int index, void **buf, size_t *cur, size_t size,
+        const char *what) {
+    if (size <= *cur) return;
+    dg_mem_budget *b = ctx->budget;
+    if (!b) {
+        dg_free(*buf);
+        *buf = dg_xmalloc(size);
+        *cur = size;
+        return;
+    }
+    /* counted from the size it was last counted at, refused or not */
+    DG_ASSERT(index >= 0 && index < (int)DG_ARRAY_LEN(b->shared));
+    const double counted = DG_MAX((double)*cur, b->shared[index]);
+    if ((double)size <= counted) return;
+    b->shared[index] = (double)size;
+    if (!dg_budget_take(b, (double)size - counted, what)) return;
+    void *p = dg_try_malloc(size);
+    if (!p) {
+        budget_refuse(b, (double)size - counted, what);
+        return;
+    }
+    dg_free(*buf);
+    *buf = p;
+    *cur = size;
 }
 
 dnnl_memory_desc_t dg_md_plain(int ndims, const int64_t *dims, dnnl_format_tag_t tag) {
@@ -250,11 +341,7 @@ void dg_prim_init_as(dg_prim *p, dg_ctx *ctx, const_dnnl_primitive_desc_t pd, co
     const dnnl_memory_desc_t *smd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t size = smd ? dnnl_memory_desc_get_size(smd) : 0;
     if (size == 0) return;
-    if (size > ctx->scratch_size) {
-        dg_free(ctx->scratch);
-        ctx->scratch = dg_xmalloc(size);
-        ctx->scratch_size = size;
-    }
+    ctx_buffer_grow(ctx, 0, &ctx->scratch, &ctx->scratch_size, size, "oneDNN's scratchpad");
     /* The shared buffer may move when a later primitive needs more, so the
      * handle is set at every execution. */
     p->scratch = dg_mem_new(ctx, smd, DNNL_MEMORY_NONE);
@@ -299,11 +386,8 @@ static void port_release(dg_port *p) {
 dnnl_memory_t dg_slot_mem(dg_ctx *ctx, const dnnl_memory_desc_t *md, int slot) {
     DG_ASSERT(slot > DG_SLOT_OWN && slot < DG_N_SLOTS);
     const size_t size = dg_md_bytes(md);
-    if (size > ctx->slot_size[slot]) {
-        dg_free(ctx->slot[slot]);
-        ctx->slot[slot] = dg_xmalloc(size);
-        ctx->slot_size[slot] = size;
-    }
+    ctx_buffer_grow(ctx, slot, &ctx->slot[slot], &ctx->slot_size[slot], size,
+            "a shared layer buffer");
     return dg_mem_new(ctx, md, DNNL_MEMORY_NONE);
 }
 

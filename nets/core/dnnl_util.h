@@ -54,6 +54,22 @@ enum {
     DG_N_SLOTS
 };
 
+/* Memory accounting while a model is built (dg_model_create sets
+ * ctx->budget for the duration of its layers' init): every buffer a layer
+ * allocates counts against the headroom the build started with. The first
+ * buffer that does not fit is refused (its memory object gets no data; the
+ * model is never run) and named, and the build goes on counting what it
+ * would have taken, so the error can say how much the model needs. */
+typedef struct dg_mem_budget {
+    size_t limit;         /* bytes the build may take */
+    double wanted;        /* bytes of the buffers asked for so far */
+    bool failed;          /* a buffer was refused */
+    double failed_size;   /* the first refused buffer's bytes */
+    char failed_what[160]; /* and what it was */
+    double shared[DG_N_SLOTS]; /* the size each context buffer is counted at:
+                                  [0] the scratchpad, [slot] a slot */
+} dg_mem_budget;
+
 typedef struct dg_ctx {
     dnnl_engine_t engine;
     dnnl_stream_t stream;
@@ -65,6 +81,7 @@ typedef struct dg_ctx {
     dg_status status;    /* DG_STATUS_ERR_CONFIG once a layer could not be
                             built on this CPU (dg_wlayer_init_unbuilt, which
                             logs it); dg_model_create returns and clears it */
+    dg_mem_budget *budget; /* while a model is built, else NULL */
 } dg_ctx;
 
 /* Creates the engine and stream and copies the process's capabilities
@@ -81,8 +98,22 @@ typedef struct dg_dnnl_counts {
 dg_dnnl_counts dg_dnnl_counts_now(void);
 
 /* Creates a memory object (counted). handle: a pointer to wrap (not owned),
- * DNNL_MEMORY_ALLOCATE or DNNL_MEMORY_NONE. */
+ * DNNL_MEMORY_ALLOCATE or DNNL_MEMORY_NONE. An allocation that the build's
+ * budget refuses (or that fails) during a model build leaves the memory
+ * without data (dg_mem_ptr NULL) and is recorded in ctx->budget; outside a
+ * build, a failed allocation ends the process (dg_out_of_memory). */
 dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *handle);
+/* Zeroes a memory object's data (nothing when it has none: a refused
+ * allocation). */
+void dg_mem_zero(dnnl_memory_t m);
+/* n * size zeroed bytes a layer owns (dg_free), counted against the
+ * build's budget: NULL when refused during a model build (recorded, the
+ * model is never run); outside a build, dg_xcalloc. what names the buffer
+ * in the error. */
+void *dg_ctx_calloc(const dg_ctx *ctx, size_t n, size_t size, const char *what);
+/* Counts size bytes against the build's budget (true outside a build);
+ * false when they do not fit: the first such buffer is recorded with what. */
+bool dg_budget_take(dg_mem_budget *b, double size, const char *what);
 /* Memory descriptor of a plain f32 tensor with the given tag (dnnl_nchw,
  * dnnl_oihw, dnnl_nc, dnnl_x, ...). */
 dnnl_memory_desc_t dg_md_plain(int ndims, const int64_t *dims, dnnl_format_tag_t tag);

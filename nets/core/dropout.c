@@ -23,9 +23,9 @@ void dg_dropout_init(dg_dropout *l, dg_ctx *ctx, dnnl_memory_t src, const dg_dro
     l->dst = dg_mem_new(ctx, &want, DNNL_MEMORY_ALLOCATE);
     l->diff_src = dg_mem_new(ctx, &want, DNNL_MEMORY_ALLOCATE);
     /* Padded channels of blocked layouts are never written again. */
-    memset(dg_mem_ptr(l->dst), 0, dg_md_bytes(&want));
-    memset(dg_mem_ptr(l->diff_src), 0, dg_md_bytes(&want));
-    l->mask = dg_xcalloc((size_t)l->n_mask, sizeof(*l->mask));
+    dg_mem_zero(l->dst);
+    dg_mem_zero(l->diff_src);
+    l->mask = dg_ctx_calloc(ctx, (size_t)l->n_mask, sizeof(*l->mask), "a dropout mask");
     dg_port_bind_in(&l->src_p, ctx, src, &want);
 }
 

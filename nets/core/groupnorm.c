@@ -34,7 +34,7 @@ void dg_gn_init(dg_gn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     dg_port_bind_in(&l->src_p, ctx, src, &md);
     /* Zeroed once: the kernels never write the padded channels. */
     l->dst = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
-    memset(dg_mem_ptr(l->dst), 0, dg_md_bytes(&md));
+    dg_mem_zero(l->dst);
     size_t ng = (size_t)(l->dims[0] * cfg->groups);
     l->mean = dg_xcalloc(ng, sizeof(*l->mean));
     l->rstd = dg_xcalloc(ng, sizeof(*l->rstd));
@@ -46,7 +46,7 @@ void dg_gn_init(dg_gn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
     if (!cfg->training) return;
     l->diff_src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
-    memset(dg_mem_ptr(l->diff_src), 0, dg_md_bytes(&md));
+    dg_mem_zero(l->diff_src);
 }
 
 /* Statistics of every (n, group) of x, then y = (x - mean)*a + beta with

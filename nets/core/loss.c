@@ -41,7 +41,7 @@ void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_
     DG_ASSERT(dg_chw_from_md(&l->v, &want));
     l->diff = dg_mem_new(ctx, &want, DNNL_MEMORY_ALLOCATE);
     /* Padded channels of blocked layouts are never written again. */
-    memset(dg_mem_ptr(l->diff), 0, dg_md_bytes(&want));
+    dg_mem_zero(l->diff);
     dg_port_bind_in(&l->logits_p, ctx, logits, &want);
 }
 

@@ -275,7 +275,8 @@ void dg_wino_init(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memory_t dst,
     l->accumulate = accumulate;
     l->dst = dst;
     dg_wino_set_src(l, ctx, src); /* as it is with channel blocks, else nChw8c */
-    l->u = dg_xcalloc((size_t)(36 * l->ic * l->oc), sizeof(float));
+    l->u = dg_ctx_calloc(ctx, (size_t)(36 * l->ic * l->oc), sizeof(float),
+            "Winograd-transformed weights");
     const int64_t vd[3] = {36, l->tb, l->ic}, ud[3] = {36, l->ic, l->oc};
     const int64_t md[3] = {36, l->tb, l->oc};
     const dnnl_memory_desc_t v_md = dg_md_plain(3, vd, dnnl_abc);
@@ -296,7 +297,8 @@ void dg_wino_profile_as(dg_wino *l, const char *kind) { l->prof = profile_slot(l
 void dg_wino_init_training(dg_wino *l, dg_ctx *ctx, dnnl_memory_t src, dnnl_memory_t dst,
         bool relu) {
     dg_wino_init(l, ctx, src, dst, relu, false);
-    l->du = dg_xmalloc((size_t)(36 * l->ic * l->oc) * sizeof(float));
+    l->du = dg_ctx_calloc(ctx, (size_t)(36 * l->ic * l->oc), sizeof(float),
+            "Winograd weight gradients");
     const dnnl_dims_t vt_d = {36, l->ic, l->tb}, vt_s = {l->tb * l->ic, 1, l->ic};
     const int64_t md[3] = {36, l->tb, l->oc}, dud[3] = {36, l->ic, l->oc};
     dnnl_memory_desc_t vt_md;

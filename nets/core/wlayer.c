@@ -76,7 +76,7 @@ void dg_wlayer_init_backward(dg_wlayer *wl, dg_ctx *ctx, dnnl_primitive_desc_t b
     DG_ASSERT(wd[0] == wd_md->dims[1] && wd[1] == wd_md->dims[0] && wd[2] == wd[3]);
     const int64_t rot_dims[4] = {wd[1], wd[0], wd[2], wd[3]};
     dnnl_memory_desc_t rot_md = dg_md_plain(4, rot_dims, dnnl_oihw);
-    wl->w_rot = dg_xmalloc(dnnl_memory_desc_get_size(&rot_md));
+    wl->w_rot = dg_ctx_calloc(ctx, dnnl_memory_desc_get_size(&rot_md), 1, "rotated weights");
     wl->w_rot_user = dg_mem_new(ctx, &rot_md, wl->w_rot);
     dg_port_bind_in_transient(&wl->w_d_p, ctx, wl->w_rot_user, wd_md, DG_SLOT_WEIGHTS);
 }
