@@ -214,7 +214,11 @@ dg_mem_headroom dg_mem_headroom_now(void) {
     const char *env = getenv("DG_MEM_LIMIT");
     if (env && *env) {
         const double v = parse_size(env);
+        static atomic_flag warned = ATOMIC_FLAG_INIT;
         if (v >= 0) headroom_take(&h, v, "DG_MEM_LIMIT");
+        else if (!atomic_flag_test_and_set(&warned))
+            dg_log_warn("DG_MEM_LIMIT=%s: not a size (bytes, or a number with k, M or G); "
+                        "ignored", env);
     }
     return h;
 }
