@@ -107,6 +107,15 @@ void *dg_try_malloc(size_t size) {
     return p;
 }
 
+size_t dg_fmt_dims(char *buf, size_t size, const int64_t *dims, int n, const char *sep) {
+    size_t len = 0;
+    if (size) buf[0] = '\0';
+    for (int i = 0; i < n && len + 1 < size; i++)
+        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? sep : "",
+                (long long)dims[i]);
+    return DG_MIN(len, size ? size - 1 : 0);
+}
+
 void dg_fmt_bytes(char *buf, size_t size, double bytes) {
     static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
     int u = 0;

@@ -108,6 +108,9 @@ typedef struct dg_mem_headroom {
  * DG_MEM_LIMIT (bytes, "k", "M", "G" suffixes) caps it further, for tests
  * and for sharing a machine. */
 dg_mem_headroom dg_mem_headroom_now(void);
+/* "2x256x64x64" (sep "x") or "2, 256" (sep ", ") into buf; returns the
+ * length written (snprintf's, capped at size - 1). */
+size_t dg_fmt_dims(char *buf, size_t size, const int64_t *dims, int n, const char *sep);
 /* "812 B", "4.0 KiB", "1.5 GiB" into buf. */
 void dg_fmt_bytes(char *buf, size_t size, double bytes);
 /* Ends the process for an allocation that failed where no status can be

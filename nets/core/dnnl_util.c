@@ -61,12 +61,9 @@ bool dg_budget_take(dg_mem_budget *b, double size, const char *what) {
 
 /* "a 2x256x64x64 f32 tensor" */
 static void md_what(const dnnl_memory_desc_t *md, char *buf, size_t size) {
-    size_t len = (size_t)snprintf(buf, size, "a ");
-    for (int i = 0; i < md->ndims && len < size; i++)
-        len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "x" : "",
-                (long long)md->dims[i]);
-    if (len < size)
-        snprintf(buf + len, size - len, " %s tensor", md->data_type == dnnl_bf16 ? "bf16" : "f32");
+    char dims[96];
+    dg_fmt_dims(dims, sizeof(dims), md->dims, md->ndims, "x");
+    snprintf(buf, size, "a %s %s tensor", dims, md->data_type == dnnl_bf16 ? "bf16" : "f32");
 }
 
 dnnl_memory_t dg_mem_new(const dg_ctx *ctx, const dnnl_memory_desc_t *md, void *handle) {
@@ -312,11 +309,8 @@ static double prim_shape(const_dnnl_primitive_desc_t pd, dnnl_prop_kind_t prop, 
         char a[32], b[32];
         layout_str(rs, a, sizeof(a));
         layout_str(rd, b, sizeof(b));
-        size_t len = 0;
-        for (int i = 0; i < rs->ndims && len < size; i++)
-            len += (size_t)snprintf(buf + len, size - len, "%s%lld", i ? "x" : "",
-                    (long long)rs->dims[i]);
-        if (len < size) snprintf(buf + len, size - len, " %s->%s", a, b);
+        const size_t len = dg_fmt_dims(buf, size, rs->dims, rs->ndims, "x");
+        if (len + 1 < size) snprintf(buf + len, size - len, " %s->%s", a, b);
     }
     return 0;
 }
