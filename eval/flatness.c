@@ -305,6 +305,25 @@ done:
 
 /* ---- line and plane ------------------------------------------------------- */
 
+static bool ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+void dg_flat_interp_stats(const dg_param_set *layout, const float *qa, const float *qb,
+        double t, float *out) {
+    combine(out, 1.0 - t, qa, t, qb, 0.0, NULL, layout->n_stats);
+    if (t >= 0.0 && t <= 1.0) return;
+    for (size_t i = 0; i < layout->n_stat_tensors; i++) {
+        const dg_param_tensor *v = &layout->stat_tensors[i];
+        if (!ends_with(v->name, ".running_var")) continue;
+        for (size_t k = v->offset; k < v->offset + v->n; k++) {
+            const double a = qa[k], b = qb[k];
+            out[k] = a > 0.0 && b > 0.0 ? (float)exp((1.0 - t) * log(a) + t * log(b)) : 0.f;
+        }
+    }
+}
+
 dg_status dg_flat_line(const dg_flat_objective *o, const float *wa, const float *qa,
         const float *wb, const float *qb, const double *t, int n, double *loss, double *metric) {
     assert_objective(o);
@@ -327,7 +346,7 @@ dg_status dg_flat_line(const dg_flat_objective *o, const float *wa, const float 
     for (int i = 0; i < n; i++) {
         /* (1 - t) x + t y: at t = 0 and 1 exactly x and y (0 * finite = 0). */
         combine(wt, 1.0 - t[i], wa, t[i], wb, 0.0, NULL, d);
-        if (qt) combine(qt, 1.0 - t[i], qa, t[i], qb, 0.0, NULL, ns);
+        if (qt) dg_flat_interp_stats(o->layout, qa, qb, t[i], qt);
         double m, gl[DG_FLAT_MAX_GROUPS];
         s = o->eval(o->self, wt, qt ? qt : qa, -1, &loss[i], &m, o->n_groups ? gl : NULL,
                 NULL);

@@ -160,9 +160,19 @@ typedef struct dg_flat_worst {
 dg_status dg_flat_worst_sharpness(const dg_flat_objective *o, const float *w, const float *q,
         double rho, int steps, int group, uint64_t seed, dg_flat_worst *out);
 
-/* L and metric at (1 - t) wa + t wb (d each) with statistics (1 - t) qa + t qb (n_stats
- * each; both NULL: the objective's), for each of t[0 .. n-1] (any finite t: t outside
- * [0, 1] extrapolates), into loss[0 .. n-1] and metric[0 .. n-1] (metric may be NULL).
+/* The BN running statistics of an interpolation point: (1 - t) qa + t qb for every
+ * entry, except that beyond the ends (t < 0 or t > 1) a running variance (a statistics
+ * tensor named "*.running_var") is extrapolated in log space, qa^(1 - t) qb^t, where the
+ * linear rule would make it negative (at t = 1.5, 1.5 qb - 0.5 qa < 0 once qa > 3 qb)
+ * and the evaluation NaN; a zero variance at either end extrapolates to 0. Between the
+ * ends every entry is linear, as the line is. out: (layout->n_stats). */
+void dg_flat_interp_stats(const dg_param_set *layout, const float *qa, const float *qb,
+        double t, float *out);
+
+/* L and metric at (1 - t) wa + t wb (d each) with statistics dg_flat_interp_stats
+ * (n_stats each; both NULL: the objective's), for each of t[0 .. n-1] (any finite t: t
+ * outside [0, 1] extrapolates), into loss[0 .. n-1] and metric[0 .. n-1] (metric may
+ * be NULL).
  * Interpolating BN running statistics linearly is an approximation: the network is
  * evaluated in eval mode with the interpolated statistics, not with the statistics the
  * interpolated weights would produce (Garipov et al., "Loss Surfaces, Mode Connectivity,

@@ -810,6 +810,38 @@ START_TEST(line_between_two_points_hits_both_ends) {
 }
 END_TEST
 
+/* Beyond the ends of a line a BN running variance is extrapolated in log
+ * space, never below zero (linearly, 1.5 * 1 - 0.5 * 4 = -0.5 at t = 1.5,
+ * and the network's eval-mode BN would be NaN); running means, and every
+ * entry between the ends, stay linear. */
+START_TEST(extrapolated_running_variance_stays_positive) {
+    dg_param_set ps;
+    dg_params_init(&ps);
+    const int64_t c = 2;
+    dg_params_add_stat(&ps, "bn.running_mean", 1, &c, 0.f);
+    dg_params_add_stat(&ps, "bn.running_var", 1, &c, 1.f);
+    dg_params_alloc(&ps);
+    ck_assert_uint_eq(ps.n_stats, 4);
+    const size_t mean_at = ps.stat_tensors[0].offset, var_at = ps.stat_tensors[1].offset;
+    float qa[4], qb[4], out[4];
+    qa[mean_at] = 1.f, qa[mean_at + 1] = -3.f, qa[var_at] = 4.f, qa[var_at + 1] = 2.f;
+    qb[mean_at] = 3.f, qb[mean_at + 1] = 5.f, qb[var_at] = 1.f, qb[var_at + 1] = 0.f;
+    dg_flat_interp_stats(&ps, qa, qb, 1.5, out);
+    ck_assert_msg(out[mean_at] == 4.f && out[mean_at + 1] == 9.f, "means (%g, %g)",
+            (double)out[mean_at], (double)out[mean_at + 1]);
+    ck_assert_msg(fabs(out[var_at] - 0.5) < 1e-6 && out[var_at + 1] == 0.f,
+            "variances at t = 1.5: (%g, %g), want (4^-0.5 * 1^1.5, 0)", (double)out[var_at],
+            (double)out[var_at + 1]);
+    dg_flat_interp_stats(&ps, qa, qb, -0.5, out);
+    ck_assert_msg(fabs(out[var_at] - 8.0) < 1e-5 && out[mean_at] == 0.f, "t = -0.5: var %g, "
+            "mean %g", (double)out[var_at], (double)out[mean_at]);
+    dg_flat_interp_stats(&ps, qa, qb, 0.25, out);
+    ck_assert_msg(out[var_at] == 3.25f && out[var_at + 1] == 1.5f && out[mean_at] == 1.5f,
+            "t = 0.25 is linear: var (%g, %g)", (double)out[var_at], (double)out[var_at + 1]);
+    dg_params_free(&ps);
+}
+END_TEST
+
 START_TEST(plane_at_origin_is_the_base_loss) {
     dg_param_set ps;
     softmax sm;
@@ -957,6 +989,7 @@ Suite *flatness_suite(void) {
     tcase_add_test(tc, expected_sharpness_of_softmax_regression_matches_direct_evaluation);
     tcase_add_test(tc, worst_case_sharpness_of_softmax_regression_is_bounded_by_the_hessian);
     tcase_add_test(tc, line_between_two_points_hits_both_ends);
+    tcase_add_test(tc, extrapolated_running_variance_stays_positive);
     tcase_add_test(tc, plane_at_origin_is_the_base_loss);
     suite_add_tcase(s, tc);
 
