@@ -35,3 +35,42 @@ void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old) {
 int dg_cli_exit_code(dg_status st) {
     return st == DG_STATUS_OK ? 0 : st == DG_STATUS_ERR_CONFIG ? 2 : 1;
 }
+
+/* One fault of DGSEG_FAULT_KILL / DGSEG_FAULT_STOP: "<point>:<n>". */
+typedef struct fault {
+    char point[128];
+    long n;    /* arrivals left before the signal; 0: none set */
+    int sig;
+} fault;
+
+static void fault_parse(fault *f, const char *var, int sig) {
+    const char *v = getenv(var);
+    const char *colon = v ? strrchr(v, ':') : NULL;
+    char *end = NULL;
+    const long n = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || (size_t)(colon - v) >= sizeof(f->point) || *end || n < 1) {
+        if (v) fprintf(stderr, "dgseg: %s='%s' ignored: want <point>:<n>, n >= 1\n", var, v);
+        return;
+    }
+    memcpy(f->point, v, (size_t)(colon - v));
+    f->point[colon - v] = '\0';
+    f->n = n;
+    f->sig = sig;
+}
+
+void dg_cli_fault_point(const char *point) {
+    static bool read;
+    static fault faults[2];
+    if (!read) {
+        read = true;
+        fault_parse(&faults[0], "DGSEG_FAULT_KILL", SIGKILL);
+        fault_parse(&faults[1], "DGSEG_FAULT_STOP", SIGSTOP);
+    }
+    for (int i = 0; i < 2; i++) {
+        fault *f = &faults[i];
+        if (f->n == 0 || strcmp(f->point, point) || --f->n > 0) continue;
+        fflush(stdout);
+        fflush(stderr);
+        raise(f->sig);
+    }
+}

@@ -27,4 +27,17 @@ typedef struct dg_cli_stop_signals {
 void dg_cli_stop_signals_catch(dg_cli_stop_signals *old, void (*handler)(int));
 void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old);
 
+/* Fault injection for tests (README, "Tests"; suite faults): with
+ * DGSEG_FAULT_KILL=<point>:<n> in the environment, the n-th arrival at the
+ * named point raises SIGKILL on this process, which then dies exactly as a
+ * kill -9 leaves it; DGSEG_FAULT_STOP=<point>:<n> raises SIGSTOP instead (a
+ * test acts on the stopped process's files, then sends SIGCONT). The
+ * variables are read at the first call; without them nothing happens.
+ * Points: "step" (a training step's update is applied, its metrics line and
+ * checkpoint are not written yet) and every unit of a task with a progress
+ * line, named by its label: "BN refresh" (before each batch of a final BN
+ * refresh), "evaluating <reader>" (after each image of an evaluation). Main
+ * thread only. */
+void dg_cli_fault_point(const char *point);
+
 #endif

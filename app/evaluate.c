@@ -2,6 +2,7 @@
 #include "app/evaluate.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "app/report.h"
@@ -22,6 +23,31 @@ static void add_ce(const float *logits, const int32_t *label, int64_t p, int k, 
         *sum += mx + log(se) - (double)logits[(int64_t)label[i] * p + i];
         (*count)++;
     }
+}
+
+/* The out-of-range warnings given so far in this process, one
+ * "root|split|pixels|labels" each: a trainer evaluates the same targets
+ * again and again, and the same count is worth one line, not one per pass. */
+static dg_strvec oor_warned;
+static pthread_mutex_t oor_warned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* At the end of a pass over ds: one warning with the count of label values
+ * outside the reader's range, unless this process said the same before. */
+static void warn_out_of_range_once(const dg_seg_dataset *ds) {
+    const dg_seg_oor_count c = dg_seg_dataset_out_of_range(ds);
+    if (!c.pixels) return;
+    char *key = dg_xasprintf("%s|%s|%llu|%llu", ds->root, ds->split,
+            (unsigned long long)c.pixels, (unsigned long long)c.labels);
+    pthread_mutex_lock(&oor_warned_lock);
+    bool seen = false;
+    for (size_t i = 0; i < oor_warned.n && !seen; i++) seen = !strcmp(oor_warned.v[i], key);
+    if (!seen) {
+        dg_strvec_push(&oor_warned, key);
+        key = NULL;
+    }
+    pthread_mutex_unlock(&oor_warned_lock);
+    dg_free(key);
+    if (!seen) dg_seg_dataset_warn_out_of_range(ds, "by this evaluation");
 }
 
 static char *inference_text(const dg_seg_infer_cfg *ic) {
@@ -80,7 +106,10 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     }
     dg_task_progress_end(&prog);
     dg_seg_infer_hold(inf, false);
+    dg_loader_free(l); /* every worker's loads counted from here on */
+    l = NULL;
     if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
+    if (st == DG_STATUS_OK) warn_out_of_range_once(&ds);
     if (st == DG_STATUS_OK) {
         t->name = split ? dg_xasprintf("%s %s", spec->reader, sp) : dg_xstrdup(spec->reader);
         t->reader = dg_xstrdup(spec->reader);
@@ -99,6 +128,9 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         t->res.resolution = t->resolution;
         t->res.inference = t->inference;
         t->res.bn = cfg->freeze_bn ? "frozen (running statistics)" : "running statistics";
+        const dg_seg_oor_count oc = dg_seg_dataset_out_of_range(&ds);
+        t->res.oor_pixels = oc.pixels;
+        t->res.oor_images = (int64_t)oc.labels;
     }
     dg_free(logits);
     dg_confusion_free(&cm);
@@ -164,14 +196,16 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
     fprintf(f, "|---|");
     for (int i = 0; i < per; i++) fprintf(f, "---:|");
     fprintf(f, "---:|\n");
+    bool marked = false;
     for (int r = 0; r < n; r += per) {
         double sum = 0;
-        int cnt = 0;
+        int cnt = 0, total = 0;
         fprintf(f, "| %s |", t[r].res.weights);
         for (int i = r; i < r + per && i < n; i++) {
             char buf[32];
             dg_metrics_format_pct(t[i].res.miou, buf, sizeof(buf));
             fprintf(f, " %s |", buf);
+            total++;
             if (isfinite(t[i].res.miou)) {
                 sum += t[i].res.miou;
                 cnt++;
@@ -179,8 +213,27 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
         }
         char buf[32];
         dg_metrics_format_pct(cnt ? sum / cnt : NAN, buf, sizeof(buf));
-        fprintf(f, " %s |\n", buf);
+        fprintf(f, " %s%s |\n", buf, cnt < total ? " †" : "");
+        marked |= cnt < total;
     }
     fprintf(f, "\n(mIoU %%, 19 classes, %s at each target's protocol resolution)\n",
             t[0].inference ? t[0].inference : "whole image");
+    /* what the numbers above average over, when it is less than everything */
+    for (int r = 0; marked && r < n; r += per) {
+        int cnt = 0, total = 0;
+        for (int i = r; i < r + per && i < n; i++, total++) cnt += isfinite(t[i].res.miou);
+        if (cnt == total) continue;
+        fprintf(f, "† %s: mean of %d of %d targets;", t[r].res.weights, cnt, total);
+        for (int i = r, k = 0; i < r + per && i < n; i++)
+            if (!isfinite(t[i].res.miou)) fprintf(f, "%s %s", k++ ? "," : "", t[i].name);
+        fprintf(f, " %s no valid label pixel\n", total - cnt == 1 ? "has" : "have");
+    }
+    for (int i = 0; i < n; i++) {
+        char absent[256];
+        const int k = dg_report_seg_classes(&t[i].res, absent, sizeof(absent));
+        if (k > 0 && k < DG_NUM_TRAIN_IDS)
+            fprintf(f, "%s: the mIoU of %s averages %d of %d classes (no IoU for %s: absent from "
+                       "both the labels and the predictions)\n",
+                    t[i].name, t[i].res.weights, k, DG_NUM_TRAIN_IDS, absent);
+    }
 }

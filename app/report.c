@@ -24,6 +24,7 @@
 #include <cjson/cJSON.h>
 #include <plplot.h>
 
+#include "app/cli.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
 
@@ -206,15 +207,30 @@ dg_status dg_metrics_log(dg_metrics *m, const char *kind, int64_t step, const dg
     cJSON_AddStringToObject(o, "kind", kind);
     for (int i = 0; i < n_values; i++)
         cJSON_AddItemToObject(o, values[i].name, json_exact(values[i].value));
-    char *line = cJSON_PrintUnformatted(o);
-    DG_ASSERT(line);
-    errno = 0;
-    const bool ok = fputs(line, m->f) >= 0 && fputc('\n', m->f) != EOF && fflush(m->f) == 0;
-    cJSON_free(line);
+    char *json = cJSON_PrintUnformatted(o);
+    DG_ASSERT(json);
+    char *line = dg_xasprintf("%s\n", json);
+    cJSON_free(json);
     cJSON_Delete(o);
-    if (!ok) {
+    /* one write of the whole line, past the stream's (empty) buffer; a
+     * line the disk could take only part of is cut off again, so the log
+     * holds whole lines only */
+    const int fd = fileno(m->f);
+    struct stat sb;
+    errno = 0;
+    const bool sized = fflush(m->f) == 0 && fstat(fd, &sb) == 0;
+    int err = sized ? 0 : errno ? errno : EIO;
+    for (size_t done = 0, n = strlen(line); err == 0 && done < n;) {
+        const ssize_t k = write(fd, line + done, n - done);
+        if (k > 0) done += (size_t)k;
+        else if (k == 0 || errno != EINTR) err = k == 0 ? EIO : errno;
+    }
+    dg_free(line);
+    if (err != 0) {
+        if (sized && (ftruncate(fd, sb.st_size) != 0 || lseek(fd, sb.st_size, SEEK_SET) < 0))
+            dg_log_warn("%s: cannot cut off the partial line: %s", m->path, strerror(errno));
         dg_log_error("%s: cannot append to the metrics log at step %lld: %s", m->path,
-                (long long)step, strerror(errno ? errno : EIO));
+                (long long)step, strerror(err));
         m->failed = true;
         return DG_STATUS_ERR_IO;
     }
@@ -413,6 +429,68 @@ static const char *weights_of(const dg_seg_result *res) {
     return res->weights ? res->weights : "final";
 }
 
+int dg_report_seg_classes(const dg_seg_result *res, char *absent, size_t size) {
+    int n = 0;
+    size_t off = 0;
+    if (absent && size) absent[0] = '\0';
+    for (int c = 0; c < DG_NUM_TRAIN_IDS; c++) {
+        if (!isnan(res->iou[c])) {
+            n++;
+            continue;
+        }
+        if (!absent || off >= size) continue;
+        const int k = snprintf(absent + off, size - off, "%s%s", off ? ", " : "", class_names[c]);
+        off = k < 0 ? size : off + (size_t)k;
+    }
+    return n;
+}
+
+/* The mean mIoU of weights w over the targets ts (n_t): what results.md's
+ * mean column and results.json's "mean_miou" say. */
+typedef struct seg_mean {
+    double miou;     /* NaN when a target has no result or none has an mIoU */
+    int n_in;        /* targets averaged */
+    int n_left_out;  /* targets with a result but no mIoU (no valid label pixel) */
+    int n_missing;   /* targets without a result for w */
+} seg_mean;
+
+static const dg_seg_result *seg_find(const dg_seg_report *r, const char *w, const char *t);
+
+static seg_mean seg_mean_of(const dg_seg_report *r, const char *w, const char *const *ts,
+        int n_t) {
+    seg_mean m = {.miou = NAN};
+    double sum = 0.0;
+    for (int j = 0; j < n_t; j++) {
+        const dg_seg_result *res = seg_find(r, w, ts[j]);
+        if (!res) m.n_missing++;
+        else if (!isfinite(res->miou)) m.n_left_out++;
+        else {
+            sum += res->miou;
+            m.n_in++;
+        }
+    }
+    if (!m.n_missing && m.n_in) m.miou = sum / m.n_in;
+    return m;
+}
+
+/* The names of the targets of ts that w's mean leaves out (missing: those
+ * without a result; otherwise those without an mIoU), into a JSON array. */
+static cJSON *seg_left_out_json(const dg_seg_report *r, const char *w, const char *const *ts,
+        int n_t, bool missing) {
+    cJSON *a = cJSON_CreateArray();
+    for (int j = 0; j < n_t; j++) {
+        const dg_seg_result *res = seg_find(r, w, ts[j]);
+        if (missing ? !res : res && !isfinite(res->miou))
+            cJSON_AddItemToArray(a, cJSON_CreateString(ts[j]));
+    }
+    return a;
+}
+
+/* The distinct weights and targets of r in order of first appearance
+ * (ws, ts: n_results + 1 each). */
+static void seg_axes(const dg_seg_report *r, const char **ws, int *n_w, const char **ts,
+        int *n_t);
+
 dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "task", "segmentation");
@@ -437,8 +515,33 @@ dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path) {
         if (res->resolution) cJSON_AddStringToObject(set, "resolution", res->resolution);
         if (res->inference) cJSON_AddStringToObject(set, "inference", res->inference);
         if (res->bn) cJSON_AddStringToObject(set, "bn", res->bn);
+        cJSON_AddNumberToObject(t, "miou_classes", dg_report_seg_classes(res, NULL, 0));
+        cJSON *absent = cJSON_AddArrayToObject(t, "classes_absent");
+        for (int c = 0; c < DG_NUM_TRAIN_IDS; c++)
+            if (isnan(res->iou[c])) cJSON_AddItemToArray(absent, cJSON_CreateString(class_names[c]));
+        if (res->oor_pixels) {
+            cJSON_AddNumberToObject(t, "out_of_range_label_pixels", (double)res->oor_pixels);
+            cJSON_AddNumberToObject(t, "out_of_range_label_images", (double)res->oor_images);
+        }
         cJSON_AddItemToArray(targets, t);
     }
+    const char **ws = dg_xmalloc((size_t)(r->n_results + 1) * sizeof(*ws));
+    const char **ts = dg_xmalloc((size_t)(r->n_results + 1) * sizeof(*ts));
+    int n_w = 0, n_t = 0;
+    seg_axes(r, ws, &n_w, ts, &n_t);
+    cJSON *means = cJSON_AddArrayToObject(root, "mean_miou");
+    for (int i = 0; i < n_w; i++) {
+        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "weights", ws[i]);
+        cJSON_AddItemToObject(o, "miou", dg_metrics_json_pct(m.miou));
+        cJSON_AddNumberToObject(o, "targets", m.n_in);
+        cJSON_AddItemToObject(o, "left_out", seg_left_out_json(r, ws[i], ts, n_t, false));
+        cJSON_AddItemToObject(o, "not_evaluated", seg_left_out_json(r, ws[i], ts, n_t, true));
+        cJSON_AddItemToArray(means, o);
+    }
+    dg_free(ws);
+    dg_free(ts);
     const dg_status st = write_json(path, root);
     cJSON_Delete(root);
     return st;
@@ -463,24 +566,42 @@ static void seg_summary_md(FILE *f, const dg_seg_report *r, const char *const *w
     fputs(" mean |\n|---|", f);
     for (int j = 0; j <= n_t; j++) fputs("---:|", f);
     fputc('\n', f);
+    bool marked = false;
     for (int i = 0; i < n_w; i++) {
         fputs("| ", f);
         md_text(f, ws[i]);
         fputs(" |", f);
-        double sum = 0.0;
-        bool complete = true;
         for (int j = 0; j < n_t; j++) {
             const dg_seg_result *res = seg_find(r, ws[i], ts[j]);
-            const double v = res ? res->miou : NAN;
-            if (isfinite(v)) sum += v;
-            else complete = false;
             fputc(' ', f);
-            md_pct2(f, v);
+            md_pct2(f, res ? res->miou : NAN);
             fputs(" |", f);
         }
+        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
         fputc(' ', f);
-        md_pct2(f, complete && n_t > 0 ? sum / n_t : NAN);
+        md_pct2(f, m.miou);
+        if (!m.n_missing && m.n_left_out) {
+            fputs(" †", f);
+            marked = true;
+        }
         fputs(" |\n", f);
+    }
+    if (!marked) return;
+    fputc('\n', f);
+    for (int i = 0; i < n_w; i++) {
+        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
+        if (m.n_missing || !m.n_left_out) continue;
+        fputs("† ", f);
+        md_text(f, ws[i]);
+        fprintf(f, ": mean of %d of %d targets; ", m.n_in, n_t);
+        for (int j = 0, k = 0; j < n_t; j++) {
+            const dg_seg_result *res = seg_find(r, ws[i], ts[j]);
+            if (isfinite(res->miou)) continue;
+            if (k++) fputs(", ", f);
+            md_text(f, ts[j]);
+        }
+        fprintf(f, " %s no valid label pixel (every label pixel is ignore or outside the "
+                   "reader's id range), so no mIoU\n", m.n_left_out == 1 ? "has" : "have");
     }
 }
 
@@ -513,6 +634,37 @@ static void seg_target_md(FILE *f, const dg_seg_report *r, const char *const *ws
         md_pct2(f, res->pixel_acc);
         fputs(" |\n", f);
     }
+    bool noted = false;
+    for (int i = 0; i < n_w; i++) {
+        const dg_seg_result *res = seg_find(r, ws[i], t);
+        if (!res) continue;
+        char absent[256];
+        const int n_cls = dg_report_seg_classes(res, absent, sizeof(absent));
+        if (n_cls == DG_NUM_TRAIN_IDS && !res->oor_pixels) continue;
+        if (!noted) fputc('\n', f);
+        noted = true;
+        if (n_cls == 0) {
+            fputs("- ", f);
+            md_text(f, ws[i]);
+            fputs(": no valid label pixel, so no mIoU\n", f);
+        } else if (n_cls < DG_NUM_TRAIN_IDS) {
+            fputs("- ", f);
+            md_text(f, ws[i]);
+            fprintf(f, ": the mIoU averages %d of %d classes (no IoU for ", n_cls,
+                    DG_NUM_TRAIN_IDS);
+            md_text(f, absent);
+            fputs(": absent from both the labels and the predictions)\n", f);
+        }
+        if (res->oor_pixels) {
+            fputs("- ", f);
+            md_text(f, ws[i]);
+            fprintf(f, ": %llu label pixels in %lld of %lld images hold values outside the ",
+                    (unsigned long long)res->oor_pixels, (long long)res->oor_images,
+                    (long long)res->images);
+            md_text(f, res->reader);
+            fputs(" id range and count as ignore\n", f);
+        }
+    }
     fputs("\nPer-class IoU (%):\n\n| weights |", f);
     for (int c = 0; c < DG_NUM_TRAIN_IDS; c++) fprintf(f, " %s |", class_names[c]);
     fputs("\n|---|", f);
@@ -533,17 +685,23 @@ static void seg_target_md(FILE *f, const dg_seg_report *r, const char *const *ws
     }
 }
 
+static void seg_axes(const dg_seg_report *r, const char **ws, int *n_w, const char **ts,
+        int *n_t) {
+    *n_w = *n_t = 0;
+    for (int i = 0; i < r->n_results; i++) {
+        DG_ASSERT(r->results[i].target && r->results[i].reader);
+        const char *w = weights_of(&r->results[i]);
+        if (str_index(ws, *n_w, w) < 0) ws[(*n_w)++] = w;
+        if (str_index(ts, *n_t, r->results[i].target) < 0) ts[(*n_t)++] = r->results[i].target;
+    }
+}
+
 dg_status dg_report_seg_write_md(const dg_seg_report *r, const char *path) {
     const int n = r->n_results;
     const char **ws = dg_xmalloc((size_t)(n + 1) * sizeof(*ws));
     const char **ts = dg_xmalloc((size_t)(n + 1) * sizeof(*ts));
     int n_w = 0, n_t = 0;
-    for (int i = 0; i < n; i++) {
-        DG_ASSERT(r->results[i].target && r->results[i].reader);
-        const char *w = weights_of(&r->results[i]);
-        if (str_index(ws, n_w, w) < 0) ws[n_w++] = w;
-        if (str_index(ts, n_t, r->results[i].target) < 0) ts[n_t++] = r->results[i].target;
-    }
+    seg_axes(r, ws, &n_w, ts, &n_t);
     text_buf tb;
     FILE *f = text_begin(&tb);
     fputs("# Results", f);
@@ -1110,17 +1268,19 @@ dg_status dg_report_curves(const dg_metrics_data *d, const char *path, int width
 
 dg_status dg_report_plot(const char *path, const char *what, int width, int height,
         int n_panels, dg_plot_draw_fn draw, void *ctx) {
-    const size_t tmp_size = strlen(path) + 16;
+    /* named as dg_file_write_atomic names its temporaries, so that
+     * dg_file_remove_stale_temporaries finds one a kill -9 left */
+    static unsigned counter;
+    const size_t tmp_size = strlen(path) + 48;
     char *tmp = dg_xmalloc(tmp_size);
-    snprintf(tmp, tmp_size, "%s.tmp.XXXXXX", path);
-    const int tfd = mkstemp(tmp);
+    snprintf(tmp, tmp_size, "%s.tmp.%ld.p%u", path, (long)getpid(), counter++);
+    const int tfd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (tfd < 0) {
         dg_log_warn("%s: no %s drawn: cannot create a temporary file next to it: %s", path,
                 what, strerror(errno));
         dg_free(tmp);
         return DG_STATUS_ERR_IO;
     }
-    fchmod(tfd, 0644);
     close(tfd);
 
     char captured[1024];
@@ -1255,6 +1415,7 @@ void dg_task_progress_begin(dg_task_progress *p, const char *label, int64_t tota
 }
 
 void dg_task_progress_update(dg_task_progress *p, int64_t done) {
+    dg_cli_fault_point(p->label);
     const double now = dg_now();
     if (now - p->t_drawn < (p->tty ? 0.25 : 15.0) && done < p->total) return;
     if (!p->tty && done == p->total && now - p->t0 < 15.0) return; /* short: silent in logs */

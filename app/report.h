@@ -143,7 +143,16 @@ typedef struct dg_seg_result {
     const char *resolution;         /* "2048x1024", "height 1536, centre crop 1536", ... */
     const char *inference;          /* "whole", "sliding 768, stride 512", ... */
     const char *bn;                 /* "running statistics", ... */
+    uint64_t oor_pixels;            /* label pixels outside the reader's id range (counted
+                                       as ignore); 0: none or not counted */
+    int64_t oor_images;             /* images holding any of them */
 } dg_seg_result;
+
+/* How many classes res's mIoU averages: the classes with an IoU (present in
+ * the labels or the predictions); absent (when not NULL) gets the names of
+ * the others, ", "-separated (empty when all 19 count). 0 means the target
+ * had no valid label pixel. */
+int dg_report_seg_classes(const dg_seg_result *res, char *absent, size_t size);
 
 /* A segmentation report: results ordered by weights, then target. */
 typedef struct dg_seg_report {
@@ -156,13 +165,26 @@ typedef struct dg_seg_report {
 
 /* {"task": "segmentation", ["checkpoint",] ["method", "run": {...},]
  * "targets": [{"name", "reader", "images", "miou", "per_class_iou": [19],
- * "pixel_acc", "settings": {"weights", "resolution", "inference", "bn"}}]}
- * written atomically at path. Returns DG_STATUS_OK or DG_STATUS_ERR_IO. */
+ * "pixel_acc", "settings": {"weights", "resolution", "inference", "bn"},
+ * "miou_classes": classes the mIoU averages, "classes_absent": [names of
+ * the others], ["out_of_range_label_pixels", "out_of_range_label_images"
+ * when the labels held values outside the reader's range]}],
+ * "mean_miou": [{"weights", "miou": mean over the targets with an mIoU
+ * (null when a target was not evaluated with these weights or none has
+ * one), "targets": how many it averages, "left_out": [targets without a
+ * valid label pixel], "not_evaluated": [targets without a result]}]}
+ * written atomically at path. Keys after "settings" were added later; the
+ * earlier ones keep their meaning. Returns DG_STATUS_OK or
+ * DG_STATUS_ERR_IO. */
 dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path);
 
 /* results.md: a summary table (rows = weights, columns = targets + mean of
- * the targets' mIoU), then per target its settings table and a table of the
- * 19 class IoUs (rows = weights), then the run settings. Atomic. */
+ * the targets' mIoU: "—" when a target has no result for those weights; the
+ * mean of the others marked "†" and explained under the table when a
+ * target has no valid label pixel), then per target its settings table,
+ * notes on mIoUs that average fewer than 19 classes and on label values
+ * outside the reader's range, and a table of the 19 class IoUs (rows =
+ * weights), then the run settings. Atomic. */
 dg_status dg_report_seg_write_md(const dg_seg_report *r, const char *path);
 
 /* ---- classification results -------------------------------------------- */

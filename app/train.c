@@ -141,6 +141,13 @@ static dg_status make_model(run *r) {
     };
     dg_train_data_model_geometry(&r->data, &mo);
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
+    if (st == DG_STATUS_ERR_MEMORY && seg)
+        dg_log_error("%s: train.batch_size = %ld (per source) and data.crop_size = %ld: the "
+                     "model does not fit in memory; lower them", cfg->path, cfg->batch_size,
+                cfg->crop_size);
+    else if (st == DG_STATUS_ERR_MEMORY)
+        dg_log_error("%s: train.batch_size = %ld (per training domain): the model does not fit "
+                     "in memory; lower it", cfg->path, cfg->batch_size);
     if (st != DG_STATUS_OK) return st;
     r->has_model = true;
     if (cfg->pretrained[0]) st = dg_model_load_pretrained(&r->m, cfg->pretrained);
@@ -388,16 +395,22 @@ static dg_status seg_validate(run *r, long step) {
     const int n = n_src + n_tgt, n_score = n_src ? n_src : n_tgt;
     dg_metric mv[1 + 2 * DG_EVAL_MAX_TARGETS];
     char names[2 * DG_EVAL_MAX_TARGETS][64];
+    /* the score averages the sets that have an mIoU: a validation set with
+     * no valid label pixel (NaN, said in its evaluation's warning) must not
+     * make every score NaN and `best` never chosen */
     double score = 0;
-    int m = 0;
+    int m = 0, n_scored = 0;
     for (int i = 0; i < n; i++) {
-        if (i < n_score) score += t[i].res.miou;
+        if (i < n_score && isfinite(t[i].res.miou)) {
+            score += t[i].res.miou;
+            n_scored++;
+        }
         snprintf(names[i], sizeof(names[i]), "%s_miou", t[i].name);
         for (char *c = names[i]; *c; c++)
             if (*c == ' ') *c = '_';
         mv[m++] = (dg_metric){names[i], t[i].res.miou};
     }
-    score = n_score ? score / n_score : NAN;
+    score = n_scored ? score / n_scored : NAN;
     if (st == DG_STATUS_OK && n) {
         mv[m++] = (dg_metric){"val_miou", score};
         dg_metrics_log(&r->metrics, "eval", step, mv, m);
@@ -584,6 +597,17 @@ static int stopped_in_finish(run *r, long last) {
     return 1;
 }
 
+/* The metrics log could not be appended to (a full disk; the message
+ * naming it is out): the run stops, the lines written so far are whole. */
+static int stopped_by_metrics(run *r, long done, long last_ckpt) {
+    char note[96];
+    dg_progress_break(&r->progress);
+    ckpt_note(r, last_ckpt, note, sizeof(note));
+    dg_log_error("training stopped after step %ld: the metrics log could not be written (%s)",
+            done, note);
+    return 1;
+}
+
 static void set_swad_result(run *r, long last, double val, double test) {
     r->result[0].selected_step = r->result[0].last_step = last;
     r->result[0].val_acc = val;
@@ -637,6 +661,7 @@ static int train_loop(run *r) {
         const long ts = dg_method_sched_step(r->method, t);
         const float lr = dg_sched_lr(&r->sched, ts);
         dg_method_step(r->method, ps, &r->tc.cl, lr);
+        dg_cli_fault_point("step");
         const double loss = r->tc.first_loss;
         if (!isfinite(loss)) {
             dg_progress_break(&r->progress);
@@ -690,6 +715,7 @@ static int train_loop(run *r) {
             dg_metrics_log(&r->metrics, "val_loss", done, ml, 1);
             swad_stop = dg_method_on_eval(r->method, t, l);
         }
+        if (r->metrics.failed) return stopped_by_metrics(r, done, last_ckpt);
         /* the last step's validation follows dg_method_finish (below) */
         if (seg && cfg->eval_every > 0 && done % cfg->eval_every == 0 && done != T &&
                 seg_validate(r, done) != DG_STATUS_OK) {
@@ -731,6 +757,10 @@ static int train_loop(run *r) {
         dg_method_finish(r->method, ps, &r->tc.cl);
         r->tc.refresh_progress = false;
         r->finished = true;
+        /* label values outside the sources' id range met in training, with
+         * their count (nothing when the class-uniform scan already said it) */
+        for (int k = 0; seg && k < r->data.S; k++)
+            dg_seg_dataset_warn_out_of_range(&r->data.seg[k], "in training");
         if (dg_train_interrupt_phase == 1) interrupted = SIGTERM;
         if (interrupted) return stopped_in_finish(r, last);
         /* the model the results report (Lookahead's slow weights with their
@@ -755,6 +785,7 @@ static int train_loop(run *r) {
             cls_evaluate(r, last); /* the finished model */
         }
         if (interrupted) return stopped_in_finish(r, last);
+        if (r->metrics.failed) return stopped_by_metrics(r, last, last_ckpt);
         /* the final checkpoint: a resume from it only writes the results */
         if (save_checkpoint(r, last) != DG_STATUS_OK) return 1;
     }
@@ -765,8 +796,32 @@ static int train_loop(run *r) {
     return 0;
 }
 
+/* curves.png from metrics.jsonl (closed first). No driver or nothing to
+ * plot is a warning; a file that cannot be written (a full disk) fails the
+ * run. Returns the exit code. */
+static int write_curves(run *r) {
+    dg_metrics_close(&r->metrics);
+    char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir), *cp = dg_xasprintf("%s/curves.png", r->dir);
+    dg_metrics_data md;
+    int rc = 0;
+    if (dg_metrics_read(&md, mp) == DG_STATUS_OK) {
+        if (dg_report_curves(&md, cp, 0, 0) == DG_STATUS_ERR_IO) {
+            dg_log_error("%s: could not be written (above); the run's results are not complete",
+                    cp);
+            rc = 1;
+        }
+        dg_metrics_data_free(&md);
+    }
+    dg_free(mp);
+    dg_free(cp);
+    return rc;
+}
+
 /* After training: every target with the method's evaluated weights (and
- * its second model, MESA's teacher), results.json, results.md, curves.png. */
+ * its second model, MESA's teacher), then curves.png, results.md and, last,
+ * results.json: a segmentation run with results.json is complete (run_one),
+ * so a run stopped before it (kill -9, a full disk) writes all three again
+ * when resumed. */
 static int final_reports(run *r) {
     const dg_config *cfg = r->cfg;
     dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
@@ -792,6 +847,7 @@ static int final_reports(run *r) {
             dg_eval_targets_free(t, n);
             return 1;
         }
+        if (rc == 0) rc = write_curves(r);
         dg_report_settings set;
         memset(&set, 0, sizeof(set));
         dg_report_settings_from_config(&set, cfg);
@@ -799,25 +855,17 @@ static int final_reports(run *r) {
         for (int i = 0; i < n; i++) res[i] = t[i].res;
         dg_seg_report rep = {.method = cfg->method, .run = &set, .results = res, .n_results = n};
         char *pj = dg_xasprintf("%s/results.json", r->dir), *pm = dg_xasprintf("%s/results.md", r->dir);
-        if (n && (dg_report_seg_write_json(&rep, pj) != DG_STATUS_OK ||
-                dg_report_seg_write_md(&rep, pm) != DG_STATUS_OK))
+        if (rc == 0 && n && (dg_report_seg_write_md(&rep, pm) != DG_STATUS_OK ||
+                dg_report_seg_write_json(&rep, pj) != DG_STATUS_OK))
             rc = 1;
         dg_eval_print_seg(stdout, t, n);
         fflush(stdout);
         dg_free(pj);
         dg_free(pm);
         dg_eval_targets_free(t, n);
+        return rc;
     }
-    dg_metrics_close(&r->metrics);
-    char *mp = dg_xasprintf("%s/metrics.jsonl", r->dir), *cp = dg_xasprintf("%s/curves.png", r->dir);
-    dg_metrics_data md;
-    if (dg_metrics_read(&md, mp) == DG_STATUS_OK) {
-        dg_report_curves(&md, cp, 0, 0); /* a failure is a warning */
-        dg_metrics_data_free(&md);
-    }
-    dg_free(mp);
-    dg_free(cp);
-    return rc;
+    return write_curves(r);
 }
 
 static void run_free(run *r) {
@@ -853,9 +901,11 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
     char *sub = dg_xasprintf("%s/checkpoints", dir);
     int rc = dg_make_dirs(sub) != DG_STATUS_OK;
     dg_free(sub);
-    if (rc == 0) { /* what a kill -9 during a checkpoint write left */
-        char *paths[2] = {ckpt_path(&r), best_path(&r)};
-        for (int i = 0; i < 2; i++) {
+    if (rc == 0) { /* what a kill -9 during a write left */
+        char *paths[] = {ckpt_path(&r), best_path(&r), dg_path_join(dir, "metrics.jsonl"),
+                dg_path_join(dir, "curves.png"), dg_path_join(dir, "results.md"),
+                dg_path_join(dir, "results.json")};
+        for (size_t i = 0; i < DG_ARRAY_LEN(paths); i++) {
             dg_file_remove_stale_temporaries(paths[i]);
             dg_free(paths[i]);
         }
@@ -1041,6 +1091,7 @@ int dg_train_main(int argc, char **argv) {
     if (rc == 0) {
         char *text = dg_config_text(&cfg, false);
         char *path = dg_xasprintf("%s/config.ini", dir);
+        dg_file_remove_stale_temporaries(path); /* a kill -9 while it was written */
         const dg_file_part part = {text, strlen(text)};
         if (dg_file_write_atomic(path, &part, 1) != DG_STATUS_OK) rc = 1;
         dg_free(path);

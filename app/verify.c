@@ -6,7 +6,12 @@
  * reader's native range and the label (class) histogram. Exits 1 when
  * anything would stop training or evaluation: a dataset that cannot be
  * opened, or an unreadable or mismatched pair in a target (evaluation never
- * skips) or, with data.on_bad_sample = fail, in a source. */
+ * skips) or, with data.on_bad_sample = fail, in a source. A partner that
+ * exists but is not a regular file (a directory, a dangling or looping
+ * link, a FIFO, a socket, a device) means a damaged copy of the dataset:
+ * exit 1 in any role and under either policy. A partner that does not
+ * exist at all stays a warning (distributed copies of GTAV lack a few
+ * frames, DATASETS.md §2). */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
 #include <stdio.h>
@@ -57,7 +62,8 @@ static const known_split *find_known(const char *reader, const char *split) {
 typedef struct verify_run {
     const dg_config *cfg;
     cJSON *datasets; /* array */
-    bool stop;       /* something would stop training or evaluation */
+    bool stop;       /* something would stop training or evaluation, or a
+                        partner is not a regular file */
 } verify_run;
 
 static cJSON *entry_new(verify_run *vr, const char *name, const char *reader, const char *root,
@@ -119,6 +125,8 @@ static void verify_seg(verify_run *vr, const dg_dataset_spec *spec, bool source)
     ds.mismatch_level = DG_LOG_ERROR;
     for (size_t i = 0; i < ds.n_problems; i++)
         add_problem(problems, ds.problems[i].file, ds.problems[i].kind, ds.problems[i].message);
+    if (ds.n_not_files) vr->stop = true;
+    const size_t n_missing = ds.n_problems - ds.n_not_files;
 
     pair_result *res = dg_xcalloc(ds.n, sizeof(*res));
     uint64_t hist[N_BINS] = {0};
@@ -170,10 +178,16 @@ static void verify_seg(verify_run *vr, const dg_dataset_spec *spec, bool source)
     for (int k = 0; k < N_BINS; k++) cJSON_AddItemToArray(h, cJSON_CreateNumber((double)hist[k]));
     cJSON_AddItemToObject(e, "label_histogram", h);
 
-    printf("%s %s %s (%s): %zu images, %zu missing partners, %ld unreadable, %ld size "
-           "mismatches, %ld labels with unmapped values\n",
-            source ? "source" : "target", name, spec->root, ds.layout, ds.n, ds.n_problems,
-            n_unreadable, n_mismatch, n_unmapped);
+    printf("%s %s %s (%s): %zu images, %zu missing partner%s, %zu partner%s not %s, %ld "
+           "unreadable, %ld size mismatches, %ld labels with unmapped values\n",
+            source ? "source" : "target", name, spec->root, ds.layout, ds.n, n_missing,
+            n_missing == 1 ? "" : "s", ds.n_not_files, ds.n_not_files == 1 ? "" : "s",
+            ds.n_not_files == 1 ? "a regular file" : "regular files", n_unreadable, n_mismatch,
+            n_unmapped);
+    if (ds.n_not_files)
+        printf("  %zu image/label pair%s cannot be used: a partner exists but is not a regular "
+               "file (a damaged copy of the dataset; each is named in the warnings)\n",
+                ds.n_not_files, ds.n_not_files == 1 ? "" : "s");
     const known_split *ks = find_known(ds.reader, ds.split);
     if (ks && (long)ds.n != ks->images)
         printf("  note: the full dataset has %ld images in this split\n", ks->images);
@@ -304,9 +318,11 @@ static void verify_usage(FILE *f) {
             "Scans every dataset CONFIG names (segmentation: data.sources at data.source_split\n"
             "and data.targets at their evaluation split; classification: every domain of\n"
             "data.dataset), decodes every image and label and reports per dataset and split:\n"
-            "images, missing partners, unreadable files, image/label size mismatches, label\n"
-            "values outside the reader's range, and the trainId (class) histogram. Exits 1\n"
-            "when anything would stop training or evaluation, 2 on a usage or config error.\n"
+            "images, missing partners, partners that are not regular files (folders,\n"
+            "dangling or looping links, FIFOs, sockets, devices), unreadable files,\n"
+            "image/label size mismatches, label values outside the reader's range, and the\n"
+            "trainId (class) histogram. Exits 1 when anything would stop training or\n"
+            "evaluation or a partner is not a regular file, 2 on a usage or config error.\n"
             "\n"
             "  --json FILE   also write the report as JSON\n");
 }
@@ -398,7 +414,8 @@ int dg_verify_main(int argc, char **argv) {
     }
     cJSON_Delete(vr.datasets);
     if (rc == 0 && vr.stop) {
-        printf("verify: problems found that would stop training or evaluation\n");
+        printf("verify: problems found that would stop training or evaluation, or partners "
+               "that are not regular files\n");
         rc = 1;
     } else if (rc == 0) {
         printf("verify: ok\n");

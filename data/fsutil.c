@@ -90,6 +90,68 @@ bool dg_is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
+/* "a FIFO, not a regular file" and the like for a mode that is not a
+ * regular file (static text). */
+static const char *mode_words(mode_t m) {
+    if (S_ISDIR(m)) return "a directory";
+    if (S_ISFIFO(m)) return "a FIFO, not a regular file";
+    if (S_ISSOCK(m)) return "a socket, not a regular file";
+    if (S_ISCHR(m)) return "a character device, not a regular file";
+    if (S_ISBLK(m)) return "a block device, not a regular file";
+    return "not a regular file";
+}
+
+/* The text of symbolic link path (dg_free), or "?" when it cannot be read. */
+static char *link_text(const char *path, const struct stat *lst) {
+    size_t cap = lst->st_size > 0 ? (size_t)lst->st_size + 1 : 256;
+    for (;;) {
+        char *buf = dg_xmalloc(cap);
+        const ssize_t n = readlink(path, buf, cap);
+        if (n >= 0 && (size_t)n < cap) {
+            buf[n] = '\0';
+            return buf;
+        }
+        dg_free(buf);
+        if (n < 0 || cap > 65536) return dg_xstrdup("?");
+        cap *= 2;
+    }
+}
+
+dg_path_kind dg_path_examine(const char *path, char **what) {
+    if (what) *what = NULL;
+    struct stat lst, st;
+    if (lstat(path, &lst) != 0) {
+        const int err = errno;
+        if (err == ENOENT || err == ENOTDIR) {
+            if (what) *what = dg_xstrdup("does not exist");
+            return DG_PATH_MISSING;
+        }
+        if (what) *what = dg_xasprintf("cannot be examined: %s", strerror(err));
+        return DG_PATH_NOT_A_FILE;
+    }
+    if (!S_ISLNK(lst.st_mode)) {
+        if (S_ISREG(lst.st_mode)) return DG_PATH_REGULAR;
+        if (what) *what = dg_xasprintf("is %s", mode_words(lst.st_mode));
+        return DG_PATH_NOT_A_FILE;
+    }
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return DG_PATH_REGULAR;
+    const int err = errno;
+    if (what) {
+        char *to = link_text(path, &lst);
+        if (stat(path, &st) == 0)
+            *what = dg_xasprintf("is a symbolic link (to %s) to %s", to, mode_words(st.st_mode));
+        else if (err == ELOOP)
+            *what = dg_xasprintf("is a symbolic link loop (to %s)", to);
+        else if (err == ENOENT || err == ENOTDIR)
+            *what = dg_xasprintf("is a dangling symbolic link (to %s)", to);
+        else
+            *what = dg_xasprintf("is a symbolic link (to %s) that cannot be followed: %s", to,
+                    strerror(err));
+        dg_free(to);
+    }
+    return DG_PATH_NOT_A_FILE;
+}
+
 bool dg_ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls > lx && memcmp(s + ls - lx, suffix, lx) == 0;

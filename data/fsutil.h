@@ -62,6 +62,27 @@ bool dg_is_file(const char *path);
 dg_status dg_folder_lock(const char *dir, const char *what, int *fd);
 void dg_folder_unlock(int fd);
 
+/* What a path is, examined without opening it (a FIFO would block an
+ * open until a writer comes). */
+typedef enum dg_path_kind {
+    DG_PATH_REGULAR = 0,   /* a regular file (through links too) */
+    DG_PATH_MISSING = 1,   /* nothing of that name */
+    DG_PATH_NOT_A_FILE = 2 /* something else: a directory, a dangling link,
+                              a link loop, a FIFO, a socket, a device, or a
+                              path that cannot be examined */
+} dg_path_kind;
+
+/* Examines path with lstat and stat (never open). When it is not a regular
+ * file and `what` is not NULL, *what gets the words a message needs after
+ * the path (dg_free them): "does not exist", "is a directory", "is a
+ * dangling symbolic link (to T)", "is a symbolic link loop (to T)",
+ * "is a FIFO, not a regular file", "is a socket, not a regular file",
+ * "is a character device, not a regular file", "is a block device, not a
+ * regular file", "is a symbolic link (to T) to a directory" (or to any of
+ * the others), "cannot be examined: REASON"; T is the link's own text.
+ * *what is NULL for a regular file. */
+dg_path_kind dg_path_examine(const char *path, char **what);
+
 /* True when s ends with suffix and is longer than it. */
 bool dg_ends_with(const char *s, const char *suffix);
 

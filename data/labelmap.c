@@ -3,6 +3,7 @@
  * (Mapillary Vistas v1.2). See data/labelmap.h. */
 #include "data/labelmap.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* §1.3: labelIds 7, 8, 11, 12, 13, 17, 19 .. 28, 31, 32, 33 -> 0 .. 18. */
@@ -75,6 +76,21 @@ void dg_labelmap_init(dg_labelmap *m, dg_labelmap_kind kind) {
     for (int v = 0; v < 256; v++)
         DG_ASSERT(m->to_train[v] < DG_NUM_TRAIN_IDS ||
                   m->to_train[v] == DG_IGNORE_ID);
+}
+
+void dg_labelmap_range_text(const dg_labelmap *m, char *buf, size_t size) {
+    DG_ASSERT(size > 0);
+    buf[0] = '\0';
+    size_t off = 0;
+    for (int v = 0; v < 256; v++) {
+        if (!m->native[v] || (v > 0 && m->native[v - 1])) continue;
+        int end = v;
+        while (end < 255 && m->native[end + 1]) end++;
+        const int n = end > v ? snprintf(buf + off, size - off, "%s%d..%d", off ? ", " : "", v, end)
+                              : snprintf(buf + off, size - off, "%s%d", off ? ", " : "", v);
+        if (n < 0 || (size_t)n >= size - off) break;
+        off += (size_t)n;
+    }
 }
 
 uint64_t dg_labelmap_apply8(const dg_labelmap *m, const uint8_t *src,

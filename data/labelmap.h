@@ -44,6 +44,10 @@ void dg_labelmap_init(dg_labelmap *m, dg_labelmap_kind kind);
 /* Name of a kind ("cityscapes", "gtav", ...), never NULL. */
 const char *dg_labelmap_name(dg_labelmap_kind kind);
 
+/* The native range of m in words into buf (size bytes): its runs of
+ * native values, "0..33", "0..18, 255". */
+void dg_labelmap_range_text(const dg_labelmap *m, char *buf, size_t size);
+
 /* dst[i] = m->to_train[src[i * stride]] for i < n: stride is the number of
  * samples per pixel of src (the first sample is the class value). Returns
  * the number of source values outside the native range. Every result is

@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,16 @@
 
 /* Missing partners logged one by one; the rest are summarised. */
 #define DG_SEG_PROBLEMS_LOGGED 10
+
+/* What loads met outside the native label range (dg_seg_dataset.oor). */
+struct dg_seg_oor_state {
+    _Atomic uint64_t pixels;
+    _Atomic uint64_t labels;
+    _Atomic uint64_t reads;
+    _Atomic int64_t first;  /* lowest pair index; INT64_MAX: none */
+    atomic_bool noted;      /* a warning about them was logged */
+    atomic_bool summarised; /* the count was logged */
+};
 
 /* ---- readers -------------------------------------------------------------
  * A layout resolves to an image folder and a label folder plus the name
@@ -277,11 +288,14 @@ static const reader_def READERS[] = {
 
 /* ---- scanning ------------------------------------------------------------ */
 
-/* Appends to keys the paths (relative to base, without suffix) of the regular
- * files ending in suffix under base/rel, descending depth more folder
- * levels. */
+/* Appends to keys the paths (relative to base, without suffix) of the
+ * entries ending in suffix under base/rel, descending depth more folder
+ * levels. Entries that are not regular files (a dangling or looping link,
+ * a FIFO, a socket, a device, a folder below the deepest level) are keys
+ * too, and also go to odd: the pairing names them for what they are.
+ * Nothing is opened but folders. */
 static dg_status scan_dir(const char *base, const char *rel, int depth,
-        const char *suffix, dg_strvec *keys) {
+        const char *suffix, dg_strvec *keys, dg_strvec *odd) {
     char *dir = rel[0] ? dg_path_join(base, rel) : dg_xstrdup(base);
     DIR *d = opendir(dir);
     if (!d) {
@@ -296,12 +310,12 @@ static dg_status scan_dir(const char *base, const char *rel, int depth,
         char *full = dg_path_join(dir, e->d_name);
         char *sub = rel[0] ? dg_path_join(rel, e->d_name) : dg_xstrdup(e->d_name);
         struct stat sb;
-        if (stat(full, &sb) != 0) {
-            /* a dangling link or a file removed meanwhile: not a candidate */
-        } else if (S_ISDIR(sb.st_mode)) {
-            if (depth > 0) st = scan_dir(base, sub, depth - 1, suffix, keys);
-        } else if (S_ISREG(sb.st_mode) && dg_ends_with(e->d_name, suffix)) {
+        const bool ok = stat(full, &sb) == 0;
+        if (ok && S_ISDIR(sb.st_mode) && depth > 0) {
+            st = scan_dir(base, sub, depth - 1, suffix, keys, odd);
+        } else if (dg_ends_with(e->d_name, suffix)) {
             sub[strlen(sub) - strlen(suffix)] = '\0';
+            if (!ok || !S_ISREG(sb.st_mode)) dg_strvec_push(odd, dg_xstrdup(sub));
             dg_strvec_push(keys, sub);
             sub = NULL;
         }
@@ -371,12 +385,76 @@ static void add_problem(dg_seg_dataset *ds, size_t *cap, char *file,
     ds->problems[ds->n_problems].kind = kind;
     ds->problems[ds->n_problems].message = msg;
     ds->n_problems++;
+    if (dg_ends_with(kind, "_not_a_file")) ds->n_not_files++;
 }
 
-/* Pairs sorted image keys with sorted label keys (a merge); keys on one
- * side only become problems. */
+/* Pairs image and label when both are regular files (examined, never
+ * opened): takes both strings. Otherwise records one problem naming what
+ * each path that is not a regular file is (list: the split list the entry
+ * comes from, or NULL) and frees them. */
+static void pair_or_problem(dg_seg_dataset *ds, size_t *cap, size_t *pcap, char *image,
+        char *label, const char *list, const char *entry) {
+    char *wi, *wl;
+    const dg_path_kind ki = dg_path_examine(image, &wi);
+    const dg_path_kind kl = dg_path_examine(label, &wl);
+    const char *kind = NULL;
+    char *file = NULL, *msg = NULL;
+    if (ki == DG_PATH_REGULAR && kl == DG_PATH_REGULAR) {
+        add_pair(ds, cap, image, label);
+        return;
+    }
+    if (ki == DG_PATH_REGULAR && kl == DG_PATH_MISSING) {
+        kind = "missing_label";
+        file = image;
+        msg = dg_xasprintf("%s: image has no label (%s does not exist)", image, label);
+    } else if (ki == DG_PATH_REGULAR) {
+        kind = "label_not_a_file";
+        file = label;
+        msg = dg_xasprintf("%s: %s; the image %s has no usable label", label, wl, image);
+    } else if (ki == DG_PATH_MISSING && kl == DG_PATH_REGULAR) {
+        kind = "missing_image";
+        file = label;
+        msg = dg_xasprintf("%s: label has no image (%s does not exist)", label, image);
+    } else if (ki == DG_PATH_MISSING && kl == DG_PATH_MISSING) {
+        kind = "missing_image";
+        file = image;
+        msg = dg_xasprintf("%s: split list entry %s has neither image %s nor label %s",
+                list ? list : "?", entry, image, label);
+    } else if (ki == DG_PATH_MISSING) {
+        kind = "label_not_a_file";
+        file = label;
+        msg = dg_xasprintf("%s: %s, and its image %s does not exist", label, wl, image);
+    } else if (kl == DG_PATH_REGULAR) {
+        kind = "image_not_a_file";
+        file = image;
+        msg = dg_xasprintf("%s: %s; its label %s has no usable image", image, wi, label);
+    } else {
+        kind = "image_not_a_file";
+        file = image;
+        msg = dg_xasprintf("%s: %s, and its label %s %s", image, wi, label, wl);
+    }
+    add_problem(ds, pcap, dg_xstrdup(file), kind, msg);
+    dg_free(wi);
+    dg_free(wl);
+    dg_free(image);
+    dg_free(label);
+}
+
+static int cmp_key(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Is key among the sorted keys of odd? */
+static bool is_odd(const dg_strvec *odd, const char *key) {
+    return odd->n && bsearch(&key, odd->v, odd->n, sizeof(*odd->v), cmp_key) != NULL;
+}
+
+/* Pairs sorted image keys with sorted label keys (a merge). A key on both
+ * sides whose files are regular becomes a pair; any other key (on one side
+ * only, or naming something that is not a regular file: odd_img, odd_lbl,
+ * sorted) becomes one problem. */
 static void pair_scanned(dg_seg_dataset *ds, const layout *l, const dg_strvec *img,
-        const dg_strvec *lbl) {
+        const dg_strvec *lbl, const dg_strvec *odd_img, const dg_strvec *odd_lbl) {
     size_t cap = 0, pcap = 0, a = 0, b = 0;
     while (a < img->n || b < lbl->n) {
         int c = a == img->n   ? 1
@@ -385,26 +463,16 @@ static void pair_scanned(dg_seg_dataset *ds, const layout *l, const dg_strvec *i
         const char *key = c <= 0 ? img->v[a] : lbl->v[b];
         char *image = dg_xasprintf("%s/%s%s", l->img_dir, key, l->img_suffix);
         char *label = dg_xasprintf("%s/%s%s", l->lbl_dir, key, l->lbl_suffix);
-        if (c == 0) {
+        if (c == 0 && !is_odd(odd_img, key) && !is_odd(odd_lbl, key))
             add_pair(ds, &cap, image, label);
-            a++, b++;
-        } else if (c < 0) {
-            add_problem(ds, &pcap, image, "missing_label",
-                    dg_xasprintf("%s: image has no label (expected %s)", image,
-                            label));
-            dg_free(label);
-            a++;
-        } else {
-            add_problem(ds, &pcap, label, "missing_image",
-                    dg_xasprintf("%s: label has no image (expected %s)", label,
-                            image));
-            dg_free(image);
-            b++;
-        }
+        else
+            pair_or_problem(ds, &cap, &pcap, image, label, NULL, key);
+        if (c <= 0) a++;
+        if (c >= 0) b++;
     }
 }
 
-/* Pairs the entries of a split list: both files must exist. */
+/* Pairs the entries of a split list: both files must be regular files. */
 static void pair_listed(
         dg_seg_dataset *ds, const layout *l, const dg_strvec *keys) {
     size_t cap = 0, pcap = 0;
@@ -413,27 +481,9 @@ static void pair_listed(
                 dg_xasprintf("%s/%s%s", l->img_dir, keys->v[i], l->img_suffix);
         char *label =
                 dg_xasprintf("%s/%s%s", l->lbl_dir, keys->v[i], l->lbl_suffix);
-        bool hi = dg_is_file(image), hl = dg_is_file(label);
-        if (hi && hl) {
-            add_pair(ds, &cap, image, label);
-            continue;
-        }
-        if (!hi && !hl)
-            add_problem(ds, &pcap, dg_xstrdup(image), "missing_image",
-                    dg_xasprintf("%s: split list entry %s%s has neither image %s "
-                              "nor "
-                              "label %s",
-                            l->list, keys->v[i], l->img_suffix, image, label));
-        else if (!hi)
-            add_problem(ds, &pcap, dg_xstrdup(image), "missing_image",
-                    dg_xasprintf("%s: label has no image (expected %s)", label,
-                            image));
-        else
-            add_problem(ds, &pcap, dg_xstrdup(image), "missing_label",
-                    dg_xasprintf("%s: image has no label (expected %s)", image,
-                            label));
-        dg_free(image);
-        dg_free(label);
+        char *entry = dg_xasprintf("%s%s", keys->v[i], l->img_suffix);
+        pair_or_problem(ds, &cap, &pcap, image, label, l->list, entry);
+        dg_free(entry);
     }
 }
 
@@ -486,10 +536,12 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
     ds->encoding = r->encoding;
     ds->mismatch_level = DG_LOG_ERROR;
     dg_labelmap_init(&ds->map, r->map);
+    ds->oor = dg_xcalloc(1, sizeof(*ds->oor));
+    atomic_init(&ds->oor->first, INT64_MAX);
 
     layout l;
     memset(&l, 0, sizeof(l));
-    dg_strvec img = {0}, lbl = {0};
+    dg_strvec img = {0}, lbl = {0}, odd_img = {0}, odd_lbl = {0};
     dg_status st = r->find(root, csplit, opts, &l);
     if (st != DG_STATUS_OK) goto err_free_layout;
     ds->layout = dg_xstrdup(l.what);
@@ -500,17 +552,21 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
         dg_strvec_sort(&img);
         pair_listed(ds, &l, &img);
     } else {
-        st = scan_dir(l.img_dir, "", SCAN_DEPTH, l.img_suffix, &img);
+        st = scan_dir(l.img_dir, "", SCAN_DEPTH, l.img_suffix, &img, &odd_img);
         if (st == DG_STATUS_OK)
-            st = scan_dir(l.lbl_dir, "", SCAN_DEPTH, l.lbl_suffix, &lbl);
+            st = scan_dir(l.lbl_dir, "", SCAN_DEPTH, l.lbl_suffix, &lbl, &odd_lbl);
         if (st != DG_STATUS_OK) goto err_free_layout;
         dg_strvec_sort(&img);
         dg_strvec_sort(&lbl);
-        pair_scanned(ds, &l, &img, &lbl);
+        dg_strvec_sort(&odd_img);
+        dg_strvec_sort(&odd_lbl);
+        pair_scanned(ds, &l, &img, &lbl, &odd_img, &odd_lbl);
     }
     if (ds->n_problems > DG_SEG_PROBLEMS_LOGGED)
-        dg_log_warn("%s: %zu more missing partners in %s split '%s' (`dgseg verify --json` lists "
-                    "them all)", root, ds->n_problems - DG_SEG_PROBLEMS_LOGGED, r->name, split);
+        dg_log_warn("%s: %zu more missing or unusable partners in %s split '%s' (%zu in all: "
+                    "%zu missing, %zu not regular files; `dgseg verify --json` lists them all)",
+                root, ds->n_problems - DG_SEG_PROBLEMS_LOGGED, r->name, split, ds->n_problems,
+                ds->n_problems - ds->n_not_files, ds->n_not_files);
     if (ds->n == 0) {
         dg_log_error("%s: no complete image/label pair in %s split '%s' "
                      "(images %s/*%s, "
@@ -522,12 +578,16 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
     }
     dg_strvec_free(&img);
     dg_strvec_free(&lbl);
+    dg_strvec_free(&odd_img);
+    dg_strvec_free(&odd_lbl);
     layout_free(&l);
     return DG_STATUS_OK;
 
 err_free_layout:
     dg_strvec_free(&img);
     dg_strvec_free(&lbl);
+    dg_strvec_free(&odd_img);
+    dg_strvec_free(&odd_lbl);
     layout_free(&l);
     dg_seg_dataset_free(ds);
     return st;
@@ -553,6 +613,7 @@ void dg_seg_dataset_free(dg_seg_dataset *ds) {
     dg_free(ds->split);
     dg_free(ds->layout);
     dg_free(ds->split_list);
+    dg_free(ds->oor);
     memset(ds, 0, sizeof(*ds));
 }
 
@@ -583,10 +644,65 @@ static bool encoding_matches(dg_seg_label_encoding e, const dg_label_png *p) {
     return false;
 }
 
-/* Decodes and maps pair p's label; when h > 0 its size must be (h, w).
+/* ---- label values outside the native range ------------------------------ */
+
+/* Adds one decode of pair i with n pixels outside the range. */
+static void oor_count(const dg_seg_dataset *ds, size_t i, uint64_t n) {
+    struct dg_seg_oor_state *o = ds->oor;
+    if (!o) return;
+    atomic_fetch_add(&o->reads, 1);
+    if (!n) return;
+    atomic_fetch_add(&o->pixels, n);
+    atomic_fetch_add(&o->labels, 1);
+    int64_t cur = atomic_load(&o->first);
+    while ((int64_t)i < cur && !atomic_compare_exchange_weak(&o->first, &cur, (int64_t)i)) {
+    }
+}
+
+dg_seg_oor_count dg_seg_dataset_out_of_range(const dg_seg_dataset *ds) {
+    dg_seg_oor_count c = {.first = -1};
+    const struct dg_seg_oor_state *o = ds->oor;
+    if (!o) return c;
+    c.pixels = atomic_load(&o->pixels);
+    c.labels = atomic_load(&o->labels);
+    c.reads = atomic_load(&o->reads);
+    const int64_t f = atomic_load(&o->first);
+    c.first = f == INT64_MAX ? -1 : f;
+    return c;
+}
+
+bool dg_seg_dataset_warn_out_of_range(const dg_seg_dataset *ds, const char *by) {
+    const dg_seg_oor_count c = dg_seg_dataset_out_of_range(ds);
+    if (!c.pixels || atomic_exchange(&ds->oor->summarised, true)) return false;
+    atomic_store(&ds->oor->noted, true);
+    char range[64];
+    dg_labelmap_range_text(&ds->map, range, sizeof(range));
+    dg_log_warn("%s (%s %s): %llu label pixels in %llu of %llu labels read %s hold values "
+                "outside the %s id range (%s) and count as ignore (255); the first: %s "
+                "(`dgseg verify` lists every file)",
+            ds->root, ds->reader, ds->split, (unsigned long long)c.pixels,
+            (unsigned long long)c.labels, (unsigned long long)c.reads, by, ds->reader, range,
+            ds->pairs[c.first].label);
+    return true;
+}
+
+void dg_seg_dataset_note_out_of_range(const dg_seg_dataset *ds, size_t i, uint64_t n,
+        const char *while_doing) {
+    if (!n || !ds->oor || atomic_exchange(&ds->oor->noted, true)) return;
+    char range[64];
+    dg_labelmap_range_text(&ds->map, range, sizeof(range));
+    dg_log_warn("%s: %llu label pixels hold values outside the %s id range (%s) and count as "
+                "ignore (255) %s; further ones in %s split '%s' are not logged one by one "
+                "(`dgseg verify` lists every file)",
+            ds->pairs[i].label, (unsigned long long)n, ds->reader, range, while_doing,
+            ds->reader, ds->split);
+}
+
+/* Decodes and maps pair i's label; when h > 0 its size must be (h, w).
  * label is zeroed on error. */
-static dg_status load_label(const dg_seg_dataset *ds, const dg_seg_pair *p, int h, int w,
+static dg_status load_label(const dg_seg_dataset *ds, size_t i, int h, int w,
         dg_image *label, uint64_t *n_out_of_range) {
+    const dg_seg_pair *p = &ds->pairs[i];
     dg_label_png png;
     memset(label, 0, sizeof(*label));
     dg_status st = dg_label_read_png(p->label, &png);
@@ -614,6 +730,7 @@ static dg_status load_label(const dg_seg_dataset *ds, const dg_seg_pair *p, int 
                                      (size_t)png.channels, n, label->data)
                            : dg_labelmap_apply8(&ds->map, png.data8,
                                      (size_t)png.channels, n, label->data);
+    oor_count(ds, i, bad);
     if (n_out_of_range) *n_out_of_range = bad;
     dg_label_png_free(&png);
     return DG_STATUS_OK;
@@ -631,7 +748,7 @@ dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
         return st;
     }
     uint64_t bad = 0;
-    st = load_label(ds, p, img->h, img->w, label, &bad);
+    st = load_label(ds, i, img->h, img->w, label, &bad);
     if (st != DG_STATUS_OK) {
         if (rep) rep->bad_file = p->label;
         dg_image_free(img);
@@ -643,7 +760,7 @@ dg_status dg_seg_dataset_load_ex(const dg_seg_dataset *ds, size_t i,
 
 dg_status dg_seg_dataset_load_label(const dg_seg_dataset *ds, size_t i, dg_image *label) {
     DG_ASSERT(i < ds->n);
-    return load_label(ds, &ds->pairs[i], 0, 0, label, NULL);
+    return load_label(ds, i, 0, 0, label, NULL);
 }
 
 dg_status dg_seg_dataset_load(

@@ -62,8 +62,15 @@ typedef struct dg_seg_pair {
 
 /* A problem found while scanning (the `dgseg verify` JSON's
  * {"file", "kind", "message"}, DESIGN.md §4). kind is "missing_label"
- * (an image without its label) or "missing_image" (a label, or a split-list
- * entry, without its image). */
+ * (an image without its label; file = the image), "missing_image" (a label,
+ * or a split-list entry, without its image; file = the label, or the
+ * entry's image), "label_not_a_file" or "image_not_a_file" (the partner
+ * exists but is a directory, a dangling symbolic link, a link loop, a FIFO,
+ * a socket or a device, or cannot be examined; file = that path). The
+ * message is one line: the path, what it is, and what it means for the
+ * pair, e.g. "L: is a dangling symbolic link (to ../y.png); the image I has
+ * no usable label". Such paths are examined with lstat/stat only, never
+ * opened. */
 typedef struct dg_seg_problem {
     char *file;
     const char *kind; /* static string */
@@ -82,10 +89,14 @@ typedef struct dg_seg_dataset {
     dg_seg_pair *pairs; /* (n) */
     size_t n_problems;
     dg_seg_problem *problems;    /* (n_problems) */
+    size_t n_not_files;          /* problems of kind *_not_a_file */
     dg_log_level mismatch_level; /* level of the size-mismatch message:
                                     DG_LOG_ERROR (default; evaluation never
                                     skips) or DG_LOG_WARN for a trainer that
                                     skips such pairs (STYLE.md §6 tier 3) */
+    struct dg_seg_oor_state *oor; /* owned: what the loads met outside the
+                                     reader's native label range (atomic
+                                     counters, every thread's loads) */
 } dg_seg_dataset;
 
 /* Optional settings of dg_seg_dataset_open_opts. */
@@ -102,8 +113,10 @@ typedef struct dg_seg_open_opts {
 dg_status dg_seg_split_list_read(const char *path, dg_strvec *keys);
 
 /* Opens split `split` of the dataset at root with reader `reader_name`.
- * Missing partners are logged once each as warnings and recorded in
- * ds->problems; only complete pairs enter ds->pairs. ds is overwritten
+ * Missing partners, and partners that are not regular files, are logged
+ * once each as warnings (the first DG_SEG_PROBLEMS_LOGGED, then a count)
+ * and recorded in ds->problems; only complete pairs of regular files enter
+ * ds->pairs. ds is overwritten
  * (no need to initialise it); on error it is freed and zeroed.
  * Returns DG_STATUS_OK;
  * DG_STATUS_ERR_CONFIG for an unknown reader name or a split the reader does
@@ -152,5 +165,33 @@ dg_status dg_seg_dataset_load(
 /* Decodes and maps pair i's label alone (no size check against the image):
  * what the class-uniform centroid scan needs. Statuses as above. */
 dg_status dg_seg_dataset_load_label(const dg_seg_dataset *ds, size_t i, dg_image *label);
+
+/* Label values outside the reader's native range met by every load of a
+ * dataset so far (any thread; each load of a label counts again). */
+typedef struct dg_seg_oor_count {
+    uint64_t pixels; /* label pixels outside the range (mapped to 255) */
+    uint64_t labels; /* label decodes with at least one such pixel */
+    uint64_t reads;  /* label decodes in all */
+    int64_t first;   /* lowest pair index among them; -1 when none */
+} dg_seg_oor_count;
+
+dg_seg_oor_count dg_seg_dataset_out_of_range(const dg_seg_dataset *ds);
+
+/* Once per dataset, when its loads met label values outside the native
+ * range: one warning with the count, e.g. "ROOT (cityscapes val): 15 label
+ * pixels in 2 of 2 labels read by this evaluation hold values outside the
+ * cityscapes id range (0..33) and count as ignore (255); the first: FILE
+ * (`dgseg verify` lists every file)"; `by` says who read them ("by this
+ * evaluation"). Returns true when it logged. Call it when the loads are
+ * over (a finished pass): the counts are then complete. */
+bool dg_seg_dataset_warn_out_of_range(const dg_seg_dataset *ds, const char *by);
+
+/* For a reader that cannot wait for the end (training): pair i's label
+ * just held n > 0 such pixels. The first call per dataset (unless
+ * dg_seg_dataset_warn_out_of_range already spoke) logs one warning naming
+ * the label, the count and the range, and says that further ones are not
+ * logged one by one; later calls are silent. Thread-safe. */
+void dg_seg_dataset_note_out_of_range(const dg_seg_dataset *ds, size_t i, uint64_t n,
+        const char *while_doing);
 
 #endif

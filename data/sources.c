@@ -16,8 +16,11 @@ static dg_status seg_train_load(void *ctx, const dg_sample_ref *ref, dg_rng *rng
     const dg_seg_train_source *s = ctx;
     DG_ASSERT(ref->domain >= 0 && ref->domain < s->n_domains);
     dg_image img, lbl;
-    dg_status st = dg_seg_dataset_load(s->ds[ref->domain], (size_t)ref->index, &img, &lbl);
+    dg_seg_load_report rep;
+    const dg_seg_dataset *ds = s->ds[ref->domain];
+    dg_status st = dg_seg_dataset_load_ex(ds, (size_t)ref->index, &img, &lbl, &rep);
     if (st != DG_STATUS_OK) return st;
+    dg_seg_dataset_note_out_of_range(ds, (size_t)ref->index, rep.n_out_of_range, "in training");
     const int32_t c[2] = {ref->cy, ref->cx};
     const size_t n = (size_t)s->aug.crop_h * (size_t)s->aug.crop_w;
     uint8_t *lab8 = dg_xmalloc(n);
@@ -72,6 +75,7 @@ dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_b
     dg_free(part);
     dg_free(st);
     if (rc != DG_STATUS_OK) dg_class_centroids_free(cc);
+    else dg_seg_dataset_warn_out_of_range(ds, "by the class-uniform scan");
     return rc;
 }
 

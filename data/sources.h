@@ -28,7 +28,9 @@ typedef struct dg_seg_train_source {
 } dg_seg_train_source;
 
 /* Fills src (ctx = s, which must outlive the loader): C = 3, size = the
- * crop, dense labels. */
+ * crop, dense labels. The first label holding values outside its reader's
+ * range is warned about once per dataset (dg_seg_dataset_note_out_of_range);
+ * every load counts in the dataset (dg_seg_dataset_out_of_range). */
 void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src);
 
 /* Class-uniform centroids of every label of ds (DATASETS.md §7.3): tiles
@@ -36,7 +38,9 @@ void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src);
  * decoded in parallel (OpenMP) and merged in pair order, so the lists do not
  * depend on the thread count. cc is overwritten. A label that cannot be read
  * is skipped with a warning when skip_bad, else its status is returned
- * (the file is named in the log). */
+ * (the file is named in the log). Label values outside the reader's range
+ * are then warned about once, with the dataset's count
+ * (dg_seg_dataset_warn_out_of_range). */
 dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_bad,
         dg_class_centroids *cc);
 

@@ -8,11 +8,8 @@
  * truncated checkpoint and a truncated PNG give the documented exit code
  * and a message naming what is wrong; a checkpoint folder that becomes
  * read-only stops the run with exit 1 and the previous checkpoint intact
- * (skipped as root, whom permissions do not stop).
- *
- * The test process itself runs no OpenMP: dgseg does the work. A dgseg
- * child dies with the test (PR_SET_PDEATHSIG), so a test killed by Check's
- * timeout leaves no training behind. */
+ * (skipped as root, whom permissions do not stop). The process helpers
+ * are tests/proc.h's. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
@@ -20,237 +17,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
+#include "proc.h"
 #include "data/fsutil.h"
 #include "nets/core/safetensors.h"
 
-#ifndef DG_DGSEG_PATH
-#error "DG_DGSEG_PATH (the dgseg executable of this build) must be defined by CMake"
-#endif
-
-#define TIMEOUT_S 90.0 /* one dgseg command; the test case allows more */
-
-extern char **environ;
-
-static char dir[64];
-
-/* fontconfig, loaded by PLplot when a run draws curves.png, keeps caches
- * LeakSanitizer cannot trace back to a root (see tests/test_report.c): a
- * sanitizer build of dgseg gets this suppression list through LSAN_OPTIONS,
- * so that its exit code is dgseg's own. Other builds ignore it. */
-static const char *LSAN_SUPP = "leak:libfontconfig.so\n";
-
-static void setup(void) {
-    make_tmpdir(dir, "cli");
-    char p[128];
-    snprintf(p, sizeof(p), "%s/lsan.supp", dir);
-    write_file(p, LSAN_SUPP, strlen(LSAN_SUPP));
-}
-static void teardown(void) { remove_tree(dir, 8); }
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The whole file, NUL-terminated (dg_free it), or NULL when it cannot be
- * opened (read_file fails the test instead). */
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = dg_xmalloc(cap);
-    size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += got;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = dg_xrealloc(buf, cap);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    if (n) *n = len;
-    return buf;
-}
-
-/* This process's environment with dir/lsan.supp added to LSAN_OPTIONS
- * (dg_free the array; its strings but the last belong to environ). */
-static char **child_env(char *lsan, size_t size) {
-    const char *old = getenv("LSAN_OPTIONS");
-    snprintf(lsan, size, "LSAN_OPTIONS=%s%ssuppressions=%s/lsan.supp", old ? old : "",
-            old && old[0] ? ":" : "", dir);
-    size_t n = 0;
-    while (environ[n]) n++;
-    char **env = dg_xcalloc(n + 2, sizeof(*env));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "LSAN_OPTIONS=", 13)) env[k++] = environ[i];
-    env[k] = lsan;
-    return env;
-}
-
-/* Starts `dgseg args...` (args NULL-terminated) in dir, stdin from
- * /dev/null, stdout and stderr into dir/<tag>.out and dir/<tag>.err. */
-static pid_t spawn(const char *tag, const char *const *args) {
-    char out[128], err[128], lsan[1024];
-    snprintf(out, sizeof(out), "%s/%s.out", dir, tag);
-    snprintf(err, sizeof(err), "%s/%s.err", dir, tag);
-    const char *argv[32] = {DG_DGSEG_PATH};
-    int argc = 1;
-    for (; args[argc - 1]; argc++) {
-        ck_assert_int_lt(argc, 31);
-        argv[argc] = args[argc - 1];
-    }
-    argv[argc] = NULL;
-    char **env = child_env(lsan, sizeof(lsan));
-    const pid_t parent = getpid();
-    fflush(stdout);
-    fflush(stderr);
-    const pid_t pid = fork();
-    if (pid < 0) dg_free(env);
-    ck_assert_msg(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        /* the child: only async-signal-safe calls until exec */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent) _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        const int in = open("/dev/null", O_RDONLY);
-        const int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        const int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (in < 0 || fo < 0 || fe < 0 || chdir(dir) != 0) _exit(127);
-        if (dup2(in, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
-        execve(DG_DGSEG_PATH, (char *const *)argv, env);
-        _exit(127);
-    }
-    dg_free(env);
-    return pid;
-}
-
-/* The exit code of pid (128 + signal when a signal ended it), or -1 when
- * it is still running after timeout_s: it is then killed and reaped. */
-static int wait_exit(pid_t pid, double timeout_s) {
-    const double end = now_s() + timeout_s;
-    for (;;) {
-        int status;
-        const pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        ck_assert_msg(r == 0, "waitpid: %s", strerror(errno));
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            return -1;
-        }
-        sleep_ms(20);
-    }
-}
-
-/* What dgseg wrote to stderr (dg_free it; "" when nothing). */
-static char *err_of(const char *tag) {
-    char p[128];
-    snprintf(p, sizeof(p), "%s/%s.err", dir, tag);
-    char *s = slurp(p, NULL);
-    return s ? s : dg_xstrdup("");
-}
-
-/* Runs `dgseg args...` to the end; returns its exit code and, when err is
- * not NULL, its stderr. A run past TIMEOUT_S fails the test. */
-static int run_dgseg(const char *tag, const char *const *args, char **err) {
-    const int rc = wait_exit(spawn(tag, args), TIMEOUT_S);
-    char *e = err_of(tag);
-    if (rc < 0) {
-        ck_abort_msg("dgseg %s: still running after %.0f s (killed); stderr:\n%s", args[0],
-                TIMEOUT_S, e);
-    }
-    if (err) *err = e;
-    else dg_free(e);
-    return rc;
-}
-
-/* ---- data, configs, checkpoints ----------------------------------------- */
-
-static void make_synth(void) {
-    char out[128];
-    snprintf(out, sizeof(out), "%s/synth", dir);
-    const char *args[] = {"synth", "--out", out, "--width", "64", "--height", "32",
-            "--per-domain", "4", NULL};
-    char *err;
-    const int rc = run_dgseg("synth", args, &err);
-    ck_assert_msg(rc == 0, "dgseg synth: exit %d:\n%s", rc, err);
-    dg_free(err);
-}
-
-/* DeepLabv3+ R18 on 32 x 32 crops, two images a step, a log line every
- * step, far more steps than any test waits for and no periodic checkpoint
- * (overrides set train.iterations / train.checkpoint_every where needed). */
-static const char *SEG_CFG =
-        "[data]\nsources = gtav:%s/synth/gtav\ntargets = cityscapes:%s/synth/cityscapes\n"
-        "crop_size = 32\nworkers = 1\nclass_uniform_tile = 16\n"
-        "[model]\nname = deeplabv3plus-r18\n"
-        "[optim]\nmethod = erm\n"
-        "[train]\niterations = 100000\nbatch_size = 2\nlog_every = 1\n"
-        "checkpoint_every = 100000\n";
-
-static void write_cfg(char *path, size_t size, const char *name, const char *body) {
-    snprintf(path, size, "%s/%s.ini", dir, name);
-    char text[2048];
-    snprintf(text, sizeof(text), body, dir, dir);
-    write_file(path, text, strlen(text));
-}
-
-/* The "step" metadata of a checkpoint, after checking that it opens (-1
- * when the metadata is missing). */
-static long checkpoint_step(const char *path) {
-    dg_tensor_reader rd;
-    ck_assert_msg(dg_tensor_reader_open(&rd, path) == DG_STATUS_OK, "%s does not load", path);
-    ck_assert_uint_gt(dg_tensor_reader_count(&rd), 0);
-    const char *v = dg_tensor_reader_metadata(&rd, "step");
-    const long step = v ? strtol(v, NULL, 10) : -1;
-    dg_tensor_reader_close(&rd);
-    return step;
-}
-
-/* Waits until `file` exists and (when needle is not NULL) holds needle,
- * while pid runs. Returns false when pid ended first (*rc gets its exit
- * code) or after timeout_s (pid is then killed, *rc = -1). */
-static bool wait_for_file(pid_t pid, const char *file, const char *needle, double timeout_s,
-        int *rc) {
-    const double end = now_s() + timeout_s;
-    for (;;) {
-        char *s = slurp(file, NULL);
-        const bool found = s && (!needle || strstr(s, needle));
-        dg_free(s);
-        if (found) return true;
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-            *rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            return false;
-        }
-        if (now_s() > end) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            *rc = -1;
-            return false;
-        }
-        sleep_ms(20);
-    }
-}
+static void setup(void) { proc_setup("cli"); }
+static void teardown(void) { proc_teardown(); }
 
 /* ---- signals ---------------------------------------------------------------- */
 
@@ -263,20 +40,20 @@ static void interrupt_case(int sig, bool evaluate) {
     make_synth();
     char cfg[128], out[192], run[160], metrics[192], ckpt[192];
     write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
-    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(run, sizeof(run), "%s/run", proc_dir);
     snprintf(out, sizeof(out), "output.dir=%s", run);
     snprintf(metrics, sizeof(metrics), "%s/metrics.jsonl", run);
     snprintf(ckpt, sizeof(ckpt), "%s/checkpoints/last.safetensors", run);
     const char *args[] = {"train", cfg, out, NULL};
     const pid_t pid = spawn("train", args);
     int rc = 0;
-    if (!wait_for_file(pid, metrics, "\"step\":1,", TIMEOUT_S, &rc)) {
+    if (!wait_for_file(pid, metrics, "\"step\":1,", PROC_TIMEOUT_S, &rc)) {
         char *e = err_of("train");
         ck_abort_msg("training never logged step 1 (exit %d; -1: killed after %.0f s):\n%s", rc,
-                TIMEOUT_S, e);
+                PROC_TIMEOUT_S, e);
     }
     ck_assert_int_eq(kill(pid, sig), 0);
-    rc = wait_exit(pid, TIMEOUT_S);
+    rc = wait_exit(pid, PROC_TIMEOUT_S);
     char *err = err_of("train");
     ck_assert_msg(rc == 1 && strstr(err, "interrupted") && strstr(err, "checkpoint saved"),
             "%s: exit %d (want 1 with 'interrupted ... checkpoint saved'):\n%s", strsignal(sig),
@@ -313,13 +90,13 @@ START_TEST(version_and_help_exit_0) {
     const char *version[] = {"--version", NULL};
     ck_assert_int_eq(run_dgseg("version", version, NULL), 0);
     char p[128];
-    snprintf(p, sizeof(p), "%s/version.out", dir);
+    snprintf(p, sizeof(p), "%s/version.out", proc_dir);
     char *out = read_file(p, NULL);
     ck_assert_msg(!strncmp(out, "dgseg ", 6) && strstr(out, DG_VERSION), "%s", out);
     dg_free(out);
     const char *help[] = {"--help", NULL};
     ck_assert_int_eq(run_dgseg("help", help, NULL), 0);
-    snprintf(p, sizeof(p), "%s/help.out", dir);
+    snprintf(p, sizeof(p), "%s/help.out", proc_dir);
     out = read_file(p, NULL);
     ck_assert_msg(strstr(out, "usage: dgseg") && strstr(out, "train"), "%s", out);
     dg_free(out);
@@ -351,10 +128,10 @@ START_TEST(bf16_on_avx2_exits_2_naming_the_cpu) {
             strstr(err, "use f32"), "exit %d:\n%s", rc, err);
     dg_free(err);
     char p[128];
-    snprintf(p, sizeof(p), "%s/runs", dir);
+    snprintf(p, sizeof(p), "%s/runs", proc_dir);
     ck_assert_msg(!dg_is_dir(p), "a run folder was created");
     ck_assert_int_eq(vrc, 0);
-    snprintf(p, sizeof(p), "%s/version-avx2.out", dir);
+    snprintf(p, sizeof(p), "%s/version-avx2.out", proc_dir);
     char *out = read_file(p, NULL);
     ck_assert_msg(strstr(out, "CPU ISA avx2 (bf16: no, Winograd: dgseg's)"), "%s", out);
     dg_free(out);
@@ -376,7 +153,7 @@ START_TEST(cpu_below_the_build_level_exits_2_saying_so) {
         return;
     }
     char out[128], cmd[1024];
-    snprintf(out, sizeof(out), "%s/qemu.err", dir);
+    snprintf(out, sizeof(out), "%s/qemu.err", proc_dir);
     snprintf(cmd, sizeof(cmd), "/usr/bin/qemu-x86_64 -cpu Nehalem %s --version >/dev/null 2>%s",
             DG_DGSEG_PATH, out);
     const int status = system(cmd);
@@ -411,7 +188,7 @@ END_TEST
  * configuration error; the message names it. */
 START_TEST(missing_config_file_exits_1_naming_it) {
     char cfg[128];
-    snprintf(cfg, sizeof(cfg), "%s/no-such.ini", dir);
+    snprintf(cfg, sizeof(cfg), "%s/no-such.ini", proc_dir);
     const char *args[] = {"train", cfg, NULL};
     char *err;
     const int rc = run_dgseg("missing", args, &err);
@@ -460,11 +237,45 @@ START_TEST(bad_override_value_exits_2_naming_the_key) {
             "exit %d:\n%s", rc, err);
     dg_free(err);
     char runs[128];
-    snprintf(runs, sizeof(runs), "%s/runs", dir);
+    snprintf(runs, sizeof(runs), "%s/runs", proc_dir);
     ck_assert_msg(!dg_is_dir(runs), "a run folder was created");
     const char *key[] = {"train", cfg, "train.no_such_key=1", NULL};
     rc = run_dgseg("override-key", key, &err);
     ck_assert_msg(rc == 2 && strstr(err, "no_such_key"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
+/* Crop and batch sizes inside their documented ranges that no machine can
+ * hold (terabytes): train exits 1 within seconds with the size needed and
+ * the keys to lower, never an abort or the OOM killer; the same under a
+ * tight DG_MEM_LIMIT for a model that needs a few hundred MiB. */
+START_TEST(sizes_beyond_the_memory_exit_1_naming_the_keys) {
+    make_synth();
+    char cfg[128];
+    write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
+    static const char *const over[] = {"data.crop_size=16384", "train.batch_size=65536"};
+    for (size_t i = 0; i < DG_ARRAY_LEN(over); i++) {
+        char out[160];
+        snprintf(out, sizeof(out), "output.dir=%s/oom%zu", proc_dir, i);
+        const char *args[] = {"train", cfg, over[i], out, NULL};
+        char *err;
+        const double t0 = dg_now();
+        const int rc = run_dgseg("oom", args, &err);
+        const double dt = dg_now() - t0;
+        ck_assert_msg(rc == 1 && strstr(err, "out of memory") && strstr(err, "buffers need") &&
+                strstr(err, "train.batch_size =") && strstr(err, "lower"),
+                "%s: exit %d:\n%s", over[i], rc, err);
+        ck_assert_msg(dt < 30.0, "%s: %.1f s to refuse", over[i], dt);
+        dg_free(err);
+    }
+    setenv("DG_MEM_LIMIT", "100M", 1); /* the child inherits it */
+    const char *args[] = {"train", cfg, NULL};
+    char *err;
+    const int rc = run_dgseg("oom-limit", args, &err);
+    unsetenv("DG_MEM_LIMIT");
+    ck_assert_msg(rc == 1 && strstr(err, "DG_MEM_LIMIT") && strstr(err, "out of memory"),
+            "exit %d:\n%s", rc, err);
     dg_free(err);
 }
 END_TEST
@@ -475,8 +286,8 @@ START_TEST(eval_of_truncated_checkpoint_exits_1_naming_it) {
     make_synth();
     char cfg[128], out[160], ckpt[192];
     write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
-    snprintf(out, sizeof(out), "output.dir=%s/run", dir);
-    snprintf(ckpt, sizeof(ckpt), "%s/run/checkpoints/last.safetensors", dir);
+    snprintf(out, sizeof(out), "output.dir=%s/run", proc_dir);
+    snprintf(ckpt, sizeof(ckpt), "%s/run/checkpoints/last.safetensors", proc_dir);
     const char *train[] = {"train", cfg, out, "train.iterations=1", "data.targets=", NULL};
     char *err;
     int rc = run_dgseg("train", train, &err);
@@ -486,7 +297,7 @@ START_TEST(eval_of_truncated_checkpoint_exits_1_naming_it) {
     size_t n;
     char *bytes = read_file(ckpt, &n);
     char cut[128];
-    snprintf(cut, sizeof(cut), "%s/cut.safetensors", dir);
+    snprintf(cut, sizeof(cut), "%s/cut.safetensors", proc_dir);
     write_file(cut, bytes, n / 2);
     dg_free(bytes);
     const char *eval[] = {"eval", cfg, "--checkpoint", cut, NULL};
@@ -512,7 +323,7 @@ START_TEST(verify_of_truncated_png_exits_1_naming_it) {
     int rc = run_dgseg("verify-clean", args, &err);
     ck_assert_msg(rc == 0, "verify of clean synth data: exit %d:\n%s", rc, err);
     dg_free(err);
-    snprintf(png, sizeof(png), "%s/synth/gtav/images/00002.png", dir);
+    snprintf(png, sizeof(png), "%s/synth/gtav/images/00002.png", proc_dir);
     size_t n;
     char *bytes = read_file(png, &n);
     write_file(png, bytes, n / 3);
@@ -538,17 +349,17 @@ START_TEST(unwritable_checkpoint_folder_stops_with_the_previous_checkpoint_intac
     make_synth();
     char cfg[128], out[192], run[160], ckdir[192], ckpt[224];
     write_cfg(cfg, sizeof(cfg), "seg", SEG_CFG);
-    snprintf(run, sizeof(run), "%s/run", dir);
+    snprintf(run, sizeof(run), "%s/run", proc_dir);
     snprintf(out, sizeof(out), "output.dir=%s", run);
     snprintf(ckdir, sizeof(ckdir), "%s/checkpoints", run);
     snprintf(ckpt, sizeof(ckpt), "%s/last.safetensors", ckdir);
     const char *args[] = {"train", cfg, out, "train.checkpoint_every=2", NULL};
     const pid_t pid = spawn("train", args);
     int rc = 0;
-    if (!wait_for_file(pid, ckpt, NULL, TIMEOUT_S, &rc)) {
+    if (!wait_for_file(pid, ckpt, NULL, PROC_TIMEOUT_S, &rc)) {
         char *e = err_of("train");
         ck_abort_msg("no first checkpoint (exit %d; -1: killed after %.0f s):\n%s", rc,
-                TIMEOUT_S, e);
+                PROC_TIMEOUT_S, e);
     }
     if (chmod(ckdir, 0555) != 0) {
         kill(pid, SIGKILL);
@@ -558,7 +369,7 @@ START_TEST(unwritable_checkpoint_folder_stops_with_the_previous_checkpoint_intac
     /* nothing can replace the file from here on: these are its bytes */
     size_t n;
     char *before = read_file(ckpt, &n);
-    rc = wait_exit(pid, TIMEOUT_S);
+    rc = wait_exit(pid, PROC_TIMEOUT_S);
     chmod(ckdir, 0755);
     char *err = err_of("train");
     ck_assert_msg(rc == 1 && strstr(err, ckpt) && strstr(err, "could not be written") &&
@@ -587,6 +398,7 @@ Suite *cli_suite(void) {
     tcase_add_test(tc, missing_config_file_exits_1_naming_it);
     tcase_add_test(tc, unknown_config_key_exits_2_naming_file_line_and_key);
     tcase_add_test(tc, bad_override_value_exits_2_naming_the_key);
+    tcase_add_test(tc, sizes_beyond_the_memory_exit_1_naming_the_keys);
     tcase_add_test(tc, eval_of_truncated_checkpoint_exits_1_naming_it);
     tcase_add_test(tc, verify_of_truncated_png_exits_1_naming_it);
     suite_add_tcase(s, tc);

@@ -6,7 +6,10 @@
  * the trainer's (training instance with the auxiliary head), whole-image
  * logits against a plain eval-mode forward, sliding windows against a
  * window-by-window reference, flip averaging, other weight vectors, and
- * allocation-free repeated runs.
+ * allocation-free repeated runs. Target evaluation (app/evaluate.h) on
+ * label PNGs written here: label values outside the reader's range are
+ * counted and warned about once per dataset, and the results say how many
+ * classes each mIoU averages and which target the mean leaves out.
  *
  * Shapes: K classes, P pixels, N samples, H x W image, WH x WW window. */
 #define _POSIX_C_SOURCE 200809L
@@ -14,8 +17,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
+#include "app/config.h"
+#include "app/evaluate.h"
+#include "app/report.h"
 #include "common.h"
+#include "data/image_cv.h"
+#include "data/png_io.h"
 #include "eval/metrics.h"
 #include "eval/seg_infer.h"
 #include "nets/model.h"
@@ -669,6 +680,145 @@ START_TEST(layout_mismatch_and_bad_settings_are_reported) {
 }
 END_TEST
 
+
+/* ---- target evaluation ----------------------------------------------- */
+
+static char tdir[64];
+static void make_tdir(void) { make_tmpdir(tdir, "evaltgt"); }
+static void remove_tdir(void) { remove_tree(tdir, 10); }
+
+static void mkdirs_of(const char *path) {
+    char buf[512];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        mkdir(buf, 0755);
+        *p = '/';
+    }
+}
+
+/* A Cityscapes val frame `stem` of H x W: a grey image; gray labelIds 7
+ * (road) over the top half and 26 (car) below, with the first `bad`
+ * pixels holding 200 (outside the Cityscapes range 0 .. 33). */
+static void cs_frame(const char *root, const char *stem, int bad) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/leftImg8bit/val/x/%s_leftImg8bit.png", root, stem);
+    mkdirs_of(p);
+    dg_image img;
+    dg_image_init(&img, H, W, 3);
+    for (size_t i = 0; i < (size_t)H * W * 3; i++) img.data[i] = (uint8_t)(i % 251);
+    ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
+    dg_image_free(&img);
+    uint8_t *lab = dg_xmalloc((size_t)H * W);
+    for (int i = 0; i < H * W; i++) lab[i] = i < bad ? 200 : i < H * W / 2 ? 7 : 26;
+    snprintf(p, sizeof(p), "%s/gtFine/val/x/%s_gtFine_labelIds.png", root, stem);
+    mkdirs_of(p);
+    ck_assert_int_eq(dg_png_write_gray8(p, lab, H, W), DG_STATUS_OK);
+    dg_free(lab);
+}
+
+/* A BDD100K val frame whose label is all ignore (255): no valid pixel. */
+static void bdd_frame_all_ignore(const char *root) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s/images/10k/val/b1.jpg", root);
+    mkdirs_of(p);
+    dg_image img;
+    dg_image_init(&img, H, W, 3);
+    ck_assert_int_eq(dg_image_write_jpeg(p, &img, 90), DG_STATUS_OK);
+    dg_image_free(&img);
+    uint8_t *lab = dg_xmalloc((size_t)H * W);
+    memset(lab, 255, (size_t)H * W);
+    snprintf(p, sizeof(p), "%s/labels/sem_seg/masks/val/b1.png", root);
+    mkdirs_of(p);
+    ck_assert_int_eq(dg_png_write_gray8(p, lab, H, W), DG_STATUS_OK);
+    dg_free(lab);
+}
+
+/* Two Cityscapes frames with 10 and 5 out-of-range label pixels and a
+ * BDD100K frame with no valid pixel, evaluated twice as a trainer's
+ * periodic evaluation would: one warning, at the end of the first pass,
+ * with the count (15 pixels in 2 of 2 labels), none for the second. The
+ * printed table and results.json say how many classes the Cityscapes mIoU
+ * averages, that the mean leaves BDD100K out, and the count. */
+START_TEST(eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what_means_cover) {
+    char cs[128], bdd[128], list[300], json[128];
+    snprintf(cs, sizeof(cs), "%s/cs", tdir);
+    snprintf(bdd, sizeof(bdd), "%s/bdd", tdir);
+    snprintf(json, sizeof(json), "%s/r.json", tdir);
+    cs_frame(cs, "x_000000_000001", 10);
+    cs_frame(cs, "x_000000_000002", 5);
+    bdd_frame_all_ignore(bdd);
+    snprintf(list, sizeof(list), "cityscapes:%s, bdd100k:%s", cs, bdd);
+    dg_config cfg;
+    dg_config_defaults(&cfg);
+    ck_assert_int_eq(dg_config_set(&cfg, "model.name=deeplabv3plus-r18"), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_set(&cfg, "data.workers=1"), DG_STATUS_OK);
+    dg_model tr;
+    make_trainer(&tr, H, W, 16);
+    for (int pass = 0; pass < 2; pass++) {
+        dg_eval_target t[DG_EVAL_MAX_TARGETS];
+        int n = 0;
+        capture cap, out;
+        capture_begin(&cap);
+        capture_out_begin(&out);
+        dg_status st = dg_eval_seg_list(&cfg, &ctx, &tr.ps, tr.ps.data, tr.ps.stats, "final",
+                "data.targets", list, NULL, 0, t, &n);
+        dg_free(capture_end(&out));
+        char *log = capture_end(&cap);
+        ck_assert_int_eq(st, DG_STATUS_OK);
+        ck_assert_int_eq(n, 2);
+        if (pass == 0) {
+            ck_assert_msg(strstr(log, "dgseg: warning: ") && !strstr(strstr(log,
+                    "dgseg: warning: ") + 1, "dgseg: warning: "), "want one warning:\n%s", log);
+            ck_assert_msg(strstr(log, "15 label pixels in 2 of 2 labels"), "%s", log);
+            ck_assert_msg(strstr(log, "outside the cityscapes id range (0..33)"), "%s", log);
+            ck_assert_msg(strstr(log, "x_000000_000001_gtFine_labelIds.png"), "%s", log);
+        } else {
+            ck_assert_msg(!strstr(log, "warning"), "second pass warned again:\n%s", log);
+        }
+        dg_free(log);
+        ck_assert(isfinite(t[0].res.miou));
+        ck_assert(isnan(t[1].res.miou));
+        int n_cls = 0;
+        for (int c = 0; c < K; c++) n_cls += !isnan(t[0].res.iou[c]);
+        ck_assert_int_lt(n_cls, K);
+
+        /* the table printed at the end of eval and train */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        dg_eval_print_seg(f, t, n);
+        fclose(f);
+        char want[128];
+        snprintf(want, sizeof(want), "averages %d of 19 classes", n_cls);
+        ck_assert_msg(strstr(text, want), "lacks '%s':\n%s", want, text);
+        ck_assert_msg(strstr(text, "mean of 1 of 2 targets") &&
+                        strstr(text, "bdd100k has no valid label pixel"),
+                "%s", text);
+        free(text);
+
+        /* results.json */
+        dg_seg_result res[DG_EVAL_MAX_TARGETS];
+        for (int i = 0; i < n; i++) res[i] = t[i].res;
+        dg_seg_report rep = {.results = res, .n_results = n};
+        ck_assert_int_eq(dg_report_seg_write_json(&rep, json), DG_STATUS_OK);
+        cJSON *j = read_json(json);
+        const cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "targets"), 0);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(t0, "miou_classes");
+        ck_assert_msg(cJSON_IsNumber(v) && v->valueint == n_cls, "miou_classes");
+        v = cJSON_GetObjectItemCaseSensitive(t0, "out_of_range_label_pixels");
+        ck_assert_msg(cJSON_IsNumber(v) && v->valuedouble == 15, "out_of_range_label_pixels");
+        v = cJSON_GetObjectItemCaseSensitive(t0, "out_of_range_label_images");
+        ck_assert_msg(cJSON_IsNumber(v) && v->valuedouble == 2, "out_of_range_label_images");
+        cJSON_Delete(j);
+        dg_eval_targets_free(t, n);
+    }
+    dg_model_free(&tr);
+    dg_config_free(&cfg);
+}
+END_TEST
+
 Suite *eval_suite(void) {
     Suite *s = suite_create("eval");
     TCase *m = tcase_create("metrics");
@@ -691,5 +841,12 @@ Suite *eval_suite(void) {
     tcase_add_test(tc, flip_averaging_is_the_mean_of_the_two_passes_and_reruns_allocate_nothing);
     tcase_add_test(tc, layout_mismatch_and_bad_settings_are_reported);
     suite_add_tcase(s, tc);
+
+    TCase *tt = tcase_create("targets");
+    tcase_add_unchecked_fixture(tt, make_tdir, remove_tdir);
+    tcase_add_checked_fixture(tt, setup, teardown);
+    tcase_set_timeout(tt, 60);
+    tcase_add_test(tt, eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what_means_cover);
+    suite_add_tcase(s, tt);
     return s;
 }

@@ -4,7 +4,8 @@
  * later and torn lines and keeps an untouched one byte-identical, a fresh
  * log replaces an old one, unwritable paths and malformed lines are named.
  * Results: results.json fields and x100 two-decimal numbers with null for
- * NaN; results.md tables (two decimals, "—", summary mean); the
+ * NaN; results.md tables (two decimals, "—", summary mean); how many
+ * classes each mIoU averages and which targets a mean leaves out; the
  * classification table's mean ± std(ddof=0)/√n computed here by hand;
  * training-domain validation selection; run settings from a config.
  * Curves: curves.png is a PNG of the requested size, nothing is printed,
@@ -355,6 +356,74 @@ START_TEST(seg_results_md_tables) {
     dg_free(md);
     ck_assert_str_eq(dg_report_class_name(6), "traffic light");
     ck_assert_str_eq(dg_report_class_name(18), "bicycle");
+}
+END_TEST
+
+
+/* A target with no valid label pixel (every IoU NaN) and classes absent
+ * from both labels and predictions: results.json says how many classes
+ * each mIoU averages and which (new keys only; the old ones unchanged),
+ * and which targets each mean leaves out; results.md marks such a mean and
+ * says why under the table, and says per target how many classes its mIoU
+ * averages. */
+START_TEST(seg_results_say_what_each_miou_and_mean_cover) {
+    dg_seg_result res[3];
+    dg_report_settings run;
+    dg_seg_report r;
+    seg_report_make(&r, res, &run);
+    res[1].miou = NAN;
+    res[1].pixel_acc = NAN;
+    for (int c = 0; c < DG_NUM_TRAIN_IDS; c++) res[1].iou[c] = NAN;
+    res[2].iou[16] = NAN; /* MESA teacher on cityscapes: no wall, no train */
+    char path[128];
+    path_in(path, sizeof(path), "results.json");
+    ck_assert_int_eq(dg_report_seg_write_json(&r, path), DG_STATUS_OK);
+    cJSON *j = read_json(path);
+    const cJSON *targets = cJSON_GetObjectItem(j, "targets");
+    const cJSON *t0 = cJSON_GetArrayItem(targets, 0), *t1 = cJSON_GetArrayItem(targets, 1),
+                *t2 = cJSON_GetArrayItem(targets, 2);
+    ck_assert_double_eq_tol(json_number(t0, "miou"), 45.68, 1e-9);
+    ck_assert(json_number(t0, "miou_classes") == 18);
+    ck_assert(json_number(t1, "miou_classes") == 0);
+    ck_assert(json_number(t2, "miou_classes") == 17);
+    const cJSON *abs0 = cJSON_GetObjectItem(t0, "classes_absent");
+    ck_assert_int_eq(cJSON_GetArraySize(abs0), 1);
+    ck_assert_str_eq(cJSON_GetArrayItem(abs0, 0)->valuestring, "wall");
+    const cJSON *abs2 = cJSON_GetObjectItem(t2, "classes_absent");
+    ck_assert_int_eq(cJSON_GetArraySize(abs2), 2);
+    ck_assert_str_eq(cJSON_GetArrayItem(abs2, 1)->valuestring, "train");
+    const cJSON *means = cJSON_GetObjectItem(j, "mean_miou");
+    ck_assert_int_eq(cJSON_GetArraySize(means), 2);
+    const cJSON *m0 = cJSON_GetArrayItem(means, 0);
+    ck_assert_str_eq(json_string(m0, "weights"), "slow (Lookahead)");
+    ck_assert_double_eq_tol(json_number(m0, "miou"), 45.68, 1e-9);
+    ck_assert(json_number(m0, "targets") == 1);
+    const cJSON *lo = cJSON_GetObjectItem(m0, "left_out");
+    ck_assert_int_eq(cJSON_GetArraySize(lo), 1);
+    ck_assert_str_eq(cJSON_GetArrayItem(lo, 0)->valuestring, "bdd100k");
+    const cJSON *m1 = cJSON_GetArrayItem(means, 1);
+    ck_assert_str_eq(json_string(m1, "weights"), "MESA teacher");
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(m1, "miou"))); /* bdd100k not evaluated */
+    ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(m1, "not_evaluated"), 0)->valuestring,
+            "bdd100k");
+    cJSON_Delete(j);
+
+    path_in(path, sizeof(path), "results.md");
+    ck_assert_int_eq(dg_report_seg_write_md(&r, path), DG_STATUS_OK);
+    char *md = read_file(path, NULL);
+    const char *want[] = {
+            "| slow (Lookahead) | 45.68 | — | 45.68 † |\n",
+            "| MESA teacher | 50.00 | — | — |\n",
+            "† slow (Lookahead): mean of 1 of 2 targets; bdd100k has no valid label pixel",
+            "slow (Lookahead): the mIoU averages 18 of 19 classes (no IoU for wall: absent "
+            "from both the labels and the predictions)",
+            "MESA teacher: the mIoU averages 17 of 19 classes (no IoU for wall, train: absent "
+            "from both the labels and the predictions)",
+            "slow (Lookahead): no valid label pixel, so no mIoU",
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(want); i++)
+        ck_assert_msg(strstr(md, want[i]), "missing:\n%s\nin:\n%s", want[i], md);
+    dg_free(md);
 }
 END_TEST
 
@@ -819,6 +888,7 @@ Suite *report_suite(void) {
     tcase_add_checked_fixture(r, make_dir, remove_dir);
     tcase_add_test(r, seg_results_json_fields_and_numbers);
     tcase_add_test(r, seg_results_md_tables);
+    tcase_add_test(r, seg_results_say_what_each_miou_and_mean_cover);
     tcase_add_test(r, cls_table_mean_and_standard_error);
     tcase_add_test(r, cls_select_highest_earliest_skipping_nan);
     tcase_add_test(r, cls_results_json_and_md);

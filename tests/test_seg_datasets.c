@@ -12,7 +12,13 @@
  * from the "by trainId" list). Error paths: missing partners (recorded and
  * logged), size mismatch naming both files, truncated label, wrong label
  * encoding, malformed split list, unknown reader and split, missing root,
- * root without a layout.
+ * root without a layout. Partners that exist but are not regular files
+ * (a directory, a dangling symbolic link, a link loop, a FIFO, a socket)
+ * are named for what they are, on both sides and in split lists, without
+ * ever being opened, and make `dgseg verify` exit 1 whatever
+ * data.on_bad_sample says. Label values outside a reader's native range
+ * are warned about once per dataset with their count (class-uniform scan,
+ * training loads from several threads).
  *
  * Files live under a temporary directory made by the unchecked fixture and
  * removed after the test case, even when a test fails; every test uses its
@@ -21,14 +27,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
+#include "app/verify.h"
 #include "common.h"
 #include "data/image_cv.h"
 #include "data/labelmap.h"
+#include "data/loader.h"
 #include "data/png_io.h"
 #include "data/seg_dataset.h"
+#include "data/sources.h"
 
 #define H 17
 #define W 23
@@ -792,6 +805,348 @@ START_TEST(corrupt_and_wrongly_encoded_labels_rejected) {
 }
 END_TEST
 
+
+/* ---- partners that are not regular files --------------------------------- */
+
+static void make_fifo(const char *path) {
+    make_parents(path);
+    ck_assert_msg(mkfifo(path, 0644) == 0, "mkfifo %s", path);
+}
+
+static void make_socket(const char *path) {
+    make_parents(path);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    ck_assert_uint_lt(strlen(path), sizeof(a.sun_path));
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_msg(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0, "bind %s", path);
+    close(fd); /* the socket file stays */
+}
+
+static void make_link(const char *target, const char *path) {
+    make_parents(path);
+    ck_assert_msg(symlink(target, path) == 0, "symlink %s", path);
+}
+
+/* The problem whose file or message names `path`, or NULL. */
+static const dg_seg_problem *problem_naming(const dg_seg_dataset *ds, const char *path) {
+    for (size_t i = 0; i < ds->n_problems; i++)
+        if (!strcmp(ds->problems[i].file, path) || strstr(ds->problems[i].message, path))
+            return &ds->problems[i];
+    return NULL;
+}
+
+/* The problem about `path` has kind `kind` and says `words`; the log has
+ * its message on one line. */
+static void expect_problem(const dg_seg_dataset *ds, const char *log, const char *path,
+        const char *kind, const char *words) {
+    const dg_seg_problem *pr = problem_naming(ds, path);
+    ck_assert_msg(pr != NULL, "no problem names %s", path);
+    ck_assert_msg(!strcmp(pr->kind, kind), "%s: kind %s, want %s", path, pr->kind, kind);
+    ck_assert_msg(strstr(pr->message, path) && strstr(pr->message, words),
+            "message '%s' lacks '%s' or '%s'", pr->message, path, words);
+    ck_assert_msg(!strchr(pr->message, '\n'), "message on several lines: %s", pr->message);
+    expect_in(log, pr->message);
+}
+
+/* GTAV flat frames 1 .. 9, every one complete, then label k of frame k
+ * replaced: 2 removed, 3 a directory, 4 a dangling link, 5 a link to
+ * itself, 6 a FIFO, 7 a socket, 8 a link to a directory; 9 a link to a
+ * regular file (a good label). The scan must name each for what it is and
+ * never open the FIFO (the test would block and time out). */
+START_TEST(scan_names_what_each_bad_label_partner_is_without_opening_it) {
+    write_gtav_flat("gbad", 1, 9);
+    char root[512], lbl[10][512], img[10][512], p[512];
+    path_of(root, "%s%s", "gbad", "");
+    for (int f = 1; f <= 9; f++) {
+        char name[32];
+        snprintf(name, sizeof(name), "%05d.png", f);
+        path_of(img[f], "gbad/images/%s%s", name, "");
+        path_of(lbl[f], "gbad/labels/%s%s", name, "");
+        if (f >= 2 && f <= 8) ck_assert_int_eq(unlink(lbl[f]), 0);
+    }
+    ck_assert_int_eq(mkdir(lbl[3], 0755), 0);
+    make_link("../gone.png", lbl[4]);
+    make_link("00005.png", lbl[5]);
+    make_fifo(lbl[6]);
+    make_socket(lbl[7]);
+    path_of(p, "gbad/%s%s", "somewhere", "");
+    ck_assert_int_eq(mkdir(p, 0755), 0);
+    make_link("../somewhere", lbl[8]);
+    path_of(p, "gbad/%s%s", "real9.png", "");
+    ck_assert_int_eq(rename(lbl[9], p), 0);
+    make_link("../real9.png", lbl[9]);
+
+    dg_seg_dataset ds;
+    capture cap;
+    capture_begin(&cap);
+    dg_status st = dg_seg_dataset_open("gtav", root, "all", &ds);
+    char *log = capture_end(&cap);
+    ck_assert_int_eq(st, DG_STATUS_OK);
+    ck_assert_uint_eq(ds.n, 2);
+    expect_pair(&ds, 0, img[1], lbl[1]);
+    expect_pair(&ds, 1, img[9], lbl[9]);
+    expect_loaded(&ds, 1, 9, DG_LABELMAP_GTAV, true);
+    ck_assert_uint_eq(ds.n_problems, 7);
+    /* a plain missing partner keeps its kind and names the image */
+    ck_assert_str_eq(ds.problems[0].kind, "missing_label");
+    ck_assert_str_eq(ds.problems[0].file, img[2]);
+    ck_assert_msg(strstr(ds.problems[0].message, lbl[2]) &&
+                    strstr(ds.problems[0].message, "does not exist"),
+            "%s", ds.problems[0].message);
+    expect_problem(&ds, log, lbl[3], "label_not_a_file", "is a directory");
+    expect_problem(&ds, log, lbl[4], "label_not_a_file",
+            "is a dangling symbolic link (to ../gone.png)");
+    expect_problem(&ds, log, lbl[5], "label_not_a_file", "is a symbolic link loop");
+    expect_problem(&ds, log, lbl[6], "label_not_a_file", "is a FIFO, not a regular file");
+    expect_problem(&ds, log, lbl[7], "label_not_a_file", "is a socket, not a regular file");
+    expect_problem(&ds, log, lbl[8], "label_not_a_file",
+            "is a symbolic link (to ../somewhere) to a directory");
+    for (int f = 3; f <= 8; f++) {
+        ck_assert_str_eq(problem_naming(&ds, lbl[f])->file, lbl[f]);
+        ck_assert_msg(strstr(problem_naming(&ds, lbl[f])->message, img[f]),
+                "the message about %s does not name its image", lbl[f]);
+    }
+    /* one warning line per bad pair, nothing else */
+    ck_assert_int_eq(count_prefix(log, "dgseg: warning: "), 7);
+    ck_assert_int_eq(count_lines(log), 7);
+    dg_free(log);
+    dg_seg_dataset_free(&ds);
+}
+END_TEST
+
+/* The image side and split lists: an image that is a FIFO or a dangling
+ * link is named as such (scan and list), and a list entry whose two files
+ * are both wrong says what each one is. */
+START_TEST(split_list_and_image_side_name_what_a_bad_partner_is) {
+    write_gtav_flat("gimg", 1, 5);
+    char root[512], lbl[6][512], img[6][512], p[512];
+    path_of(root, "%s%s", "gimg", "");
+    for (int f = 1; f <= 5; f++) {
+        char name[32];
+        snprintf(name, sizeof(name), "%05d.png", f);
+        path_of(img[f], "gimg/images/%s%s", name, "");
+        path_of(lbl[f], "gimg/labels/%s%s", name, "");
+    }
+    ck_assert_int_eq(unlink(img[2]), 0);
+    make_fifo(img[2]);
+    ck_assert_int_eq(unlink(lbl[3]), 0);
+    make_link("nowhere.png", lbl[3]);
+    ck_assert_int_eq(unlink(img[4]), 0);
+    ck_assert_int_eq(unlink(lbl[4]), 0);
+    ck_assert_int_eq(unlink(img[5]), 0);
+    make_link("../gone5.png", img[5]);
+    ck_assert_int_eq(unlink(lbl[5]), 0);
+    make_fifo(lbl[5]);
+    path_of(p, "gimg/split_data/%s%s", "gtav_split_train.txt", "");
+    write_text(p, "00001.png\n00002.png\n00003.png\n00004.png\n00005.png\n");
+
+    for (int listed = 1; listed >= 0; listed--) {
+        dg_seg_dataset ds;
+        capture cap;
+        capture_begin(&cap);
+        dg_status st = dg_seg_dataset_open("gtav", root, listed ? "train" : "all", &ds);
+        char *log = capture_end(&cap);
+        ck_assert_int_eq(st, DG_STATUS_OK);
+        ck_assert_uint_eq(ds.n, 1);
+        expect_pair(&ds, 0, img[1], lbl[1]);
+        /* frame 4 lacks both files: only a split list can know it was meant */
+        ck_assert_uint_eq(ds.n_problems, listed ? 4 : 3);
+        expect_problem(&ds, log, img[2], "image_not_a_file", "is a FIFO, not a regular file");
+        expect_problem(&ds, log, lbl[3], "label_not_a_file",
+                "is a dangling symbolic link (to nowhere.png)");
+        expect_problem(&ds, log, img[5], "image_not_a_file",
+                "is a dangling symbolic link (to ../gone5.png)");
+        const dg_seg_problem *pr = problem_naming(&ds, img[5]);
+        ck_assert_msg(strstr(pr->message, lbl[5]) && strstr(pr->message, "is a FIFO"),
+                "%s", pr->message);
+        if (listed) {
+            pr = problem_naming(&ds, img[4]);
+            ck_assert_ptr_nonnull(pr);
+            ck_assert_str_eq(pr->kind, "missing_image");
+        }
+        ck_assert_int_eq(count_prefix(log, "dgseg: warning: "), (int)ds.n_problems);
+        dg_free(log);
+        dg_seg_dataset_free(&ds);
+    }
+}
+END_TEST
+
+/* `dgseg verify` on a config whose files live in this test's folder;
+ * returns the exit status, *out the messages and the report (stdout and
+ * stderr together). */
+static int run_verify_text(const char *ini_text, const char *json, char **out, char *over) {
+    char ini[512];
+    snprintf(ini, sizeof(ini), "%s/verify.ini", dir);
+    write_file(ini, ini_text, strlen(ini_text));
+    char *argv[5] = {"verify", ini, "--json", (char *)json, over};
+    capture err, std;
+    capture_begin(&err);
+    capture_out_begin(&std);
+    fflush(stdout);
+    const int rc = dg_verify_main(over ? 5 : 4, argv);
+    fflush(stdout);
+    char *o = capture_end(&std), *e = capture_end(&err);
+    *out = dg_xasprintf("%s%s", o, e);
+    dg_free(o);
+    dg_free(e);
+    return rc;
+}
+
+/* The JSON problems of verify's first dataset entry. */
+static const cJSON *first_problems(const cJSON *j) {
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "datasets"), 0);
+    return cJSON_GetObjectItemCaseSensitive(e, "problems");
+}
+
+START_TEST(verify_of_pair_with_dangling_label_link_exits_1_naming_it) {
+    write_gtav_flat("vdl", 1, 3);
+    char root[512], lbl[512], img[512], ini[1200], json[512];
+    path_of(root, "%s%s", "vdl", "");
+    path_of(lbl, "vdl/labels/%s%s", "00002.png", "");
+    path_of(img, "vdl/images/%s%s", "00002.png", "");
+    path_of(json, "%s%s", "vdl.json", "");
+    snprintf(ini, sizeof(ini), "[data]\nsources = gtav:%s\nsource_split = all\n", root);
+
+    /* a plain missing label stays a warning (copies of GTAV lack frames) */
+    ck_assert_int_eq(unlink(lbl), 0);
+    char *out;
+    int rc = run_verify_text(ini, json, &out, NULL);
+    ck_assert_msg(rc == 0, "rc %d:\n%s", rc, out);
+    expect_in(out, "1 missing partner");
+    dg_free(out);
+
+    make_link("../elsewhere/00002.png", lbl);
+    char *policies[] = {NULL, "data.on_bad_sample=skip"};
+    for (int k = 0; k < 2; k++) {
+        rc = run_verify_text(ini, json, &out, policies[k]);
+        ck_assert_msg(rc == 1, "%s: rc %d:\n%s", policies[k] ? policies[k] : "fail", rc, out);
+        expect_in(out, lbl);
+        expect_in(out, "is a dangling symbolic link (to ../elsewhere/00002.png)");
+        expect_in(out, "0 missing partners, 1 partner not a regular file");
+        dg_free(out);
+        cJSON *j = read_json(json);
+        /* besides the "unmapped_values" of the frames' labels (every byte) */
+        const cJSON *probs = first_problems(j), *pr = NULL, *it;
+        int n_not_files = 0;
+        cJSON_ArrayForEach(it, probs) {
+            const char *kind = cJSON_GetObjectItemCaseSensitive(it, "kind")->valuestring;
+            ck_assert_msg(!strcmp(kind, "label_not_a_file") || !strcmp(kind, "unmapped_values"),
+                    "kind %s", kind);
+            if (!strcmp(kind, "label_not_a_file")) n_not_files++, pr = it;
+        }
+        ck_assert_int_eq(n_not_files, 1);
+        ck_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "file")->valuestring, lbl);
+        ck_assert_ptr_nonnull(
+                strstr(cJSON_GetObjectItemCaseSensitive(pr, "message")->valuestring, img));
+        cJSON_Delete(j);
+    }
+}
+END_TEST
+
+/* A FIFO in place of a target's label: verify names it and exits 1
+ * without blocking on it (an open would wait for a writer forever). */
+START_TEST(verify_of_pair_with_fifo_label_exits_1_without_opening_it) {
+    write_gtav_flat("vff", 1, 2);
+    char root[512], lbl[512], src[512], ini[1400], json[512];
+    path_of(root, "%s%s", "vff", "");
+    write_gtav_flat("vffsrc", 1, 2);
+    path_of(src, "%s%s", "vffsrc", "");
+    path_of(lbl, "vff/labels/%s%s", "00001.png", "");
+    path_of(json, "%s%s", "vff.json", "");
+    ck_assert_int_eq(unlink(lbl), 0);
+    make_fifo(lbl);
+    /* the target is read through its validation split list */
+    char p[512];
+    path_of(p, "vff/split_data/%s%s", "gtav_split_val.txt", "");
+    write_text(p, "00001.png\n00002.png\n");
+    snprintf(ini, sizeof(ini), "[data]\nsources = gtav:%s\nsource_split = all\ntargets = gtav:%s\n",
+            src, root);
+    char *out;
+    int rc = run_verify_text(ini, json, &out, NULL);
+    ck_assert_msg(rc == 1, "rc %d:\n%s", rc, out);
+    expect_in(out, lbl);
+    expect_in(out, "is a FIFO, not a regular file");
+    dg_free(out);
+}
+END_TEST
+
+/* ---- label values outside the native range -------------------------------- */
+
+/* GTAV flat frames 1 .. n whose labels hold labelId 7 (road) except
+ * `bad` pixels of frame k (k + 1 for frame k, value 200 + k) outside the
+ * GTAV range 0 .. 33. */
+static void write_gtav_out_of_range(const char *base, int n) {
+    char p[512], name[32];
+    uint8_t pal[256][3];
+    for (int k = 0; k < 256; k++) pal[k][0] = pal[k][1] = pal[k][2] = (uint8_t)k;
+    for (int f = 1; f <= n; f++) {
+        snprintf(name, sizeof(name), "%05d.png", f);
+        path_of(p, "%s/images/%s", base, name);
+        write_image(p, f, H, W, false);
+        uint8_t v[NPIX];
+        for (int i = 0; i < NPIX; i++) v[i] = i < f + 1 ? (uint8_t)(200 + f) : 7;
+        path_of(p, "%s/labels/%s", base, name);
+        make_parents(p);
+        ck_assert_int_eq(dg_png_write_paletted(p, v, H, W, (const uint8_t(*)[3])pal, 256),
+                DG_STATUS_OK);
+    }
+}
+
+/* Training loads from two loader threads warn once for the dataset (at the
+ * first label with such values, naming it and the range), however many
+ * labels hold them; the class-uniform scan, which reads every label once,
+ * warns once with the dataset's full count instead, and later loads stay
+ * silent. */
+START_TEST(out_of_range_labels_warn_once_per_dataset_with_the_count) {
+    enum { NF = 4 };
+    write_gtav_out_of_range("goor", NF);
+    char root[512];
+    path_of(root, "%s%s", "goor", "");
+    for (int scan = 0; scan < 2; scan++) {
+        dg_seg_dataset ds;
+        ck_assert_int_eq(dg_seg_dataset_open("gtav", root, "all", &ds), DG_STATUS_OK);
+        capture cap;
+        capture_begin(&cap);
+        if (scan) {
+            dg_class_centroids cc;
+            ck_assert_int_eq(dg_seg_class_centroids(&ds, 8, false, &cc), DG_STATUS_OK);
+            dg_class_centroids_free(&cc);
+        }
+        dg_seg_train_source s = {.n_domains = 1};
+        s.ds[0] = &ds;
+        dg_seg_aug_cfg_default(&s.aug);
+        s.aug.crop_h = s.aug.crop_w = 8;
+        dg_loader_cfg c;
+        memset(&c, 0, sizeof(c));
+        dg_seg_train_source_bind(&s, &c.src);
+        c.n_domains = 1;
+        c.dom[0].n = NF;
+        c.per_domain = 2;
+        c.workers = 2;
+        dg_loader *l;
+        ck_assert_int_eq(dg_loader_create(&c, &l), DG_STATUS_OK);
+        for (int b = 0; b < 6; b++) { /* three epochs: every label read 3 times */
+            const dg_batch *batch;
+            ck_assert_int_eq(dg_loader_next(l, &batch), DG_STATUS_OK);
+        }
+        dg_loader_free(l);
+        char *log = capture_end(&cap);
+        ck_assert_msg(count_prefix(log, "dgseg: warning: ") == 1, "%s", log);
+        expect_in(log, "outside the gtav id range (0..33)");
+        if (scan) /* 2 + 3 + 4 + 5 pixels in 4 of 4 labels */
+            expect_in(log, "14 label pixels in 4 of 4 labels");
+        else
+            expect_in(log, "/goor/labels/0000");
+        dg_free(log);
+        dg_seg_dataset_free(&ds);
+    }
+}
+END_TEST
+
 Suite *seg_datasets_suite(void) {
     Suite *s = suite_create("seg_datasets");
     TCase *tc = tcase_create("readers");
@@ -810,6 +1165,11 @@ Suite *seg_datasets_suite(void) {
     tcase_add_test(tc, missing_partners_recorded_and_logged);
     tcase_add_test(tc, size_mismatch_names_both_files);
     tcase_add_test(tc, corrupt_and_wrongly_encoded_labels_rejected);
+    tcase_add_test(tc, scan_names_what_each_bad_label_partner_is_without_opening_it);
+    tcase_add_test(tc, split_list_and_image_side_name_what_a_bad_partner_is);
+    tcase_add_test(tc, verify_of_pair_with_dangling_label_link_exits_1_naming_it);
+    tcase_add_test(tc, verify_of_pair_with_fifo_label_exits_1_without_opening_it);
+    tcase_add_test(tc, out_of_range_labels_warn_once_per_dataset_with_the_count);
     suite_add_tcase(s, tc);
     return s;
 }
