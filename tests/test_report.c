@@ -703,7 +703,7 @@ START_TEST(curves_png_has_requested_size_and_prints_nothing) {
 }
 END_TEST
 
-START_TEST(curves_failure_is_a_warning) {
+START_TEST(curves_failure_is_one_warning_and_an_io_status) {
     dg_metrics_data d;
     curves_metrics(&d);
     char png[128];
@@ -898,7 +898,7 @@ Suite *report_suite(void) {
     tcase_set_timeout(c, 30);
     tcase_add_checked_fixture(c, make_dir, remove_dir);
     tcase_add_test(c, curves_png_has_requested_size_and_prints_nothing);
-    tcase_add_test(c, curves_failure_is_a_warning);
+    tcase_add_test(c, curves_failure_is_one_warning_and_an_io_status);
     tcase_add_test(c, curves_on_a_full_disk_leave_no_truncated_png);
     const char *fork_mode = getenv("CK_FORK");
     if (!fork_mode || strcmp(fork_mode, "no")) tcase_add_test(c, curves_without_driver_warn_once);
