@@ -7,6 +7,7 @@
 
 #include "app/report.h"
 #include "data/fsutil.h"
+#include "data/labelmap.h"
 #include "data/sources.h"
 #include "eval/metrics.h"
 
@@ -83,10 +84,10 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         st = dg_loader_create(&lc, &l);
     }
     dg_confusion cm;
-    dg_confusion_init(&cm, 19);
+    dg_confusion_init(&cm, DG_NUM_TRAIN_IDS);
     float *logits = NULL;
     if (st == DG_STATUS_OK)
-        logits = dg_xmalloc((size_t)19 * (size_t)src.max_h * (size_t)src.max_w * sizeof(float));
+        logits = dg_xmalloc((size_t)DG_NUM_TRAIN_IDS * (size_t)src.max_h * (size_t)src.max_w * sizeof(float));
     double ce = 0;
     int64_t n_valid = 0;
     const dg_batch *b;
@@ -101,7 +102,7 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         st = dg_seg_infer_run(inf, params, stats, b->x, b->h, b->w, logits);
         if (st != DG_STATUS_OK) break;
         dg_confusion_add_logits(&cm, logits, b->label, p);
-        add_ce(logits, b->label, p, 19, &ce, &n_valid);
+        add_ce(logits, b->label, p, DG_NUM_TRAIN_IDS, &ce, &n_valid);
         dg_task_progress_update(&prog, ++done);
     }
     dg_task_progress_end(&prog);
@@ -149,7 +150,7 @@ dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set
     if (st != DG_STATUS_OK) return st;
     if (ns > DG_EVAL_MAX_TARGETS) ns = DG_EVAL_MAX_TARGETS;
     dg_seg_infer inf;
-    dg_seg_infer_cfg ic = {.model = cfg->model, .classes = 19,
+    dg_seg_infer_cfg ic = {.model = cfg->model, .classes = DG_NUM_TRAIN_IDS,
             .output_stride = (int)cfg->output_stride,
             .mode = cfg->eval_mode ? DG_SEG_INFER_SLIDE : DG_SEG_INFER_WHOLE,
             .win_h = cfg->eval_window, .win_w = cfg->eval_window,
@@ -216,8 +217,8 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
         fprintf(f, " %s%s |\n", buf, cnt < total ? " †" : "");
         marked |= cnt < total;
     }
-    fprintf(f, "\n(mIoU %%, 19 classes, %s at each target's protocol resolution)\n",
-            t[0].inference ? t[0].inference : "whole image");
+    fprintf(f, "\n(mIoU %%, %d classes, %s at each target's protocol resolution)\n",
+            DG_NUM_TRAIN_IDS, t[0].inference ? t[0].inference : "whole image");
     /* what the numbers above average over, when it is less than everything */
     for (int r = 0; marked && r < n; r += per) {
         int cnt = 0, total = 0;

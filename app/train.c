@@ -977,7 +977,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
                 *second = r.second_label;
             }
         } else {
-            rc = st == DG_STATUS_ERR_CONFIG ? 2 : 1;
+            rc = dg_cli_exit_code(st);
         }
         run_free(&r);
         dg_ctx_free(&r.ctx);

@@ -25,12 +25,12 @@
 #include "data/domainbed.h"
 #include "data/fsutil.h"
 #include "data/idx.h"
+#include "data/labelmap.h"
 #include "data/loader.h"
 #include "data/rotated_fmnist.h"
 #include "data/seg_dataset.h"
 
-#define N_TRAIN_IDS 19
-#define N_BINS (N_TRAIN_IDS + 1) /* trainIds 0 .. 18, then ignore */
+#define N_BINS (DG_NUM_TRAIN_IDS + 1) /* trainIds 0 .. 18, then ignore */
 
 /* Full-dataset sizes (DATASETS.md §6) and canonical split-list md5s. */
 typedef struct known_split {
@@ -142,7 +142,8 @@ static void verify_seg(verify_run *vr, const dg_dataset_spec *spec, bool source)
             res[i].n_oor = rep.n_out_of_range;
             if (res[i].st != DG_STATUS_OK) continue;
             size_t n = (size_t)lbl.h * (size_t)lbl.w;
-            for (size_t k = 0; k < n; k++) h[lbl.data[k] < N_TRAIN_IDS ? lbl.data[k] : N_TRAIN_IDS]++;
+            for (size_t k = 0; k < n; k++)
+                h[lbl.data[k] < DG_NUM_TRAIN_IDS ? lbl.data[k] : DG_NUM_TRAIN_IDS]++;
             dg_image_free(&img);
             dg_image_free(&lbl);
         }

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "data/labelmap.h"
 #include "data/png_io.h"
 
 static void labels_to_i32(const uint8_t *src, int32_t *dst, size_t n) {
@@ -50,13 +51,13 @@ void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src) {
 dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_bad,
         dg_class_centroids *cc) {
     memset(cc, 0, sizeof(*cc));
-    cc->n_classes = 19;
+    cc->n_classes = DG_NUM_TRAIN_IDS;
     dg_class_centroids *part = dg_xcalloc(ds->n ? ds->n : 1, sizeof(*part));
     dg_status *st = dg_xcalloc(ds->n ? ds->n : 1, sizeof(*st));
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < (long)ds->n; i++) {
         dg_image lbl;
-        part[i].n_classes = 19;
+        part[i].n_classes = DG_NUM_TRAIN_IDS;
         st[i] = dg_seg_dataset_load_label(ds, (size_t)i, &lbl);
         if (st[i] != DG_STATUS_OK) continue;
         dg_class_centroids_add(&part[i], i, lbl.data, lbl.h, lbl.w, tile);
@@ -68,7 +69,7 @@ dg_status dg_seg_class_centroids(const dg_seg_dataset *ds, int tile, bool skip_b
             if (skip_bad) dg_log_warn("%s: label skipped in the class-uniform scan", ds->pairs[i].label);
             else rc = st[i];
         }
-        for (int k = 0; k < 19; k++)
+        for (int k = 0; k < DG_NUM_TRAIN_IDS; k++)
             for (int64_t j = 0; j < part[i].n[k]; j++) dg_class_centroids_push(cc, k, part[i].c[k][j]);
         dg_class_centroids_free(&part[i]);
     }
