@@ -64,8 +64,7 @@ static int eval_cls(const dg_config *cfg, dg_ckpt *c, bool live, const char *jso
     const int n_models = w->params2 ? 2 : 1;
     for (int d = 0; st == DG_STATUS_OK && d < td.n_cls_domains; d++) {
         const dg_holdout_split *sp = &td.split[d];
-        snprintf(rot_names[d], sizeof(rot_names[d]), "rot%d",
-                td.has_rf ? dg_rotated_fmnist_angle(d) : 0);
+        dg_rotated_fmnist_domain_name(td.has_rf ? d : 0, rot_names[d], sizeof(rot_names[d]));
         for (int k = 0; k < n_models; k++) {
             const float *P = k ? w->params2 : w->params, *Q = k ? w->stats2 : w->stats;
             double ce, a_in = dg_train_data_cls_accuracy(&td, &ctx, &c->m, P, Q, d, false, &ce);

@@ -537,7 +537,7 @@ static int held_out_domain(const dg_config *cfg, const dg_ckpt *c, const dg_data
     if (!strcmp(spec->reader, "rotated-fmnist")) {
         char *names[DG_RFMNIST_DOMAINS], buf[DG_RFMNIST_DOMAINS][16];
         for (int k = 0; k < DG_RFMNIST_DOMAINS; k++) {
-            snprintf(buf[k], sizeof(buf[k]), "rot%d", dg_rotated_fmnist_angle(k));
+            dg_rotated_fmnist_domain_name(k, buf[k], sizeof(buf[k]));
             names[k] = buf[k];
         }
         d = dg_train_data_find_domain(name, names, DG_RFMNIST_DOMAINS);
@@ -933,7 +933,7 @@ int dg_flatness_main(int argc, char **argv) {
         if (seg) {
             domains[k] = td.seg[k].reader;
         } else if (td.has_rf) {
-            snprintf(rot[k], sizeof(rot[k]), "rot%d", dg_rotated_fmnist_angle(td.train_domain[k]));
+            dg_rotated_fmnist_domain_name(td.train_domain[k], rot[k], sizeof(rot[k]));
             domains[k] = rot[k];
         } else {
             domains[k] = td.db.domains[td.train_domain[k]].name;

@@ -458,7 +458,7 @@ static void set_run_metadata(const run *r, dg_tensor_writer *w, long step, char 
     dg_tensor_writer_set_metadata(w, "method", cfg->method);
     const int td = r->data.test_domain;
     if (cfg->task == DG_TASK_CLASSIFICATION && td >= 0) { /* the held-out domain */
-        if (r->data.has_rf) snprintf(buf, sizeof(buf), "rot%d", dg_rotated_fmnist_angle(td));
+        if (r->data.has_rf) dg_rotated_fmnist_domain_name(td, buf, sizeof(buf));
         dg_tensor_writer_set_metadata(w, "test_domain",
                 r->data.has_rf ? buf : r->data.db.domains[td].name);
     }
@@ -1123,8 +1123,11 @@ int dg_train_main(int argc, char **argv) {
         } else if (rc == 0) {
             n_names = DG_RFMNIST_DOMAINS;
             names = dg_xcalloc((size_t)n_names, sizeof(*names));
-            for (int d = 0; d < n_names; d++)
-                names[d] = dg_xasprintf("rot%d", dg_rotated_fmnist_angle(d));
+            for (int d = 0; d < n_names; d++) {
+                char rot[16];
+                dg_rotated_fmnist_domain_name(d, rot, sizeof(rot));
+                names[d] = dg_xstrdup(rot);
+            }
         }
         dg_strvec toks = {0};
         dg_split_list(cfg.test_domains, &toks);

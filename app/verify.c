@@ -296,7 +296,7 @@ static void verify_rfmnist(verify_run *vr) {
     }
     for (int d = 0; d < DG_RFMNIST_DOMAINS; d++) {
         char name[32];
-        snprintf(name, sizeof(name), "rot%d", dg_rotated_fmnist_angle(d));
+        dg_rotated_fmnist_domain_name(d, name, sizeof(name));
         bool test = is_test_domain(vr->cfg, d, name);
         cJSON *e = entry_new(vr, name, "rotated-fmnist", vr->cfg->fmnist_dir, "all", !test);
         int64_t count[DG_RFMNIST_CLASSES] = {0};

@@ -36,6 +36,10 @@ int dg_rotated_fmnist_angle(int domain) {
     return 15 * domain;
 }
 
+void dg_rotated_fmnist_domain_name(int domain, char *buf, size_t size) {
+    snprintf(buf, size, "rot%d", dg_rotated_fmnist_angle(domain));
+}
+
 /* Reads rf_files[i] from dir and checks magic, shape, labels and MD5. */
 static dg_status read_checked(const char *dir, int i, bool verify_md5, dg_idx *a) {
     const rf_file *rf = &rf_files[i];

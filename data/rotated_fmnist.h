@@ -24,6 +24,9 @@
 
 /* Rotation angle of domain d (0 <= d < 6) in degrees: 15 * d. */
 int dg_rotated_fmnist_angle(int domain);
+/* The domain's name, "rot0" .. "rot75", into buf (16 bytes suffice): what
+ * data.test_domains, checkpoints and reports call it. */
+void dg_rotated_fmnist_domain_name(int domain, char *buf, size_t size);
 
 /* The six rotated domains. Owns every array. */
 typedef struct dg_rotated_fmnist {
