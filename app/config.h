@@ -23,6 +23,26 @@ typedef enum dg_task {
     DG_TASK_CLASSIFICATION = 1
 } dg_task;
 
+/* The multiple-choice keys' values, in the order of their table entries'
+ * choice lists (app/config.c): the config stores the index. */
+typedef enum dg_nan_policy { /* train.nan_policy: stop|rollback */
+    DG_NAN_STOP = 0,
+    DG_NAN_ROLLBACK = 1
+} dg_nan_policy;
+typedef enum dg_compute_dtype { /* train.dtype: f32|bf16 */
+    DG_DTYPE_F32 = 0,
+    DG_DTYPE_BF16 = 1
+} dg_compute_dtype;
+typedef enum dg_validate_on { /* eval.validate: source|targets|both */
+    DG_VALIDATE_SOURCE = 0,
+    DG_VALIDATE_TARGETS = 1,
+    DG_VALIDATE_BOTH = 2
+} dg_validate_on;
+typedef enum dg_eval_mode { /* eval.mode: whole|slide */
+    DG_EVAL_WHOLE = 0,
+    DG_EVAL_SLIDE = 1
+} dg_eval_mode;
+
 typedef struct dg_config {
     char *path;              /* the file read ("" when none) */
     char *name;              /* its stem: the default run-directory prefix */
@@ -75,19 +95,19 @@ typedef struct dg_config {
     long iterations;
     long batch_size;         /* samples per source domain per step */
     bool resume;
-    int nan_policy;          /* 0 stop, 1 rollback */
-    int dtype;               /* 0 f32, 1 bf16 (compute type, nets/core/wlayer.h) */
+    int nan_policy;          /* dg_nan_policy */
+    int dtype;               /* dg_compute_dtype (nets/core/wlayer.h) */
     long log_every;
     long eval_every;
     long checkpoint_every;
     long threads;            /* 0: OMP_NUM_THREADS or all cores */
     /* [eval] */
     long eval_batch_size;    /* eval.batch_size */
-    int eval_mode;           /* eval.mode: 0 whole image, 1 sliding window */
+    int eval_mode;           /* eval.mode: dg_eval_mode */
     long eval_window;        /* eval.window: sliding window side */
     long eval_stride;        /* eval.stride: sliding window step */
     bool eval_flip;          /* eval.flip: mean with the flipped image */
-    int val_on;              /* eval.validate: 0 source, 1 targets, 2 both */
+    int val_on;              /* eval.validate: dg_validate_on */
     long val_images;         /* eval.val_images: first N images per set (0: all) */
     /* [output] */
     char *out_dir;           /* output.dir; "" = runs/<name>-<timestamp> */

@@ -50,7 +50,7 @@ static int eval_cls(const dg_config *cfg, dg_ckpt *c, bool live, const char *jso
         dg_model_opts mo = {.batch = cfg->eval_batch_size > 1 ? cfg->eval_batch_size
                                                               : CLS_EVAL_BATCH,
                 .training = false, .freeze_bn = cfg->freeze_bn, .dropout = (float)cfg->dropout,
-                .winograd = cfg->winograd, .bf16 = cfg->dtype == 1 && ctx.caps.bf16};
+                .winograd = cfg->winograd, .bf16 = cfg->dtype == DG_DTYPE_BF16 && ctx.caps.bf16};
         dg_train_data_model_geometry(&td, &mo);
         st = dg_ckpt_load_model(c, &ctx, &mo, live);
     }
@@ -195,7 +195,7 @@ int dg_eval_main(int argc, char **argv) {
     dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = 64, .width = 64,
             .training = false, .winograd = cfg.winograd,
             /* inference: f32 where the CPU has no bf16 (master weights are f32) */
-            .bf16 = cfg.dtype == 1 && ctx.caps.bf16};
+            .bf16 = cfg.dtype == DG_DTYPE_BF16 && ctx.caps.bf16};
     if (st == DG_STATUS_OK) {
         cfg.output_stride = c.meta.output_stride;
         st = dg_ckpt_load_model(&c, &ctx, &mo, live);

@@ -152,7 +152,7 @@ dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set
     dg_seg_infer inf;
     dg_seg_infer_cfg ic = {.model = cfg->model, .classes = DG_NUM_TRAIN_IDS,
             .output_stride = (int)cfg->output_stride,
-            .mode = cfg->eval_mode ? DG_SEG_INFER_SLIDE : DG_SEG_INFER_WHOLE,
+            .mode = cfg->eval_mode == DG_EVAL_SLIDE ? DG_SEG_INFER_SLIDE : DG_SEG_INFER_WHOLE,
             .win_h = cfg->eval_window, .win_w = cfg->eval_window,
             .stride_h = cfg->eval_stride, .stride_w = cfg->eval_stride, .flip = cfg->eval_flip};
     st = dg_seg_infer_init(&inf, ctx, &ic, layout);

@@ -917,7 +917,7 @@ int dg_flatness_main(int argc, char **argv) {
         if (seg && fb < 1) fb = 1;
         dg_model_opts mo = {.batch = fb, .training = true, .freeze_bn = true, .dropout = 0.f,
                 .aux_dropout = 0.f, .winograd = cfg.winograd,
-                .bf16 = cfg.dtype == 1 && ctx.caps.bf16};
+                .bf16 = cfg.dtype == DG_DTYPE_BF16 && ctx.caps.bf16};
         dg_train_data_model_geometry(&td, &mo);
         st = dg_ckpt_load_model(&c, &ctx, &mo, o.live);
     }

@@ -137,7 +137,7 @@ static dg_status make_model(run *r) {
         .freeze_bn = cfg->freeze_bn,
         .dropout = (float)cfg->dropout,
         .winograd = cfg->winograd,
-        .bf16 = cfg->dtype == 1,
+        .bf16 = cfg->dtype == DG_DTYPE_BF16,
     };
     dg_train_data_model_geometry(&r->data, &mo);
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
@@ -386,10 +386,10 @@ static dg_status seg_validate(run *r, long step) {
     dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
     int n_src = 0, n_tgt = 0;
     dg_status st = DG_STATUS_OK;
-    if (cfg->val_on != 1)
+    if (cfg->val_on != DG_VALIDATE_TARGETS)
         st = dg_eval_seg_list(cfg, &r->ctx, &r->m.ps, P, Q, "evaluated", "data.sources",
                 cfg->sources, cfg->source_val_split, cfg->val_images, t, &n_src);
-    if (st == DG_STATUS_OK && cfg->val_on != 0 && cfg->targets[0])
+    if (st == DG_STATUS_OK && cfg->val_on != DG_VALIDATE_SOURCE && cfg->targets[0])
         st = dg_eval_seg_list(cfg, &r->ctx, &r->m.ps, P, Q, "evaluated", "data.targets",
                 cfg->targets, NULL, cfg->val_images, t + n_src, &n_tgt);
     const int n = n_src + n_tgt, n_score = n_src ? n_src : n_tgt;
@@ -667,7 +667,7 @@ static int train_loop(run *r) {
             dg_progress_break(&r->progress);
             char note[96];
             ckpt_note(r, last_ckpt, note, sizeof(note));
-            if (cfg->nan_policy == 0) {
+            if (cfg->nan_policy == DG_NAN_STOP) {
                 dg_log_error("non-finite loss (%g) at step %ld: training stopped (%s; "
                              "train.nan_policy = rollback restores the last checkpoint and "
                              "goes on)", loss, t, note);
@@ -948,7 +948,7 @@ static int run_one(const dg_config *cfg, const char *dir, int test_domain, dg_da
             if (st == DG_STATUS_OK && r.start_step > 0) restore_evals(&r);
         }
         if (st == DG_STATUS_OK && cfg->task == DG_TASK_SEGMENTATION && cfg->eval_every > 0 &&
-                cfg->val_on == 1)
+                cfg->val_on == DG_VALIDATE_TARGETS)
             dg_log_warn("eval.validate = targets: best.safetensors is chosen on the target "
                         "domains (oracle selection, not domain generalization)");
         if (st == DG_STATUS_OK) {
@@ -1060,7 +1060,7 @@ int dg_train_main(int argc, char **argv) {
     {
         char what[512];
         snprintf(what, sizeof(what), "%s: train.dtype = bf16", cfg.path);
-        if (dg_caps_check(dg_caps_get(), cfg.dtype == 1, what) != DG_STATUS_OK) {
+        if (dg_caps_check(dg_caps_get(), cfg.dtype == DG_DTYPE_BF16, what) != DG_STATUS_OK) {
             dg_config_free(&cfg);
             return 2;
         }

@@ -12,6 +12,7 @@
  * reported by file and make verify exit 1, or 0 for a source under
  * data.on_bad_sample = skip; a wrong root exits 1; usage errors exit 2. */
 #define _POSIX_C_SOURCE 200809L
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,39 @@ static char *config_text(const dg_config *cfg) {
     fclose(f);
     return read_file(path, NULL);
 }
+
+/* The named values of the multiple-choice keys are the table's choices, in
+ * order: every choice of each key reads back as its enum constant. */
+START_TEST(choice_keys_read_as_their_named_values) {
+    static const struct {
+        const char *over;
+        size_t off;
+        int want;
+    } cases[] = {
+        {"train.nan_policy=stop", offsetof(dg_config, nan_policy), DG_NAN_STOP},
+        {"train.nan_policy=rollback", offsetof(dg_config, nan_policy), DG_NAN_ROLLBACK},
+        {"train.dtype=f32", offsetof(dg_config, dtype), DG_DTYPE_F32},
+        {"train.dtype=bf16", offsetof(dg_config, dtype), DG_DTYPE_BF16},
+        {"eval.validate=source", offsetof(dg_config, val_on), DG_VALIDATE_SOURCE},
+        {"eval.validate=targets", offsetof(dg_config, val_on), DG_VALIDATE_TARGETS},
+        {"eval.validate=both", offsetof(dg_config, val_on), DG_VALIDATE_BOTH},
+        {"eval.mode=whole", offsetof(dg_config, eval_mode), DG_EVAL_WHOLE},
+        {"eval.mode=slide", offsetof(dg_config, eval_mode), DG_EVAL_SLIDE},
+    };
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        dg_config cfg;
+        char *log;
+        char *over[1] = {(char *)cases[i].over};
+        const dg_status st = load_text("[data]\nsources = gtav:/x\n", &cfg, &log, 1, over);
+        ck_assert_msg(st == DG_STATUS_OK, "%s: %s", cases[i].over, log);
+        const int got = *(const int *)((const char *)&cfg + cases[i].off);
+        ck_assert_msg(got == cases[i].want, "%s: %d, want %d", cases[i].over, got,
+                cases[i].want);
+        dg_free(log);
+        dg_config_free(&cfg);
+    }
+}
+END_TEST
 
 START_TEST(resolved_config_reads_back_identically) {
     dg_config a, b;
@@ -622,6 +656,7 @@ Suite *config_suite(void) {
     TCase *tc = tcase_create("ini");
     tcase_add_checked_fixture(tc, make_dir, remove_dir);
     tcase_add_test(tc, resolved_config_reads_back_identically);
+    tcase_add_test(tc, choice_keys_read_as_their_named_values);
     tcase_add_test(tc, errors_name_file_line_and_key);
     tcase_add_test(tc, lists_continue_on_indented_lines);
     tcase_add_test(tc, overrides_and_validation);
