@@ -96,12 +96,14 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
     m->src = dg_mem_new(ctx, &md, DNNL_MEMORY_ALLOCATE);
     /* where oneDNN has no Winograd, the convolutions take dgseg's (conv.h) */
-    dg_conv_set_winograd(o->winograd == DG_WINOGRAD_ON ||
-            (o->winograd == DG_WINOGRAD_AUTO && (e->winograd || !o->training)));
-    dg_wlayer_set_compute(o->bf16 ? dnnl_bf16 : dnnl_f32);
+    const bool winograd = ctx->winograd;
+    const dnnl_data_type_t compute_dt = ctx->compute_dt;
+    ctx->winograd = o->winograd == DG_WINOGRAD_ON ||
+            (o->winograd == DG_WINOGRAD_AUTO && (e->winograd || !o->training));
+    ctx->compute_dt = o->bf16 ? dnnl_bf16 : dnnl_f32;
     e->init(m, ctx);
-    dg_conv_set_winograd(false);
-    dg_wlayer_set_compute(dnnl_f32);
+    ctx->winograd = winograd;
+    ctx->compute_dt = compute_dt;
     dg_budget_take(&budget, (double)(2 * m->ps.d + m->ps.n_stats) * sizeof(float),
             "the parameters and their gradients");
     ctx->budget = NULL;

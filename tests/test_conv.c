@@ -54,9 +54,9 @@ static bool run_case(const conv_case *tc, uint64_t seed, bool bf16) {
     dg_conv l;
     dg_conv_cfg cfg = {.oc = tc->oc, .k = tc->k, .stride = tc->stride, .pad = tc->pad,
             .dilation = tc->dil, .bias = tc->bias, .relu = tc->relu, .training = true};
-    dg_wlayer_set_compute(bf16 ? dnnl_bf16 : dnnl_f32);
+    ctx.compute_dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dg_conv_init(&l, &ctx, &ps, "conv", src_m, &cfg);
-    dg_wlayer_set_compute(dnnl_f32);
+    ctx.compute_dt = dnnl_f32;
     if (bf16 && !ctx.caps.bf16) { /* no abort: an unbuilt layer and the error status */
         ck_assert_int_eq(ctx.status, DG_STATUS_ERR_CONFIG);
         ck_assert_ptr_null(l.wl.fwd.prim);
@@ -297,9 +297,9 @@ START_TEST(conv_phases_match_dilated_forward) {
     cfg.training = false;
     cfg.folded = folded;
     cfg.dst_into = into;
-    dg_conv_set_winograd(wino);
+    ctx.winograd = wino;
     dg_conv_init(&b, &ctx, &ps2, "a", m, &cfg);
-    dg_conv_set_winograd(false);
+    ctx.winograd = false;
     dg_params_alloc(&ps2);
     ck_assert_int_eq(b.phases, i < 2);
     ck_assert_int_eq(b.own_wino, i < 2 && !ctx.caps.winograd);
@@ -362,9 +362,9 @@ START_TEST(own_winograd_matches_reference) {
     dg_conv l;
     dg_conv_cfg cfg = {.oc = oc, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
             .relu = true, .folded = folded, .accumulate = folded, .dst_into = into};
-    dg_conv_set_winograd(true);
+    ctx.winograd = true;
     dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
-    dg_conv_set_winograd(false);
+    ctx.winograd = false;
     dg_wino_block_tiles = 0;
     ck_assert(l.own_wino && !l.phases);
     ck_assert(_i == 1 || _i == 2 || l.wino.tb == 8);
@@ -437,9 +437,9 @@ START_TEST(own_winograd_training_matches_reference) {
     dg_conv l;
     dg_conv_cfg cfg = {.oc = oc, .k = 3, .stride = 1, .pad = 1, .dilation = 1, .bias = true,
             .relu = relu, .no_diff_src = no_diff_src, .training = true};
-    dg_conv_set_winograd(true);
+    ctx.winograd = true;
     dg_conv_init(&l, &ctx, &ps, "w", m, &cfg);
-    dg_conv_set_winograd(false);
+    ctx.winograd = false;
     dg_wino_block_tiles = 0;
     ck_assert(l.own_wino && (l.diff_src == NULL) == no_diff_src);
     ck_assert(_i != 0 || (l.wino.tb == 7 && l.wino.t % 7 != 0));

@@ -88,9 +88,9 @@ static bool run_case(const linear_case *tc, uint64_t seed, bool bf16) {
     dg_linear l;
     dg_linear_cfg cfg = {.oc = oc, .bias = tc->bias, .no_diff_src = tc->no_diff_src,
             .training = true};
-    dg_wlayer_set_compute(bf16 ? dnnl_bf16 : dnnl_f32);
+    ctx.compute_dt = bf16 ? dnnl_bf16 : dnnl_f32;
     dg_linear_init(&l, &ctx, &ps, "fc", src_m, &cfg);
-    dg_wlayer_set_compute(dnnl_f32);
+    ctx.compute_dt = dnnl_f32;
     if (bf16 && !ctx.caps.bf16) { /* no abort: an unbuilt layer and the error status */
         ck_assert_int_eq(ctx.status, DG_STATUS_ERR_CONFIG);
         ck_assert_ptr_null(l.wl.fwd.prim);

@@ -54,14 +54,10 @@ double dg_conv_flops_backward(const dg_conv *l) {
     return (l->cfg.no_diff_src ? 1.0 : 2.0) * dg_conv_flops_forward(l);
 }
 
-static bool winograd_on;
-
 static void init_relu_backward(dg_conv *l, dg_ctx *ctx);
 
-void dg_conv_set_winograd(bool on) { winograd_on = on; }
-
 static bool use_winograd(const dg_ctx *ctx, const dg_conv_cfg *cfg, int64_t ic) {
-    return winograd_on && ctx->caps.winograd && cfg->k == 3 && cfg->stride == 1 && cfg->dilation == 1 && ic >= 16 &&
+    return ctx->winograd && ctx->caps.winograd && cfg->k == 3 && cfg->stride == 1 && cfg->dilation == 1 && ic >= 16 &&
             cfg->oc >= 16;
 }
 
@@ -105,9 +101,9 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
     const int64_t d = cfg->dilation, n = l->src_dims[0], ic = l->src_dims[1];
     const int64_t h = l->src_dims[2], w = l->src_dims[3];
     const bool own = !ctx->caps.winograd; /* dgseg's Winograd on the phases */
-    if (!winograd_on || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
+    if (!ctx->winograd || cfg->training || cfg->accumulate || l->tap >= 0 || d < 2 ||
             cfg->k != 3 || cfg->stride != 1 || cfg->pad != d || h % d || w % d || ic < 16 ||
-            cfg->oc < 16 || dg_wlayer_compute() != dnnl_f32 || (own && (ic % 8 || cfg->oc % 8)))
+            cfg->oc < 16 || ctx->compute_dt != dnnl_f32 || (own && (ic % 8 || cfg->oc % 8)))
         return false;
     dnnl_memory_desc_t src_v, dst_v, ph_src_v, ph_dst_v;
     const int64_t ph_src_dims[4] = {d * d * n, ic, h / d, w / d};
@@ -154,9 +150,9 @@ static bool init_phases(dg_conv *l, dg_ctx *ctx, const dnnl_memory_desc_t *w_pla
 static bool init_own_wino(dg_conv *l, dg_ctx *ctx) {
     const dg_conv_cfg *cfg = &l->cfg;
     const int64_t ic = l->src_dims[1];
-    if (!winograd_on || ctx->caps.winograd || l->tap >= 0 || cfg->k != 3 ||
+    if (!ctx->winograd || ctx->caps.winograd || l->tap >= 0 || cfg->k != 3 ||
             cfg->stride != 1 || cfg->dilation != 1 || cfg->pad != 1 || ic < 16 ||
-            cfg->oc < 16 || ic % 8 || cfg->oc % 8 || dg_wlayer_compute() != dnnl_f32 ||
+            cfg->oc < 16 || ic % 8 || cfg->oc % 8 || ctx->compute_dt != dnnl_f32 ||
             (cfg->dst_into && !dg_wino_layout_ok(dg_mem_md(cfg->dst_into))))
         return false;
     l->own_wino = true;
@@ -209,12 +205,12 @@ static dnnl_primitive_desc_t first_pd(const dg_ctx *ctx, const dnnl_convolution_
 }
 
 /* "2x64x32x32 -> 64 k3x3 s1 d2 bf16" */
-static void shape_text(const dg_conv *l, char *buf, size_t size) {
+static void shape_text(const dg_conv *l, dnnl_data_type_t cdt, char *buf, size_t size) {
     snprintf(buf, size, "%lldx%lldx%lldx%lld -> %lld k%lldx%lld s%lld d%lld %s",
             (long long)l->src_dims[0], (long long)l->src_dims[1], (long long)l->src_dims[2],
             (long long)l->src_dims[3], (long long)l->cfg.oc, (long long)l->cfg.k,
             (long long)l->cfg.k, (long long)l->cfg.stride, (long long)l->cfg.dilation,
-            dg_wlayer_compute() == dnnl_bf16 ? "bf16" : "f32");
+            cdt == dnnl_bf16 ? "bf16" : "f32");
 }
 
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
@@ -256,7 +252,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         DG_DNNL(dnnl_memory_desc_init_by_strides(&w_plain, 4, wp_dims, dnnl_f32, wstr));
     }
     /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
-    const dnnl_data_type_t cdt = dg_wlayer_compute();
+    const dnnl_data_type_t cdt = ctx->compute_dt;
     dnnl_memory_desc_t src_any = dg_md_any_dt(4, l->src_dims, cdt);
     dnnl_memory_desc_t w_any = dg_md_any_dt(4, wp_dims, cdt);
     dnnl_memory_desc_t src_f32 = dg_md_any(4, l->src_dims);
@@ -308,7 +304,7 @@ void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
     if (!fwd_pd || (cfg->training && (!bwd_w_pd || (!cfg->no_diff_src && !bwd_data_pd)))) {
         char shape[160];
-        shape_text(l, shape, sizeof(shape));
+        shape_text(l, ctx->compute_dt, shape, sizeof(shape));
         const char *what = !fwd_pd ? "convolution forward"
                 : !bwd_w_pd ? "convolution backward-weights" : "convolution backward-data";
         dnnl_primitive_desc_t pds[] = {fwd_pd, bwd_w_pd, bwd_data_pd};

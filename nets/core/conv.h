@@ -93,10 +93,9 @@ typedef struct dg_conv {
  * the phases of dilated convolutions): 4x fewer multiplications at the
  * price of a few times direct convolution's rounding error (still ~1e-6
  * relative in f32; the PyTorch fixtures hold). Off: direct everywhere, as
- * PyTorch. Applies to layers created afterwards; process-wide, off until
- * set (dg_model_create sets it from dg_model_opts.winograd for each model
- * it builds). */
-void dg_conv_set_winograd(bool on);
+ * PyTorch. Decided when a convolution is built, by the context's winograd
+ * flag (off after dg_ctx_init; dg_model_create sets it from
+ * dg_model_opts.winograd for each model it builds). */
 
 /* Builds the layer on src and registers "<name>.weight" (Kaiming-normal
  * fan_out, torchvision's convolution init) and "<name>.bias" (zero). */

@@ -32,6 +32,8 @@ void dg_ctx_init(dg_ctx *ctx) {
     DG_DNNL(dnnl_engine_create(&ctx->engine, dnnl_cpu, 0));
     DG_DNNL(dnnl_stream_create(&ctx->stream, ctx->engine, dnnl_stream_default_flags));
     ctx->caps = *dg_caps_get();
+    ctx->winograd = false;
+    ctx->compute_dt = dnnl_f32;
 }
 
 void dg_ctx_free(dg_ctx *ctx) {

@@ -82,6 +82,12 @@ typedef struct dg_ctx {
                             built on this CPU (dg_wlayer_init_unbuilt, which
                             logs it); dg_model_create returns and clears it */
     dg_mem_budget *budget; /* while a model is built, else NULL */
+    /* How the layers built on this context compute; dg_model_create sets
+     * both from dg_model_opts for each model and restores them after: */
+    bool winograd;               /* 3x3 convolutions may take Winograd (conv.h);
+                                    false after dg_ctx_init */
+    dnnl_data_type_t compute_dt; /* dnnl_f32 or dnnl_bf16 (wlayer.h); f32 after
+                                    dg_ctx_init */
 } dg_ctx;
 
 /* Creates the engine and stream and copies the process's capabilities

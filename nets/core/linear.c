@@ -40,7 +40,7 @@ void dg_linear_init(dg_linear *l, dg_ctx *ctx, dg_param_set *ps, const char *nam
     int64_t w_dims[4] = {oc, l->src_dims[1], l->src_dims[2], l->src_dims[3]};
     if (nd == 2) w_dims[1] = l->ic;
     /* src, weights and diff_dst in the compute type (wlayer.h), the rest f32. */
-    const dnnl_data_type_t cdt = dg_wlayer_compute();
+    const dnnl_data_type_t cdt = ctx->compute_dt;
     dnnl_memory_desc_t src_any = dg_md_any_dt(nd, l->src_dims, cdt);
     dnnl_memory_desc_t w_any = dg_md_any_dt(nd, w_dims, cdt);
     dnnl_memory_desc_t src_f32 = dg_md_any(nd, l->src_dims);

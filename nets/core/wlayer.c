@@ -5,14 +5,6 @@
 
 #include <string.h>
 
-static dnnl_data_type_t compute_dt = dnnl_f32;
-
-void dg_wlayer_set_compute(dnnl_data_type_t dt) {
-    DG_ASSERT(dt == dnnl_f32 || dt == dnnl_bf16);
-    compute_dt = dt;
-}
-
-dnnl_data_type_t dg_wlayer_compute(void) { return compute_dt; }
 
 void dg_wlayer_init_forward(dg_wlayer *wl, dg_ctx *ctx, dnnl_memory_t src,
         dnnl_primitive_desc_t fwd_pd, const dnnl_memory_desc_t *w_plain,

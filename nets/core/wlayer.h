@@ -40,16 +40,14 @@ typedef struct dg_wlayer {
     dnnl_memory_t w_rot_user;     /* wraps w_rot */
 } dg_wlayer;
 
-/* The data type convolutions and inner products compute in: dnnl_f32 (the
- * default) or dnnl_bf16 (AVX512-BF16 dot products where the CPU has them).
- * In bf16 the primitives take src, weights and diff_dst in bf16 (the ports
- * round them, round to nearest even) and write dst, diff_src and the weight
- * and bias gradients in f32; the parameters (the master weights), the
- * optimizer and every layer between these stay f32. Applies to layers
- * created afterwards; process-wide, f32 until set (dg_model_create sets it
- * from dg_model_opts.bf16 for each model it builds). */
-void dg_wlayer_set_compute(dnnl_data_type_t dt);
-dnnl_data_type_t dg_wlayer_compute(void);
+/* The data type convolutions and inner products compute in is the
+ * context's compute_dt when they are built: dnnl_f32 (the default) or
+ * dnnl_bf16 (AVX512-BF16 dot products where the CPU has them). In bf16 the
+ * primitives take src, weights and diff_dst in bf16 (the ports round them,
+ * round to nearest even) and write dst, diff_src and the weight and bias
+ * gradients in f32; the parameters (the master weights), the optimizer and
+ * every layer between these stay f32. dg_model_create sets it from
+ * dg_model_opts.bf16 for each model it builds. */
 
 /* Takes fwd_pd; wraps weights (w_plain) and, when b_plain is not NULL, a
  * bias; dst_into (or NULL) is a memory to write instead of an own dst. */
