@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "method_impl.h"
+#include "nets/core/loss.h"
 
 typedef struct method_entry {
     const char *name;
@@ -167,33 +168,9 @@ double dg_method_loss_term(dg_method *m, const dg_logits *lz, int epoch) {
     return m->ops->loss_term ? m->ops->loss_term(m, lz, epoch) : 0.0;
 }
 
-/* ALGORITHMS.md §11 steps 5-7, §12 step 5; §15.7 gives tau = 5, zt =
- * (5 ln 3, 0), zs = (0, 0): 3.2703009 and tau (q - p) = (-1.25, 1.25).
- * a_k = zt_k/tau, b_k = zs_k/tau; log p_k = a_k - lse(a), log q_k = b_k -
- * lse(b); KL = sum_k p_k (log p_k - log q_k); d(tau^2 KL)/dzs_k = tau (q_k -
- * p_k). */
 double dg_method_kl_distill(const float *zt, size_t st, const float *zs, size_t ss,
         float *diff, int c, double tau, double coef) {
-    double mt = -INFINITY, ms = -INFINITY;
-    for (int k = 0; k < c; k++) {
-        mt = fmax(mt, (double)zt[(size_t)k * st] / tau);
-        ms = fmax(ms, (double)zs[(size_t)k * ss] / tau);
-    }
-    double et = 0.0, es = 0.0;
-    for (int k = 0; k < c; k++) {
-        et += exp((double)zt[(size_t)k * st] / tau - mt);
-        es += exp((double)zs[(size_t)k * ss] / tau - ms);
-    }
-    const double lset = mt + log(et), lses = ms + log(es), g = coef * tau;
-    double kl = 0.0;
-    for (int k = 0; k < c; k++) {
-        const double lp = (double)zt[(size_t)k * st] / tau - lset;
-        const double lq = (double)zs[(size_t)k * ss] / tau - lses;
-        const double p = exp(lp), q = exp(lq);
-        kl += p * (lp - lq);
-        diff[(size_t)k * ss] += (float)(g * (q - p));
-    }
-    return tau * tau * kl;
+    return dg_loss_kl_unit(zt, st, zs, diff, 1, (int64_t)ss, c, tau, coef);
 }
 
 bool dg_method_on_eval(dg_method *m, long t, double source_val_loss) {

@@ -21,8 +21,9 @@ dg_status dg_method_init_saf(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_mesa(dg_method *m, const dg_param_set *ps);
 
 /* The distillation term of SAF (ALGORITHMS.md §11 steps 5-7) and MESA (§12
- * step 5) for one unit u (a sample, or a pixel), the ONE place both take it
- * from so they never diverge: with p = softmax(zt/tau) (teacher, or the
+ * step 5) for one unit u (a sample, or a pixel): dg_loss_kl_unit
+ * (nets/core/loss.h) with a constant stride, the one KL both take so they
+ * never diverge: with p = softmax(zt/tau) (teacher, or the
  * bank's old logits) and q = softmax(zs/tau) (the current logits) over c
  * classes, in double with log-sum-exp, adds (float)(coef*tau*(q_k - p_k)) to
  * diff_k (coef = lambda / denominator) and returns tau^2 * KL(p || q)

@@ -163,34 +163,33 @@ void dg_loss_ce_free(dg_loss_ce *l) {
     memset(l, 0, sizeof(*l));
 }
 
-/* ALGORITHMS.md §12 step 5 for the unit at (n, h, w): adds
- * gcoef*(q - p) into diff_z and returns KL(p || q). t points at the
- * teacher's class 0 of the unit, classes P apart. */
-static double kl_unit(const dg_loss_view *s, const float *t, int64_t p, int64_t n, int64_t h,
-        int64_t w, double inv_tau, double gcoef) {
-    const dg_chw *v = &s->v;
-    const int64_t o = dg_chw_at(v, n, 0, h, w);
-    double mt = -INFINITY, mz = -INFINITY;
-    for (int64_t c = 0; c < v->c; c++) {
-        mt = fmax(mt, (double)t[c * p]);
-        mz = fmax(mz, (double)s->z[o + (c / v->cb) * v->scb + c % v->cb]);
+double dg_loss_kl_unit(const float *zt, size_t st, const float *zs, float *diff, int64_t cb,
+        int64_t scb, int c, double tau, double coef) {
+    /* a_k = zt_k/tau, b_k = zs_k/tau; log p_k = a_k - lse(a), log q_k =
+     * b_k - lse(b); KL = sum_k p_k (log p_k - log q_k); d(tau^2 KL)/dzs_k =
+     * tau (q_k - p_k) */
+#define ZS_AT(k) ((size_t)(((k) / cb) * scb + (k) % cb))
+    double mt = -INFINITY, ms = -INFINITY;
+    for (int k = 0; k < c; k++) {
+        mt = fmax(mt, (double)zt[(size_t)k * st] / tau);
+        ms = fmax(ms, (double)zs[ZS_AT(k)] / tau);
     }
-    double st = 0.0, sz = 0.0; /* sums of exp((x - max)/tau) */
-    for (int64_t c = 0; c < v->c; c++) {
-        st += exp(((double)t[c * p] - mt) * inv_tau);
-        sz += exp(((double)s->z[o + (c / v->cb) * v->scb + c % v->cb] - mz) * inv_tau);
+    double et = 0.0, es = 0.0;
+    for (int k = 0; k < c; k++) {
+        et += exp((double)zt[(size_t)k * st] / tau - mt);
+        es += exp((double)zs[ZS_AT(k)] / tau - ms);
     }
-    const double lst = log(st), lsz = log(sz);
+    const double lset = mt + log(et), lses = ms + log(es), g = coef * tau;
     double kl = 0.0;
-    for (int64_t c = 0; c < v->c; c++) {
-        const int64_t oc = o + (c / v->cb) * v->scb + c % v->cb;
-        const double lp = ((double)t[c * p] - mt) * inv_tau - lst;
-        const double lq = ((double)s->z[oc] - mz) * inv_tau - lsz;
-        const double pc = exp(lp), qc = exp(lq);
-        kl += pc * (lp - lq);
-        s->diff_z[oc] += (float)(gcoef * (qc - pc));
+    for (int k = 0; k < c; k++) {
+        const double lp = (double)zt[(size_t)k * st] / tau - lset;
+        const double lq = (double)zs[ZS_AT(k)] / tau - lses;
+        const double p = exp(lp), q = exp(lq);
+        kl += p * (lp - lq);
+        diff[ZS_AT(k)] += (float)(g * (q - p));
     }
-    return kl;
+#undef ZS_AT
+    return tau * tau * kl;
 }
 
 double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t *label,
@@ -209,7 +208,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
         }
     }
     if (n_valid == 0) return 0.0;
-    const double gcoef = lambda * tau / (double)n_valid;
+    const double coef = lambda / (double)n_valid;
     double part[DG_LOSS_CHUNKS];
 #pragma omp parallel for schedule(static)
     for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) {
@@ -219,14 +218,16 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
             for (int64_t w = 0; w < v->w; w++) {
                 if (label && dg_loss_is_ignored(label[r * v->w + w], v->c)) continue;
                 const float *t = teacher + n * v->c * p + h * v->w + w;
-                sum += kl_unit(s, t, p, n, h, w, 1.0 / tau, gcoef);
+                const int64_t o = dg_chw_at(v, n, 0, h, w);
+                sum += dg_loss_kl_unit(t, (size_t)p, s->z + o, s->diff_z + o, v->cb, v->scb,
+                        (int)v->c, tau, coef);
             }
         }
         part[k] = sum;
     }
     double total = 0.0;
     for (int64_t k = 0; k < DG_LOSS_CHUNKS; k++) total += part[k];
-    return lambda * tau * tau * total / (double)n_valid;
+    return coef * total;
 }
 
 static int64_t nearest_src(int64_t i, int64_t in, int64_t out) {

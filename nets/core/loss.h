@@ -73,6 +73,19 @@ double dg_loss_ce_compute(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label);
 dg_loss_view dg_loss_ce_view(const dg_loss_ce *l);
 void dg_loss_ce_free(dg_loss_ce *l);
 
+/* The temperature-scaled distillation term of one unit u (a sample or a
+ * pixel), the ONE place SAF, MESA (through dg_method_kl_distill) and
+ * dg_loss_kl_add take it from: with p = softmax(zt/tau) (the teacher) and
+ * q = softmax(zs/tau) (the student) over c classes, in double with
+ * log-sum-exp, adds (float)(coef*tau*(q_k - p_k)) to diff_k and returns
+ * tau^2 * KL(p || q) (unscaled by coef). zt: class k at k * st; zs and
+ * diff: class k at (k / cb) * scb + k % cb (cb 1, scb s: a constant stride
+ * s; cb 8 or 16: a channel-blocked layout). Identical zt and zs give
+ * exactly 0 and add exactly 0 (ALGORITHMS.md §15.7: tau 5, zt (5 ln 3, 0),
+ * zs (0, 0) give 3.2703009 and tau (q - p) = (-1.25, 1.25)). */
+double dg_loss_kl_unit(const float *zt, size_t st, const float *zs, float *diff, int64_t cb,
+        int64_t scb, int c, double tau, double coef);
+
 /* KL term of SAF/MESA (ALGORITHMS.md §11-12). For every unit u (pixel or
  * sample) whose label is not 255 (every unit when label is NULL):
  *   p = softmax(teacher_u / tau), q = softmax(z_u / tau),
