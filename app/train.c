@@ -140,14 +140,15 @@ static dg_status make_model(run *r) {
         .bf16 = cfg->dtype == DG_DTYPE_BF16,
     };
     dg_train_data_model_geometry(&r->data, &mo);
+    char sizes[160]; /* named in the out-of-memory error, the one message */
+    if (seg)
+        snprintf(sizes, sizeof(sizes), "train.batch_size = %ld (per source) or data.crop_size = "
+                "%ld (%s)", cfg->batch_size, cfg->crop_size, cfg->path);
+    else
+        snprintf(sizes, sizeof(sizes), "train.batch_size = %ld (per training domain, %s)",
+                cfg->batch_size, cfg->path);
+    mo.sizes_from = sizes;
     dg_status st = dg_model_create(&r->m, &r->ctx, cfg->model, &mo, (uint64_t)cfg->seed);
-    if (st == DG_STATUS_ERR_MEMORY && seg)
-        dg_log_error("%s: train.batch_size = %ld (per source) and data.crop_size = %ld: the "
-                     "model does not fit in memory; lower them", cfg->path, cfg->batch_size,
-                cfg->crop_size);
-    else if (st == DG_STATUS_ERR_MEMORY)
-        dg_log_error("%s: train.batch_size = %ld (per training domain): the model does not fit "
-                     "in memory; lower it", cfg->path, cfg->batch_size);
     if (st != DG_STATUS_OK) return st;
     r->has_model = true;
     if (cfg->pretrained[0]) st = dg_model_load_pretrained(&r->m, cfg->pretrained);

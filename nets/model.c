@@ -85,6 +85,7 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     m->name = e->name;
     m->backbone = e->backbone;
     m->opts = *o;
+    m->opts.sizes_from = NULL; /* the caller's text, for this call only */
     dg_params_init(&m->ps);
     /* every buffer the layers allocate counts against what the process can
      * still take: a shape too large for this machine is refused here, with
@@ -115,11 +116,11 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         dg_log_error("%s (%s, batch %lld, %lldx%lldx%lld input): out of memory: its buffers need "
                      "%s and this process can give it %s (%s, less a reserve for code and "
                      "the data loader); the first that did not fit is %s "
-                     "of %s. Lower the batch size or the input size", e->name,
+                     "of %s; lower %s", e->name,
                      o->training ? "training" : "inference", (long long)o->batch,
                      (long long)o->in_channels, (long long)o->height, (long long)o->width, need,
                      left, room.binding[0] ? room.binding : "an allocation failed", budget.failed_what,
-                     first);
+                     first, o->sizes_from ? o->sizes_from : "the batch size or the input size");
         ctx->status = DG_STATUS_ERR_MEMORY;
     }
     if (ctx->status != DG_STATUS_OK) { /* a layer this CPU cannot build, or memory (logged) */

@@ -39,6 +39,11 @@ typedef struct dg_model_opts {
     bool bf16;           /* convolutions and inner products compute in bf16
                             with f32 master weights (wlayer.h; train.dtype);
                             a configuration error on a CPU without bf16 */
+    const char *sizes_from; /* where batch and input size come from, for the
+                               out-of-memory error ("train.batch_size = 4
+                               (per source) or data.crop_size = 512"); NULL:
+                               "the batch size or the input size"; used
+                               during dg_model_create only, not kept */
 } dg_model_opts;
 
 /* dg_model_opts.winograd, the indices of config key model.winograd. */

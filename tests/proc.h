@@ -21,7 +21,7 @@
  * the synthetic data live there. */
 extern char proc_dir[64];
 
-/* Creates proc_dir (/tmp/dg_<tag>_XXXXXX) with the LeakSanitizer
+/* Creates proc_dir (a fresh /tmp/dg_<tag>_ folder, mkdtemp) with the LeakSanitizer
  * suppressions a sanitizer build of dgseg needs; proc_teardown removes it. */
 void proc_setup(const char *tag);
 void proc_teardown(void);
