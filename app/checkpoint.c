@@ -276,3 +276,123 @@ void dg_ckpt_close(dg_ckpt *c) {
     if (c->opened) dg_tensor_reader_close(&c->rd);
     c->has_model = c->opened = false;
 }
+
+/* ---- a training run's files ------------------------------------------------ */
+
+/* The metadata of a run's weights files (text: the resolved configuration,
+ * freed by the caller after the write). */
+static void set_run_metadata(const dg_ckpt_run_info *info, dg_tensor_writer *w, long step,
+        char **text) {
+    const dg_config *cfg = info->cfg;
+    char buf[64];
+    *text = dg_config_text(cfg, true);
+    dg_tensor_writer_set_metadata(w, "format_version", "1");
+    snprintf(buf, sizeof(buf), "%ld", step);
+    dg_tensor_writer_set_metadata(w, "step", buf);
+    dg_tensor_writer_set_metadata(w, "model", cfg->model);
+    snprintf(buf, sizeof(buf), "%d", info->classes);
+    dg_tensor_writer_set_metadata(w, "classes", buf);
+    snprintf(buf, sizeof(buf), "%ld", cfg->output_stride);
+    dg_tensor_writer_set_metadata(w, "output_stride", buf);
+    dg_tensor_writer_set_metadata(w, "aux", info->aux ? "true" : "false");
+    dg_tensor_writer_set_metadata(w, "task",
+            cfg->task == DG_TASK_SEGMENTATION ? "segmentation" : "classification");
+    dg_tensor_writer_set_metadata(w, "method", cfg->method);
+    if (cfg->task == DG_TASK_CLASSIFICATION && info->test_domain)
+        dg_tensor_writer_set_metadata(w, "test_domain", info->test_domain);
+    snprintf(buf, sizeof(buf), "%ld", info->bn_refresh_batches);
+    dg_tensor_writer_set_metadata(w, "bn_refresh_batches", buf);
+    /* after dg_method_finish: the final model; a resume does not finish again */
+    if (info->finished) dg_tensor_writer_set_metadata(w, "finished", "true");
+    snprintf(buf, sizeof(buf), "%ld", cfg->iterations);
+    dg_tensor_writer_set_metadata(w, "iterations", buf);
+    dg_tensor_writer_set_metadata(w, "config", *text);
+}
+
+dg_status dg_ckpt_save_weights(const char *path, const dg_ckpt_run_info *info, long step,
+        const dg_param_set *layout, const float *P, const float *Q, const char *what,
+        double score) {
+    dg_param_set view = *layout; /* shallow: only data and stats are read */
+    view.data = (float *)P;
+    view.stats = (float *)Q;
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    dg_weights_add(&w, &view);
+    char *text, buf[64];
+    set_run_metadata(info, &w, step, &text);
+    dg_tensor_writer_set_metadata(&w, "weights", what);
+    snprintf(buf, sizeof(buf), "%.17g", score);
+    dg_tensor_writer_set_metadata(&w, "score", buf);
+    dg_status st = dg_tensor_writer_write(&w, path);
+    if (st == DG_STATUS_OK) dg_log_info("%s weights: %s (step %ld)", what, path, step);
+    dg_free(text);
+    dg_tensor_writer_free(&w);
+    return st;
+}
+
+dg_status dg_ckpt_save_run(const char *path, const dg_ckpt_run_info *info, long step,
+        const dg_param_set *ps, const dg_method *method) {
+    dg_tensor_writer w;
+    dg_tensor_writer_init(&w);
+    dg_weights_add(&w, ps);
+    dg_status st = dg_method_state_save(method, &w);
+    char *text;
+    set_run_metadata(info, &w, step, &text);
+    if (st == DG_STATUS_OK) st = dg_tensor_writer_write(&w, path);
+    if (st == DG_STATUS_OK) dg_log_info("checkpoint: %s (step %ld)", path, step);
+    dg_free(text);
+    dg_tensor_writer_free(&w);
+    return st;
+}
+
+static long meta_long(const dg_tensor_reader *rd, const char *path, const char *key,
+        dg_status *st) {
+    const char *v = dg_tensor_reader_metadata(rd, key);
+    char *end = NULL;
+    long x = v ? strtol(v, &end, 10) : -1;
+    if (!v || *end || x < 0) {
+        dg_log_error("%s: checkpoint metadata '%s' is missing or malformed", path, key);
+        *st = DG_STATUS_ERR_FORMAT;
+        return 0;
+    }
+    return x;
+}
+
+dg_status dg_ckpt_resume(const char *path, const dg_config *cfg, dg_param_set *ps,
+        dg_method *method, dg_ckpt_resumed *out) {
+    memset(out, 0, sizeof(*out));
+    dg_tensor_reader rd;
+    dg_status st = dg_tensor_reader_open(&rd, path);
+    if (st == DG_STATUS_OK) {
+        const char *model = dg_tensor_reader_metadata(&rd, "model");
+        if (!model || strcmp(model, cfg->model)) {
+            dg_log_error("%s: checkpoint of model '%s', the configuration trains '%s'", path,
+                    model ? model : "?", cfg->model);
+            st = DG_STATUS_ERR_FORMAT;
+        }
+        if (st == DG_STATUS_OK) out->step = meta_long(&rd, path, "step", &st);
+        if (st == DG_STATUS_OK)
+            out->bn_refresh_batches = meta_long(&rd, path, "bn_refresh_batches", &st);
+        const char *fin = dg_tensor_reader_metadata(&rd, "finished");
+        out->finished = fin && !strcmp(fin, "true");
+        if (st == DG_STATUS_OK && out->finished) {
+            /* its method's finish (Lookahead's final BN refresh, SWAD's
+             * average) is applied: it ends here, it cannot go on */
+            const long T = meta_long(&rd, path, "iterations", &st);
+            if (st == DG_STATUS_OK && T != cfg->iterations) {
+                dg_log_error("%s: this run finished with train.iterations = %ld; a finished run "
+                             "cannot be continued to %ld (its method's finish is applied): "
+                             "start a new run, or keep train.iterations = %ld", path, T,
+                        cfg->iterations, T);
+                st = DG_STATUS_ERR_CONFIG;
+            }
+            /* a finished run that stopped early (SWAD) stopped at its last step */
+            if (st == DG_STATUS_OK && out->step < T) out->stopped_at = out->step;
+        }
+        if (st == DG_STATUS_OK) st = dg_weights_load_reader(&rd, ps, NULL);
+        if (st == DG_STATUS_OK) st = dg_method_state_load(method, &rd);
+        dg_tensor_reader_close(&rd);
+    }
+    if (st != DG_STATUS_OK) dg_log_error("%s: cannot resume from this checkpoint", path);
+    return st;
+}

@@ -1,7 +1,9 @@
-/* app/checkpoint.h -- a dgseg checkpoint opened for evaluation: what its
- * metadata says about the model, the model built and loaded from it, and
- * the weights its method evaluates. `eval`, `predict`, `flatness` and the
- * classification evaluation of `train` all open checkpoints through here.
+/* app/checkpoint.h -- dgseg's checkpoint format: the files a training run
+ * writes (last.safetensors with the method's state, best.safetensors with
+ * model weights only) and resumes from, and a checkpoint opened for
+ * evaluation: what its metadata says about the model, the model built and
+ * loaded from it, and the weights its method evaluates. `train`, `eval`,
+ * `predict` and `flatness` all read and write checkpoints through here.
  *
  * A training checkpoint (app/train.c) holds the LIVE weights w and
  * statistics, the optimizer and method state ("optim.<name>.<tensor>") and
@@ -28,9 +30,53 @@
 
 #include <stdbool.h>
 
+#include "app/config.h"
 #include "nets/core/safetensors.h"
 #include "nets/model.h"
 #include "optimizers/dg_optim.h"
+
+/* ---- a training run's files ------------------------------------------------ */
+
+/* What every weights file of a run says about it: the metadata keys
+ * "format_version", "step", "model", "classes", "output_stride", "aux",
+ * "task", "method", "test_domain" (classification), "bn_refresh_batches",
+ * "finished", "iterations" and "config" (the resolved configuration). */
+typedef struct dg_ckpt_run_info {
+    const dg_config *cfg;     /* the run's configuration */
+    int classes;
+    bool aux;                 /* the layout has the auxiliary head */
+    const char *test_domain;  /* classification: the held-out domain; NULL: none */
+    long bn_refresh_batches;  /* BN-refresh batches drawn so far */
+    bool finished;            /* dg_method_finish has run: the final model */
+} dg_ckpt_run_info;
+
+/* Writes the training checkpoint of step `step` to path (atomically): the
+ * live weights and statistics of ps, the method's state and the run's
+ * metadata. Logs "checkpoint: path (step N)". */
+dg_status dg_ckpt_save_run(const char *path, const dg_ckpt_run_info *info, long step,
+        const dg_param_set *ps, const dg_method *method);
+/* Writes a model-only weights file: P/Q (laid out like `layout`) under the
+ * model's tensor names, no optimizer state; metadata "weights" = what
+ * ("best") and "score" say what it is. */
+dg_status dg_ckpt_save_weights(const char *path, const dg_ckpt_run_info *info, long step,
+        const dg_param_set *layout, const float *P, const float *Q, const char *what,
+        double score);
+
+/* A training checkpoint restored by dg_ckpt_resume. */
+typedef struct dg_ckpt_resumed {
+    long step;                /* the step it was written after */
+    long bn_refresh_batches;
+    bool finished;            /* the final checkpoint of a finished run */
+    long stopped_at;          /* a finished run stopped early (SWAD): its last step; else 0 */
+} dg_ckpt_resumed;
+/* Restores the checkpoint at path into ps (weights, statistics) and method
+ * (its state) for the run cfg describes: the model must be cfg's, and a
+ * finished run's train.iterations must be cfg's (its finish cannot be
+ * undone). Errors are logged, naming the file and the key at fault. */
+dg_status dg_ckpt_resume(const char *path, const dg_config *cfg, dg_param_set *ps,
+        dg_method *method, dg_ckpt_resumed *out);
+
+/* ---- a checkpoint opened for evaluation -------------------------------------- */
 
 /* The weights chosen for a checkpoint. params/stats (and params2/stats2)
  * are borrowed from the method or from the parameter store given to

@@ -1,7 +1,7 @@
 /* app/closure.c -- the training closure (see closure.h). */
 #include "app/closure.h"
 
-#include "app/report.h"
+#include "app/progress.h"
 
 #include <string.h>
 

@@ -19,7 +19,7 @@
 #include "app/config.h"
 #include "app/eval_cmd.h"
 #include "app/evaluate.h"
-#include "app/report.h"
+#include "app/results.h"
 #include "app/train_data.h"
 
 /* ---- classification ---------------------------------------------------------- */
@@ -205,26 +205,21 @@ int dg_eval_main(int argc, char **argv) {
         printf("weights: %s\n", w->note);
         fflush(stdout);
     }
-    dg_eval_target t[2 * DG_EVAL_MAX_TARGETS];
-    int n = 0;
+    dg_eval_targets t = {0};
     if (st == DG_STATUS_OK)
-        st = dg_eval_seg_targets(&cfg, &ctx, &c.m.ps, w->params, w->stats, w->label, t, &n);
-    if (st == DG_STATUS_OK && w->params2) {
-        int n2 = 0;
-        st = dg_eval_seg_targets(&cfg, &ctx, &c.m.ps, w->params2, w->stats2, w->label2, t + n,
-                &n2);
-        n += n2;
-    }
+        st = dg_eval_seg_targets(&cfg, &ctx, &c.m.ps, w->params, w->stats, w->label, &t);
+    if (st == DG_STATUS_OK && w->params2)
+        st = dg_eval_seg_targets(&cfg, &ctx, &c.m.ps, w->params2, w->stats2, w->label2, &t);
     if (st == DG_STATUS_OK) {
-        dg_eval_print_seg(stdout, t, n);
+        dg_eval_print_seg(stdout, t.v, t.n);
         if (json) {
-            dg_seg_result res[2 * DG_EVAL_MAX_TARGETS];
-            for (int i = 0; i < n; i++) res[i] = t[i].res;
-            dg_seg_report rep = {.checkpoint = ckpt, .results = res, .n_results = n};
+            dg_seg_result *res = dg_eval_targets_results(&t);
+            dg_seg_report rep = {.checkpoint = ckpt, .results = res, .n_results = t.n};
             st = dg_report_seg_write_json(&rep, json);
+            dg_free(res);
         }
     }
-    dg_eval_targets_free(t, n);
+    dg_eval_targets_free(&t);
     dg_ckpt_close(&c);
     dg_ctx_free(&ctx);
     dg_config_free(&cfg);

@@ -5,7 +5,9 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "app/report.h"
+#include "app/metrics_log.h"
+#include "app/results.h"
+#include "app/progress.h"
 #include "data/fsutil.h"
 #include "data/labelmap.h"
 #include "data/sources.h"
@@ -142,13 +144,11 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
 
 dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
         const float *params, const float *stats, const char *weights, const char *key,
-        const char *list, const char *split, long max_images, dg_eval_target *out, int *n) {
-    *n = 0;
+        const char *list, const char *split, long max_images, dg_eval_targets *out) {
     dg_dataset_spec *specs = NULL;
     int ns = 0;
     dg_status st = dg_dataset_specs_parse(key, list, &specs, &ns);
     if (st != DG_STATUS_OK) return st;
-    if (ns > DG_EVAL_MAX_TARGETS) ns = DG_EVAL_MAX_TARGETS;
     dg_seg_infer inf;
     dg_seg_infer_cfg ic = {.model = cfg->model, .classes = DG_NUM_TRAIN_IDS,
             .output_stride = (int)cfg->output_stride,
@@ -157,11 +157,21 @@ dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set
             .stride_h = cfg->eval_stride, .stride_w = cfg->eval_stride, .flip = cfg->eval_flip};
     st = dg_seg_infer_init(&inf, ctx, &ic, layout);
     for (int i = 0; i < ns && st == DG_STATUS_OK; i++) {
-        memset(&out[i], 0, sizeof(out[i]));
-        st = eval_one(cfg, &inf, &specs[i], split, max_images, params, stats, &out[i]);
+        if (out->n == out->cap) {
+            out->cap = out->cap ? 2 * out->cap : 8;
+            out->v = dg_xrealloc(out->v, (size_t)out->cap * sizeof(*out->v));
+        }
+        dg_eval_target *t = &out->v[out->n];
+        memset(t, 0, sizeof(*t));
+        st = eval_one(cfg, &inf, &specs[i], split, max_images, params, stats, t);
         if (st == DG_STATUS_OK) {
-            out[i].res.weights = weights;
-            (*n)++;
+            t->res.weights = weights;
+            out->n++;
+        } else { /* what eval_one filled before the error */
+            dg_free(t->name);
+            dg_free(t->reader);
+            dg_free(t->resolution);
+            dg_free(t->inference);
         }
     }
     dg_seg_infer_free(&inf); /* zeroed when init failed */
@@ -170,20 +180,26 @@ dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set
 }
 
 dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
-        const float *params, const float *stats, const char *weights, dg_eval_target *out,
-        int *n) {
+        const float *params, const float *stats, const char *weights, dg_eval_targets *out) {
     return dg_eval_seg_list(cfg, ctx, layout, params, stats, weights, "data.targets",
-            cfg->targets, NULL, 0, out, n);
+            cfg->targets, NULL, 0, out);
 }
 
-void dg_eval_targets_free(dg_eval_target *t, int n) {
-    for (int i = 0; i < n; i++) {
-        dg_free(t[i].name);
-        dg_free(t[i].reader);
-        dg_free(t[i].resolution);
-        dg_free(t[i].inference);
-        memset(&t[i], 0, sizeof(t[i]));
+dg_seg_result *dg_eval_targets_results(const dg_eval_targets *t) {
+    dg_seg_result *res = dg_xcalloc((size_t)t->n + 1, sizeof(*res));
+    for (int i = 0; i < t->n; i++) res[i] = t->v[i].res;
+    return res;
+}
+
+void dg_eval_targets_free(dg_eval_targets *t) {
+    for (int i = 0; i < t->n; i++) {
+        dg_free(t->v[i].name);
+        dg_free(t->v[i].reader);
+        dg_free(t->v[i].resolution);
+        dg_free(t->v[i].inference);
     }
+    dg_free(t->v);
+    memset(t, 0, sizeof(*t));
 }
 
 void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {

@@ -8,12 +8,10 @@
 #define DG_APP_EVALUATE_H
 
 #include "app/config.h"
-#include "app/report.h"
+#include "app/results.h"
 #include "data/loader.h"
 #include "eval/seg_infer.h"
 #include "nets/model.h"
-
-#define DG_EVAL_MAX_TARGETS 16
 
 /* What one segmentation target evaluation keeps (strings owned). */
 typedef struct dg_eval_target {
@@ -25,13 +23,19 @@ typedef struct dg_eval_target {
     dg_seg_result res; /* points into the strings above */
 } dg_eval_target;
 
+/* Evaluations in order, as many as a configuration lists (owned). */
+typedef struct dg_eval_targets {
+    dg_eval_target *v; /* (n) */
+    int n, cap;
+} dg_eval_targets;
+
 /* Evaluates params/stats (layout `layout`) on every data.targets entry of
- * cfg with model cfg->model; fills out[0 .. *n-1] (weights label copied
- * into res.weights by pointer: keep it alive). Returns DG_STATUS_OK, or the
- * first dataset/model error (logged). */
+ * cfg with model cfg->model and appends one entry each to out (weights
+ * label copied into res.weights by pointer: keep it alive). Returns
+ * DG_STATUS_OK, or the first dataset/model error (logged; the entries
+ * before it stay). */
 dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
-        const float *params, const float *stats, const char *weights, dg_eval_target *out,
-        int *n);
+        const float *params, const float *stats, const char *weights, dg_eval_targets *out);
 
 /* The general form: every entry of the dataset list `list` (config key
  * `key`, "data.targets" or "data.sources", for messages) on `split` (NULL:
@@ -40,9 +44,13 @@ dg_status dg_eval_seg_targets(const dg_config *cfg, dg_ctx *ctx, const dg_param_
  * Validation sets (split != NULL) are named "<reader> <split>". */
 dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set *layout,
         const float *params, const float *stats, const char *weights, const char *key,
-        const char *list, const char *split, long max_images, dg_eval_target *out, int *n);
+        const char *list, const char *split, long max_images, dg_eval_targets *out);
 
-void dg_eval_targets_free(dg_eval_target *t, int n);
+/* The entries' results in order, for the results writers (allocated, one
+ * more than t->n; pointing into t: free before t). */
+dg_seg_result *dg_eval_targets_results(const dg_eval_targets *t);
+/* Frees every entry and the list; zeroes it. */
+void dg_eval_targets_free(dg_eval_targets *t);
 
 /* Prints the mIoU table (rows = results, columns = targets) to f. */
 void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n);

@@ -131,7 +131,7 @@ static int parse_args(int argc, char **argv, predict_opts *o) {
         fprintf(stderr, "dgseg predict: --input and --out are required\n");
         return 2;
     }
-    if (o->model && strncmp(o->model, "deeplabv3plus-", 14)) {
+    if (o->model && !dg_model_is_segmentation(o->model)) {
         fprintf(stderr, "dgseg predict: '%s' is not a segmentation model (deeplabv3plus-r18, "
                 "-r50, -r101)\n", o->model);
         return 2;

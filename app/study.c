@@ -19,7 +19,8 @@
 #include "app/cli.h"
 #include "app/config.h"
 #include "app/flatness.h"
-#include "app/report.h"
+#include "app/metrics_log.h"
+#include "app/plot.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
 

@@ -3,6 +3,7 @@
 #include "app/train_data.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -241,6 +242,20 @@ void dg_train_data_model_geometry(const dg_train_data *td, dg_model_opts *mo) {
     mo->height = mo->width = seg ? td->cfg->crop_size
             : td->has_rf ? DG_RFMNIST_HW : td->cfg->image_size;
     mo->classes = td->n_classes;
+}
+
+void dg_train_data_warn_out_of_range(const dg_train_data *td, const char *by) {
+    for (int k = 0; td->cfg->task == DG_TASK_SEGMENTATION && k < td->S; k++)
+        dg_seg_dataset_warn_out_of_range(&td->seg[k], by);
+}
+
+void dg_train_data_domain_name(const dg_train_data *td, int d, char *buf, size_t size) {
+    if (td->has_rf)
+        dg_rotated_fmnist_domain_name(d, buf, size);
+    else if (td->has_db && d >= 0 && d < td->db.n_domains)
+        snprintf(buf, size, "%s", td->db.domains[d].name);
+    else if (size)
+        buf[0] = '\0';
 }
 
 void dg_train_data_free(dg_train_data *td) {

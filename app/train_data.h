@@ -77,6 +77,12 @@ int dg_train_data_find_domain(const char *tok, char *const *names, int n);
 double dg_train_data_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
         const float *Q, int d, bool out, double *ce);
 
+/* Warns once per segmentation source about label values outside its id
+ * range met so far, with their count; `by` says where ("in training"). */
+void dg_train_data_warn_out_of_range(const dg_train_data *td, const char *by);
+/* The name of classification dataset domain d ("0", "15", ... for Rotated
+ * Fashion-MNIST; the folder's name for DomainBed) into buf; "" for none. */
+void dg_train_data_domain_name(const dg_train_data *td, int d, char *buf, size_t size);
 void dg_train_data_free(dg_train_data *td);
 
 #endif

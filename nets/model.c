@@ -20,6 +20,7 @@ typedef struct model_entry {
                              ~40x PyTorch's own f32 error with it, so it trains
                              direct. Inference instances take Winograd for
                              every model: all inference fixtures hold with it */
+    bool segmentation;    /* logits per pixel, output stride, auxiliary head */
 } model_entry;
 
 static void deeplab_r18(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 18); }
@@ -28,22 +29,24 @@ static void deeplab_r101(dg_model *m, dg_ctx *ctx) { dg_deeplab_init(m, ctx, 101
 static void resnet18(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 18); }
 static void resnet50(dg_model *m, dg_ctx *ctx) { dg_classifier_init(m, ctx, 50); }
 
-static const model_entry models[] = {
-    {"deeplabv3plus-r18", deeplab_r18, "backbone.", false},
-    {"deeplabv3plus-r50", deeplab_r50, "backbone.", false},
-    {"deeplabv3plus-r101", deeplab_r101, "backbone.", false},
-    {"mnist-cnn", dg_mnist_cnn_init, NULL, true},
-    {"resnet18", resnet18, "featurizer.network.", true},
-    {"resnet50", resnet50, "featurizer.network.", true},
-};
+/* The one table of models: dg_model_names and dg_model_is_segmentation
+ * read it; a model added here is known everywhere. */
+#define DG_MODELS(X)                                                       \
+    X("deeplabv3plus-r18", deeplab_r18, "backbone.", false, true)          \
+    X("deeplabv3plus-r50", deeplab_r50, "backbone.", false, true)          \
+    X("deeplabv3plus-r101", deeplab_r101, "backbone.", false, true)        \
+    X("mnist-cnn", dg_mnist_cnn_init, NULL, true, false)                   \
+    X("resnet18", resnet18, "featurizer.network.", true, false)            \
+    X("resnet50", resnet50, "featurizer.network.", true, false)
 
-const char *const dg_model_names[] = {"deeplabv3plus-r18", "deeplabv3plus-r50",
-        "deeplabv3plus-r101", "mnist-cnn", "resnet18", "resnet50", NULL};
+#define DG_MODEL_ENTRY(name, init, backbone, winograd, seg) {name, init, backbone, winograd, seg},
+#define DG_MODEL_NAME(name, init, backbone, winograd, seg) name,
+static const model_entry models[] = {DG_MODELS(DG_MODEL_ENTRY)};
+const char *const dg_model_names[] = {DG_MODELS(DG_MODEL_NAME) NULL};
 
 bool dg_model_is_segmentation(const char *name) {
-    if (!name || strncmp(name, "deeplabv3plus-", 14)) return false;
-    for (size_t i = 0; dg_model_names[i]; i++)
-        if (!strcmp(dg_model_names[i], name)) return true;
+    for (size_t i = 0; name && i < DG_ARRAY_LEN(models); i++)
+        if (!strcmp(models[i].name, name)) return models[i].segmentation;
     return false;
 }
 

@@ -242,7 +242,8 @@ END_TEST
 START_TEST(status_strings_name_every_status) {
     ck_assert_str_eq(dg_status_str(DG_STATUS_OK), "ok");
     ck_assert_str_eq(dg_status_str(DG_STATUS_ERR_IO), "io error");
-    ck_assert_str_eq(dg_status_str(DG_STATUS_ERR_INTERRUPT), "interrupted");
+    ck_assert_str_eq(dg_status_str(DG_STATUS_ERR_NUMERIC), "numeric error");
+    ck_assert_str_eq(dg_status_str(DG_STATUS_ERR_MEMORY), "out of memory");
     ck_assert_str_eq(dg_status_str((dg_status)-99), "unknown status");
 }
 END_TEST

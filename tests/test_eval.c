@@ -23,7 +23,9 @@
 
 #include "app/config.h"
 #include "app/evaluate.h"
-#include "app/report.h"
+#include "data/fsutil.h"
+#include "app/metrics_log.h"
+#include "app/results.h"
 #include "common.h"
 #include "data/image_cv.h"
 #include "data/png_io.h"
@@ -757,13 +759,14 @@ START_TEST(eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what
     dg_model tr;
     make_trainer(&tr, H, W, 16);
     for (int pass = 0; pass < 2; pass++) {
-        dg_eval_target t[DG_EVAL_MAX_TARGETS];
-        int n = 0;
+        dg_eval_targets ev = {0};
         capture cap, out;
         capture_begin(&cap);
         capture_out_begin(&out);
         dg_status st = dg_eval_seg_list(&cfg, &ctx, &tr.ps, tr.ps.data, tr.ps.stats, "final",
-                "data.targets", list, NULL, 0, t, &n);
+                "data.targets", list, NULL, 0, &ev);
+        const dg_eval_target *t = ev.v;
+        const int n = ev.n;
         dg_free(capture_end(&out));
         char *log = capture_end(&cap);
         ck_assert_int_eq(st, DG_STATUS_OK);
@@ -799,8 +802,7 @@ START_TEST(eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what
         free(text);
 
         /* results.json */
-        dg_seg_result res[DG_EVAL_MAX_TARGETS];
-        for (int i = 0; i < n; i++) res[i] = t[i].res;
+        dg_seg_result *res = dg_eval_targets_results(&ev);
         dg_seg_report rep = {.results = res, .n_results = n};
         ck_assert_int_eq(dg_report_seg_write_json(&rep, json), DG_STATUS_OK);
         cJSON *j = read_json(json);
@@ -812,8 +814,64 @@ START_TEST(eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what
         v = cJSON_GetObjectItemCaseSensitive(t0, "out_of_range_label_images");
         ck_assert_msg(cJSON_IsNumber(v) && v->valuedouble == 2, "out_of_range_label_images");
         cJSON_Delete(j);
-        dg_eval_targets_free(t, n);
+        dg_free(res);
+        dg_eval_targets_free(&ev);
     }
+    dg_model_free(&tr);
+    dg_config_free(&cfg);
+}
+END_TEST
+
+/* A configuration may list any number of targets: 20 entries (one small
+ * Cityscapes folder) give 20 evaluations, each in the table and in
+ * results.json; none is dropped. */
+START_TEST(every_listed_target_is_evaluated_beyond_sixteen) {
+    enum { N_TARGETS = 20 };
+    char cs[128], json[128];
+    snprintf(cs, sizeof(cs), "%s/many", tdir);
+    snprintf(json, sizeof(json), "%s/many.json", tdir);
+    cs_frame(cs, "x_000000_000001", 0);
+    char *list = dg_xstrdup("");
+    for (int i = 0; i < N_TARGETS; i++) {
+        char *next = dg_xasprintf("%s%scityscapes:%s", list, i ? ", " : "", cs);
+        dg_free(list);
+        list = next;
+    }
+    dg_config cfg;
+    dg_config_defaults(&cfg);
+    ck_assert_int_eq(dg_config_set(&cfg, "model.name=deeplabv3plus-r18"), DG_STATUS_OK);
+    ck_assert_int_eq(dg_config_set(&cfg, "data.workers=0"), DG_STATUS_OK);
+    dg_model tr;
+    make_trainer(&tr, H, W, 16);
+    dg_eval_targets ev = {0};
+    capture out;
+    capture_out_begin(&out);
+    ck_assert_int_eq(dg_eval_seg_list(&cfg, &ctx, &tr.ps, tr.ps.data, tr.ps.stats, "w",
+            "data.targets", list, NULL, 0, &ev), DG_STATUS_OK);
+    dg_free(capture_end(&out));
+    ck_assert_int_eq(ev.n, N_TARGETS);
+    for (int i = 0; i < ev.n; i++) ck_assert(isfinite(ev.v[i].res.miou));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    dg_eval_print_seg(f, ev.v, ev.n);
+    fclose(f);
+    int cols = 0;
+    for (const char *p = strstr(text, "| weights |"); p && (p = strstr(p, " cityscapes |")); p++)
+        cols++;
+    ck_assert_msg(cols == N_TARGETS, "%d target columns in:\n%s", cols, text);
+    free(text);
+    dg_seg_result *res = dg_eval_targets_results(&ev);
+    dg_seg_report rep = {.results = res, .n_results = ev.n};
+    ck_assert_int_eq(dg_report_seg_write_json(&rep, json), DG_STATUS_OK);
+    cJSON *j = read_json(json);
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "targets")),
+            N_TARGETS);
+    cJSON_Delete(j);
+    dg_free(res);
+    dg_eval_targets_free(&ev);
+    ck_assert_int_eq(ev.n, 0);
+    dg_free(list);
     dg_model_free(&tr);
     dg_config_free(&cfg);
 }
@@ -847,6 +905,7 @@ Suite *eval_suite(void) {
     tcase_add_checked_fixture(tt, setup, teardown);
     tcase_set_timeout(tt, 60);
     tcase_add_test(tt, eval_warns_once_per_dataset_with_the_out_of_range_count_and_says_what_means_cover);
+    tcase_add_test(tt, every_listed_target_is_evaluated_beyond_sixteen);
     suite_add_tcase(s, tt);
     return s;
 }

@@ -164,17 +164,17 @@ START_TEST(eval_uses_the_lookahead_slow_weights) {
     dg_config cfg;
     char *over[] = {targets};
     ck_assert_int_eq(dg_config_load_checked(&cfg, cfg_path, 1, over), 0);
-    dg_eval_target t[2];
-    int n = 0;
-    ck_assert_int_eq(dg_eval_seg_targets(&cfg, &ctx, &mod.ps, phi, mod.ps.stats, "phi", t, &n),
+    dg_eval_targets t = {0};
+    ck_assert_int_eq(dg_eval_seg_targets(&cfg, &ctx, &mod.ps, phi, mod.ps.stats, "phi", &t),
             DG_STATUS_OK);
-    ck_assert_int_eq(n, 1);
-    expect_row_is(&m, &t[0].res, "phi");
-    dg_eval_targets_free(t, n);
-    ck_assert_int_eq(dg_eval_seg_targets(&cfg, &ctx, &mod.ps, mod.ps.data, mod.ps.stats, "w", t,
-            &n), DG_STATUS_OK);
-    expect_row_is(&l, &t[0].res, "live");
-    dg_eval_targets_free(t, n);
+    ck_assert_int_eq(t.n, 1);
+    expect_row_is(&m, &t.v[0].res, "phi");
+    dg_eval_targets_free(&t);
+    ck_assert_int_eq(dg_eval_seg_targets(&cfg, &ctx, &mod.ps, mod.ps.data, mod.ps.stats, "w",
+            &t), DG_STATUS_OK);
+    ck_assert_int_eq(t.n, 1);
+    expect_row_is(&l, &t.v[0].res, "live");
+    dg_eval_targets_free(&t);
     dg_config_free(&cfg);
     dg_free(phi);
     dg_tensor_reader_close(&rd);

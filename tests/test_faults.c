@@ -51,7 +51,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "app/report.h"
+#include "app/metrics_log.h"
 #include "common.h"
 #include "data/fsutil.h"
 #include "nets/core/safetensors.h"

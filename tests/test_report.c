@@ -26,7 +26,10 @@
 #include <cjson/cJSON.h>
 
 #include "app/config.h"
-#include "app/report.h"
+#include "app/metrics_log.h"
+#include "app/results.h"
+#include "app/plot.h"
+#include "app/progress.h"
 #include "common.h"
 
 /* fontconfig, loaded by PLplot's cairo driver through pango, keeps caches

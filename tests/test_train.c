@@ -19,6 +19,7 @@
 
 #include "app/eval_cmd.h"
 #include "app/train.h"
+#include "app/trainer.h"
 #include "common.h"
 #include "data/fsutil.h"
 #include "data/image_cv.h"

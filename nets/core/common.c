@@ -18,7 +18,7 @@
 
 static const char *status_names[] = {
     "ok", "io error", "format error", "config error", "shape error",
-    "missing", "numeric error", "usage error", "interrupted", "out of memory",
+    "missing", "numeric error", "out of memory",
 };
 
 const char *dg_status_str(dg_status s) {

@@ -17,7 +17,11 @@ extern "C" {
 #define DG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DG_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Recoverable failures (STYLE.md §6 tier 2). OK is 0, errors are negative. */
+/* Recoverable failures (STYLE.md §6 tier 2). OK is 0, errors are negative.
+ * A command turns a status into its exit code in one place,
+ * dg_cli_exit_code (app/cli.h): configuration errors 2, others 1. Bad
+ * command lines and signals are the commands' own business (exit 2, and the
+ * stop paths of train), not statuses. */
 typedef enum dg_status {
     DG_STATUS_OK = 0,
     DG_STATUS_ERR_IO = -1,       /* a file cannot be opened, read or written */
@@ -26,9 +30,7 @@ typedef enum dg_status {
     DG_STATUS_ERR_SHAPE = -4,    /* a tensor of the wrong shape or dtype */
     DG_STATUS_ERR_MISSING = -5,  /* a required file or tensor is absent */
     DG_STATUS_ERR_NUMERIC = -6,  /* NaN or Inf where a finite value is needed */
-    DG_STATUS_ERR_USAGE = -7,    /* a bad command line */
-    DG_STATUS_ERR_INTERRUPT = -8, /* stopped by a signal */
-    DG_STATUS_ERR_MEMORY = -9     /* more memory than this process can take */
+    DG_STATUS_ERR_MEMORY = -7    /* more memory than this process can take */
 } dg_status;
 
 /* Name of a status ("io error", ...), never NULL. */
