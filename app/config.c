@@ -28,7 +28,12 @@ typedef enum key_type {
     K_LB_ALPHA    /* optim.lb_alpha: "adaptive" or a number in (0, 1] */
 } key_type;
 
-enum { LO_OPEN = 1, HI_OPEN = 2, LIST = 4 };
+/* MODEL_NAMES: the values are dg_model_names (dg_config_validate checks
+ * them), listed from there so the reference follows the models dgseg has.
+ * BUILD_DEFAULT: the default is a path fixed when dgseg is built, printed
+ * by --list but not written into the generated document, which must read
+ * the same from every checkout. */
+enum { LO_OPEN = 1, HI_OPEN = 2, LIST = 4, MODEL_NAMES = 8, BUILD_DEFAULT = 16 };
 
 typedef struct key_def {
     const char *section;
@@ -39,6 +44,7 @@ typedef struct key_def {
     double lo, hi;
     unsigned flags;
     const char *choices;   /* "a|b|c" for K_CHOICE, K_ENUM */
+    const char *help;      /* one sentence: what the key does, its units, what 0 or "" means */
 } key_def;
 
 #define OFF(f) offsetof(dg_config, f)
@@ -48,121 +54,302 @@ typedef struct key_def {
 
 static const char *const sections[] = {"data", "model", "optim", "train", "eval", "output"};
 
+/* Every key's row: its type, field, default, range and the one sentence that
+ * `dgseg config --list / --markdown` prints (docs/configuration.md is made
+ * from it, and suite config fails while that file differs or a row has no
+ * sentence), so what the keys mean is written once, here, beside what they
+ * accept. */
 static const key_def keys[] = {
     /* [data] */
-    {"data", "sources", K_STR, OFF(sources), "", 0, 0, LIST, NULL},
-    {"data", "targets", K_STR, OFF(targets), "", 0, 0, LIST, NULL},
-    {"data", "source_split", K_STR, OFF(source_split), "train", 0, 0, 0, NULL},
-    {"data", "source_val_split", K_STR, OFF(source_val_split), "val", 0, 0, 0, NULL},
-    {"data", "dataset", K_STR, OFF(dataset), "", 0, 0, 0, NULL},
-    {"data", "test_domains", K_STR, OFF(test_domains), "", 0, 0, LIST, NULL},
-    {"data", "seed", K_INT, OFF(data_seed), "0", 0, LBIG, 0, NULL},
+    {"data", "sources", K_STR, OFF(sources), "", 0, 0, LIST, NULL,
+            "Segmentation training domains as reader:root entries (readers gtav, synthia, "
+            "cityscapes, bdd100k, mapillary; at most 16); setting it makes the run a "
+            "segmentation run."},
+    {"data", "targets", K_STR, OFF(targets), "", 0, 0, LIST, NULL,
+            "Segmentation target domains as reader:root entries, each read at its evaluation "
+            "split: evaluated after training and by dgseg eval, checked by dgseg verify; "
+            "empty: none."},
+    {"data", "source_split", K_STR, OFF(source_split), "train", 0, 0, 0, NULL,
+            "Split of every source that training reads (gtav and synthia also take all: every "
+            "image)."},
+    {"data", "source_val_split", K_STR, OFF(source_val_split), "val", 0, 0, 0, NULL,
+            "Split of every source that source validation reads: SWAD's loss and "
+            "eval.validate = source or both."},
+    {"data", "dataset", K_STR, OFF(dataset), "", 0, 0, 0, NULL,
+            "Classification dataset, domainbed:/path (one folder per domain) or rotated-fmnist; "
+            "setting it makes the run leave-one-domain-out classification."},
+    {"data", "test_domains", K_STR, OFF(test_domains), "", 0, 0, LIST, NULL,
+            "Classification test domains by name or index, comma separated: train runs one "
+            "leave-one-domain-out training per entry and needs at least one."},
+    {"data", "seed", K_INT, OFF(data_seed), "0", 0, LBIG, 0, NULL,
+            "Seed of the shuffle that deals Fashion-MNIST's images to the six rotated domains "
+            "(rotated-fmnist only; train.seed drives training)."},
     {"data", "fmnist_dir", K_STR, OFF(fmnist_dir), "/usr/share/datasets/fashion-mnist", 0, 0, 0,
-            NULL},
-    {"data", "split_dir", K_STR, OFF(split_dir), DG_SPLIT_DIR, 0, 0, 0, NULL},
-    {"data", "on_bad_sample", K_ENUM, OFF(on_bad_sample), "fail", 0, 0, 0, "fail|skip"},
-    {"data", "workers", K_INT, OFF(workers), "2", 0, 256, 0, NULL},
-    {"data", "prefetch", K_INT, OFF(prefetch), "0", 0, 1024, 0, NULL},
-    {"data", "crop_size", K_INT, OFF(crop_size), "768", 16, 16384, 0, NULL},
-    {"data", "scale_min", K_REAL, OFF(scale_min), "0.5", 0, 16, LO_OPEN, NULL},
-    {"data", "scale_max", K_REAL, OFF(scale_max), "2.0", 0, 16, LO_OPEN, NULL},
-    {"data", "flip", K_BOOL, OFF(flip), "true", 0, 0, 0, NULL},
-    {"data", "jitter_p", K_REAL, OFF(jitter_p), "0.5", 0, 1, 0, NULL},
-    {"data", "brightness", K_REAL, OFF(brightness), "0.4", 0, 1, 0, NULL},
-    {"data", "contrast", K_REAL, OFF(contrast), "0.4", 0, 1, 0, NULL},
-    {"data", "saturation", K_REAL, OFF(saturation), "0.4", 0, 1, 0, NULL},
-    {"data", "hue", K_REAL, OFF(hue), "0.1", 0, 0.5, 0, NULL},
-    {"data", "blur", K_BOOL, OFF(blur), "true", 0, 0, 0, NULL},
-    {"data", "blur_sigma_min", K_REAL, OFF(blur_sigma_min), "0.15", 0, 100, LO_OPEN, NULL},
-    {"data", "blur_sigma_max", K_REAL, OFF(blur_sigma_max), "1.3", 0, 100, LO_OPEN, NULL},
-    {"data", "class_uniform_pct", K_REAL, OFF(class_uniform_pct), "0.5", 0, 1, 0, NULL},
-    {"data", "class_uniform_tile", K_INT, OFF(class_uniform_tile), "1024", 1, 65536, 0, NULL},
-    {"data", "eval_height", K_INT, OFF(eval_height), "1536", 16, 16384, 0, NULL},
-    {"data", "image_size", K_INT, OFF(image_size), "224", 8, 4096, 0, NULL},
-    {"data", "augment", K_BOOL, OFF(augment), "true", 0, 0, 0, NULL},
+            NULL, "Folder of the Fashion-MNIST IDX files that rotated-fmnist reads (Debian's "
+            "dataset-fashion-mnist installs them here)."},
+    {"data", "split_dir", K_STR, OFF(split_dir), DG_SPLIT_DIR, 0, 0, BUILD_DEFAULT, NULL,
+            "Folder of the GTAV and SYNTHIA split lists used when a dataset has no split_data/ "
+            "folder of its own; the default is data/splits of the source tree dgseg was built "
+            "from."},
+    {"data", "on_bad_sample", K_ENUM, OFF(on_bad_sample), "fail", 0, 0, 0, "fail|skip",
+            "What the training loader does with a corrupt or mismatched sample: fail stops "
+            "naming its file, skip takes the next sample instead and counts it."},
+    {"data", "workers", K_INT, OFF(workers), "2", 0, 256, 0, NULL,
+            "Loader threads that read and augment batches ahead of their use (training and "
+            "evaluation); 0 loads each batch on the main thread."},
+    {"data", "prefetch", K_INT, OFF(prefetch), "0", 0, 1024, 0, NULL,
+            "Batches the training loader may hold ready ahead of their step; 0: two per "
+            "worker."},
+    {"data", "crop_size", K_INT, OFF(crop_size), "768", 16, 16384, 0, NULL,
+            "Side in pixels of the square random crop of segmentation training images, padded "
+            "with ignore labels where the scaled image is smaller; the model's training input "
+            "size."},
+    {"data", "scale_min", K_REAL, OFF(scale_min), "0.5", 0, 16, LO_OPEN, NULL,
+            "Smallest random rescale factor of segmentation training images before the crop "
+            "(at least 0.001; scale_min = scale_max = 1 turns rescaling off)."},
+    {"data", "scale_max", K_REAL, OFF(scale_max), "2.0", 0, 16, LO_OPEN, NULL,
+            "Largest random rescale factor of segmentation training images, >= scale_min."},
+    {"data", "flip", K_BOOL, OFF(flip), "true", 0, 0, 0, NULL,
+            "Mirror segmentation training images left-right with probability 0.5."},
+    {"data", "jitter_p", K_REAL, OFF(jitter_p), "0.5", 0, 1, 0, NULL,
+            "Probability that a segmentation training image gets the colour jitter "
+            "(brightness, contrast, saturation, hue); 0 turns it off."},
+    {"data", "brightness", K_REAL, OFF(brightness), "0.4", 0, 1, 0, NULL,
+            "Colour jitter's brightness strength x: factor drawn from [max(0, 1 - x), 1 + x]; "
+            "0 turns it off."},
+    {"data", "contrast", K_REAL, OFF(contrast), "0.4", 0, 1, 0, NULL,
+            "Colour jitter's contrast strength x: factor drawn from [max(0, 1 - x), 1 + x]; 0 "
+            "turns it off."},
+    {"data", "saturation", K_REAL, OFF(saturation), "0.4", 0, 1, 0, NULL,
+            "Colour jitter's saturation strength x: factor drawn from [max(0, 1 - x), 1 + x]; "
+            "0 turns it off."},
+    {"data", "hue", K_REAL, OFF(hue), "0.1", 0, 0.5, 0, NULL,
+            "Colour jitter's hue shift bound x, in fractions of the hue circle: shift drawn "
+            "from [-x, x]; 0 turns it off."},
+    {"data", "blur", K_BOOL, OFF(blur), "true", 0, 0, 0, NULL,
+            "Gaussian blur on every segmentation training image, sigma drawn from "
+            "[blur_sigma_min, blur_sigma_max]."},
+    {"data", "blur_sigma_min", K_REAL, OFF(blur_sigma_min), "0.15", 0, 100, LO_OPEN, NULL,
+            "Smallest blur sigma in pixels (with data.blur; the loader takes at most 8)."},
+    {"data", "blur_sigma_max", K_REAL, OFF(blur_sigma_max), "1.3", 0, 100, LO_OPEN, NULL,
+            "Largest blur sigma in pixels, >= blur_sigma_min (with data.blur; the loader takes "
+            "at most 8)."},
+    {"data", "class_uniform_pct", K_REAL, OFF(class_uniform_pct), "0.5", 0, 1, 0, NULL,
+            "Fraction of each segmentation epoch drawn class-uniformly, as crops around the "
+            "centroids of a class; 0: plain shuffled epochs without the centroid scan."},
+    {"data", "class_uniform_tile", K_INT, OFF(class_uniform_tile), "1024", 1, 65536, 0, NULL,
+            "Side in pixels of the tiles in which the class-uniform scan finds one centroid "
+            "per class present."},
+    {"data", "eval_height", K_INT, OFF(eval_height), "1536", 16, 16384, 0, NULL,
+            "Height in pixels that Mapillary images are resized to, then centre-cropped "
+            "square, for evaluation."},
+    {"data", "image_size", K_INT, OFF(image_size), "224", 8, 4096, 0, NULL,
+            "Side in pixels of DomainBed classification inputs (Rotated Fashion-MNIST stays "
+            "28)."},
+    {"data", "augment", K_BOOL, OFF(augment), "true", 0, 0, 0, NULL,
+            "DomainBed training augmentation (random resized crop, flip, colour jitter, "
+            "grayscale); false resizes training images as evaluation does."},
     /* [model] */
-    {"model", "name", K_STR, OFF(model), "deeplabv3plus-r50", 0, 0, 0, NULL},
-    {"model", "pretrained", K_STR, OFF(pretrained), "", 0, 0, 0, NULL},
-    {"model", "output_stride", K_INT, OFF(output_stride), "16", 8, 16, 0, NULL},
-    {"model", "aux", K_BOOL, OFF(aux), "true", 0, 0, 0, NULL},
-    {"model", "aux_weight", K_REAL, OFF(aux_weight), "0.4", 0, BIG, 0, NULL},
-    {"model", "freeze_bn", K_BOOL, OFF(freeze_bn), "false", 0, 0, 0, NULL},
-    {"model", "dropout", K_REAL, OFF(dropout), "0", 0, 1, HI_OPEN, NULL},
-    {"model", "winograd", K_ENUM, OFF(winograd), "auto", 0, 0, 0, "auto|on|off"},
+    {"model", "name", K_STR, OFF(model), "deeplabv3plus-r50", 0, 0, MODEL_NAMES, NULL,
+            "Network to train or evaluate: a deeplabv3plus-* model for segmentation, the "
+            "others for classification."},
+    {"model", "pretrained", K_STR, OFF(pretrained), "", 0, 0, 0, NULL,
+            "Safetensors file of an ImageNet ResNet (torchvision names) loaded into the "
+            "model's backbone before training; empty: train from scratch."},
+    {"model", "output_stride", K_INT, OFF(output_stride), "16", 8, 16, 0, NULL,
+            "DeepLabv3+ output stride, 8 or 16: the input-to-feature-map ratio, the last "
+            "stages dilating instead of striding."},
+    {"model", "aux", K_BOOL, OFF(aux), "true", 0, 0, 0, NULL,
+            "Add DeepLabv3+'s auxiliary head on layer3 for segmentation training."},
+    {"model", "aux_weight", K_REAL, OFF(aux_weight), "0.4", 0, BIG, 0, NULL,
+            "Weight of the auxiliary head's cross-entropy in the training loss; 0 leaves it "
+            "out."},
+    {"model", "freeze_bn", K_BOOL, OFF(freeze_bn), "false", 0, 0, 0, NULL,
+            "Run every BatchNorm in inference mode during training: running statistics used "
+            "and never updated, scale and shift still trained."},
+    {"model", "dropout", K_REAL, OFF(dropout), "0", 0, 1, HI_OPEN, NULL,
+            "Dropout probability before the classifiers' linear head; 0: none."},
+    {"model", "winograd", K_ENUM, OFF(winograd), "auto", 0, 0, 0, "auto|on|off",
+            "Dense 3x3 convolutions by Winograd F(4x4, 3x3): auto for evaluation and "
+            "prediction of every model and training of the classifiers (DeepLab trains "
+            "direct), on or off for all."},
     /* [optim] (ALGORITHMS.md §16) */
     {"optim", "method", K_CHOICE, OFF(method), "erm", 0, 0, 0,
-            "erm|lookahead|swad|sam|asam|lookbehind-sam|lookbehind-asam|dgsam|saf|mesa"},
-    {"optim", "base", K_CHOICE, OFF(base), "sgd", 0, 0, 0, "sgd|adam|adamw"},
-    {"optim", "lr", K_REAL, OFF(lr), "0.01", 0, BIG, LO_OPEN, NULL},
-    {"optim", "momentum", K_REAL, OPT(momentum), "0.9", 0, 1, HI_OPEN, NULL},
-    {"optim", "nesterov", K_BOOL, OPT(nesterov), "false", 0, 0, 0, NULL},
-    {"optim", "weight_decay", K_REAL, OPT(weight_decay), "5e-4", 0, BIG, 0, NULL},
-    {"optim", "wd_all", K_BOOL, OPT(wd_all), "true", 0, 0, 0, NULL},
-    {"optim", "beta1", K_REAL, OPT(beta1), "0.9", 0, 1, LO_OPEN | HI_OPEN, NULL},
-    {"optim", "beta2", K_REAL, OPT(beta2), "0.999", 0, 1, LO_OPEN | HI_OPEN, NULL},
-    {"optim", "eps", K_REAL, OPT(eps), "1e-8", 0, BIG, LO_OPEN, NULL},
-    {"optim", "schedule", K_CHOICE, OFF(schedule), "poly", 0, 0, 0, "poly|cosine|constant"},
-    {"optim", "poly_power", K_REAL, OFF(poly_power), "0.9", 0, BIG, LO_OPEN, NULL},
-    {"optim", "warmup_steps", K_INT, OFF(warmup_steps), "0", 0, LBIG, 0, NULL},
-    {"optim", "lr_min", K_REAL, OFF(lr_min), "0", 0, BIG, 0, NULL},
-    {"optim", "la_k", K_INT, OPT(la_k), "15", 1, LBIG, 0, NULL},
-    {"optim", "la_alpha", K_REAL, OPT(la_alpha), "0.05", 0, 1, 0, NULL},
-    {"optim", "la_endpoint", K_ENUM, OPT(la_endpoint), "mean", 0, 0, 0, "last|mean"},
-    {"optim", "la_reg", K_ENUM, OPT(la_reg), "none", 0, 0, 0, "none|average|history"},
-    {"optim", "la_reg_strength", K_REAL, OPT(la_reg_strength), "0.01", 0, BIG, 0, NULL},
+            "erm|lookahead|swad|sam|asam|lookbehind-sam|lookbehind-asam|dgsam|saf|mesa",
+            "Training method around the base optimizer (saf is classification only)."},
+    {"optim", "base", K_CHOICE, OFF(base), "sgd", 0, 0, 0, "sgd|adam|adamw",
+            "Base optimizer, as PyTorch's: sgd and adam add weight decay to the gradient, "
+            "adamw shrinks the weights apart from it."},
+    {"optim", "lr", K_REAL, OFF(lr), "0.01", 0, BIG, LO_OPEN, NULL,
+            "Base learning rate: the schedule's peak."},
+    {"optim", "momentum", K_REAL, OPT(momentum), "0.9", 0, 1, HI_OPEN, NULL,
+            "SGD momentum; 0: plain SGD without a momentum buffer."},
+    {"optim", "nesterov", K_BOOL, OPT(nesterov), "false", 0, 0, 0, NULL,
+            "Nesterov momentum for SGD (needs momentum > 0)."},
+    {"optim", "weight_decay", K_REAL, OPT(weight_decay), "5e-4", 0, BIG, 0, NULL,
+            "Weight decay factor of the base optimizer; 0: none."},
+    {"optim", "wd_all", K_BOOL, OPT(wd_all), "true", 0, 0, 0, NULL,
+            "Decay every tensor; false exempts biases and normalisation scales and shifts."},
+    {"optim", "beta1", K_REAL, OPT(beta1), "0.9", 0, 1, LO_OPEN | HI_OPEN, NULL,
+            "Adam and AdamW decay rate of the gradient mean."},
+    {"optim", "beta2", K_REAL, OPT(beta2), "0.999", 0, 1, LO_OPEN | HI_OPEN, NULL,
+            "Adam and AdamW decay rate of the squared-gradient mean."},
+    {"optim", "eps", K_REAL, OPT(eps), "1e-8", 0, BIG, LO_OPEN, NULL,
+            "Adam and AdamW term added to the root of the squared-gradient mean."},
+    {"optim", "schedule", K_CHOICE, OFF(schedule), "poly", 0, 0, 0, "poly|cosine|constant",
+            "Learning-rate schedule over train.iterations after the warm-up: poly decays to "
+            "0, cosine to lr_min, constant keeps lr."},
+    {"optim", "poly_power", K_REAL, OFF(poly_power), "0.9", 0, BIG, LO_OPEN, NULL,
+            "Exponent p of the poly schedule, lr (1 - u)^p at progress u."},
+    {"optim", "warmup_steps", K_INT, OFF(warmup_steps), "0", 0, LBIG, 0, NULL,
+            "Steps of linear warm-up to the base rate before the schedule; 0: none."},
+    {"optim", "lr_min", K_REAL, OFF(lr_min), "0", 0, BIG, 0, NULL,
+            "Rate the cosine schedule ends at."},
+    {"optim", "la_k", K_INT, OPT(la_k), "15", 1, LBIG, 0, NULL,
+            "Lookahead: fast steps per cycle before the slow weights are synced."},
+    {"optim", "la_alpha", K_REAL, OPT(la_alpha), "0.05", 0, 1, 0, NULL,
+            "Lookahead: fraction of the way the slow weights move toward the cycle's endpoint "
+            "at each sync."},
+    {"optim", "la_endpoint", K_ENUM, OPT(la_endpoint), "mean", 0, 0, 0, "last|mean",
+            "Lookahead: the endpoint a sync moves toward, the last fast weights or the mean of "
+            "the cycle's fast iterates."},
+    {"optim", "la_reg", K_ENUM, OPT(la_reg), "none", 0, 0, 0, "none|average|history",
+            "Lookahead: what the fast weights are pulled toward, nothing (LA), the slow "
+            "weights (LA+WA) or the cycle's running mean (LA+HA)."},
+    {"optim", "la_reg_strength", K_REAL, OPT(la_reg_strength), "0.01", 0, BIG, 0, NULL,
+            "Lookahead: strength of la_reg's pull, a mean of squared differences over all "
+            "parameters."},
     {"optim", "la_schedule_per_cycle", K_BOOL, OPT(la_schedule_per_cycle), "false", 0, 0, 0,
-            NULL},
-    {"optim", "la_momentum", K_ENUM, OPT(la_momentum), "keep", 0, 0, 0, "keep|reset"},
-    {"optim", "la_bn_refresh", K_BOOL, OPT(la_bn_refresh), "true", 0, 0, 0, NULL},
-    {"optim", "la_bn_refresh_final", K_INT, OPT(la_bn_refresh_final), "500", 0, LBIG, 0, NULL},
-    {"optim", "swad_n_converge", K_INT, OPT(swad_n_converge), "3", 1, LBIG, 0, NULL},
-    {"optim", "swad_n_tolerance", K_INT, OPT(swad_n_tolerance), "6", 1, LBIG, 0, NULL},
-    {"optim", "swad_tolerance_ratio", K_REAL, OPT(swad_tolerance_ratio), "0.3", 0, BIG, 0, NULL},
-    {"optim", "swad_eval_every", K_INT, OPT(swad_eval_every), "100", 1, LBIG, 0, NULL},
-    {"optim", "swad_early_stop", K_BOOL, OPT(swad_early_stop), "true", 0, 0, 0, NULL},
-    {"optim", "swad_bn_batches", K_INT, OPT(swad_bn_batches), "500", 0, LBIG, 0, NULL},
-    {"optim", "swad_val_images", K_INT, OPT(swad_val_images), "200", 1, LBIG, 0, NULL},
-    {"optim", "sam_rho", K_REAL, OPT(sam_rho), "0.05", 0, BIG, 0, NULL},
-    {"optim", "asam_rho", K_REAL, OPT(asam_rho), "0.5", 0, BIG, 0, NULL},
-    {"optim", "asam_eta", K_REAL, OPT(asam_eta), "0.01", 0, BIG, 0, NULL},
-    {"optim", "lb_k", K_INT, OPT(lb_k), "2", 1, LBIG, 0, NULL},
-    {"optim", "lb_alpha", K_LB_ALPHA, OPT(lb_alpha), "adaptive", 0, 1, LO_OPEN, NULL},
-    {"optim", "lb_reuse_ascent", K_BOOL, OPT(lb_reuse_ascent), "false", 0, 0, 0, NULL},
-    {"optim", "dgsam_rho", K_REAL, OPT(dgsam_rho), "0.05", 0, BIG, 0, NULL},
-    {"optim", "dgsam_refresh_first", K_BOOL, OPT(dgsam_refresh_first), "true", 0, 0, 0, NULL},
-    {"optim", "dgsam_order", K_ENUM, OPT(dgsam_order), "shuffle", 0, 0, 0, "shuffle|fixed"},
-    {"optim", "saf_lambda", K_REAL, OPT(saf_lambda), "0.3", 0, BIG, 0, NULL},
-    {"optim", "saf_tau", K_REAL, OPT(saf_tau), "5", 0, BIG, LO_OPEN, NULL},
-    {"optim", "saf_epochs_back", K_INT, OPT(saf_epochs_back), "2", 1, LBIG, 0, NULL},
-    {"optim", "saf_start_epoch", K_INT, OPT(saf_start_epoch), "5", 0, LBIG, 0, NULL},
-    {"optim", "saf_end_epoch", K_EPOCH, OPT(saf_end_epoch), "none", 0, LBIG, 0, NULL},
-    {"optim", "mesa_lambda", K_REAL, OPT(mesa_lambda), "0.8", 0, BIG, 0, NULL},
-    {"optim", "mesa_tau", K_REAL, OPT(mesa_tau), "5", 0, BIG, LO_OPEN, NULL},
-    {"optim", "mesa_decay", K_REAL, OPT(mesa_decay), "0.9998", 0, 1, 0, NULL},
-    {"optim", "mesa_start_epoch", K_INT, OPT(mesa_start_epoch), "5", 0, LBIG, 0, NULL},
-    {"optim", "mesa_end_epoch", K_EPOCH, OPT(mesa_end_epoch), "none", 0, LBIG, 0, NULL},
-    {"optim", "mesa_eval_teacher", K_BOOL, OPT(mesa_eval_teacher), "false", 0, 0, 0, NULL},
+            NULL, "Lookahead: advance the learning-rate schedule once per cycle (as the "
+            "released code) instead of every step."},
+    {"optim", "la_momentum", K_ENUM, OPT(la_momentum), "keep", 0, 0, 0, "keep|reset",
+            "Lookahead: keep the base optimizer's state across syncs or reset it at each."},
+    {"optim", "la_bn_refresh", K_BOOL, OPT(la_bn_refresh), "true", 0, 0, 0, NULL,
+            "Lookahead: recompute BatchNorm statistics at the slow weights, 2 la_k batches at "
+            "the first sync of each epoch and la_bn_refresh_final at the end."},
+    {"optim", "la_bn_refresh_final", K_INT, OPT(la_bn_refresh_final), "500", 0, LBIG, 0, NULL,
+            "Lookahead: batches of the BatchNorm refresh at the end of training (with "
+            "la_bn_refresh); 0: none."},
+    {"optim", "swad_n_converge", K_INT, OPT(swad_n_converge), "3", 1, LBIG, 0, NULL,
+            "SWAD: evaluations in the window whose oldest loss must be its minimum for "
+            "averaging to start."},
+    {"optim", "swad_n_tolerance", K_INT, OPT(swad_n_tolerance), "6", 1, LBIG, 0, NULL,
+            "SWAD: evaluations looked back and ahead to decide where the loss valley begins "
+            "and ends, >= swad_n_converge."},
+    {"optim", "swad_tolerance_ratio", K_REAL, OPT(swad_tolerance_ratio), "0.3", 0, BIG, 0, NULL,
+            "SWAD: r in the valley's loss threshold (1 + r) times the convergence window's mean "
+            "loss."},
+    {"optim", "swad_eval_every", K_INT, OPT(swad_eval_every), "100", 1, LBIG, 0, NULL,
+            "SWAD: steps between source-validation evaluations (a classification run's "
+            "evaluations follow it instead of train.eval_every)."},
+    {"optim", "swad_early_stop", K_BOOL, OPT(swad_early_stop), "true", 0, 0, 0, NULL,
+            "SWAD: stop training once the loss valley ends."},
+    {"optim", "swad_bn_batches", K_INT, OPT(swad_bn_batches), "500", 0, LBIG, 0, NULL,
+            "SWAD: batches that recompute BatchNorm statistics at the averaged weights at the "
+            "end; 0: none."},
+    {"optim", "swad_val_images", K_INT, OPT(swad_val_images), "200", 1, LBIG, 0, NULL,
+            "SWAD on segmentation: images of each source's validation split that its loss is "
+            "measured on."},
+    {"optim", "sam_rho", K_REAL, OPT(sam_rho), "0.05", 0, BIG, 0, NULL,
+            "SAM and Lookbehind-SAM: radius of the ascent step."},
+    {"optim", "asam_rho", K_REAL, OPT(asam_rho), "0.5", 0, BIG, 0, NULL,
+            "ASAM and Lookbehind-ASAM: radius of the weight-scaled ascent step."},
+    {"optim", "asam_eta", K_REAL, OPT(asam_eta), "0.01", 0, BIG, 0, NULL,
+            "ASAM and Lookbehind-ASAM: eta in the per-weight scale |w| + eta."},
+    {"optim", "lb_k", K_INT, OPT(lb_k), "2", 1, LBIG, 0, NULL,
+            "Lookbehind: ascent and descent pairs on each step's batch."},
+    {"optim", "lb_alpha", K_LB_ALPHA, OPT(lb_alpha), "adaptive", 0, 1, LO_OPEN, NULL,
+            "Lookbehind: how far the slow weights move toward the fast weights, fixed or "
+            "(adaptive) per tensor from the cosine of the first and the last fast step."},
+    {"optim", "lb_reuse_ascent", K_BOOL, OPT(lb_reuse_ascent), "false", 0, 0, 0, NULL,
+            "Lookbehind: reuse each descent gradient as the next ascent gradient (lb_k + 1 "
+            "gradient passes instead of twice lb_k)."},
+    {"optim", "dgsam_rho", K_REAL, OPT(dgsam_rho), "0.05", 0, BIG, 0, NULL,
+            "DGSAM: radius of each domain's step in the sequential perturbation."},
+    {"optim", "dgsam_refresh_first", K_BOOL, OPT(dgsam_refresh_first), "true", 0, 0, 0, NULL,
+            "DGSAM: take the first domain's gradient again at the fully perturbed point (one "
+            "pass more than domains) instead of reusing it."},
+    {"optim", "dgsam_order", K_ENUM, OPT(dgsam_order), "shuffle", 0, 0, 0, "shuffle|fixed",
+            "DGSAM: perturb the domains in an order shuffled every step, or in their list "
+            "order."},
+    {"optim", "saf_lambda", K_REAL, OPT(saf_lambda), "0.3", 0, BIG, 0, NULL,
+            "SAF: weight of the term that pulls each sample's logits toward its logits of "
+            "saf_epochs_back epochs earlier."},
+    {"optim", "saf_tau", K_REAL, OPT(saf_tau), "5", 0, BIG, LO_OPEN, NULL,
+            "SAF: softmax temperature of that term."},
+    {"optim", "saf_epochs_back", K_INT, OPT(saf_epochs_back), "2", 1, LBIG, 0, NULL,
+            "SAF: how many epochs back the compared logits are."},
+    {"optim", "saf_start_epoch", K_INT, OPT(saf_start_epoch), "5", 0, LBIG, 0, NULL,
+            "SAF: the term acts in the epochs after this one (at least saf_epochs_back - 1)."},
+    {"optim", "saf_end_epoch", K_EPOCH, OPT(saf_end_epoch), "none", 0, LBIG, 0, NULL,
+            "SAF: the term acts in the epochs before this one, > saf_start_epoch; none: to the "
+            "end."},
+    {"optim", "mesa_lambda", K_REAL, OPT(mesa_lambda), "0.8", 0, BIG, 0, NULL,
+            "MESA: weight of the distillation term from the moving-average teacher."},
+    {"optim", "mesa_tau", K_REAL, OPT(mesa_tau), "5", 0, BIG, LO_OPEN, NULL,
+            "MESA: softmax temperature of that term."},
+    {"optim", "mesa_decay", K_REAL, OPT(mesa_decay), "0.9998", 0, 1, 0, NULL,
+            "MESA: decay of the teacher's exponential moving average of the weights and "
+            "BatchNorm statistics, per step."},
+    {"optim", "mesa_start_epoch", K_INT, OPT(mesa_start_epoch), "5", 0, LBIG, 0, NULL,
+            "MESA: the term acts in the epochs after this one."},
+    {"optim", "mesa_end_epoch", K_EPOCH, OPT(mesa_end_epoch), "none", 0, LBIG, 0, NULL,
+            "MESA: the term acts in the epochs before this one, > mesa_start_epoch; none: to "
+            "the end."},
+    {"optim", "mesa_eval_teacher", K_BOOL, OPT(mesa_eval_teacher), "false", 0, 0, 0, NULL,
+            "MESA: report the teacher as the primary model and the student second."},
     /* [train] */
-    {"train", "seed", K_INT, OFF(seed), "0", 0, LBIG, 0, NULL},
-    {"train", "iterations", K_INT, OFF(iterations), "40000", 1, LBIG, 0, NULL},
-    {"train", "batch_size", K_INT, OFF(batch_size), "16", 1, 65536, 0, NULL},
-    {"train", "resume", K_BOOL, OFF(resume), "false", 0, 0, 0, NULL},
-    {"train", "nan_policy", K_ENUM, OFF(nan_policy), "stop", 0, 0, 0, "stop|rollback"},
-    {"train", "log_every", K_INT, OFF(log_every), "10", 1, LBIG, 0, NULL},
-    {"train", "eval_every", K_INT, OFF(eval_every), "0", 0, LBIG, 0, NULL},
-    {"train", "checkpoint_every", K_INT, OFF(checkpoint_every), "1000", 1, LBIG, 0, NULL},
-    {"train", "threads", K_INT, OFF(threads), "0", 0, 4096, 0, NULL},
-    {"train", "dtype", K_ENUM, OFF(dtype), "f32", 0, 0, 0, "f32|bf16"},
+    {"train", "seed", K_INT, OFF(seed), "0", 0, LBIG, 0, NULL,
+            "Seed of the initial weights, the batches and their augmentation, the method's "
+            "draws and the classification in/out splits (the trial)."},
+    {"train", "iterations", K_INT, OFF(iterations), "40000", 1, LBIG, 0, NULL,
+            "Training steps (optimizer updates): the schedule's horizon."},
+    {"train", "batch_size", K_INT, OFF(batch_size), "16", 1, 65536, 0, NULL,
+            "Samples per training domain in each step; a step's batch is this times the "
+            "number of domains."},
+    {"train", "resume", K_BOOL, OFF(resume), "false", 0, 0, 0, NULL,
+            "Continue from the run folder's last checkpoint, exactly (--resume sets it); with "
+            "output.dir empty, the newest runs/<config-name>-* with one."},
+    {"train", "nan_policy", K_ENUM, OFF(nan_policy), "stop", 0, 0, 0, "stop|rollback",
+            "On a non-finite loss: stop ends the run (exit 1) with the last checkpoint intact, "
+            "rollback reloads that checkpoint and goes on with the next batch."},
+    {"train", "log_every", K_INT, OFF(log_every), "10", 1, LBIG, 0, NULL,
+            "Steps between the training lines of metrics.jsonl (and of the log off a "
+            "terminal)."},
+    {"train", "eval_every", K_INT, OFF(eval_every), "0", 0, LBIG, 0, NULL,
+            "Steps N between evaluations: segmentation validates on eval.validate's sets and "
+            "keeps best.safetensors, classification scores every domain after steps 1, N + 1, "
+            "2 N + 1, ... and the last; 0: none."},
+    {"train", "checkpoint_every", K_INT, OFF(checkpoint_every), "1000", 1, LBIG, 0, NULL,
+            "Steps between writes of checkpoints/last.safetensors (also written at the end and "
+            "on SIGINT or SIGTERM)."},
+    {"train", "threads", K_INT, OFF(threads), "0", 0, 4096, 0, NULL,
+            "Compute threads of training; 0: OMP_NUM_THREADS or every core (at most 4 per core "
+            "are used)."},
+    {"train", "dtype", K_ENUM, OFF(dtype), "f32", 0, 0, 0, "f32|bf16",
+            "Type the convolutions and inner products compute in; bf16 keeps f32 weights and "
+            "needs an AVX-512 CPU."},
     /* [eval] */
-    {"eval", "batch_size", K_INT, OFF(eval_batch_size), "1", 1, 65536, 0, NULL},
-    {"eval", "mode", K_ENUM, OFF(eval_mode), "whole", 0, 0, 0, "whole|slide"},
-    {"eval", "window", K_INT, OFF(eval_window), "768", 16, 16384, 0, NULL},
-    {"eval", "stride", K_INT, OFF(eval_stride), "512", 1, 16384, 0, NULL},
-    {"eval", "flip", K_BOOL, OFF(eval_flip), "false", 0, 0, 0, NULL},
-    {"eval", "validate", K_ENUM, OFF(val_on), "source", 0, 0, 0, "source|targets|both"},
-    {"eval", "val_images", K_INT, OFF(val_images), "500", 0, LBIG, 0, NULL},
+    {"eval", "batch_size", K_INT, OFF(eval_batch_size), "1", 1, 65536, 0, NULL,
+            "Images per batch of classification evaluation; 1 means 128 (segmentation "
+            "evaluates one image at a time)."},
+    {"eval", "mode", K_ENUM, OFF(eval_mode), "whole", 0, 0, 0, "whole|slide",
+            "Segmentation inference on the whole image at once, or in sliding windows."},
+    {"eval", "window", K_INT, OFF(eval_window), "768", 16, 16384, 0, NULL,
+            "Side in pixels of the square window of mode = slide."},
+    {"eval", "stride", K_INT, OFF(eval_stride), "512", 1, 16384, 0, NULL,
+            "Pixels between windows of mode = slide, at most window."},
+    {"eval", "flip", K_BOOL, OFF(eval_flip), "false", 0, 0, 0, NULL,
+            "Average the segmentation logits with those of the mirrored image."},
+    {"eval", "validate", K_ENUM, OFF(val_on), "source", 0, 0, 0, "source|targets|both",
+            "Sets that segmentation validation (train.eval_every) scores: the sources' "
+            "source_val_split, the targets (oracle selection) or both."},
+    {"eval", "val_images", K_INT, OFF(val_images), "500", 0, LBIG, 0, NULL,
+            "Images of each validation set that segmentation validation reads, the first in "
+            "order; 0: all."},
     /* [output] */
-    {"output", "dir", K_STR, OFF(out_dir), "", 0, 0, 0, NULL},
+    {"output", "dir", K_STR, OFF(out_dir), "", 0, 0, 0, NULL,
+            "Run folder; empty: runs/<config-name>-<timestamp> under the working directory."},
 };
 
 /* ---- values ------------------------------------------------------------- */
@@ -763,6 +950,57 @@ void dg_config_write(const dg_config *cfg, FILE *f) {
             value_text(cfg, k, v, sizeof(v));
             fprintf(f, "%s = %s\n", k->key, v);
         }
+    }
+}
+
+/* ---- the key reference ------------------------------------------------- */
+
+size_t dg_config_key_count(void) { return DG_ARRAY_LEN(keys); }
+
+const char *const *dg_config_sections(size_t *n) {
+    *n = DG_ARRAY_LEN(sections);
+    return sections;
+}
+
+void dg_config_key_describe(size_t i, dg_config_key_info *info) {
+    DG_ASSERT(i < DG_ARRAY_LEN(keys));
+    const key_def *k = &keys[i];
+    memset(info, 0, sizeof(*info));
+    info->section = k->section;
+    info->key = k->key;
+    info->def = k->def;
+    info->build_default = (k->flags & BUILD_DEFAULT) != 0;
+    info->help = k->help;
+    switch (k->type) {
+    case K_STR:
+        info->kind = k->flags & LIST ? "list" : k->flags & MODEL_NAMES ? "choice" : "text";
+        for (size_t m = 0; (k->flags & MODEL_NAMES) && dg_model_names[m]; m++) {
+            const size_t used = strlen(info->choices);
+            const int n = snprintf(info->choices + used, sizeof(info->choices) - used, "%s%s",
+                    m ? "|" : "", dg_model_names[m]);
+            DG_ASSERT(n > 0 && (size_t)n < sizeof(info->choices) - used);
+        }
+        break;
+    case K_CHOICE:
+    case K_ENUM:
+        info->kind = "choice";
+        snprintf(info->choices, sizeof(info->choices), "%s", k->choices);
+        break;
+    case K_BOOL:
+        info->kind = "boolean";
+        break;
+    case K_INT:
+    case K_EPOCH:
+        info->kind = "integer";
+        range_text(k, info->range, sizeof(info->range));
+        if (k->type == K_EPOCH) snprintf(info->choices, sizeof(info->choices), "none");
+        break;
+    case K_REAL:
+    case K_LB_ALPHA:
+        info->kind = "number";
+        range_text(k, info->range, sizeof(info->range));
+        if (k->type == K_LB_ALPHA) snprintf(info->choices, sizeof(info->choices), "adaptive");
+        break;
     }
 }
 

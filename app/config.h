@@ -146,6 +146,33 @@ char *dg_config_text(const dg_config *cfg, bool portable);
 /* Releases the strings and zeroes cfg. */
 void dg_config_free(dg_config *cfg);
 
+/* ---- the key reference (`dgseg config`) --------------------------------- */
+
+/* One key of the table as the reference prints it. */
+typedef struct dg_config_key_info {
+    const char *section;
+    const char *key;
+    const char *kind;    /* "text", "list" (comma separated), "choice", "integer", "number"
+                            or "boolean" */
+    char choices[256];   /* a choice's values, "a|b|c"; for an integer or a number the one
+                            word it takes besides its range ("none", "adaptive"); else "" */
+    char range[64];      /* an integer's or a number's bounds: ">= 1", "> 0", "in (0, 16]";
+                            else "" */
+    const char *def;     /* the default, as the table writes it */
+    bool build_default;  /* def is a path fixed when dgseg was built (data.split_dir) */
+    const char *help;    /* one sentence: what the key does, its units, what 0 or "" means */
+} dg_config_key_info;
+
+/* The number of keys; dg_config_key_describe takes i in [0, count). */
+size_t dg_config_key_count(void);
+
+/* Key i of the table (grouped by section, in the order of
+ * dg_config_sections) into *info. */
+void dg_config_key_describe(size_t i, dg_config_key_info *info);
+
+/* The sections in file order ("data" ... "output"); *n gets their count. */
+const char *const *dg_config_sections(size_t *n);
+
 /* One "reader:root" entry of a dataset list. */
 typedef struct dg_dataset_spec {
     char *reader;

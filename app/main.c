@@ -1,10 +1,12 @@
 /* app/main.c -- the dgseg command line (DESIGN.md §4). Exit codes: 0
  * success, 1 runtime failure, 2 usage or configuration error. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "app/bench.h"
+#include "app/config_cmd.h"
 #include "app/eval_cmd.h"
 #include "app/flatness.h"
 #include "app/predict.h"
@@ -18,19 +20,29 @@ typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
+    bool reads_config; /* takes CONFIG [section.key=value ...] */
 } command;
 
 static const command commands[] = {
-    {"synth", dg_synth_main, "write the embedded five-domain street-scene benchmark"},
-    {"train", dg_train_main, "train a segmentation or classification model from a config"},
-    {"eval", dg_eval_main, "evaluate a checkpoint on the targets a config names (mIoU)"},
-    {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)"},
-    {"predict", dg_predict_main, "segment images with trained weights (PNG, optional logits, overlay)"},
-    {"bench", dg_bench_main, "time training steps or inference of a model"},
-    {"study", dg_study_main, "run a grid of configs x seeds, resumably, and aggregate it"},
-    {"flatness", dg_flatness_main, "measure the sharpness of a checkpoint's minimum, its landscape"},
-    {"report", dg_report_main, "aggregate run and study folders: mean ± sd per method"},
+    {"synth", dg_synth_main, "write the embedded five-domain street-scene benchmark", false},
+    {"train", dg_train_main, "train a segmentation or classification model from a config", true},
+    {"eval", dg_eval_main, "evaluate a checkpoint on the targets a config names (mIoU)", true},
+    {"verify", dg_verify_main, "check every dataset a config names (counts, problems, histograms)",
+            true},
+    {"config", dg_config_main, "list every configuration key: default, values, meaning", false},
+    {"predict", dg_predict_main,
+            "segment images with trained weights (PNG, optional logits, overlay)", false},
+    {"bench", dg_bench_main, "time training steps or inference of a model", false},
+    {"study", dg_study_main, "run a grid of configs x seeds, resumably, and aggregate it", false},
+    {"flatness", dg_flatness_main, "measure the sharpness of a checkpoint's minimum, its landscape",
+            true},
+    {"report", dg_report_main, "aggregate run and study folders: mean ± sd per method", false},
 };
+
+/* The keys are described once, in app/config.c's table (`dgseg config`),
+ * so no command's own help keeps a copy that could drift: `COMMAND --help`
+ * of a command that reads a CONFIG ends by pointing there. */
+static bool is_help(const char *arg) { return !strcmp(arg, "--help") || !strcmp(arg, "-h"); }
 
 /* A Release build's own code uses the instructions of x86-64 level
  * DG_MARCH (CMakeLists.txt); on a CPU below it the first of them would end
@@ -65,12 +77,18 @@ int main(int argc, char **argv) {
         printf("dgseg %s\n%s\n", DG_VERSION, caps);
         return 0;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    if (is_help(argv[1])) {
         usage(stdout);
         return 0;
     }
-    for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++) {
+        if (strcmp(argv[1], commands[i].name)) continue;
+        const int rc = commands[i].run(argc - 1, argv + 1);
+        if (rc == 0 && commands[i].reads_config && argc == 3 && is_help(argv[2]))
+            printf("\nEvery configuration key with its default, values and meaning: dgseg config "
+                   "--list\n");
+        return rc;
+    }
     fprintf(stderr, "dgseg: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

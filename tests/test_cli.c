@@ -3,7 +3,8 @@
  * of the same build (DG_DGSEG_PATH), captures its stdout and stderr into
  * files and waits with a time limit, so that a hang fails the test instead
  * of blocking CI. SIGTERM and SIGINT during training write a loadable
- * checkpoint and exit 1, and a resume from it completes; --version, --help,
+ * checkpoint and exit 1, and a resume from it completes; --version, --help
+ * (train's pointing to `dgseg config --list`, which runs),
  * an unknown command, a missing config, an unknown key, a bad override, a
  * truncated checkpoint and a truncated PNG give the documented exit code
  * and a message naming what is wrong; a checkpoint folder that becomes
@@ -98,10 +99,24 @@ START_TEST(version_and_help_exit_0) {
     ck_assert_int_eq(run_dgseg("help", help, NULL), 0);
     snprintf(p, sizeof(p), "%s/help.out", proc_dir);
     out = read_file(p, NULL);
-    ck_assert_msg(strstr(out, "usage: dgseg") && strstr(out, "train"), "%s", out);
+    ck_assert_msg(strstr(out, "usage: dgseg") && strstr(out, "train") && strstr(out, "\n  config "),
+            "%s", out);
     dg_free(out);
+    /* the commands that read a CONFIG point to the keys' reference */
     const char *train_help[] = {"train", "--help", NULL};
     ck_assert_int_eq(run_dgseg("train-help", train_help, NULL), 0);
+    snprintf(p, sizeof(p), "%s/train-help.out", proc_dir);
+    out = read_file(p, NULL);
+    ck_assert_msg(strstr(out, "usage: dgseg train") && strstr(out, "dgseg config --list"), "%s",
+            out);
+    dg_free(out);
+    const char *list[] = {"config", "--list", NULL};
+    ck_assert_int_eq(run_dgseg("config-list", list, NULL), 0);
+    snprintf(p, sizeof(p), "%s/config-list.out", proc_dir);
+    out = read_file(p, NULL);
+    ck_assert_msg(!strncmp(out, "[data]\n", 7) && strstr(out, "\n[optim]\n  method = erm\n"),
+            "%s", out);
+    dg_free(out);
 }
 END_TEST
 

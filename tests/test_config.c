@@ -6,12 +6,18 @@
  * value, out of range, key given twice, an over-long line); indented lines
  * continue a list; command-line overrides and their errors; cross-key
  * validation (SAF on segmentation, task from the data keys); dataset lists.
+ * Reference (`dgseg config`): every key of the table has a description;
+ * --list prints each key under its section with the table's default (the
+ * build's own data.split_dir); docs/configuration.md is what --markdown
+ * prints now; usage errors exit 2 naming the flag, an unwritable output
+ * exits 1.
  * Verify: a small Cityscapes-layout source and BDD-layout target give the
  * JSON counts and trainId histogram computed here; a missing partner is
  * reported without failing; a truncated label and a size mismatch are
  * reported by file and make verify exit 1, or 0 for a source under
  * data.on_bad_sample = skip; a wrong root exits 1; usage errors exit 2. */
 #define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +28,7 @@
 #include <cjson/cJSON.h>
 
 #include "app/config.h"
+#include "app/config_cmd.h"
 #include "app/verify.h"
 #include "common.h"
 #include "data/fsutil.h"
@@ -480,6 +487,160 @@ static long num(const cJSON *o, const char *key) {
     return (long)v->valuedouble;
 }
 
+/* ---- the key reference ---------------------------------------------------- */
+
+/* `dgseg config ARGS...` in this process: its exit code, stdout and stderr. */
+static int run_config(const char *const *args, int n, char **out, char **err) {
+    char *argv[8] = {"config"};
+    ck_assert_int_lt(n, 8);
+    for (int i = 0; i < n; i++) argv[i + 1] = (char *)args[i];
+    capture co, ce;
+    capture_out_begin(&co);
+    capture_begin(&ce);
+    const int rc = dg_config_main(n + 1, argv);
+    *err = capture_end(&ce);
+    *out = capture_end(&co);
+    return rc;
+}
+
+/* What --list and --markdown say about a key is its row's sentence: a row
+ * without one (or cut off before its full stop) fails here, naming it. */
+START_TEST(every_key_has_a_description) {
+    const size_t n = dg_config_key_count();
+    ck_assert_uint_gt(n, 100);
+    for (size_t i = 0; i < n; i++) {
+        dg_config_key_info k;
+        dg_config_key_describe(i, &k);
+        const size_t len = k.help ? strlen(k.help) : 0;
+        ck_assert_msg(len > 0, "[%s] %s has no description (its row in app/config.c)", k.section,
+                k.key);
+        ck_assert_msg(k.help[len - 1] == '.' && !strchr(k.help, '\n'),
+                "[%s] %s: the description is not one sentence ending in a full stop: '%s'",
+                k.section, k.key, k.help);
+        ck_assert_msg(k.kind && (strcmp(k.kind, "choice") || k.choices[0]),
+                "[%s] %s: a choice without values", k.section, k.key);
+    }
+}
+END_TEST
+
+/* Every key under its section as "key = default", the build-time default
+ * printed as this build's value, followed by its description. */
+START_TEST(config_list_prints_every_key_under_its_section) {
+    static const char *const list[] = {"--list"};
+    char *out, *err;
+    ck_assert_int_eq(run_config(list, 1, &out, &err), 0);
+    ck_assert_str_eq(err, "");
+    for (size_t i = 0; i < dg_config_key_count(); i++) {
+        dg_config_key_info k;
+        dg_config_key_describe(i, &k);
+        char head[64], line[320];
+        snprintf(head, sizeof(head), "[%s]\n", k.section);
+        snprintf(line, sizeof(line), "\n  %s =%s%s\n", k.key, k.def[0] ? " " : "", k.def);
+        const char *sec = strstr(out, head), *at = sec ? strstr(sec, line) : NULL;
+        const char *next = sec ? strstr(sec + 1, "\n[") : NULL;
+        ck_assert_msg(at && (!next || at < next), "[%s] %s: no line '%s' in its section:\n%s",
+                k.section, k.key, line + 1, out);
+        char start[48]; /* the first words of its description, on a line after it */
+        snprintf(start, sizeof(start), "%.40s", k.help);
+        const char *help = strstr(at, start);
+        ck_assert_msg(help && (!next || help < next), "[%s] %s: its description is missing",
+                k.section, k.key);
+    }
+    ck_assert_msg(strstr(out, "\n  split_dir = " DG_SPLIT_DIR "\n"), "%s", out);
+    dg_free(out);
+    dg_free(err);
+}
+END_TEST
+
+/* docs/configuration.md is generated (`dgseg config --markdown`) and
+ * committed: a key, default, range or description changed in the table
+ * without regenerating it fails here, with the command that does. */
+START_TEST(configuration_md_matches_the_key_table) {
+    static const char *const md[] = {"--markdown"};
+    char *out, *err;
+    ck_assert_int_eq(run_config(md, 1, &out, &err), 0);
+    ck_assert_str_eq(err, "");
+    ck_assert_msg(!strstr(out, DG_SOURCE_DIR),
+            "the Markdown names this checkout's folder, so it would differ in every other one");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/docs/configuration.md", DG_SOURCE_DIR);
+    const bool exists = dg_is_file(path);
+    char *doc = exists ? read_file(path, NULL) : dg_xstrdup("");
+    int line = 1;
+    size_t i = 0, bol = 0;
+    while (out[i] && out[i] == doc[i]) {
+        if (out[i++] == '\n') {
+            line++;
+            bol = i;
+        }
+    }
+    ck_assert_msg(!out[i] && !doc[i],
+            "%s %s the key table in app/config.c at line %d:\n"
+            "  file:      %.*s\n  generated: %.*s\n"
+            "regenerate it: cd %s && %s config --markdown > docs/configuration.md",
+            path, exists ? "differs from" : "is missing: it is generated from", line,
+            (int)strcspn(doc + bol, "\n"), doc + bol, (int)strcspn(out + bol, "\n"), out + bol,
+            DG_SOURCE_DIR, DG_DGSEG_PATH);
+    dg_free(doc);
+    dg_free(out);
+    dg_free(err);
+}
+END_TEST
+
+START_TEST(config_usage_errors_exit_2_naming_the_flag) {
+    static const struct {
+        const char *args[3];
+        int n;
+        const char *says;
+    } cases[] = {
+        {{NULL}, 0, "give --list or --markdown"},
+        {{"--bogus"}, 1, "'--bogus'"},
+        {{"--list=optim"}, 1, "'--list=optim'"},
+        {{"--list", "--markdown"}, 2, "--list and --markdown exclude each other"},
+        {{"--list", "optim"}, 2, "unexpected argument 'optim'"},
+    };
+    char *out, *err;
+    for (size_t i = 0; i < DG_ARRAY_LEN(cases); i++) {
+        const int rc = run_config(cases[i].args, cases[i].n, &out, &err);
+        ck_assert_msg(rc == 2 && strstr(err, cases[i].says) && !out[0],
+                "case %zu: exit %d (want 2 saying \"%s\"):\n%s", i, rc, cases[i].says, err);
+        dg_free(out);
+        dg_free(err);
+    }
+    static const char *const help[] = {"--help"};
+    ck_assert_int_eq(run_config(help, 1, &out, &err), 0);
+    ck_assert_msg(strstr(out, "usage: dgseg config --list | --markdown"), "%s", out);
+    dg_free(out);
+    dg_free(err);
+}
+END_TEST
+
+/* A reference cut short by a full disk must not pass for a whole one:
+ * docs/configuration.md is written through a redirection. */
+START_TEST(config_output_that_cannot_be_written_exits_1) {
+    const int full = open("/dev/full", O_WRONLY);
+    if (full < 0) {
+        DG_TEST_SKIPPED("/dev/full cannot be opened here");
+        return;
+    }
+    fflush(stdout);
+    const int saved = dup(1);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_eq(dup2(full, 1), 1);
+    close(full);
+    capture ce;
+    capture_begin(&ce);
+    char *argv[] = {"config", "--markdown"};
+    const int rc = dg_config_main(2, argv);
+    char *err = capture_end(&ce);
+    ck_assert_int_eq(dup2(saved, 1), 1);
+    close(saved);
+    clearerr(stdout);
+    ck_assert_msg(rc == 1 && strstr(err, "could not be written"), "exit %d:\n%s", rc, err);
+    dg_free(err);
+}
+END_TEST
+
 START_TEST(verify_reports_counts_histograms_and_problems) {
     char cs[512], bdd[512], ini[2048], json[512];
     snprintf(cs, sizeof(cs), "%s/cs", dir);
@@ -665,6 +826,13 @@ Suite *config_suite(void) {
     tcase_add_test(tc, long_values_read_back_whole_or_are_refused);
     tcase_add_test(tc, unknown_models_and_empty_dataset_lists_are_refused_at_load);
     suite_add_tcase(s, tc);
+    TCase *r = tcase_create("reference");
+    tcase_add_test(r, every_key_has_a_description);
+    tcase_add_test(r, config_list_prints_every_key_under_its_section);
+    tcase_add_test(r, configuration_md_matches_the_key_table);
+    tcase_add_test(r, config_usage_errors_exit_2_naming_the_flag);
+    tcase_add_test(r, config_output_that_cannot_be_written_exits_1);
+    suite_add_tcase(s, r);
     TCase *v = tcase_create("verify");
     tcase_set_timeout(v, 30);
     tcase_add_checked_fixture(v, make_dir, remove_dir);
