@@ -1,4 +1,4 @@
-/* app/bench.c -- `dgseg bench` (DESIGN.md §4): times full training steps
+/* app/bench.c -- `dgseg bench` (docs/design.md §4): times full training steps
  * (forward, loss, backward, optimizer update) or inference of a model on
  * seeded random data. The first two steps are warm-up (primitive creation,
  * lazy reorders) and are not timed. */

@@ -1,6 +1,6 @@
 /* app/bench.h -- `dgseg bench`: timed training steps or inference on random
  * data, achieved GFLOP/s, peak RSS, and the oneDNN sgemm GFLOP/s of the same
- * process as the machine's practical peak (DESIGN.md §4). */
+ * process as the machine's practical peak (docs/design.md §4). */
 #ifndef DG_BENCH_H
 #define DG_BENCH_H
 

@@ -27,7 +27,7 @@ typedef struct dg_cli_stop_signals {
 void dg_cli_stop_signals_catch(dg_cli_stop_signals *old, void (*handler)(int));
 void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old);
 
-/* Fault injection for tests (README, "Tests"; suite faults): with
+/* Fault injection for tests (docs/testing.md; suite faults): with
  * DGSEG_FAULT_KILL=<point>:<n> in the environment, the n-th arrival at the
  * named point raises SIGKILL on this process, which then dies exactly as a
  * kill -9 leaves it; DGSEG_FAULT_STOP=<point>:<n> raises SIGSTOP instead (a

@@ -1,4 +1,4 @@
-/* app/closure.h -- the closure of ALGORITHMS.md §1 over a model and one
+/* app/closure.h -- the closure of docs/algorithms.md §1 over a model and one
  * batch: what the trainers and `dgseg bench --optimizer` hand to a method's
  * step. It computes the task loss (mean CE over valid pixels or samples,
  * plus aux_weight times the auxiliary head's CE) and the method's loss term

@@ -1,6 +1,6 @@
 /* app/config.c -- the descriptor table of every configuration key, the
  * libinih reader, command-line overrides, validation and the resolved
- * writer (see config.h; DESIGN.md §5, ALGORITHMS.md §16). */
+ * writer (see config.h; docs/design.md §5, docs/algorithms.md §16). */
 #define _POSIX_C_SOURCE 200809L
 #include "app/config.h"
 
@@ -173,7 +173,7 @@ static const key_def keys[] = {
             "Dense 3x3 convolutions by Winograd F(4x4, 3x3): auto for evaluation and "
             "prediction of every model and training of the classifiers (DeepLab trains "
             "direct), on or off for all."},
-    /* [optim] (ALGORITHMS.md §16) */
+    /* [optim] (docs/algorithms.md §16) */
     {"optim", "method", K_CHOICE, OFF(method), "erm", 0, 0, 0,
             "erm|lookahead|swad|sam|asam|lookbehind-sam|lookbehind-asam|dgsam|saf|mesa",
             "Training method around the base optimizer (saf is classification only)."},
@@ -859,7 +859,8 @@ dg_status dg_config_validate(dg_config *cfg) {
     if (!strcmp(cfg->method, "saf") && seg) {
         dg_log_error("%s: optim.method = saf is classification only: its per-sample logit bank "
                      "cannot follow pixels through random scaling, cropping and flipping, and "
-                     "would need about 1.7 TB for GTAV (ALGORITHMS.md §11); use mesa", cfg->path);
+                     "would need about 1.7 TB for GTAV (docs/algorithms.md §11); use mesa",
+                cfg->path);
         return DG_STATUS_ERR_CONFIG;
     }
     if (o->saf_start_epoch < o->saf_epochs_back - 1) {

@@ -1,5 +1,5 @@
 /* app/config.h -- the INI configuration of `dgseg train / eval / verify`
- * (DESIGN.md §5): sections [data] [model] [optim] [train] [eval] [output],
+ * (docs/design.md §5): sections [data] [model] [optim] [train] [eval] [output],
  * read with libinih through one descriptor table that gives every key its
  * type, default, range and help; `section.key=value` arguments override the
  * file. An unknown section or key, a malformed or out-of-range value is an
@@ -89,7 +89,7 @@ typedef struct dg_config {
     double poly_power;
     long warmup_steps;
     double lr_min;
-    dg_method_cfg optim;     /* every other [optim] key (ALGORITHMS.md §16) */
+    dg_method_cfg optim;     /* every other [optim] key (docs/algorithms.md §16) */
     /* [train] */
     long seed;
     long iterations;

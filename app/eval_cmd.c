@@ -1,10 +1,10 @@
 /* app/eval_cmd.c -- `dgseg eval CONFIG --checkpoint FILE [--json FILE]
- * [--weights live|method] [section.key=value ...]` (DESIGN.md §4):
+ * [--weights live|method] [section.key=value ...]` (docs/design.md §4):
  * evaluates a checkpoint on every target the configuration lists
  * (segmentation: per-class IoU, mIoU, pixel accuracy at each target's
  * protocol resolution) with the weights its method evaluates (see
  * checkpoint.h; MESA's second model as a second row, as training's final
- * evaluation reports it) and prints the table; --json writes the DESIGN.md
+ * evaluation reports it) and prints the table; --json writes the docs/design.md
  * §4 object. The model (name, output stride, auxiliary head) comes from
  * the checkpoint's metadata, the targets and evaluation settings from
  * CONFIG. */
@@ -29,7 +29,7 @@
 
 /* The classification checkpoint c on every domain of cfg's data.dataset,
  * all of its images (in and out splits of the checkpoint's trial): prints
- * a table and, with json, writes DESIGN.md §4's classification object.
+ * a table and, with json, writes docs/design.md §4's classification object.
  * Returns the exit code. */
 static int eval_cls(const dg_config *cfg, dg_ckpt *c, bool live, const char *json) {
     dg_ctx ctx;
@@ -67,8 +67,8 @@ static int eval_cls(const dg_config *cfg, dg_ckpt *c, bool live, const char *jso
         dg_rotated_fmnist_domain_name(td.has_rf ? d : 0, rot_names[d], sizeof(rot_names[d]));
         for (int k = 0; k < n_models; k++) {
             const float *P = k ? w->params2 : w->params, *Q = k ? w->stats2 : w->stats;
-            double ce, a_in = dg_train_data_cls_accuracy(&td, &ctx, &c->m, P, Q, d, false, &ce);
-            double a_out = dg_train_data_cls_accuracy(&td, &ctx, &c->m, P, Q, d, true, &ce);
+            double ce, a_in = dg_eval_cls_accuracy(&td, &ctx, &c->m, P, Q, d, false, &ce);
+            double a_out = dg_eval_cls_accuracy(&td, &ctx, &c->m, P, Q, d, true, &ce);
             dg_cls_domain_acc *a = &acc[k][d];
             a->name = td.has_rf ? rot_names[d] : td.db.domains[d].name;
             a->images = sp->n_in + sp->n_out;

@@ -1,4 +1,4 @@
-/* app/eval_cmd.h -- `dgseg eval` (DESIGN.md §4): a checkpoint on every
+/* app/eval_cmd.h -- `dgseg eval` (docs/design.md §4): a checkpoint on every
  * target (segmentation) or domain (classification) of a configuration,
  * with the weights its method evaluates (app/checkpoint.h). */
 #ifndef DG_APP_EVAL_CMD_H

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "app/closure.h"
 #include "app/metrics_log.h"
 #include "app/results.h"
 #include "app/progress.h"
@@ -253,4 +254,49 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
                        "both the labels and the predictions)\n",
                     t[i].name, t[i].res.weights, k, DG_NUM_TRAIN_IDS, absent);
     }
+}
+
+/* ---- classification ------------------------------------------------------- */
+
+double dg_eval_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
+        const float *Q, int d, bool out, double *ce) {
+    *ce = NAN;
+    dg_loader *l;
+    if (dg_train_data_split_loader(td, d, out, (int)ev->opts.batch, &l) != DG_STATUS_OK)
+        return NAN;
+    const size_t x_per = (size_t)(ev->opts.in_channels * ev->opts.height *
+            ev->opts.width);
+    const int C = td->n_classes;
+    float *src = dg_mem_ptr(ev->src);
+    dg_pass p = dg_pass_eval(&ev->ps);
+    p.params = P;
+    p.stats = (float *)Q;
+    p.weights_version = dg_weights_version_new(); /* the same for every batch */
+    float *logits = dg_xmalloc((size_t)ev->opts.batch * (size_t)C * sizeof(float));
+    int64_t correct = 0, total = 0;
+    double ce_sum = 0;
+    const dg_batch *b;
+    dg_status st;
+    while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+        memcpy(src, b->x, (size_t)b->n * x_per * sizeof(float));
+        memset(src + (size_t)b->n * x_per, 0,
+                (size_t)(ev->opts.batch - b->n) * x_per * sizeof(float));
+        dg_model_forward(ev, ctx, &p);
+        DG_DNNL(dnnl_stream_wait(ctx->stream));
+        dg_logits_to_plain(ev->logits, b->n, logits);
+        correct += dg_metrics_count_correct(logits, b->label, b->n, C);
+        for (int i = 0; i < b->n; i++) { /* log-sum-exp in double */
+            const float *z = logits + (size_t)i * (size_t)C;
+            double mx = z[0], se = 0;
+            for (int c = 1; c < C; c++) mx = fmax(mx, (double)z[c]);
+            for (int c = 0; c < C; c++) se += exp((double)z[c] - mx);
+            ce_sum += mx + log(se) - (double)z[b->label[i]];
+        }
+        total += b->n;
+    }
+    dg_free(logits);
+    dg_loader_free(l);
+    if (st != DG_STATUS_ERR_MISSING || !total) return NAN;
+    *ce = ce_sum / (double)total;
+    return (double)correct / (double)total;
 }

@@ -1,5 +1,5 @@
 /* app/evaluate.h -- evaluation as the trainers and `dgseg eval` run it:
- * every segmentation target of a configuration (DATASETS.md §7.5, §8:
+ * every segmentation target of a configuration (docs/datasets.md §7.5, §8:
  * whole-image inference at each target's protocol resolution, one confusion
  * histogram per target set) and classification accuracy of one domain
  * split. Weights are any vector laid out like `layout` (a training model's
@@ -8,6 +8,7 @@
 #define DG_APP_EVALUATE_H
 
 #include "app/config.h"
+#include "app/train_data.h"
 #include "app/results.h"
 #include "data/loader.h"
 #include "eval/seg_infer.h"
@@ -51,6 +52,13 @@ dg_status dg_eval_seg_list(const dg_config *cfg, dg_ctx *ctx, const dg_param_set
 dg_seg_result *dg_eval_targets_results(const dg_eval_targets *t);
 /* Frees every entry and the list; zeroes it. */
 void dg_eval_targets_free(dg_eval_targets *t);
+
+/* Accuracy of params/stats (laid out like ev, an inference instance of the
+ * data's classifier) on the in (out = false) or out split of dataset domain
+ * d of td; *ce gets the mean cross-entropy of the same pass. NAN when the
+ * split is empty or cannot be read. */
+double dg_eval_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
+        const float *Q, int d, bool out, double *ce);
 
 /* Prints the mIoU table (rows = results, columns = targets) to f. */
 void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n);

@@ -1,4 +1,4 @@
-/* app/main.c -- the dgseg command line (DESIGN.md §4). Exit codes: 0
+/* app/main.c -- the dgseg command line (docs/design.md §4). Exit codes: 0
  * success, 1 runtime failure, 2 usage or configuration error. */
 #include <stdbool.h>
 #include <stdio.h>

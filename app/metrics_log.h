@@ -1,5 +1,5 @@
 /* app/metrics_log.h -- the metrics log of a run, metrics.jsonl
- * (DESIGN.md §4): one JSON object per line, {"step": S, "kind": K, ...}
+ * (docs/design.md §4): one JSON object per line, {"step": S, "kind": K, ...}
  * with K "train" (loss, lr, img_s) or "eval" (values by name, fractions in
  * [0, 1]); NaN and Inf are written as null. Each line is flushed when
  * written, so a crash loses at most the line being written. A resumed run

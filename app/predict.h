@@ -1,4 +1,4 @@
-/* app/predict.h -- `dgseg predict` (DESIGN.md §4): segmentation maps of
+/* app/predict.h -- `dgseg predict` (docs/design.md §4): segmentation maps of
  * images as paletted PNGs (Cityscapes colours) and, with --logits, the
  * float32 logits (C, H, W) at input resolution as .npy. */
 #ifndef DG_PREDICT_H

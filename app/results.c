@@ -1,4 +1,4 @@
-/* app/results.c -- see results.h (DATASETS.md §8, §9.2, §12.6). */
+/* app/results.c -- see results.h (docs/datasets.md §8, §9.2, §12.6). */
 #define _POSIX_C_SOURCE 200809L
 #include "app/results.h"
 
@@ -24,7 +24,7 @@ static void md_text(FILE *f, const char *s) {
     }
 }
 
-/* Percent with two decimals, or a dash (eval/metrics.h, DATASETS.md §8). */
+/* Percent with two decimals, or a dash (eval/metrics.h, docs/datasets.md §8). */
 static void md_pct2(FILE *f, double frac) {
     char buf[16];
     dg_metrics_format_pct(frac, buf, sizeof(buf));
@@ -109,7 +109,7 @@ void dg_report_settings_add(dg_report_settings *s, const char *key, const char *
 
 static const char *nonnull(const char *s) { return s ? s : ""; }
 
-/* The method's own hyper-parameters (ALGORITHMS.md §16 key names). */
+/* The method's own hyper-parameters (docs/algorithms.md §16 key names). */
 static void method_settings(dg_report_settings *s, const char *method, const dg_method_cfg *o) {
     static const char *const endpoints[] = {"last", "mean"};
     static const char *const regs[] = {"none", "average", "history"};

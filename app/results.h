@@ -1,14 +1,14 @@
 /* app/results.h -- the results files of a run and of `dgseg eval`
- * (DESIGN.md §4): results.json and results.md.
+ * (docs/design.md §4): results.json and results.md.
  *
  * Segmentation per (weights, target) pair: reader, images, mIoU, the 19
  * per-class IoUs in trainId order, pixel accuracy and the evaluation
  * settings; values x100 with two decimals, NaN as null in JSON and "—" in
- * tables (DATASETS.md §8). Classification per (test domain, trial): the
+ * tables (docs/datasets.md §8). Classification per (test domain, trial): the
  * test domain's in-split accuracy at the step selected by training-domain
  * validation and at the last step; tables show per test domain mean ±
  * std(ddof=0)/√n over trials and the average over test domains, in percent
- * with one decimal (DATASETS.md §9.2, §12.6). JSON keeps two decimals. The
+ * with one decimal (docs/datasets.md §9.2, §12.6). JSON keeps two decimals. The
  * `dgseg eval --json` documents are the same writers without run settings.
  *
  * Files are written atomically (dg_file_write_atomic). The writers borrow
@@ -42,7 +42,7 @@ void dg_report_settings_add(dg_report_settings *s, const char *key, const char *
 /* Fills s (emptied first) with the settings a reader of the results needs:
  * data (sources and targets, or dataset and test domains), model, method,
  * base optimizer, lr and schedule, iterations, batch size, seed, and the
- * method's own hyper-parameters (ALGORITHMS.md §16). */
+ * method's own hyper-parameters (docs/algorithms.md §16). */
 void dg_report_settings_from_config(dg_report_settings *s, const dg_config *cfg);
 
 /* ---- segmentation results ---------------------------------------------- */
@@ -50,7 +50,7 @@ void dg_report_settings_from_config(dg_report_settings *s, const dg_config *cfg)
 /* Name of Cityscapes trainId 0 .. 18 ("road" ... "bicycle"). */
 const char *dg_report_class_name(int train_id);
 
-/* One set of weights evaluated on one target (DATASETS.md §8). */
+/* One set of weights evaluated on one target (docs/datasets.md §8). */
 typedef struct dg_seg_result {
     const char *target;             /* "cityscapes", ... */
     const char *reader;             /* dataset reader */
@@ -109,7 +109,7 @@ dg_status dg_report_seg_write_md(const dg_seg_report *r, const char *path);
 /* ---- classification results -------------------------------------------- */
 
 /* Index of the highest validation accuracy (training-domain validation,
- * DATASETS.md §9.2): ties go to the earliest, NaN entries never win; -1
+ * docs/datasets.md §9.2): ties go to the earliest, NaN entries never win; -1
  * when n == 0 or every entry is NaN. */
 int dg_report_select(const double *val_acc, int n);
 
@@ -135,7 +135,7 @@ typedef struct dg_cls_report {
     const dg_report_settings *run;     /* NULL: no run settings */
     const dg_cls_run *runs;            /* (n_runs) any number of trials per domain */
     int n_runs;
-    /* The same runs' second model (MESA's teacher, ALGORITHMS.md §12), its
+    /* The same runs' second model (MESA's teacher, docs/algorithms.md §12), its
      * own row: method = its label, domains/run unused; NULL: none. */
     const struct dg_cls_report *second;
 } dg_cls_report;
@@ -164,7 +164,7 @@ dg_status dg_report_cls_write_json(const dg_cls_report *r, const char *path);
  * the run settings. Atomic. */
 dg_status dg_report_cls_write_md(const dg_cls_report *r, const char *path);
 
-/* One domain's accuracy for `dgseg eval --json` (DESIGN.md §4). */
+/* One domain's accuracy for `dgseg eval --json` (docs/design.md §4). */
 typedef struct dg_cls_domain_acc {
     const char *name;
     int64_t images;

@@ -1,4 +1,4 @@
-/* app/synth_cmd.h -- `dgseg synth` (DESIGN.md §4, §7): writes the embedded
+/* app/synth_cmd.h -- `dgseg synth` (docs/design.md §4, §7): writes the embedded
  * multi-domain street-scene benchmark of data/synth.h under --out DIR and
  * prints per domain and split the image count and frame size, then the wall
  * time. */

@@ -1,4 +1,4 @@
-/* app/train.c -- `dgseg train` (DESIGN.md §4): reads the configuration,
+/* app/train.c -- `dgseg train` (docs/design.md §4): reads the configuration,
  * checks what this CPU can run, chooses the run folder (output.dir, the
  * newest runs/<config-name>-* for --resume, or a new
  * runs/<config-name>-<timestamp>), locks it, writes config.ini (resolved)

@@ -1,5 +1,5 @@
 /* app/train.h -- `dgseg train CONFIG [section.key=value ...] [--resume]`
- * (DESIGN.md §4). The trainers: app/train_seg.h, app/train_cls.h; their
+ * (docs/design.md §4). The trainers: app/train_seg.h, app/train_cls.h; their
  * shared loop and its test hooks: app/trainer.h. */
 #ifndef DG_APP_TRAIN_H
 #define DG_APP_TRAIN_H

@@ -1,5 +1,5 @@
 /* app/train_cls.c -- see train_cls.h. The data (a dataset's training
- * domains with their 80/20 in/out splits, DATASETS.md §9.2, §12.6) comes
+ * domains with their 80/20 in/out splits, docs/datasets.md §9.2, §12.6) comes
  * from app/train_data.c, the loop from app/trainer.c; this file adds what
  * classification evaluates: training-domain validation and test-domain
  * accuracy at DomainBed's evaluation points, SWAD's averaged model, the
@@ -13,6 +13,7 @@
 
 #include "app/cli.h"
 #include "app/results.h"
+#include "app/evaluate.h"
 #include "app/trainer.h"
 #include "data/fsutil.h"
 
@@ -39,7 +40,7 @@ static cls_run *cls_of(dg_trainer *t) { return t->task_ctx; }
 
 static bool is_swad(const dg_config *cfg) { return !strcmp(cfg->method, "swad"); }
 
-/* DomainBed's (and SWAD's, ALGORITHMS.md §6) evaluation points: after the
+/* DomainBed's (and SWAD's, docs/algorithms.md §6) evaluation points: after the
  * first update, every `every` updates from there and after the last. */
 static bool domainbed_point(long done, long every, long T) {
     return every > 0 && ((done - 1) % every == 0 || done == T);
@@ -78,13 +79,13 @@ static void scores(dg_trainer *t, const float *P, const float *Q, double *val, d
     double ce;
     *val = *val_loss = 0;
     for (int k = 0; k < t->data.S; k++) {
-        *val += dg_train_data_cls_accuracy(&t->data, &t->ctx, &c->ev, P, Q,
+        *val += dg_eval_cls_accuracy(&t->data, &t->ctx, &c->ev, P, Q,
                 t->data.train_domain[k], true, &ce);
         *val_loss += ce;
     }
     *val /= t->data.S;
     *val_loss /= t->data.S;
-    *test = dg_train_data_cls_accuracy(&t->data, &t->ctx, &c->ev, P, Q, t->data.test_domain,
+    *test = dg_eval_cls_accuracy(&t->data, &t->ctx, &c->ev, P, Q, t->data.test_domain,
             false, &ce);
 }
 
@@ -156,7 +157,7 @@ static void set_swad_result(cls_run *c, long last, double val, double test) {
     c->result[0].acc_selected = c->result[0].acc_last = test;
 }
 
-/* SWAD reports its averaged model (DATASETS.md §9.3): one evaluation of it
+/* SWAD reports its averaged model (docs/datasets.md §9.3): one evaluation of it
  * stands for both the selected and the last step. Other methods evaluate
  * the finished model at the last point. */
 static bool finished(dg_trainer *t, long last) {

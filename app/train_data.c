@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app/closure.h"
 #include "data/labelmap.h"
-#include "eval/metrics.h"
 
 static void loader_base(const dg_config *cfg, dg_loader_cfg *lc) {
     memset(lc, 0, sizeof(*lc));
@@ -170,10 +168,10 @@ dg_status dg_train_data_loader(dg_train_data *td, bool training, uint64_t seed, 
     return dg_loader_create(&lc, out);
 }
 
-double dg_train_data_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
-        const float *Q, int d, bool out, double *ce) {
+dg_status dg_train_data_split_loader(dg_train_data *td, int d, bool out, int batch,
+        dg_loader **l) {
     const dg_holdout_split *sp = &td->split[d];
-    *ce = NAN;
+    *l = NULL;
     dg_loader_cfg lc;
     loader_base(td->cfg, &lc);
     int slots[DG_TRAIN_MAX_DOMAINS] = {d}; /* slot 0 of this pass reads domain d */
@@ -181,48 +179,11 @@ double dg_train_data_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, 
     lc.n_domains = 1;
     lc.dom[0].n = out ? sp->n_out : sp->n_in;
     lc.dom[0].items = out ? sp->out : sp->in;
-    lc.per_domain = (int)ev->opts.batch;
+    lc.per_domain = batch;
     lc.sequential = true;
-    if (lc.dom[0].n == 0) return NAN;
-    dg_loader *l;
-    if (dg_loader_create(&lc, &l) != DG_STATUS_OK) return NAN;
-    const size_t x_per = (size_t)(ev->opts.in_channels * ev->opts.height *
-            ev->opts.width);
-    const int C = td->n_classes;
-    float *src = dg_mem_ptr(ev->src);
-    dg_pass p = dg_pass_eval(&ev->ps);
-    p.params = P;
-    p.stats = (float *)Q;
-    p.weights_version = dg_weights_version_new(); /* the same for every batch */
-    float *logits = dg_xmalloc((size_t)ev->opts.batch * (size_t)C * sizeof(float));
-    int64_t correct = 0, total = 0;
-    double ce_sum = 0;
-    const dg_batch *b;
-    dg_status st;
-    while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
-        memcpy(src, b->x, (size_t)b->n * x_per * sizeof(float));
-        memset(src + (size_t)b->n * x_per, 0,
-                (size_t)(ev->opts.batch - b->n) * x_per * sizeof(float));
-        dg_model_forward(ev, ctx, &p);
-        DG_DNNL(dnnl_stream_wait(ctx->stream));
-        dg_logits_to_plain(ev->logits, b->n, logits);
-        correct += dg_metrics_count_correct(logits, b->label, b->n, C);
-        for (int i = 0; i < b->n; i++) { /* log-sum-exp in double */
-            const float *z = logits + (size_t)i * (size_t)C;
-            double mx = z[0], se = 0;
-            for (int c = 1; c < C; c++) mx = fmax(mx, (double)z[c]);
-            for (int c = 0; c < C; c++) se += exp((double)z[c] - mx);
-            ce_sum += mx + log(se) - (double)z[b->label[i]];
-        }
-        total += b->n;
-    }
-    dg_free(logits);
-    dg_loader_free(l);
-    if (st != DG_STATUS_ERR_MISSING || !total) return NAN;
-    *ce = ce_sum / (double)total;
-    return (double)correct / (double)total;
+    if (lc.dom[0].n == 0) return DG_STATUS_ERR_MISSING;
+    return dg_loader_create(&lc, l);
 }
-
 
 dg_status dg_train_data_open(dg_train_data *td, const dg_config *cfg,
         const dg_dataset_spec *spec, int test_domain, bool centroids) {

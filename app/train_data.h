@@ -3,10 +3,10 @@
  *
  * - segmentation: every data.sources entry opened on data.source_split,
  *   the §7.4 augmentation of the [augment] keys, and class-uniform
- *   centroids when data.class_uniform_pct > 0 (DATASETS.md §7.3);
+ *   centroids when data.class_uniform_pct > 0 (docs/datasets.md §7.3);
  * - classification: data.dataset (Rotated Fashion-MNIST or a DomainBed
  *   folder) with one domain held out, every domain's 80/20 out/in split of
- *   the trial seed train.seed (DATASETS.md §9.2, §12.6); the training
+ *   the trial seed train.seed (docs/datasets.md §9.2, §12.6); the training
  *   domains' in-splits are what loaders read.
  *
  * Loader slot k reads training domain k (a source, or the k-th domain
@@ -70,13 +70,12 @@ void dg_train_data_model_geometry(const dg_train_data *td, dg_model_opts *mo);
 /* Index of domain `name` (or a decimal index) among n names; -1 if none. */
 int dg_train_data_find_domain(const char *tok, char *const *names, int n);
 
-/* Accuracy of params/stats (laid out like ev, an inference instance of the
- * data's classifier) on the in (out = false) or out split of dataset domain
- * d; *ce gets the mean cross-entropy of the same pass. NAN when the split
- * is empty or cannot be read. */
-double dg_train_data_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
-        const float *Q, int d, bool out, double *ce);
-
+/* A sequential loader over the in (out = false) or out split of dataset
+ * domain d, `batch` samples a batch, no augmentation: what the
+ * classification evaluation reads. DG_STATUS_ERR_MISSING (not logged) when
+ * the split is empty; a loader error otherwise. */
+dg_status dg_train_data_split_loader(dg_train_data *td, int d, bool out, int batch,
+        dg_loader **l);
 /* Warns once per segmentation source about label values outside its id
  * range met so far, with their count; `by` says where ("in training"). */
 void dg_train_data_warn_out_of_range(const dg_train_data *td, const char *by);

@@ -1,9 +1,9 @@
 /* app/train_seg.c -- see train_seg.h. Sources with §7.4 augmentation and
- * class-uniform sampling (DATASETS.md §7.3, §7.4) come from
+ * class-uniform sampling (docs/datasets.md §7.3, §7.4) come from
  * app/train_data.c, the loop from app/trainer.c; this file adds what
  * segmentation evaluates: validation mIoU and best.safetensors, SWAD's
- * source validation loss (ALGORITHMS.md §6), the targets' mIoU at the end
- * (DATASETS.md §7.5). */
+ * source validation loss (docs/algorithms.md §6), the targets' mIoU at the end
+ * (docs/datasets.md §7.5). */
 #define _POSIX_C_SOURCE 200809L
 #include "app/train_seg.h"
 
@@ -27,7 +27,7 @@ static seg_run *seg_of(dg_trainer *t) { return t->task_ctx; }
 
 static bool is_swad(const dg_config *cfg) { return !strcmp(cfg->method, "swad"); }
 
-/* SWAD's evaluation points (ALGORITHMS.md §6): after the first update,
+/* SWAD's evaluation points (docs/algorithms.md §6): after the first update,
  * every `every` updates from there and after the last. */
 static bool swad_point(long done, long every, long T) {
     return every > 0 && ((done - 1) % every == 0 || done == T);
@@ -47,7 +47,7 @@ static void restore(dg_trainer *t, const dg_metrics_data *md) {
 
 /* ---- SWAD's source validation loss ----------------------------------------- */
 
-/* The source validation loss of SWAD (ALGORITHMS.md §6): mean CE over the
+/* The source validation loss of SWAD (docs/algorithms.md §6): mean CE over the
  * valid pixels of the first optim.swad_val_images images of every source's
  * validation split (data.source_val_split), averaged over the sources; live
  * weights, eval mode. NaN when it cannot be had. */

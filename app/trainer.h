@@ -1,4 +1,4 @@
-/* app/trainer.h -- the loop both trainers share (ALGORITHMS.md §1 trainer
+/* app/trainer.h -- the loop both trainers share (docs/algorithms.md §1 trainer
  * loop): one run in one folder, from its data, model, method and schedule
  * to its final checkpoint. A task (app/train_seg.c, app/train_cls.c) adds
  * its evaluations through hooks; the skeleton owns everything else:

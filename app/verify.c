@@ -1,5 +1,5 @@
 /* app/verify.c -- `dgseg verify CONFIG [--json FILE] [section.key=value ...]`
- * (DESIGN.md §4, DATASETS.md §6): scans every dataset the configuration
+ * (docs/design.md §4, docs/datasets.md §6): scans every dataset the configuration
  * names, decodes every image and label, and reports per dataset and split
  * (per domain for classification) the image count, missing partners,
  * unreadable files, image/label size mismatches, label values outside the
@@ -11,7 +11,7 @@
  * link, a FIFO, a socket, a device) means a damaged copy of the dataset:
  * exit 1 in any role and under either policy. A partner that does not
  * exist at all stays a warning (distributed copies of GTAV lack a few
- * frames, DATASETS.md §2). */
+ * frames, docs/datasets.md §2). */
 #define _POSIX_C_SOURCE 200809L
 #include <getopt.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@
 
 #define N_BINS (DG_NUM_TRAIN_IDS + 1) /* trainIds 0 .. 18, then ignore */
 
-/* Full-dataset sizes (DATASETS.md §6) and canonical split-list md5s. */
+/* Full-dataset sizes (docs/datasets.md §6) and canonical split-list md5s. */
 typedef struct known_split {
     const char *reader, *split;
     long images;

@@ -1,4 +1,4 @@
-/* app/verify.h -- `dgseg verify` (DESIGN.md §4). */
+/* app/verify.h -- `dgseg verify` (docs/design.md §4). */
 #ifndef DG_APP_VERIFY_H
 #define DG_APP_VERIFY_H
 

@@ -1,5 +1,5 @@
 /* data/augment.c -- segmentation and classification augmentation and
- * evaluation transforms (DATASETS.md §7.4, §7.5, §9.2); see data/augment.h.
+ * evaluation transforms (docs/datasets.md §7.4, §7.5, §9.2); see data/augment.h.
  *
  * Sources: RobustNet (shachoi/RobustNet) transforms/joint_transforms.py
  * (RandomSizeAndCrop, RandomCrop with padding, RandomHorizontallyFlip),

@@ -1,13 +1,13 @@
 /* data/augment.h -- training augmentation and evaluation transforms for the
- * two tracks: segmentation (DATASETS.md §7.4, §7.5; RobustNet
+ * two tracks: segmentation (docs/datasets.md §7.4, §7.5; RobustNet
  * transforms/joint_transforms.py RandomSizeAndCrop + RandomCrop,
  * RandomHorizontallyFlip, transforms/transforms.py RandomGaussianBlur,
  * torchvision ColorJitter inside RandomApply) and classification
- * (DATASETS.md §9.2; DomainBed/SWAD: torchvision RandomResizedCrop,
+ * (docs/datasets.md §9.2; DomainBed/SWAD: torchvision RandomResizedCrop,
  * RandomHorizontalFlip, ColorJitter, RandomGrayscale, Normalize).
  *
  * Every random quantity of one sample comes from the sample's own stream
- * (DG_RNG_AUGMENT, (epoch << 20) + position; DATASETS.md §12.2), one draw
+ * (DG_RNG_AUGMENT, (epoch << 20) + position; docs/datasets.md §12.2), one draw
  * per quantity at a fixed position, whatever the configuration (switched-off
  * steps still consume their draws), so a sample's result depends only on
  * its stream and the configuration, never on the loader thread.
@@ -22,7 +22,7 @@
  *
  * Images are dg_image (H, W, 3) RGB8; labels dg_image (H, W, 1) trainIds
  * (0 .. 18, 255 = ignore). Outputs are planar f32 (3, H, W) network inputs
- * (ImageNet-normalised or x/255, DATASETS.md §0) and (H, W) uint8 labels.
+ * (ImageNet-normalised or x/255, docs/datasets.md §0) and (H, W) uint8 labels.
  * Functions allocate their scratch buffers per call (they run in loader
  * threads) and free them before returning; nothing is kept between calls.
  * Shape letters: H, W (pixels), N (pixels of a buffer), S (classification
@@ -99,7 +99,7 @@ int dg_aug_gaussian_kernel(double sigma, float *k /* (2R + 1) */, int cap);
 void dg_aug_gaussian_blur(const uint8_t *src /* (H, W, C) */,
         uint8_t *dst /* (H, W, C) */, int h, int w, int c, double sigma);
 
-/* ---- segmentation training augmentation (DATASETS.md §7.4) ------------ */
+/* ---- segmentation training augmentation (docs/datasets.md §7.4) ------------ */
 
 typedef struct dg_seg_aug_cfg {
     double scale_min;  /* 0.5; s ~ U(scale_min, scale_max); 1 .. 1 = off */
@@ -195,7 +195,7 @@ dg_status dg_seg_augment(const dg_seg_aug_cfg *cfg, dg_rng *rng,
         float *dst_img /* (3, out_h, out_w) */,
         uint8_t *dst_label /* (out_h, out_w) */);
 
-/* ---- segmentation evaluation transform (DATASETS.md §7.5) ------------- */
+/* ---- segmentation evaluation transform (docs/datasets.md §7.5) ------------- */
 
 /* Mapillary's evaluation height. */
 #define DG_SEG_EVAL_MAPILLARY_HEIGHT 1536
@@ -227,7 +227,7 @@ dg_status dg_seg_eval_transform(const dg_seg_eval_cfg *cfg, const dg_image *img,
         const dg_image *label, float *dst_img /* (3, out_h, out_w) */,
         uint8_t *dst_label /* (out_h, out_w) or NULL */);
 
-/* ---- classification (DATASETS.md §9.2) -------------------------------- */
+/* ---- classification (docs/datasets.md §9.2) -------------------------------- */
 
 typedef struct dg_cls_aug_cfg {
     int size;         /* 224: output S x S */
@@ -305,7 +305,7 @@ dg_status dg_cls_eval_transform(const dg_cls_aug_cfg *cfg, const dg_image *img,
         float *dst /* (3, S, S) */);
 
 /* MNIST-type data: x / 255 of img (H, W, C) into dst (C, H, W), no
- * augmentation, no normalisation (DATASETS.md §0). */
+ * augmentation, no normalisation (docs/datasets.md §0). */
 void dg_cls_transform_none(const dg_image *img, float *dst /* (C, H, W) */);
 
 #endif

@@ -1,5 +1,5 @@
 /* data/domainbed.c -- DomainBed image-folder datasets (see domainbed.h,
- * DATASETS.md §9.1). */
+ * docs/datasets.md §9.1). */
 #define _POSIX_C_SOURCE 200809L
 #include "data/domainbed.h"
 

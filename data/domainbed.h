@@ -1,4 +1,4 @@
-/* data/domainbed.h -- DomainBed image-folder datasets (DATASETS.md §9.1):
+/* data/domainbed.h -- DomainBed image-folder datasets (docs/datasets.md §9.1):
  * <root>/<domain>/<class>/<image>. Domains are the sorted sub-folders of
  * root (environment index = position); classes are the sorted class
  * folders. Images are found the way torchvision's ImageFolder finds them:

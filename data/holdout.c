@@ -1,5 +1,5 @@
 /* data/holdout.c -- the seeded 80/20 in/out split of a domain
- * (DATASETS.md §9.2, §12.4). */
+ * (docs/datasets.md §9.2, §12.4). */
 #include <string.h>
 
 #include "data/holdout.h"

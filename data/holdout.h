@@ -1,5 +1,5 @@
 /* data/holdout.h -- the per-domain in/out split of the classification
- * benchmarks (DomainBed's training-domain validation, DATASETS.md §9.2 and
+ * benchmarks (DomainBed's training-domain validation, docs/datasets.md §9.2 and
  * §12.4): a shuffle of the domain's items 0 .. n-1 on stream
  * (DG_RNG_SPLIT, domain) seeded by the trial seed; out = the first
  * floor(0.2 n) items, in = the rest. Used by Rotated Fashion-MNIST and the

@@ -1,6 +1,6 @@
 /* data/idx.h -- IDX files (the MNIST / Fashion-MNIST container), plain or
  * gzip-compressed (read through zlib, which passes plain files through), and
- * the MD5 digest used to check their decompressed bytes (DATASETS.md §12.1).
+ * the MD5 digest used to check their decompressed bytes (docs/datasets.md §12.1).
  *
  * Format (yann.lecun.com/exdb/mnist): bytes 0 0 <type> <ndims>, then ndims
  * big-endian uint32 dimensions, then the elements in row-major order. Only

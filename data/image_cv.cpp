@@ -1,6 +1,6 @@
-/* data/image_cv.cpp -- the project's one C++ file (STYLE.md §2.3): image
+/* data/image_cv.cpp -- the project's one C++ file (docs/style.md §2.3): image
  * decoding, encoding and resizing with OpenCV 4.6 behind the C interface
- * data/image_cv.h, and the network-input conversion (DATASETS.md §0).
+ * data/image_cv.h, and the network-input conversion (docs/datasets.md §0).
  *
  * Every entry point catches whatever OpenCV or the C++ library throws and
  * returns a dg_status after one log line naming the file (or the shapes) and
@@ -206,17 +206,6 @@ void dg_image_init(dg_image *img, int h, int w, int c) {
 void dg_image_free(dg_image *img) {
     dg_free(img->data);
     std::memset(img, 0, sizeof(*img));
-}
-
-int64_t dg_image_max_pixels(void) {
-    static int64_t limit = 0; /* read once; a benign race writes the same value */
-    if (limit == 0) {
-        const char *e = std::getenv("DGSEG_MAX_IMAGE_PIXELS");
-        char *end = nullptr;
-        const long long v = e ? std::strtoll(e, &end, 10) : 0;
-        limit = e && *e && end && !*end && v > 0 ? v : INT64_C(100000000);
-    }
-    return limit;
 }
 
 dg_status dg_image_read(const char *path, dg_image *out) {

@@ -1,7 +1,7 @@
 /* data/image_cv.h -- the C face of the project's one C++ file,
- * data/image_cv.cpp (STYLE.md §2.3): image decoding, PNG/JPEG writing and
+ * data/image_cv.cpp (docs/style.md §2.3): image decoding, PNG/JPEG writing and
  * resizing through OpenCV 4.6, and the network-input conversion
- * (DATASETS.md §0). C types only; no exception crosses this interface: every
+ * (docs/datasets.md §0). C types only; no exception crosses this interface: every
  * entry point catches OpenCV's exceptions and returns a dg_status after
  * logging the file (or the shapes) and OpenCV's message once.
  *
@@ -36,12 +36,6 @@ void dg_image_init(dg_image *img, int h, int w, int c);
 /* Releases data and zeroes the struct; safe on a zeroed struct. */
 void dg_image_free(dg_image *img);
 
-/* The decoded-image size limit in pixels: DGSEG_MAX_IMAGE_PIXELS from the
- * environment when set (a positive integer), else 100 million, five times
- * the largest frames of the real datasets (Mapillary's, about 20 MP). Images
- * and label PNGs whose header asks for more are refused before any pixel is
- * decoded or allocated. */
-int64_t dg_image_max_pixels(void);
 
 /* Decodes the image file at path (any format OpenCV reads: PNG, JPEG, ...;
  * the content decides, not the extension) to RGB8: cv::imdecode with
@@ -79,7 +73,7 @@ typedef enum dg_interp {
 dg_status dg_image_resize(const dg_image *src, int oh, int ow, dg_interp interp,
         dg_image *dst);
 
-/* ImageNet normalisation constants (DATASETS.md §0). */
+/* ImageNet normalisation constants (docs/datasets.md §0). */
 extern const float DG_IMAGENET_MEAN[3];
 extern const float DG_IMAGENET_STD[3];
 

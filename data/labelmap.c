@@ -1,5 +1,5 @@
 /* data/labelmap.c -- the 256-entry native -> trainId tables of
- * DATASETS.md §1.3 (Cityscapes, GTAV), §3 (SYNTHIA), §4 (BDD100K) and §5
+ * docs/datasets.md §1.3 (Cityscapes, GTAV), §3 (SYNTHIA), §4 (BDD100K) and §5
  * (Mapillary Vistas v1.2). See data/labelmap.h. */
 #include "data/labelmap.h"
 

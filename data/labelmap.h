@@ -1,15 +1,15 @@
 /* data/labelmap.h -- native label encodings to Cityscapes trainIds through
- * 256-entry lookup tables (DATASETS.md §0): every byte value has an entry,
+ * 256-entry lookup tables (docs/datasets.md §0): every byte value has an entry,
  * unknown values map to 255 (ignore), and a mapped label holds only
  * 0 .. 18 and 255.
  *
- * Tables (DATASETS.md): Cityscapes labelId -> trainId (§1.3, also GTAV's
+ * Tables (docs/datasets.md): Cityscapes labelId -> trainId (§1.3, also GTAV's
  * palette indices, §2), SYNTHIA class id -> trainId (§3,
  * shachoi/RobustNet datasets/synthia.py; 16-bit values above 255 map to
  * 255), BDD100K identity on 0 .. 18 (§4), Mapillary Vistas v1.2 ids
  * 0 .. 65 -> trainId (§5, shachoi/RobustNet datasets/mapillary.py).
  * Each table also records which native values are in the dataset's native
- * range (`dgseg verify` reports the others, DESIGN.md §4).
+ * range (`dgseg verify` reports the others, docs/design.md §4).
  *
  * Owns nothing; tables are plain values. */
 #ifndef DG_DATA_LABELMAP_H
@@ -55,7 +55,7 @@ void dg_labelmap_range_text(const dg_labelmap *m, char *buf, size_t size);
 uint64_t dg_labelmap_apply8(const dg_labelmap *m, const uint8_t *src,
         size_t stride, size_t n, uint8_t *dst);
 
-/* Same for 16-bit samples (SYNTHIA, DATASETS.md §3): values above 255 map
+/* Same for 16-bit samples (SYNTHIA, docs/datasets.md §3): values above 255 map
  * to 255 and count as outside the native range. */
 uint64_t dg_labelmap_apply16(const dg_labelmap *m, const uint16_t *src,
         size_t stride, size_t n, uint8_t *dst);

@@ -62,7 +62,7 @@ struct dg_loader {
     pthread_t *threads;      /* (n_threads) */
 };
 
-/* ---- centroids (DATASETS.md §7.3) --------------------------------------- */
+/* ---- centroids (docs/datasets.md §7.3) --------------------------------------- */
 
 void dg_class_centroids_free(dg_class_centroids *cc) {
     for (int k = 0; k < DG_LOADER_MAX_CLASSES; k++) dg_free(cc->c[k]);
@@ -154,7 +154,7 @@ static void shuffle_plain(dg_loader *l, int d, bool fill) {
     for (int64_t i = 0; i < n; i++) l->list[d][i] = make_ref(l, d, l->scratch[i]);
 }
 
-/* Class-uniform epoch list of DATASETS.md §7.3 on stream
+/* Class-uniform epoch list of docs/datasets.md §7.3 on stream
  * (DG_RNG_CLASS_UNIFORM, epoch + (d << 24)). */
 static void build_class_uniform(dg_loader *l, int d, long epoch) {
     const dg_class_centroids *cc = l->cfg.dom[d].cu;
@@ -407,7 +407,7 @@ dg_status dg_loader_create(const dg_loader_cfg *cfg, dg_loader **out) {
         }
         if ((int64_t)l->spe * per * S > (1 << 20)) {
             dg_log_error("loader: %lld samples per epoch exceed the augmentation stream's "
-                         "2^20 positions (DATASETS.md §12.2)", (long long)l->spe * per * S);
+                         "2^20 positions (docs/datasets.md §12.2)", (long long)l->spe * per * S);
             dg_free(l);
             return DG_STATUS_ERR_CONFIG;
         }

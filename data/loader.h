@@ -1,7 +1,7 @@
 /* data/loader.h -- batches for the trainers and evaluators: the samplers
  * (per-domain epochs, class-uniform epoch lists, sequential passes) and
  * background worker threads that load and augment whole batches into a
- * bounded queue (issue "Data" item 4; DATASETS.md §7.3, §7.6, §12.2,
+ * bounded queue (issue "Data" item 4; docs/datasets.md §7.3, §7.6, §12.2,
  * §12.5).
  *
  * A batch holds b samples of each of its S domains, domain-major: samples
@@ -18,7 +18,7 @@
  *     given order, is shuffled with stream (DG_RNG_SAMPLER, domain); that
  *     stream continues from epoch to epoch (epoch e's order depends on the
  *     draws of epochs 0 .. e-1, which a resumed loader replays).
- *   - Class-uniform (segmentation, class_uniform_pct > 0, DATASETS.md
+ *   - Class-uniform (segmentation, class_uniform_pct > 0, docs/datasets.md
  *     §7.3): the epoch list of domain d is built on stream
  *     (DG_RNG_CLASS_UNIFORM, epoch + (d << 24)): for each class with
  *     centroids, a shuffle of its centroid list taken cyclically for
@@ -89,7 +89,7 @@ typedef struct dg_sample_source {
     bool dense;   /* true: label has h*w entries (segmentation); false: 1 */
 } dg_sample_source;
 
-/* A class's centroids (DATASETS.md §7.3). */
+/* A class's centroids (docs/datasets.md §7.3). */
 typedef struct dg_centroid {
     int64_t item;  /* position in the domain's item list */
     int32_t y, x;  /* image coordinates */

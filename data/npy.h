@@ -1,5 +1,5 @@
 /* data/npy.h -- NumPy .npy files of little-endian float32 (`dgseg predict
- * --logits`, DESIGN.md §4): a writer producing exactly the bytes numpy.save
+ * --logits`, docs/design.md §4): a writer producing exactly the bytes numpy.save
  * writes (format version 1.0) and a validating reader for tests and tools.
  *
  * Format (numpy/lib/format.py): magic "\x93NUMPY", version bytes 1 0, a

@@ -13,12 +13,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data/png_io.h"
 
-#include "data/image_cv.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <png.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -48,6 +48,17 @@ const uint8_t DG_CITYSCAPES_PALETTE[256][3] = {
 /* ---- reading ------------------------------------------------------------- */
 
 /* State that changes while libpng runs (heap-allocated, see the header). */
+int64_t dg_image_max_pixels(void) {
+    static int64_t limit = 0; /* read once; a benign race writes the same value */
+    if (limit == 0) {
+        const char *e = getenv("DGSEG_MAX_IMAGE_PIXELS");
+        char *end = NULL;
+        const long long v = e ? strtoll(e, &end, 10) : 0;
+        limit = e && *e && end && !*end && v > 0 ? v : INT64_C(100000000);
+    }
+    return limit;
+}
+
 typedef struct png_rd {
     const char *path; /* borrowed */
     FILE *f;

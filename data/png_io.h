@@ -1,12 +1,12 @@
-/* data/png_io.h -- label PNGs through libpng only (DATASETS.md §0): raw
+/* data/png_io.h -- label PNGs through libpng only (docs/datasets.md §0): raw
  * samples without colour expansion (palette indices, 8-bit gray values,
  * 16-bit samples per channel), writers for paletted, 8-bit gray and 16-bit
  * RGB PNGs (prediction PNGs, test fixtures, `dgseg synth`), the Cityscapes
- * trainId palette (DATASETS.md §1.4) and the atomic file write shared by
+ * trainId palette (docs/datasets.md §1.4) and the atomic file write shared by
  * every writer in data/.
  *
  * Shape letters: H, W (pixels), C (samples per pixel). Pixel data is
- * row-major, interleaved: (H, W, C). Statuses follow STYLE.md §6: every
+ * row-major, interleaved: (H, W, C). Statuses follow docs/style.md §6: every
  * failure is logged once here, naming the file and libpng's message. */
 #ifndef DG_DATA_PNG_IO_H
 #define DG_DATA_PNG_IO_H
@@ -22,6 +22,13 @@ extern "C" {
 #endif
 
 #include "nets/core/common.h"
+
+/* The decoded-image size limit in pixels: DGSEG_MAX_IMAGE_PIXELS from the
+ * environment when set (a positive integer), else 100 million, five times
+ * the largest frames of the real datasets (Mapillary's, about 20 MP). Images
+ * and label PNGs whose header asks for more are refused before any pixel is
+ * decoded or allocated (here and by data/image_cv.h). */
+int64_t dg_image_max_pixels(void);
 
 /* Largest width or height the reader accepts; a header beyond it is treated
  * as corrupt rather than allocated. */
@@ -86,7 +93,7 @@ dg_status dg_png_write_gray8(const char *path, const uint8_t *src, int h, int w)
  * DG_STATUS_ERR_IO. */
 dg_status dg_png_write_gray16_rgb(const char *path, const uint16_t *src, int h, int w);
 
-/* The Cityscapes trainId palette (DATASETS.md §1.4): entries 0 .. 18 are the
+/* The Cityscapes trainId palette (docs/datasets.md §1.4): entries 0 .. 18 are the
  * class colours, every other entry (255 = ignore included) is black. */
 extern const uint8_t DG_CITYSCAPES_PALETTE[256][3];
 

@@ -1,5 +1,5 @@
 /* data/rotated_fmnist.c -- Rotated Fashion-MNIST construction
- * (see rotated_fmnist.h; DATASETS.md §12.1-§12.4).
+ * (see rotated_fmnist.h; docs/datasets.md §12.1-§12.4).
  * Shape letters: N (images), H = W = 28 (pixels). */
 #include "data/rotated_fmnist.h"
 

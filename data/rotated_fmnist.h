@@ -1,10 +1,10 @@
 /* data/rotated_fmnist.h -- the Rotated Fashion-MNIST benchmark
- * (DATASETS.md §12): the 70,000-image pool read from the Debian package's
+ * (docs/datasets.md §12): the 70,000-image pool read from the Debian package's
  * IDX files (§12.1), permuted on stream (DG_RNG_FMNIST_POOL, 0) seeded by
  * data.seed (§12.2), dealt into six domains rotated by 0, 15, ..., 75
  * degrees (§12.3); the per-trial in/out splits (§12.4) are data/holdout.h.
  * Built the DomainBed way (domainbed/datasets.py MultipleEnvironmentMNIST,
- * DATASETS.md §11). Never touches oneDNN.
+ * docs/datasets.md §11). Never touches oneDNN.
  * Shape letters: N (images), H = W = 28 (pixels). */
 #ifndef DG_DATA_ROTATED_FMNIST_H
 #define DG_DATA_ROTATED_FMNIST_H
@@ -61,7 +61,7 @@ void dg_rotated_fmnist_build(dg_rotated_fmnist *ds, const uint8_t *images,
 void dg_rotated_fmnist_free(dg_rotated_fmnist *ds);
 
 /* Rotates one image src (H, W) by theta_deg counter-clockwise as displayed
- * into dst (H, W) exactly as DATASETS.md §12.3 step 4: inverse mapping about
+ * into dst (H, W) exactly as docs/datasets.md §12.3 step 4: inverse mapping about
  * the centre 13.5 in double, bilinear with zero outside, floor(v + 0.5),
  * clamp to 0 .. 255. src and dst must not overlap. */
 void dg_rotated_fmnist_rotate(const uint8_t *src, uint8_t *dst, double theta_deg);

@@ -1,5 +1,5 @@
 /* data/seg_dataset.c -- the segmentation dataset readers of
- * DATASETS.md §1-§6: layout detection, directory scans and split lists,
+ * docs/datasets.md §1-§6: layout detection, directory scans and split lists,
  * image/label pairing, and loading with encoding and size checks.
  * See data/seg_dataset.h. Shape letters: H, W (pixels). */
 #define _POSIX_C_SOURCE 200809L

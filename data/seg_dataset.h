@@ -1,5 +1,5 @@
 /* data/seg_dataset.h -- segmentation dataset readers over the native
- * layouts of DATASETS.md §1-§6: `cityscapes`, `gtav`, `synthia`, `bdd100k`
+ * layouts of docs/datasets.md §1-§6: `cityscapes`, `gtav`, `synthia`, `bdd100k`
  * and `mapillary`. Opening a split scans its directories (or its split
  * list), pairs every image with its label by name and records missing
  * partners as problems; loading one pair decodes the image to RGB8 through
@@ -7,7 +7,7 @@
  * the label's encoding and that both sizes agree, and maps the label to
  * trainIds through the reader's 256-entry table (data/labelmap.h).
  *
- * Layouts accepted (DATASETS.md):
+ * Layouts accepted (docs/datasets.md):
  *   cityscapes  <root>[/leftImg8bit_trainvaltest]/leftImg8bit/<split>/<city>/
  *               <stem>_leftImg8bit.png with
  *               <root>[/gtFine_trainvaltest]/gtFine/<split>/<city>/
@@ -61,7 +61,7 @@ typedef struct dg_seg_pair {
 } dg_seg_pair;
 
 /* A problem found while scanning (the `dgseg verify` JSON's
- * {"file", "kind", "message"}, DESIGN.md §4). kind is "missing_label"
+ * {"file", "kind", "message"}, docs/design.md §4). kind is "missing_label"
  * (an image without its label; file = the image), "missing_image" (a label,
  * or a split-list entry, without its image; file = the label, or the
  * entry's image), "label_not_a_file" or "image_not_a_file" (the partner
@@ -93,7 +93,7 @@ typedef struct dg_seg_dataset {
     dg_log_level mismatch_level; /* level of the size-mismatch message:
                                     DG_LOG_ERROR (default; evaluation never
                                     skips) or DG_LOG_WARN for a trainer that
-                                    skips such pairs (STYLE.md §6 tier 3) */
+                                    skips such pairs (docs/style.md §6 tier 3) */
     struct dg_seg_oor_state *oor; /* owned: what the loads met outside the
                                      reader's native label range (atomic
                                      counters, every thread's loads) */
@@ -131,7 +131,7 @@ dg_status dg_seg_dataset_open(const char *reader_name, const char *root,
 dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
         const char *split, const dg_seg_open_opts *opts, dg_seg_dataset *ds);
 
-/* The split a reader's dataset is evaluated on as a target (DATASETS.md
+/* The split a reader's dataset is evaluated on as a target (docs/datasets.md
  * §7.5): "validation" for mapillary, "val" for the others. */
 const char *dg_seg_eval_split(const char *reader_name);
 

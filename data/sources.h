@@ -33,7 +33,7 @@ typedef struct dg_seg_train_source {
  * every load counts in the dataset (dg_seg_dataset_out_of_range). */
 void dg_seg_train_source_bind(dg_seg_train_source *s, dg_sample_source *src);
 
-/* Class-uniform centroids of every label of ds (DATASETS.md §7.3): tiles
+/* Class-uniform centroids of every label of ds (docs/datasets.md §7.3): tiles
  * of tile x tile pixels, 19 trainId classes, items = pair indices. Labels are
  * decoded in parallel (OpenMP) and merged in pair order, so the lists do not
  * depend on the thread count. cc is overwritten. A label that cannot be read

@@ -72,7 +72,7 @@ enum part { P_MAIN = 0, P_DARK, P_LIGHT, P_ACCENT };
 enum face { F_GROUND = 0, F_LEFT, F_RIGHT, F_FRONT, F_SKY };
 
 /* Native label value of each kind per style: GTAV palette indices and
- * Cityscapes gray values are labelIds (DATASETS.md §1.2), SYNTHIA class ids
+ * Cityscapes gray values are labelIds (docs/datasets.md §1.2), SYNTHIA class ids
  * (§3), BDD trainIds (§4), Mapillary v1.2 ids (§5). Ignore-mapped ids:
  * Cityscapes/GTAV 0 unlabeled, 1 ego vehicle, 4 static, 9 parking; SYNTHIA
  * 0 void, 13 parking-slot, 22 lanemarking; BDD 255; Mapillary 10 parking,
@@ -118,7 +118,7 @@ static bool kind_is_thing(int k) {
            k == K_RIDER_OTHER;
 }
 
-/* Cityscapes labelId colours (DATASETS.md §1.2): GTAV's label palette. */
+/* Cityscapes labelId colours (docs/datasets.md §1.2): GTAV's label palette. */
 static const uint8_t LABELID_PALETTE[34][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0},
         {0, 0, 0}, {0, 0, 0}, {111, 74, 0}, {81, 0, 81}, {128, 64, 128},
         {244, 35, 232}, {250, 170, 160}, {230, 150, 140}, {70, 70, 70},
@@ -155,7 +155,7 @@ static const uint8_t MAPILLARY_PALETTE[66][3] = {{165, 42, 42}, {0, 192, 0},
  * mapillary), 8-bit RGB before the per-image exposure, white balance,
  * saturation and contrast. Cars take a paint from style_def.car instead; the
  * sky is a gradient (style_def.sky_top, sky_hor). Source and target colours
- * of a class differ on purpose (DESIGN.md §7). */
+ * of a class differ on purpose (docs/design.md §7). */
 /* clang-format off */
 static const float PALETTE[K_N][DG_SYNTH_N_STYLES][3] = {
     /*                 gtav             synthia          cityscapes       bdd100k          mapillary */

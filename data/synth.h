@@ -1,7 +1,7 @@
 /* data/synth.h -- the embedded default segmentation benchmark of
- * `dgseg synth` (DESIGN.md §4, §7): deterministic street scenes with the 19
+ * `dgseg synth` (docs/design.md §4, §7): deterministic street scenes with the 19
  * Cityscapes classes, rendered in five visual styles and written in the
- * native layout and label encoding of each dataset (DATASETS.md §1-§5), so
+ * native layout and label encoding of each dataset (docs/datasets.md §1-§5), so
  * that the readers of data/seg_dataset.h read them unchanged.
  *
  * Scenes: a pinhole camera over a ground plane looks down a street canyon:
@@ -52,7 +52,7 @@
  * the project's (data.split_dir), so these lists are the ones read.
  *
  * Determinism: frame k of style s is drawn entirely from the stream
- * (seed, DG_RNG_SYNTH, (s << 24) | k) of DATASETS.md §12.2 and
+ * (seed, DG_RNG_SYNTH, (s << 24) | k) of docs/datasets.md §12.2 and
  * rendered by one thread, so the bytes written never depend on the number of
  * OpenMP threads (images are generated in parallel).
  *

@@ -21,7 +21,7 @@ void dg_confusion_reset(dg_confusion *cm) {
     memset(cm->c, 0, (size_t)(cm->k * cm->k) * sizeof(*cm->c));
 }
 
-/* A label must be a class or the ignore value (DATASETS.md §0). */
+/* A label must be a class or the ignore value (docs/datasets.md §0). */
 static bool counted(const dg_confusion *cm, int32_t gt) {
     if (gt == DG_METRICS_IGNORE) return false;
     DG_ASSERT(gt >= 0 && gt < cm->k);

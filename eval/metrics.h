@@ -1,14 +1,14 @@
-/* eval/metrics.h -- segmentation and classification metrics (DATASETS.md
+/* eval/metrics.h -- segmentation and classification metrics (docs/datasets.md
  * §8): the dataset-level confusion histogram C[gt][pred] (int64), per-class
  * IoU, mIoU and pixel accuracy from it in double, the argmax of logits with
  * ties going to the lowest class index, classification accuracy with the
  * same argmax rule, and the formatting of percentages for the JSON and
- * Markdown reports (DESIGN.md §4: IoU x100 with two decimals, NaN as null
+ * Markdown reports (docs/design.md §4: IoU x100 with two decimals, NaN as null
  * in JSON and an em dash in tables).
  *
  * The histogram equals cityscapesScripts' evalPixelLevelSemanticLabeling.py
  * on 19-class predictions and mmsegmentation's / RobustNet's histogram with
- * nanmean (DATASETS.md §8). Counts are integers, so sums and merges are
+ * nanmean (docs/datasets.md §8). Counts are integers, so sums and merges are
  * exact and independent of order and thread count.
  *
  * Owns: the histogram of a dg_confusion. Every other function borrows its
@@ -33,7 +33,7 @@ typedef struct dg_confusion {
     int64_t *c; /* owned (K, K): c[gt * K + pred] pixel counts */
 } dg_confusion;
 
-/* Seg scores of a histogram (DATASETS.md §8 steps 3-5). */
+/* Seg scores of a histogram (docs/datasets.md §8 steps 3-5). */
 typedef struct dg_seg_scores {
     double miou;          /* mean of the non-NaN IoUs; NaN when all are NaN */
     double pixel_acc;     /* sum_c C[c][c] / sum C; NaN when sum C = 0 */

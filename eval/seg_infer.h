@@ -1,5 +1,5 @@
 /* eval/seg_infer.h -- segmentation inference on one image at its own
- * resolution (DATASETS.md §7.5): logits (K, H, W) from a normalised image
+ * resolution (docs/datasets.md §7.5): logits (K, H, W) from a normalised image
  * (3, H, W), with any weight vector laid out like the caller's parameter
  * store (the trainer's live, slow or averaged weights; a checkpoint).
  *
@@ -111,7 +111,7 @@ dg_status dg_seg_infer_init(dg_seg_infer *s, dg_ctx *ctx, const dg_seg_infer_cfg
 dg_status dg_seg_infer_configure(dg_seg_infer *s, const dg_seg_infer_cfg *cfg);
 
 /* Logits (K, H, W) plain of image src (3, H, W) plain (already normalised,
- * DATASETS.md §0), with weights params (d) and BN running statistics
+ * docs/datasets.md §0), with weights params (d) and BN running statistics
  * stats (n_stats) in the init layout (read only). Overwrites logits.
  * Builds and caches an instance when the size is new. Returns DG_STATUS_OK
  * or DG_STATUS_ERR_SHAPE (logged, naming the tensor) when a new instance's

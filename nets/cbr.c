@@ -36,7 +36,7 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
 }
 
 /* w' = w * s and b' = beta + (b - mean) * s per output channel, with
- * s = gamma / sqrt(var + eps) (ALGORITHMS.md §2.1's eps). */
+ * s = gamma / sqrt(var + eps) (docs/algorithms.md §2.1's eps). */
 static void fold(dg_cbr *u, const dg_pass *p) {
     const dg_conv *c = &u->conv;
     const int64_t oc = c->cfg.oc, per = c->src_dims[1] * c->cfg.k * c->cfg.k;

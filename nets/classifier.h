@@ -7,7 +7,7 @@
 #ifndef DG_CLASSIFIER_H
 #define DG_CLASSIFIER_H
 
-#include "nets/model.h"
+#include "nets/network.h"
 
 void dg_classifier_init(dg_model *m, dg_ctx *ctx, int depth);
 

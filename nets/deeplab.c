@@ -136,7 +136,7 @@ static void deeplab_free(dg_model *m) {
 
 static const dg_model_ops deeplab_ops = {deeplab_forward, deeplab_backward, deeplab_free};
 
-/* Head convolutions: Kaiming-normal with fan_in, biases 0 (DATASETS.md §7.1). */
+/* Head convolutions: Kaiming-normal with fan_in, biases 0 (docs/datasets.md §7.1). */
 static void head_init(dg_model *m, const dg_conv *c, const char *weight_name) {
     dg_params_set_init(&m->ps, weight_name, DG_INIT_NORMAL,
             dg_init_kaiming_std(c->src_dims[1] * c->cfg.k * c->cfg.k));

@@ -1,5 +1,5 @@
 /* nets/deeplab.h -- DeepLabv3+ as RobustNet's DeepR50V3PlusD
- * (shachoi/RobustNet network/deepv3.py; DATASETS.md §7.1, DESIGN.md §6):
+ * (shachoi/RobustNet network/deepv3.py; docs/datasets.md §7.1, docs/design.md §6):
  * a dilated ResNet trunk (output stride 16 or 8), ASPP with an
  * image-pooling branch, a 1x1 branch and three 3x3 atrous branches (rates
  * 6/12/18 at OS16, 12/24/36 at OS8), concatenated as pool, b0..b3, projected
@@ -11,7 +11,7 @@
 #ifndef DG_DEEPLAB_H
 #define DG_DEEPLAB_H
 
-#include "nets/model.h"
+#include "nets/network.h"
 
 /* Registers the layers on m->src and m->ps (not yet allocated); depth is
  * the trunk's (18, 50, 101). */

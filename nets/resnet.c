@@ -1,5 +1,5 @@
 /* nets/resnet.c -- see resnet.h. Topology of torchvision's
- * torchvision/models/resnet.py (v1.5); dilation rule of DATASETS.md §7.1.
+ * torchvision/models/resnet.py (v1.5); dilation rule of docs/datasets.md §7.1.
  *
  * Memory of a training instance. Forward: the residual add overwrites the
  * last BN's output (no backward reads it: that BN has no ReLU and its

@@ -1,6 +1,6 @@
 /* nets/resnet.h -- torchvision's ResNet-18/34 (BasicBlock) and ResNet-50/101
  * (Bottleneck v1.5: the stride sits on the 3x3 conv), without avgpool/fc,
- * with DeepLab's output strides (DATASETS.md §7.1): at OS16 every block of
+ * with DeepLab's output strides (docs/datasets.md §7.1): at OS16 every block of
  * layer4, at OS8 every block of layer3 and layer4, runs its 3x3 conv(s) with
  * stride 1 and dilation 2 (layer4 at OS8: 4), padding = dilation, and its
  * projection shortcut with stride 1 -- the first block included, unlike

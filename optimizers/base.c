@@ -1,4 +1,4 @@
-/* optimizers/base.c -- the base optimizers of ALGORITHMS.md §3, with
+/* optimizers/base.c -- the base optimizers of docs/algorithms.md §3, with
  * PyTorch torch.optim semantics: SGD (coupled decay, momentum with
  * dampening 0, optional Nesterov), Adam (coupled L2 decay, bias correction,
  * no amsgrad) and AdamW (decoupled decay). Flat loops over the parameter
@@ -20,7 +20,7 @@ bool dg_optim_decays(const dg_optim *o, const dg_param_tensor *t) {
     return o->hp.wd_all || !(t->flags & DG_PARAM_NO_DECAY);
 }
 
-/* ALGORITHMS.md §3.1 */
+/* docs/algorithms.md §3.1 */
 static void sgd_update(dg_optim *o, float *w, const float *g, float lr) {
     const float mu = (float)o->hp.momentum;
     const float lambda = (float)o->hp.weight_decay;
@@ -53,7 +53,7 @@ static void sgd_update(dg_optim *o, float *w, const float *g, float lr) {
     o->t++;
 }
 
-/* ALGORITHMS.md §3.2 and §3.3: decoupled = AdamW (shrink decayed tensors
+/* docs/algorithms.md §3.2 and §3.3: decoupled = AdamW (shrink decayed tensors
  * by 1 - lr*lambda, then Adam on the plain gradient). */
 static void adam_core(dg_optim *o, float *w, const float *g, float lr, bool decoupled) {
     o->t++;
@@ -106,7 +106,7 @@ static const dg_optim_ops adam_ops = {"adam", adam_update, optim_reset};
 static const dg_optim_ops adamw_ops = {"adamw", adamw_update, optim_reset};
 static const dg_optim_ops *const optim_table[] = {&sgd_ops, &adam_ops, &adamw_ops};
 
-/* Range checks of the keys the base optimizers read (ALGORITHMS.md §16). */
+/* Range checks of the keys the base optimizers read (docs/algorithms.md §16). */
 static dg_status check_hparams(const dg_optim_ops *ops, const dg_optim_hparams *hp) {
     if (!(hp->weight_decay >= 0.0) || !isfinite(hp->weight_decay)) {
         dg_log_error("optim.weight_decay = %g: must be finite and >= 0", hp->weight_decay);

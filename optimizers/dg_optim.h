@@ -1,4 +1,4 @@
-/* optimizers/dg_optim.h -- the shared optimizer module (ALGORITHMS.md §1):
+/* optimizers/dg_optim.h -- the shared optimizer module (docs/algorithms.md §1):
  * base optimizers (SGD, Adam, AdamW, §3), learning-rate schedules (§4), the
  * methods that own a training step (ERM, Lookahead / LA for DG §5, SWAD §6,
  * SAM §7, ASAM §8, Lookbehind-SAM / -ASAM §9, DGSAM §10, SAF §11, MESA §12),
@@ -33,12 +33,12 @@ double dg_vec_dot(const float *a, const float *b, size_t n);
 /* sqrt(sum_i x[i]^2) in double; x: (n). */
 double dg_vec_norm2(const float *x, size_t n);
 /* y[i] <- y[i] + a*x[i]; y, x: (n). The ONE perturbation helper of the SAM
- * family (ALGORITHMS.md §0): every w <- w + c*v goes through it. */
+ * family (docs/algorithms.md §0): every w <- w + c*v goes through it. */
 void dg_vec_axpy(float *y, float a, const float *x, size_t n);
 /* dst <- src; (n) floats, no overlap. */
 void dg_vec_copy(float *dst, const float *src, size_t n);
 
-/* ---- schedules (optimizers/sched.c, ALGORITHMS.md §4) -------------------- */
+/* ---- schedules (optimizers/sched.c, docs/algorithms.md §4) -------------------- */
 
 typedef enum dg_sched_kind {
     DG_SCHED_POLY = 0,     /* lr * (1 - u)^power */
@@ -63,7 +63,7 @@ dg_status dg_sched_parse(const char *name, dg_sched_kind *kind);
  * in double, returned as f32. */
 float dg_sched_lr(const dg_sched *s, long ts);
 
-/* ---- closure (ALGORITHMS.md §1) ------------------------------------------ */
+/* ---- closure (docs/algorithms.md §1) ------------------------------------------ */
 
 #define DG_DOMAIN_ALL (-1)
 enum { DG_CLOSURE_BN_UPDATE = 1u << 0 }; /* this forward may update BN running stats */
@@ -106,7 +106,7 @@ typedef struct dg_logits {
     long n_valid;             /* denominator of the mean CE: samples or valid pixels */
 } dg_logits;
 
-/* ---- configuration (ALGORITHMS.md §16, the [optim] keys) ------------------
+/* ---- configuration (docs/algorithms.md §16, the [optim] keys) ------------------
  * `method`, `base` are passed to dg_method_create by name; `lr`, `schedule`,
  * `poly_power`, `warmup_steps`, `lr_min` belong to dg_sched (the trainer's).
  * Every other key is a field here; keys of other methods are ignored. The
@@ -198,7 +198,7 @@ typedef struct dg_method_cfg {
 /* Fills every field with its §16 default (run facts 0/false). */
 void dg_method_cfg_default(dg_method_cfg *cfg);
 
-/* ---- base optimizers (optimizers/base.c, ALGORITHMS.md §3) ---------------- */
+/* ---- base optimizers (optimizers/base.c, docs/algorithms.md §3) ---------------- */
 
 typedef struct dg_optim_hparams {
     double momentum;     /* SGD mu */
@@ -329,7 +329,7 @@ void dg_method_eval_weights(const dg_method *m, const dg_param_set *ps, const fl
  * with the three set to NULL, for every other method. */
 bool dg_method_second_weights(const dg_method *m, const char **label, const float **params,
         const float **stats);
-/* The method's loss term (ALGORITHMS.md §1 rule 2), called by the trainer's
+/* The method's loss term (docs/algorithms.md §1 rule 2), called by the trainer's
  * closure after it has computed the task CE and its gradient lz->diff_z,
  * before backward; epoch is the closure's sampler epoch. Returns 0 and
  * touches nothing when the method has no loss term; otherwise returns the

@@ -1,5 +1,5 @@
 /* optimizers/dgsam.c -- DGSAM, sequential per-domain sharpness-aware
- * minimisation (Song et al., arXiv 2503.23430), ALGORITHMS.md §10 (the
+ * minimisation (Song et al., arXiv 2503.23430), docs/algorithms.md §10 (the
  * project's interpretation stated there).
  *
  * One step: domain order pi from the method's RNG stream (seed, DG_RNG_DGSAM,

@@ -1,5 +1,5 @@
 /* optimizers/erm.c -- ERM: one closure call on the whole batch (the only one
- * of the step, so it carries DG_CLOSURE_BN_UPDATE, ALGORITHMS.md §2.3), one
+ * of the step, so it carries DG_CLOSURE_BN_UPDATE, docs/algorithms.md §2.3), one
  * base update. No state beyond the base optimizer's. */
 #include "method_impl.h"
 

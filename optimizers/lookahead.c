@@ -1,7 +1,7 @@
 /* optimizers/lookahead.c -- Lookahead (Zhang, Lucas, Hinton, Ba; arXiv
  * 1907.08610; michaelrzhang/lookahead) and large-LR Lookahead for DG with
  * its regularised variants LA+WA and LA+HA (Zhang, Qi, Shi, Gao; arXiv
- * 2309.06337; koncle/Lookahead-Large-LR), one rule: ALGORITHMS.md §5.3.
+ * 2309.06337; koncle/Lookahead-Large-LR), one rule: docs/algorithms.md §5.3.
  *
  * k fast steps of the base optimizer (optionally with the gradient of
  * la_reg_strength * mean_i (w_i - a_i)^2 added, anchor a = phi or h), then a
@@ -26,7 +26,7 @@ typedef struct la_state {
                         batch); -1 before the first step */
 } la_state;
 
-/* ALGORITHMS.md §5.3 step 2: g += (2 c / d) (w - a). */
+/* docs/algorithms.md §5.3 step 2: g += (2 c / d) (w - a). */
 static void la_reg_grad(float *g, const float *w, const float *a, float coef, size_t d) {
 #pragma omp parallel for simd schedule(static) if (d >= LA_PAR_MIN)
     for (size_t i = 0; i < d; i++) g[i] = g[i] + coef * (w[i] - a[i]);

@@ -1,6 +1,6 @@
 /* optimizers/lookbehind.c -- Lookbehind-SAM and Lookbehind-ASAM (Mordido et
  * al., arXiv 2307.16704; chandar-lab/Lookbehind-SAM lookbehind.py),
- * ALGORITHMS.md §9.
+ * docs/algorithms.md §9.
  *
  * One step on one minibatch: phi <- w, theta <- w; k times: ascent gradient
  * at the chain point w (only the very first closure call of the step carries

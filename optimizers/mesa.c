@@ -1,6 +1,6 @@
 /* optimizers/mesa.c -- MESA, the memory-efficient sharpness-aware variant
  * of SAF (Du et al., arXiv 2205.14083; AngusDujw/SAF MESA_train.py, timm
- * timm/utils/model_ema.py), ALGORITHMS.md §12.
+ * timm/utils/model_ema.py), docs/algorithms.md §12.
  *
  * The teacher is an exponential moving average of the model (parameters and
  * BN statistics). One step:

@@ -1,7 +1,7 @@
 /* optimizers/method.c -- the method registry (creation by name), the §16
  * configuration defaults, the trainer-facing wrappers (step, schedule step,
  * evaluated and second weights, loss term, finish), the common part of the
- * state I/O (ALGORITHMS.md §1, §13, §16) and the KL distillation helper
+ * state I/O (docs/algorithms.md §1, §13, §16) and the KL distillation helper
  * shared by SAF and MESA (§11, §12, checked against §15.7).
  *
  * Owns (per method): the dg_method struct, its base optimizer, buf[0..3]

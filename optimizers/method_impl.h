@@ -20,7 +20,7 @@ dg_status dg_method_init_lookbehind_asam(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_saf(dg_method *m, const dg_param_set *ps);
 dg_status dg_method_init_mesa(dg_method *m, const dg_param_set *ps);
 
-/* The distillation term of SAF (ALGORITHMS.md §11 steps 5-7) and MESA (§12
+/* The distillation term of SAF (docs/algorithms.md §11 steps 5-7) and MESA (§12
  * step 5) for one unit u (a sample, or a pixel): dg_loss_kl_unit
  * (nets/core/loss.h) with a constant stride, the one KL both take so they
  * never diverge: with p = softmax(zt/tau) (teacher, or the
@@ -33,7 +33,7 @@ dg_status dg_method_init_mesa(dg_method *m, const dg_param_set *ps);
 double dg_method_kl_distill(const float *zt, size_t st, const float *zs, size_t ss,
         float *diff, int c, double tau, double coef);
 
-/* Lookbehind's adaptive alpha (ALGORITHMS.md §9): (1 + cos(a, b))/2 with
+/* Lookbehind's adaptive alpha (docs/algorithms.md §9): (1 + cos(a, b))/2 with
  * cos = dot / max(sqrt(na2)*sqrt(nb2), 1e-8), clamped to [0, 1]; dot = <a, b>,
  * na2 = ||a||^2, nb2 = ||b||^2 (double). */
 /* ASAM's scaling g_i <- T_i * g_i, T_i = |w_i| + eta on the spans of

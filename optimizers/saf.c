@@ -1,5 +1,5 @@
 /* optimizers/saf.c -- SAF, sharpness-aware training for free (Du et al.,
- * arXiv 2205.14083; AngusDujw/SAF SAF_train.py), ALGORITHMS.md §11.
+ * arXiv 2205.14083; AngusDujw/SAF SAF_train.py), docs/algorithms.md §11.
  *
  * A trajectory loss: the current logits of each training sample are pulled
  * toward the logits the same sample produced E epochs earlier,
@@ -58,7 +58,7 @@ static bool saf_window(const dg_method_cfg *cfg, int epoch) {
     return epoch > cfg->saf_start_epoch && (cfg->saf_end_epoch < 0 || epoch < cfg->saf_end_epoch);
 }
 
-/* ALGORITHMS.md §11 loss_term, steps 2-9. Serial over the batch: a sample id
+/* docs/algorithms.md §11 loss_term, steps 2-9. Serial over the batch: a sample id
  * may occur twice in one batch, and B*C is small. */
 static double saf_loss_term(dg_method *m, const dg_logits *lz, int epoch) {
     saf_state *st = m->priv;
@@ -165,8 +165,8 @@ static dg_status saf_check(const dg_method_cfg *cfg) {
         return DG_STATUS_ERR_CONFIG;
     }
     if (cfg->segmentation) {
-        dg_log_error("optim.method = saf: classification only (ALGORITHMS.md §11): a per-pixel "
-                "logit bank is infeasible (19 classes, 768x768 crops, 12,388 GTAV images and "
+        dg_log_error("optim.method = saf: classification only (docs/algorithms.md §11): a "
+                "per-pixel logit bank is infeasible (19 classes, 768x768 crops, 12,388 GTAV images and "
                 "saf_epochs_back = 2 need about 1.7 TB) and random scaling, cropping and "
                 "flipping leave a pixel no stable identity across epochs");
         return DG_STATUS_ERR_CONFIG;

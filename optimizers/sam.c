@@ -1,5 +1,5 @@
 /* optimizers/sam.c -- SAM (Foret et al., arXiv 2010.01412; davda54/sam
- * sam.py), ALGORITHMS.md §7, and ASAM (Kwon et al., arXiv 2102.11600;
+ * sam.py), docs/algorithms.md §7, and ASAM (Kwon et al., arXiv 2102.11600;
  * SamsungLabs/ASAM asam.py), §8.
  *
  * One step: gradient at w (the only call with DG_CLOSURE_BN_UPDATE),
@@ -12,7 +12,7 @@
  * Owns: buf[0] = w0 (d), the saved weights (scratch, not checkpointed).
  * ASAM builds T (.) g and then T^2 (.) g in place in ps->grad, which the
  * second closure call overwrites anyway; with every T_i = 1 it performs
- * exactly SAM's arithmetic (ALGORITHMS.md §14 invariant 19). */
+ * exactly SAM's arithmetic (docs/algorithms.md §14 invariant 19). */
 #include <math.h>
 
 #include "method_impl.h"

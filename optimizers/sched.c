@@ -1,4 +1,4 @@
-/* optimizers/sched.c -- learning-rate schedules (ALGORITHMS.md §4): linear
+/* optimizers/sched.c -- learning-rate schedules (docs/algorithms.md §4): linear
  * warm-up, then poly, cosine or constant over the remaining steps. lr(0) is
  * the base rate without warm-up, as PyTorch's LambdaLR stepped after every
  * iteration (shachoi/RobustNet). */

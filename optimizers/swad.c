@@ -1,6 +1,6 @@
 /* optimizers/swad.c -- SWAD, dense stochastic weight averaging inside a
  * loss valley (Cha et al., arXiv 2102.08604; khanrc/swad domainbed/swad.py,
- * domainbed/trainer.py), ALGORITHMS.md §6.
+ * domainbed/trainer.py), docs/algorithms.md §6.
  *
  * step: one plain base-optimizer step (the only closure call carries
  * DG_CLOSURE_BN_UPDATE), then the post-step w joins the open segment's

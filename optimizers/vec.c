@@ -1,5 +1,5 @@
 /* optimizers/vec.c -- flat-vector helpers of the optimizer module
- * (ALGORITHMS.md §0): dot product and L2 norm accumulated in double, the
+ * (docs/algorithms.md §0): dot product and L2 norm accumulated in double, the
  * shared perturbation helper axpy, copy.
  *
  * Reductions split the vector into at most DG_VEC_MAX_BLOCKS blocks whose

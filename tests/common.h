@@ -1,5 +1,5 @@
 /* tests/common.h -- comparison, deterministic fills and oneDNN memory
- * helpers shared by every suite (STYLE.md §11). */
+ * helpers shared by every suite (docs/style.md §11). */
 #ifndef DG_TESTS_COMMON_H
 #define DG_TESTS_COMMON_H
 

@@ -1,5 +1,5 @@
 /* tests/test_augment.c -- data/augment.h: segmentation and classification
- * augmentation and evaluation transforms (DATASETS.md §7.4, §7.5, §9.2).
+ * augmentation and evaluation transforms (docs/datasets.md §7.4, §7.5, §9.2).
  *
  * Geometry: an image whose colours encode its label (large regions) keeps
  * image and label aligned through scale, pad, crop and flip over many

@@ -1,4 +1,4 @@
-/* tests/test_cli.c -- the real `dgseg` binary as users run it (DESIGN.md
+/* tests/test_cli.c -- the real `dgseg` binary as users run it (docs/design.md
  * §4 exit codes, §9 reliability): every check forks and execs the dgseg
  * of the same build (DG_DGSEG_PATH), captures its stdout and stderr into
  * files and waits with a time limit, so that a hang fails the test instead

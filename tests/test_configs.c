@@ -3,7 +3,7 @@
  * sections and keys, values in range, cross-key rules. The file names say
  * what a config runs (<benchmark>-<method>.ini), so the names are checked
  * against the contents too: the task of the benchmark prefix, the method of
- * the suffix, the classification track's optimizer (ALGORITHMS.md §16:
+ * the suffix, the classification track's optimizer (docs/algorithms.md §16:
  * Adam, no weight decay, constant rate, evaluations on) and LA at 5x the
  * ERM rate of the same benchmark. Training from them is smoke-tested by
  * scripts/smoke-configs on `dgseg synth` output and fake DomainBed trees. */
@@ -134,7 +134,7 @@ START_TEST(every_config_loads_and_validates) {
 END_TEST
 
 /* The method named by the suffix is the one configured; the classification
- * track's settings (ALGORITHMS.md §16, DATASETS.md §9.2, §12.6). */
+ * track's settings (docs/algorithms.md §16, docs/datasets.md §9.2, §12.6). */
 START_TEST(names_match_contents) {
     char *dirp = configs_dir();
     int n = 0, checked = 0;
@@ -166,7 +166,7 @@ START_TEST(names_match_contents) {
                         "%s: DomainBed needs a pretrained resnet50, frozen BN, batch 32",
                         names[i]);
         }
-        /* SWAD's decisions follow the trainer's evaluations (ALGORITHMS.md §6) */
+        /* SWAD's decisions follow the trainer's evaluations (docs/algorithms.md §6) */
         if (!strcmp(cfg.method, "swad") && b->task == DG_TASK_CLASSIFICATION)
             ck_assert_msg(cfg.eval_every == cfg.optim.swad_eval_every,
                     "%s: train.eval_every %ld != optim.swad_eval_every %ld", names[i],
@@ -180,7 +180,7 @@ START_TEST(names_match_contents) {
 }
 END_TEST
 
-/* LA runs at 5x the ERM rate of the same benchmark (ALGORITHMS.md §5.3). */
+/* LA runs at 5x the ERM rate of the same benchmark (docs/algorithms.md §5.3). */
 START_TEST(lookahead_at_five_times_erm) {
     char *dirp = configs_dir();
     int n = 0, pairs = 0;

@@ -1,4 +1,4 @@
-/* tests/test_core.c -- the engine core: SplitMix64 streams (DATASETS.md
+/* tests/test_core.c -- the engine core: SplitMix64 streams (docs/datasets.md
  * §12.2), the parameter store and its initialisers, ports, the shared
  * scratchpad and the checking macros. */
 #include <math.h>
@@ -74,7 +74,7 @@ START_TEST(rng_derived_draws_have_the_right_ranges_and_moments) {
 END_TEST
 
 START_TEST(rng_shuffle_follows_the_spec_loop) {
-    /* DATASETS.md §12.2: for i = n-1 down to 1: j = below(i+1), swap. */
+    /* docs/datasets.md §12.2: for i = n-1 down to 1: j = below(i+1), swap. */
     int64_t a[5] = {0, 1, 2, 3, 4}, e[5] = {0, 1, 2, 3, 4};
     dg_rng r, q;
     dg_rng_init(&r, 3, DG_RNG_FMNIST_POOL, 0);

@@ -1,5 +1,5 @@
 /* tests/test_domainbed.c -- DomainBed image folders (data/domainbed.h,
- * DATASETS.md §9.1) and the in/out split (data/holdout.h, §9.2) on trees
+ * docs/datasets.md §9.1) and the in/out split (data/holdout.h, §9.2) on trees
  * of real PNG/JPEG files written here: sorted domains and classes, the
  * ImageFolder file order (by folder, then name: dog/b.png before dog/a/y.png,
  * folder "a" before "a b" although the full path "a b/z" sorts before "a/y"), extension

@@ -1,6 +1,6 @@
 /* tests/test_eval.c -- the evaluation module (eval/): the confusion
  * histogram, IoU / mIoU / pixel accuracy on hand-made cases and against an
- * independent per-class computation (DATASETS.md §8), argmax ties,
+ * independent per-class computation (docs/datasets.md §8), argmax ties,
  * classification accuracy and report formatting; segmentation inference on
  * deeplabv3plus-r18 (K = 19) at tiny sizes: the inference layout against
  * the trainer's (training instance with the auxiliary head), whole-image
@@ -108,7 +108,7 @@ START_TEST(merge_of_two_halves_equals_one_pass) {
 }
 END_TEST
 
-/* DATASETS.md §8 computed another way: per class, |gt = c and pred = c|
+/* docs/datasets.md §8 computed another way: per class, |gt = c and pred = c|
  * over |gt = c or pred = c| on valid pixels, straight from the arrays;
  * nanmean; correct / valid. */
 START_TEST(miou_equals_an_independent_computation) {

@@ -1,5 +1,5 @@
 /* tests/test_faults.c -- fault injection on the real `dgseg train` (issue
- * 24; DESIGN.md §9 reliability), through the process helpers of
+ * 24; docs/design.md §9 reliability), through the process helpers of
  * tests/proc.h.
  *
  * Kill anywhere: a Lookahead run (3 steps, a checkpoint at step 2, a final

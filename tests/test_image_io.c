@@ -779,7 +779,7 @@ START_TEST(label_16bit_samples_keep_values_above_255) {
 END_TEST
 
 START_TEST(label_cityscapes_palette_write_reads_back) {
-    /* DATASETS.md §1.4 spot checks. */
+    /* docs/datasets.md §1.4 spot checks. */
     static const uint8_t road[3] = {128, 64, 128}, sky[3] = {70, 130, 180},
                          bicycle[3] = {119, 11, 32}, black[3] = {0, 0, 0};
     ck_assert_mem_eq(DG_CITYSCAPES_PALETTE[0], road, 3);

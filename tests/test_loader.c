@@ -4,7 +4,7 @@
  * the sample's augmentation stream (as a fraction), x[3] = sample id; the
  * label of a dense sample holds item + pixel index.
  *
- * Checks: epoch lists reproduced from the DATASETS.md §12.2 stream
+ * Checks: epoch lists reproduced from the docs/datasets.md §12.2 stream
  * definitions (plain: stream (3, d) continuing across epochs; class-uniform:
  * §7.3 composition on stream (7, epoch)); every item at most once per plain
  * epoch; domain-major batches and global sample ids; the augmentation

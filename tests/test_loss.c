@@ -1,6 +1,6 @@
 /* tests/test_loss.c -- softmax cross-entropy and the SAF/MESA KL term
  * against the naive double references (tests/ref/loss_ref.c), the
- * references against finite differences, ALGORITHMS.md §15.7, ignore and
+ * references against finite differences, docs/algorithms.md §15.7, ignore and
  * abort behaviour, layouts and thread-count independence.
  *
  * Shapes: N batch, C classes, H height, W width, P = H*W. */
@@ -223,7 +223,7 @@ START_TEST(loss_thread_count_does_not_change_result) {
 }
 END_TEST
 
-/* ALGORITHMS.md §15.7: tau = 5, teacher (5 ln 3, 0), student (0, 0). */
+/* docs/algorithms.md §15.7: tau = 5, teacher (5 ln 3, 0), student (0, 0). */
 START_TEST(kl_toy_matches_spec) {
     int64_t dims[2] = {1, 2};
     float z[2] = {0.f, 0.f};
@@ -241,7 +241,7 @@ START_TEST(kl_toy_matches_spec) {
         ck_assert(dg_loss_ce_compute(&l, &ctx, ignore) == 0.0);
         dg_loss_view s = dg_loss_ce_view(&l);
         double got = dg_loss_kl_add(&s, teacher, NULL, 5.0, lambdas[i]);
-        /* "Close" as ALGORITHMS.md §14; the f32 teacher logit 5 ln 3 alone
+        /* "Close" as docs/algorithms.md §14; the f32 teacher logit 5 ln 3 alone
          * moves the loss by about 1e-7. */
         DG_ASSERT_CLOSE64(&got, &want_loss[i], 1, 1e-6, 1e-6);
         if (i == 0) {

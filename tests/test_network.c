@@ -1,6 +1,6 @@
 /* tests/test_network.c -- layers composed into networks: a tiny
  * conv-BN-ReLU-pool-linear net trained with plain SGD on a separable task,
- * whole-model directional derivatives (STYLE.md §11 level 3), and the proof
+ * whole-model directional derivatives (docs/style.md §11 level 3), and the proof
  * that training steps after the first allocate nothing. */
 #include <math.h>
 #include <stdio.h>
@@ -206,7 +206,7 @@ static void model_run_free(model_run *r) {
 START_TEST(mnist_cnn_has_domainbed_parameter_count_and_names) {
     model_run r;
     model_run_init(&r, "mnist-cnn", 2, 28);
-    ck_assert_uint_eq(r.m.ps.d, 371850); /* DATASETS.md §10 */
+    ck_assert_uint_eq(r.m.ps.d, 371850); /* docs/datasets.md §10 */
     ck_assert_uint_eq(r.m.ps.n_stats, 0);
     ck_assert_ptr_nonnull(dg_params_find(&r.m.ps, "featurizer.conv4.bias"));
     ck_assert_ptr_nonnull(dg_params_find(&r.m.ps, "featurizer.bn3.weight"));

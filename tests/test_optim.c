@@ -1,5 +1,5 @@
 /* tests/test_optim.c -- the optimizer module (optimizers/dg_optim.h) against
- * ALGORITHMS.md §14 (invariants) and §15 (toy problems): base optimizers
+ * docs/algorithms.md §14 (invariants) and §15 (toy problems): base optimizers
  * (closed forms in double, §15.1 values, decay exemptions, reset), schedules,
  * flat-vector helpers, Lookahead / LA for DG (§5.3, §15.3 cycles, hooks),
  * SAM and ASAM (§15.2, rho = 0, unscaled ASAM, restore by copy, call

@@ -1,5 +1,5 @@
 /* tests/test_optim_lookbehind.c -- Lookbehind-SAM and Lookbehind-ASAM
- * (optimizers/lookbehind.c) against ALGORITHMS.md §9, §14 invariants 20,
+ * (optimizers/lookbehind.c) against docs/algorithms.md §9, §14 invariants 20,
  * 21, 24 and the §15.5 toy: k = 1 with static alpha = 1 equals SAM (ASAM)
  * bit for bit, the hand-worked chain points, fast and slow weights for
  * static and adaptive alpha, the adaptive-alpha helper values, per-tensor

@@ -1,4 +1,4 @@
-/* tests/test_optim_saf_mesa.c -- SAF (optimizers/saf.c, ALGORITHMS.md §11)
+/* tests/test_optim_saf_mesa.c -- SAF (optimizers/saf.c, docs/algorithms.md §11)
  * and MESA (optimizers/mesa.c, §12) against §14 invariants 24 and 26-29 and
  * the §15.7 KL toy: a hand-computed first active SAF step, the KL term and
  * its gradient through the real interface (dg_method_loss_term called from

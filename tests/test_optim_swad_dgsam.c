@@ -1,5 +1,5 @@
 /* tests/test_optim_swad_dgsam.c -- SWAD (optimizers/swad.c) against
- * ALGORITHMS.md §6, §14 invariants 14-16 and the §15.4 scripted losses:
+ * docs/algorithms.md §6, §14 invariants 14-16 and the §15.4 scripted losses:
  * the average equals the mean of the accepted iterates, the scripted
  * scenarios give the stated start and end segments, stop step and average,
  * the end-of-training rule and the cumulative BN refresh at the average,

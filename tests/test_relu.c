@@ -1,5 +1,5 @@
 /* tests/test_relu.c -- ReLU forward and backward, exact on half-integer
- * inputs (STYLE.md §11 Snippet 3), in plain and blocked layouts; and the
+ * inputs (docs/style.md §11 Snippet 3), in plain and blocked layouts; and the
  * DG_DNNL check aborting on a failing oneDNN call.
  * Shapes: N batch, C channels, H height, W width. */
 #include <signal.h>

@@ -1,5 +1,5 @@
 /* tests/test_rotated_fmnist.c -- IDX reader and MD5 (data/idx.h) and the
- * Rotated Fashion-MNIST benchmark (data/rotated_fmnist.h, DATASETS.md §12).
+ * Rotated Fashion-MNIST benchmark (data/rotated_fmnist.h, docs/datasets.md §12).
  *
  * IDX: MD5 against the RFC 1321 vectors; plain and gzip round trips of
  * files written here (gzip through zlib's gzopen/gzwrite); every truncation

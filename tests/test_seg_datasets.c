@@ -1,6 +1,6 @@
 /* tests/test_seg_datasets.c -- segmentation dataset readers
  * (data/seg_dataset.h) and their label tables (data/labelmap.h) on
- * miniature datasets written in each native layout of DATASETS.md §1-§5:
+ * miniature datasets written in each native layout of docs/datasets.md §1-§5:
  * Cityscapes (both nestings, gray labelIds), GTAV (flat with split lists,
  * RobustNet per-split folders; paletted labelIds), SYNTHIA (16-bit RGB
  * labels, ids above 255), BDD100K (both layouts, JPEG images, gray
@@ -59,16 +59,16 @@ static void remove_dir(void) {
 
 /* ---- spec tables, transcribed by hand ------------------------------------ */
 
-/* DATASETS.md §1.2, labelId 0 .. 33 -> trainId. */
+/* docs/datasets.md §1.2, labelId 0 .. 33 -> trainId. */
 static const uint8_t CS_TABLE[34] = {255, 255, 255, 255, 255, 255, 255, 0, 1,
         255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8, 9, 10, 11, 12, 13,
         14, 15, 255, 255, 16, 17, 18};
 
-/* DATASETS.md §3, SYNTHIA id 0 .. 22 -> trainId. */
+/* docs/datasets.md §3, SYNTHIA id 0 .. 22 -> trainId. */
 static const uint8_t SYN_TABLE[23] = {255, 10, 2, 0, 1, 4, 8, 5, 13, 7, 11, 18,
         17, 255, 255, 6, 9, 12, 14, 15, 16, 3, 255};
 
-/* DATASETS.md §5 "By trainId": the Mapillary ids of trainId t, -1 ends. */
+/* docs/datasets.md §5 "By trainId": the Mapillary ids of trainId t, -1 ends. */
 static const int MAP_BY_TRAIN[19][4] = {{13, 24, 41, -1}, {2, 15, -1}, {17, -1},
         {6, -1}, {3, -1}, {45, 47, -1}, {48, -1}, {50, -1}, {30, -1}, {29, -1},
         {27, -1}, {19, -1}, {20, 21, 22, -1}, {55, -1}, {61, -1}, {54, -1},

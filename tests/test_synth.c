@@ -249,7 +249,7 @@ static void read_raw_labels(const char *root, const char *reader,
     dg_seg_dataset_free(&ds);
 }
 
-/* DATASETS.md §1.2: colour of labelId 0 .. 33, transcribed by hand. */
+/* docs/datasets.md §1.2: colour of labelId 0 .. 33, transcribed by hand. */
 static const uint8_t CS_COLOURS[34][3] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0},
         {0, 0, 0}, {0, 0, 0}, {111, 74, 0}, {81, 0, 81}, {128, 64, 128},
         {244, 35, 232}, {250, 170, 160}, {230, 150, 140}, {70, 70, 70},
@@ -322,7 +322,7 @@ START_TEST(synth_native_encodings_and_palettes) {
     ck_assert(seen[2][1]);   /* Cityscapes: ego vehicle in every frame */
     ck_assert(seen[3][255]); /* BDD: unknown */
     ck_assert(seen[1][22]);  /* SYNTHIA: lane marking, ignored */
-    /* Mapillary: several native ids per trainId (DATASETS.md §5) and ids
+    /* Mapillary: several native ids per trainId (docs/datasets.md §5) and ids
      * that map to ignore. */
     static const int PAIRS[4][2] = {{13, 24}, {2, 15}, {45, 47}, {20, 21}};
     for (int k = 0; k < 4; k++)

@@ -136,7 +136,7 @@ static void resume_case(const char *name, const char *extra) {
 START_TEST(lookahead_resume_is_exact) { resume_case("la", NULL); }
 END_TEST
 
-/* DGSAM with one source domain is SAM (ALGORITHMS.md §10 with S = 1: one
+/* DGSAM with one source domain is SAM (docs/algorithms.md §10 with S = 1: one
  * ascent step, the descent gradient at the perturbed point): it trains
  * instead of asking for a sub-batch that does not exist, and ends where
  * SAM ends. */
@@ -789,7 +789,7 @@ END_TEST
 /* MESA's teacher in the classification trainer: evaluated at the same
  * points ("eval2"), reported as a second row and by dgseg eval as a second
  * model. mesa_decay = 0 makes the teacher the model after every step
- * (ALGORITHMS.md §14.27), so its accuracies equal the student's; with
+ * (docs/algorithms.md §14, invariant 27), so its accuracies equal the student's; with
  * mesa_decay = 1 it never changes, so its accuracies stay put. */
 START_TEST(mesa_teacher_is_a_second_classification_row) {
     char path[256];

@@ -101,7 +101,7 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
 }
 
 /* running <- (1 - momentum)*running + momentum*batch, the variance term
- * unbiased (ALGORITHMS.md §2.1); C values, accumulated in double. momentum
+ * unbiased (docs/algorithms.md §2.1); C values, accumulated in double. momentum
  * is the pass's bn_momentum when set (cumulative refresh), else 0.1. */
 static void update_running(const dg_bn *l, dg_ctx *ctx, float *stats, double momentum) {
     const int64_t c = l->dims[1];

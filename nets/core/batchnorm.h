@@ -3,7 +3,7 @@
  * (dnnl_use_scale | dnnl_use_shift), optional fused ReLU
  * (dnnl_fuse_norm_relu, its mask kept in a workspace for backward).
  *
- * Statistics (ALGORITHMS.md §2.1, §2.2):
+ * Statistics (docs/algorithms.md §2.1, §2.2):
  * - train pass, not frozen: batch statistics; oneDNN writes the batch mean
  *   and the BIASED batch variance into memories the layer owns (backward
  *   reads them). With pass->update_stats the running statistics in

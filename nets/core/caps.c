@@ -5,7 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dnnl_util.h"
+/* The probe builds primitive descriptors only; it takes nothing from
+ * dnnl_util (which includes this module for dg_ctx.caps). A descriptor that
+ * oneDNN refuses to initialise means "not implemented here", like a pd
+ * that does not build. */
+static bool md_init(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, dnnl_data_type_t dt,
+        dnnl_format_tag_t tag) {
+    dnnl_dims_t d = {0}; /* the full-size array the call's prototype names */
+    memcpy(d, dims, (size_t)ndims * sizeof(d[0]));
+    return dnnl_memory_desc_init_by_tag(md, ndims, d, dt, tag) == dnnl_success;
+}
 
 static const struct {
     dnnl_cpu_isa_t isa;
@@ -51,23 +60,27 @@ static bool builds(dnnl_engine_t eng, const void *op, const_dnnl_primitive_desc_
 static bool conv_builds(dnnl_engine_t eng, dnnl_data_type_t cdt, dnnl_alg_kind_t alg,
         bool training) {
     const int64_t sd[4] = {1, 16, 8, 8}, wd[4] = {16, 16, 3, 3}, bd[1] = {16};
-    dnnl_memory_desc_t src = dg_md_any_dt(4, sd, cdt), wei = dg_md_any_dt(4, wd, cdt);
-    dnnl_memory_desc_t dst = dg_md_any(4, sd), src32 = dg_md_any(4, sd), w32 = dg_md_any(4, wd);
-    dnnl_memory_desc_t bias = dg_md_plain(1, bd, dnnl_x);
+    const dnnl_format_tag_t any = dnnl_format_tag_any;
+    dnnl_memory_desc_t src, wei, dst, src32, w32, bias;
+    if (!md_init(&src, 4, sd, cdt, any) || !md_init(&wei, 4, wd, cdt, any) ||
+            !md_init(&dst, 4, sd, dnnl_f32, any) || !md_init(&src32, 4, sd, dnnl_f32, any) ||
+            !md_init(&w32, 4, wd, dnnl_f32, any) || !md_init(&bias, 1, bd, dnnl_f32, dnnl_x))
+        return false;
     const dnnl_dims_t one = {1, 1}, zero = {0, 0};
     dnnl_convolution_desc_t fd, bdd, bwd;
-    DG_DNNL(dnnl_dilated_convolution_forward_desc_init(&fd,
-            training ? dnnl_forward_training : dnnl_forward_inference, alg, &src, &wei, &bias,
-            &dst, one, zero, one, one));
+    if (dnnl_dilated_convolution_forward_desc_init(&fd,
+                training ? dnnl_forward_training : dnnl_forward_inference, alg, &src, &wei, &bias,
+                &dst, one, zero, one, one) != dnnl_success)
+        return false;
     dnnl_primitive_desc_t fwd = NULL;
     if (!builds(eng, &fd, NULL, &fwd)) return false;
     bool ok = true;
     if (training) {
-        DG_DNNL(dnnl_dilated_convolution_backward_data_desc_init(&bdd, alg, &src32, &wei, &src,
-                one, zero, one, one));
-        DG_DNNL(dnnl_dilated_convolution_backward_weights_desc_init(&bwd, alg, &src, &w32,
-                &bias, &src, one, zero, one, one));
-        ok = builds(eng, &bdd, fwd, NULL) && builds(eng, &bwd, fwd, NULL);
+        ok = dnnl_dilated_convolution_backward_data_desc_init(&bdd, alg, &src32, &wei, &src,
+                     one, zero, one, one) == dnnl_success &&
+                dnnl_dilated_convolution_backward_weights_desc_init(&bwd, alg, &src, &w32,
+                        &bias, &src, one, zero, one, one) == dnnl_success &&
+                builds(eng, &bdd, fwd, NULL) && builds(eng, &bwd, fwd, NULL);
     }
     dnnl_primitive_desc_destroy(fwd);
     return ok;
@@ -76,12 +89,14 @@ static bool conv_builds(dnnl_engine_t eng, dnnl_data_type_t cdt, dnnl_alg_kind_t
 /* An inner product 2x64 -> 16 with src and weights in cdt (linear.c). */
 static bool ip_builds(dnnl_engine_t eng, dnnl_data_type_t cdt) {
     const int64_t sd[2] = {2, 64}, wd[2] = {16, 64}, dd[2] = {2, 16}, bd[1] = {16};
-    dnnl_memory_desc_t src = dg_md_any_dt(2, sd, cdt), wei = dg_md_any_dt(2, wd, cdt);
-    dnnl_memory_desc_t dst = dg_md_any(2, dd), bias = dg_md_plain(1, bd, dnnl_x);
+    const dnnl_format_tag_t any = dnnl_format_tag_any;
+    dnnl_memory_desc_t src, wei, dst, bias;
     dnnl_inner_product_desc_t d;
-    DG_DNNL(dnnl_inner_product_forward_desc_init(&d, dnnl_forward_training, &src, &wei, &bias,
-            &dst));
-    return builds(eng, &d, NULL, NULL);
+    return md_init(&src, 2, sd, cdt, any) && md_init(&wei, 2, wd, cdt, any) &&
+            md_init(&dst, 2, dd, dnnl_f32, any) && md_init(&bias, 1, bd, dnnl_f32, dnnl_x) &&
+            dnnl_inner_product_forward_desc_init(&d, dnnl_forward_training, &src, &wei, &bias,
+                    &dst) == dnnl_success &&
+            builds(eng, &d, NULL, NULL);
 }
 
 static dg_caps caps;
@@ -89,7 +104,9 @@ static pthread_once_t caps_once = PTHREAD_ONCE_INIT;
 
 static void probe(void) {
     dnnl_engine_t eng;
-    DG_DNNL(dnnl_engine_create(&eng, dnnl_cpu, 0));
+    const dnnl_status_t es = dnnl_engine_create(&eng, dnnl_cpu, 0);
+    if (es != dnnl_success) /* no CPU engine: nothing of dgseg can run */
+        dg_panic(__FILE__, __LINE__, "dnnl_engine_create", "no CPU engine");
     caps.isa = dnnl_get_effective_cpu_isa();
     caps.isa_name = isa_name(caps.isa);
     caps.bf16 = conv_builds(eng, dnnl_bf16, dnnl_convolution_direct, true) &&

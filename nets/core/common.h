@@ -1,5 +1,5 @@
 /* nets/core/common.h -- status codes, logging, checked allocation, invariant
- * checks and the project's SplitMix64 random streams (DATASETS.md §12.2).
+ * checks and the project's SplitMix64 random streams (docs/datasets.md §12.2).
  * libc only: included everywhere, never includes oneDNN. */
 #ifndef DG_COMMON_H
 #define DG_COMMON_H
@@ -17,7 +17,7 @@ extern "C" {
 #define DG_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define DG_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Recoverable failures (STYLE.md §6 tier 2). OK is 0, errors are negative.
+/* Recoverable failures (docs/style.md §6 tier 2). OK is 0, errors are negative.
  * A command turns a status into its exit code in one place,
  * dg_cli_exit_code (app/cli.h): configuration errors 2, others 1. Bad
  * command lines and signals are the commands' own business (exit 2, and the
@@ -121,7 +121,7 @@ void dg_fmt_bytes(char *buf, size_t size, double bytes);
  * checkpoints are written atomically, so the last one stays intact). */
 void dg_out_of_memory(size_t size, const char *what) __attribute__((noreturn));
 
-/* ---- SplitMix64 streams (DATASETS.md §12.2) ---------------------------
+/* ---- SplitMix64 streams (docs/datasets.md §12.2) ---------------------------
  * A stream is (seed, purpose, index); draw k of a stream is
  * mix(state0 + k * GAMMA), so any draw can be computed directly and results
  * never depend on how work is split across threads. */
@@ -159,7 +159,7 @@ uint64_t dg_rng_below(dg_rng *r, uint64_t n);
 double dg_rng_uniform(dg_rng *r);
 /* Standard normal (Box-Muller on two uniform draws, cosine branch). */
 double dg_rng_normal(dg_rng *r);
-/* Fisher-Yates shuffle of a[0 .. n-1] as DATASETS.md §12.2. */
+/* Fisher-Yates shuffle of a[0 .. n-1] as docs/datasets.md §12.2. */
 void dg_rng_shuffle_i64(dg_rng *r, int64_t *a, size_t n);
 
 /* One piece of a file written by dg_file_write_atomic. */

@@ -1,6 +1,6 @@
 /* nets/core/dropout.h -- dropout (PyTorch nn.Dropout) and channel dropout
  * (nn.Dropout2d: one mask value per (n, c) plane, DeepLab's auxiliary head,
- * DATASETS.md §7.1), hand-written on the dg_chw view.
+ * docs/datasets.md §7.1), hand-written on the dg_chw view.
  *
  * Train mode (pass->train): an element (or plane) is kept with probability
  * 1 - p and scaled: dst = src * scale, scale = (float)(1 / (1 - p)), as

@@ -1,7 +1,7 @@
 /* nets/core/loss.c -- see loss.h. Cross-entropy follows PyTorch's
  * nll_loss(log_softmax(z), weight, ignore_index) with reduction "mean"
  * (aten/src/ATen/native/LossNLL.cpp, LossNLL2d.cpp); the KL term follows
- * AngusDujw/SAF (ALGORITHMS.md §11-12). Both use the log-sum-exp form.
+ * AngusDujw/SAF (docs/algorithms.md §11-12). Both use the log-sum-exp form.
  *
  * Determinism: rows (n, h) are cut into DG_LOSS_CHUNKS fixed chunks; each
  * chunk sums its rows in order and the chunk sums are added in order, so no

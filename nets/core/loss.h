@@ -3,8 +3,8 @@
  *  - softmax cross-entropy over logits with ignore label 255 and optional
  *    per-class weights (PyTorch nn.CrossEntropyLoss(weight, ignore_index=255,
  *    reduction="mean")), times a loss scale (0.4 for DeepLab's auxiliary
- *    head, DATASETS.md §7.1);
- *  - the temperature-scaled KL term of SAF and MESA (ALGORITHMS.md §11-12),
+ *    head, docs/datasets.md §7.1);
+ *  - the temperature-scaled KL term of SAF and MESA (docs/algorithms.md §11-12),
  *    added on top of the cross-entropy gradient.
  *
  * Both work on the dg_chw view of the logits (any plain or channel-blocked
@@ -81,12 +81,12 @@ void dg_loss_ce_free(dg_loss_ce *l);
  * tau^2 * KL(p || q) (unscaled by coef). zt: class k at k * st; zs and
  * diff: class k at (k / cb) * scb + k % cb (cb 1, scb s: a constant stride
  * s; cb 8 or 16: a channel-blocked layout). Identical zt and zs give
- * exactly 0 and add exactly 0 (ALGORITHMS.md §15.7: tau 5, zt (5 ln 3, 0),
+ * exactly 0 and add exactly 0 (docs/algorithms.md §15.7: tau 5, zt (5 ln 3, 0),
  * zs (0, 0) give 3.2703009 and tau (q - p) = (-1.25, 1.25)). */
 double dg_loss_kl_unit(const float *zt, size_t st, const float *zs, float *diff, int64_t cb,
         int64_t scb, int c, double tau, double coef);
 
-/* KL term of SAF/MESA (ALGORITHMS.md §11-12). For every unit u (pixel or
+/* KL term of SAF/MESA (docs/algorithms.md §11-12). For every unit u (pixel or
  * sample) whose label is not 255 (every unit when label is NULL):
  *   p = softmax(teacher_u / tau), q = softmax(z_u / tau),
  * returns lambda * tau^2 * sum_u KL(p || q) / n_valid and ADDS
@@ -98,7 +98,7 @@ double dg_loss_kl_add(const dg_loss_view *s, const float *teacher, const int32_t
 
 /* Downsamples a label map (N, H, W) to (N, OH, OW) with PyTorch's legacy
  * nearest rule, F.interpolate(mode="nearest"): source index
- * floor(i * (float)in / out), clamped (DATASETS.md §7.1, the auxiliary
+ * floor(i * (float)in / out), clamped (docs/datasets.md §7.1, the auxiliary
  * head's label). */
 void dg_label_resize_nearest(const int32_t *src, int64_t n, int64_t h, int64_t w, int32_t *dst,
         int64_t oh, int64_t ow);

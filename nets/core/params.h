@@ -1,4 +1,4 @@
-/* nets/core/params.h -- the parameter store (STYLE.md §8, ALGORITHMS.md §1).
+/* nets/core/params.h -- the parameter store (docs/style.md §8, docs/algorithms.md §1).
  *
  * Every trainable tensor of a model lives in ONE contiguous f32 buffer
  * `data` (64-byte aligned, packed without padding, so d counts real

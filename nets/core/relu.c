@@ -1,4 +1,4 @@
-/* nets/core/relu.c -- see relu.h. Follows STYLE.md §7 Snippet 1, with every
+/* nets/core/relu.c -- see relu.h. Follows docs/style.md §7 Snippet 1, with every
  * pd from dg_pd_new (shared scratchpad) and every memory from dg_mem_new. */
 #include "relu.h"
 

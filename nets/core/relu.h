@@ -1,4 +1,4 @@
-/* nets/core/relu.h -- ReLU on oneDNN eltwise (STYLE.md §7 Snippet 1):
+/* nets/core/relu.h -- ReLU on oneDNN eltwise (docs/style.md §7 Snippet 1):
  * dst = max(src, 0); backward diff_src = diff_dst where src > 0, else 0
  * (PyTorch's threshold_backward: the gradient at src == 0 is 0).
  * Primitives built once in init; dst and diff_src keep src's layout.

@@ -1,6 +1,6 @@
 /* nets/core/safetensors.h -- reading and writing safetensors files, the
  * Hugging Face tensor format used for weights, checkpoints and optimizer
- * state (DESIGN.md §6, ALGORITHMS.md §1 state_save/state_load).
+ * state (docs/design.md §6, docs/algorithms.md §1 state_save/state_load).
  *
  * File layout: an 8-byte little-endian u64 header length N, N bytes of
  * UTF-8 JSON, then the data buffer. The JSON object maps each tensor name to
@@ -22,7 +22,7 @@
  * other dtype converts to f32; integer tensors are read with _read_raw,
  * _read_i64 or _read_u64. Data is little-endian, as on every supported host.
  *
- * Errors (STYLE.md §6 tier 2): every failing call logs one message naming
+ * Errors (docs/style.md §6 tier 2): every failing call logs one message naming
  * the file (and the tensor when there is one) and returns a dg_status;
  * misuse by the program (duplicate names, NULL arguments) is a tier-1
  * assertion. */

@@ -1,5 +1,5 @@
 /* nets/core/weights.h -- the parameter store in safetensors files
- * (DESIGN.md §6): model weights, checkpoints and ImageNet backbones.
+ * (docs/design.md §6): model weights, checkpoints and ImageNet backbones.
  *
  * Saving writes every trainable tensor (ps->tensors) and every statistics
  * tensor (ps->stat_tensors) as F32 under its model name and canonical

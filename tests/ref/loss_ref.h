@@ -1,6 +1,6 @@
 /* tests/ref/loss_ref.h -- naive double-precision losses on plain (N, C, P)
  * arrays, P = H*W: softmax cross-entropy with ignore label 255 and class
- * weights (PyTorch semantics) and the SAF/MESA KL term (ALGORITHMS.md
+ * weights (PyTorch semantics) and the SAF/MESA KL term (docs/algorithms.md
  * §11-12). */
 #ifndef DG_REF_LOSS_H
 #define DG_REF_LOSS_H

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The README's targets table: dgseg bench against the PyTorch reference (tests/reference/
+# The targets table of docs/performance.md: dgseg bench against the PyTorch reference (tests/reference/
 # torch_bench.py, Debian's python3-torch), interleaved, ROUNDS rounds (default 2), 2 threads:
 # DeepLabv3+ R50 OS16, batch 2, 256x256 (f32 training and inference, bf16 training where the CPU
 # has bf16; PyTorch in NCHW and channels_last) and the MNIST CNN at batch 320. Needs a Release

@@ -1,16 +1,16 @@
 """Reference PyTorch models for dgseg (tests/fixtures/make_fixtures.py, benchmarks).
 
-Module and tensor names match what the C side reads and writes (DESIGN.md §6):
+Module and tensor names match what the C side reads and writes (docs/design.md §6):
 
 * ResNet-18/34/50/101 in torchvision's layout (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
   ``layerX.0.downsample.0`` / ``downsample.1``), written here so torchvision is not needed,
-  with the DeepLab output-stride rule (DATASETS.md §7.1): at OS16 every block of layer4, the
+  with the DeepLab output-stride rule (docs/datasets.md §7.1): at OS16 every block of layer4, the
   first one included, runs its 3x3 conv(s) with stride 1 and dilation = padding = 2, and the
   first block's downsample conv with stride 1; at OS8 layer3 likewise with dilation 2 and layer4
   with dilation 4. (torchvision's ``replace_stride_with_dilation`` keeps the previous dilation in
   the first block of a dilated layer; this does not.)
 * DeepLabV3Plus (RobustNet ``DeepR{50,101}V3PlusD`` layout, align-corners bilinear upsampling).
-* MnistCNN: DomainBed's MNIST_CNN followed by one linear layer (DATASETS.md §10).
+* MnistCNN: DomainBed's MNIST_CNN followed by one linear layer (docs/datasets.md §10).
 
 Only torch is imported; Python 3 with PyTorch >= 1.13.
 """

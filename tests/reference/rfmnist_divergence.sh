@@ -1,5 +1,5 @@
 #!/bin/sh
-# How far two Rotated Fashion-MNIST ERM runs drift apart when only rounding differs (the README's
+# How far two Rotated Fashion-MNIST ERM runs drift apart when only rounding differs (docs/results.md;
 # note on the reduced run's accuracy gaps): trial seed 2, test domain 75°, one thread each.
 #   dgseg     build/dgseg, direct convolutions, resumed from step to step (resume is exact)
 #   torch     rfmnist_reduced.py --match-dgseg: dgseg's initial weights and batches

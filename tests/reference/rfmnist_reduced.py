@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference for the Rotated Fashion-MNIST protocol (DATASETS.md §12), DomainBed style.
+"""PyTorch reference for the Rotated Fashion-MNIST protocol (docs/datasets.md §12), DomainBed style.
 
 What a PyTorch user of DomainBed would run, written from the specification (not from dgseg's C):
 
@@ -27,7 +27,7 @@ What a PyTorch user of DomainBed would run, written from the specification (not 
   mean accuracy over the training domains' out-splits (training-domain validation) and the test
   domain's in-split; the selected step is the first maximum of the validation score.
 
-Usage (the reduced run of the README: test domains 0° and 75°, 1,000 steps, one trial):
+Usage (the reduced run of docs/results.md: test domains 0° and 75°, 1,000 steps, one trial):
     /usr/bin/python3 tests/reference/rfmnist_reduced.py --test-domains 0 5 --steps 1000 \
         --threads 2 --json out.json
 """
@@ -63,7 +63,7 @@ def mix(x):
 
 
 class SplitMix64:
-    """DATASETS.md §12.2: state = mix(seed ^ mix(stream)), stream = purpose << 32 | index."""
+    """docs/datasets.md §12.2: state = mix(seed ^ mix(stream)), stream = purpose << 32 | index."""
 
     def __init__(self, seed, purpose, index):
         self.state = mix((seed ^ mix((purpose << 32) | index)) & M64)
@@ -161,7 +161,7 @@ def uniform(r):
 
 @torch.no_grad()
 def dgseg_init(model, seed):
-    """dgseg's parameter initialisation (nets/core/params.c, DATASETS.md §12.2 purpose 6)."""
+    """dgseg's parameter initialisation (nets/core/params.c, docs/datasets.md §12.2 purpose 6)."""
     # dgseg's parameter order (its checkpoints' order): each conv, then its GroupNorm.
     names = []
     for i in range(1, 5):

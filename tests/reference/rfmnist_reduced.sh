@@ -1,5 +1,5 @@
 #!/bin/sh
-# The reduced Rotated Fashion-MNIST measurement of the README (DATASETS.md §12.6 with test domains
+# The reduced Rotated Fashion-MNIST measurement of docs/results.md (docs/datasets.md §12.6 with test domains
 # 0° and 75°, 1,000 steps, one trial, seed 0): dgseg ERM, the PyTorch reference of the same protocol
 # (tests/reference/rfmnist_reduced.py, Debian's python3-torch; once with its own random init and
 # batches, once with dgseg's init and batches, --match-dgseg), then dgseg large-LR Lookahead, one

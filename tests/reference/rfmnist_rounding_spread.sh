@@ -1,6 +1,6 @@
 #!/bin/sh
 # How far rounding alone moves one Rotated Fashion-MNIST trial's test accuracy in PyTorch itself,
-# against which the README sets dgseg's gap to PyTorch: one trial and test domain, 1,000 updates,
+# against which docs/results.md sets dgseg's gap to PyTorch: one trial and test domain, 1,000 updates,
 # one thread per process, two processes at a time.
 #   torch     rfmnist_reduced.py --match-dgseg (dgseg's initial weights and batches)
 #   ulp-P     the same with every initial weight moved one float32 ulp, directions from seed P

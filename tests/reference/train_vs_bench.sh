@@ -1,5 +1,5 @@
 #!/bin/sh
-# The README targets table's "full dgseg train vs bench" row: 40 steps of configs/demo-erm.ini
+# The targets table's (docs/performance.md) "full dgseg train vs bench" row: 40 steps of configs/demo-erm.ini
 # with DeepLabv3+ R50, 256x256 crops, batch 2, on the demo's GTAV-style source alone (loader,
 # logging and checkpoints included; the progress line's images/s), then `dgseg bench` with the
 # same model, size and batch (20 steps), two rounds, 2 threads. Run after scripts/demo (it uses
