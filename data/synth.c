@@ -77,7 +77,6 @@ enum face { F_GROUND = 0, F_LEFT, F_RIGHT, F_FRONT, F_SKY };
  * Cityscapes/GTAV 0 unlabeled, 1 ego vehicle, 4 static, 9 parking; SYNTHIA
  * 0 void, 13 parking-slot, 22 lanemarking; BDD 255; Mapillary 10 parking,
  * 51 trash can, 64 ego vehicle, 65 unlabeled. */
-/* clang-format off */
 static const uint8_t NATIVE[K_N][DG_SYNTH_N_STYLES] = {
     /*                 gtav synthia cityscapes bdd100k mapillary */
     [K_ROAD] =        {   7,      3,         7,       0,       13},
@@ -110,7 +109,6 @@ static const uint8_t NATIVE[K_N][DG_SYNTH_N_STYLES] = {
     [K_STATIC] =      {   4,      0,         4,     255,       51},
     [K_PARKING] =     {   9,     13,         9,     255,       10},
 };
-/* clang-format on */
 
 /* Kinds whose instances SYNTHIA labels in channel 1. */
 static bool kind_is_thing(int k) {
@@ -156,7 +154,6 @@ static const uint8_t MAPILLARY_PALETTE[66][3] = {{165, 42, 42}, {0, 192, 0},
  * saturation and contrast. Cars take a paint from style_def.car instead; the
  * sky is a gradient (style_def.sky_top, sky_hor). Source and target colours
  * of a class differ on purpose (docs/design.md §7). */
-/* clang-format off */
 static const float PALETTE[K_N][DG_SYNTH_N_STYLES][3] = {
     /*                 gtav             synthia          cityscapes       bdd100k          mapillary */
     [K_ROAD] =        {{112,  96, 128}, {120, 105,  90}, { 98,  92, 104}, { 95,  90,  85}, {155, 152, 145}},
@@ -189,7 +186,6 @@ static const float PALETTE[K_N][DG_SYNTH_N_STYLES][3] = {
     [K_STATIC] =      {{ 50, 120,  70}, { 90,  90, 160}, { 90,  95,  85}, { 70,  80,  70}, { 40,  90,  40}},
     [K_PARKING] =     {{135, 120, 140}, {145, 130, 110}, {100,  98,  95}, {110, 100,  95}, {150, 145, 140}},
 };
-/* clang-format on */
 
 /* Everything else that makes a style; colours as in PALETTE. */
 typedef struct style_def {
