@@ -26,38 +26,10 @@ bool dg_ckpt_weights_parse(const char *cmd, const char *value, bool *live) {
     return false;
 }
 
-/* Applies the [optim] keys and train.seed of the checkpoint's resolved
- * configuration `text` (dg_config_write's "key = value" lines) over the
- * defaults in c. The other sections are not needed to recreate the method
- * and are not read. */
-static dg_status config_from_text(const char *path, const char *text, dg_config *c) {
-    dg_config_defaults(c);
-    char *copy = dg_xstrdup(text), *save = NULL, section[32] = "";
-    dg_status st = DG_STATUS_OK;
-    int line = 0;
-    for (char *l = strtok_r(copy, "\n", &save); l && st == DG_STATUS_OK;
-            l = strtok_r(NULL, "\n", &save)) {
-        line++;
-        char *s = dg_str_trim(l), *eq = strchr(s, '=');
-        if (*s == '[') {
-            snprintf(section, sizeof(section), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
-            continue;
-        }
-        if (!*s || *s == ';' || *s == '#' || !eq) continue;
-        *eq = '\0';
-        const char *key = dg_str_trim(s), *value = dg_str_trim(eq + 1);
-        if (strcmp(section, "optim") && !(!strcmp(section, "train") && !strcmp(key, "seed")))
-            continue;
-        char *a = dg_xasprintf("%s.%s=%s", section, key, value);
-        st = dg_config_set(c, a);
-        dg_free(a);
-        if (st != DG_STATUS_OK)
-            dg_log_error("%s: metadata 'config', [%s] %s (its line %d) does not apply to this "
-                    "dgseg; the method cannot be recreated (--weights live evaluates the live "
-                    "weights)", path, section, key, line);
-    }
-    dg_free(copy);
-    return st;
+/* What recreating a method needs of a checkpoint's configuration: the
+ * [optim] keys and train.seed. */
+static bool method_key(const char *section, const char *key) {
+    return !strcmp(section, "optim") || (!strcmp(section, "train") && !strcmp(key, "seed"));
 }
 
 /* "lookahead slow weights", ... for the weights a method evaluates. */
@@ -107,7 +79,12 @@ dg_status dg_ckpt_weights_resolve(dg_ckpt_weights *w, const dg_tensor_reader *rd
         return DG_STATUS_ERR_FORMAT;
     }
     dg_config c;
-    dg_status st = config_from_text(path, text, &c);
+    char *name = dg_xasprintf("%s: metadata 'config'", path);
+    dg_status st = dg_config_load_text(&c, text, name, method_key);
+    dg_free(name);
+    if (st != DG_STATUS_OK)
+        dg_log_error("%s: the method cannot be recreated from its configuration (--weights live "
+                "evaluates the live weights)", path);
     if (st == DG_STATUS_OK && strcmp(c.method, method)) {
         dg_log_error("%s: metadata 'method' is '%s' but its 'config' says optim.method = %s",
                 path, method, c.method);

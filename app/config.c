@@ -564,8 +564,7 @@ static bool known_section(const char *s) {
 
 void dg_config_defaults(dg_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
-    dg_method_cfg_default(&cfg->optim);
-    char err[256];
+    char err[256]; /* every default from the table, [optim] included */
     for (size_t i = 0; i < DG_ARRAY_LEN(keys); i++) {
         bool ok = set_value(cfg, &keys[i], keys[i].def, err, sizeof(err));
         DG_ASSERT(ok);
@@ -589,11 +588,13 @@ typedef struct parse_ctx {
     bool seen[DG_ARRAY_LEN(keys)];
     char err[512]; /* first problem, without the line */
     bool failed;
+    dg_config_key_filter want; /* NULL: every key */
 } parse_ctx;
 
 static int on_entry(void *user, const char *section, const char *name, const char *value) {
     parse_ctx *pc = user;
     if (pc->failed) return 1; /* report only the first problem */
+    if (pc->want && !pc->want(section, name)) return 1;
     char err[384] = "";
     if (!known_section(section)) {
         snprintf(pc->err, sizeof(pc->err), "unknown section [%s] (sections: data, model, optim, "
@@ -762,6 +763,23 @@ dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *con
     }
     dg_free(pc);
     for (int i = 0; st == DG_STATUS_OK && i < n_over; i++) st = dg_config_set(cfg, over[i]);
+    return st;
+}
+
+dg_status dg_config_load_text(dg_config *cfg, const char *text, const char *name,
+        dg_config_key_filter want) {
+    dg_config_defaults(cfg);
+    parse_ctx *pc = dg_xcalloc(1, sizeof(*pc));
+    pc->cfg = cfg;
+    pc->want = want;
+    const int line = ini_parse_string(text, on_entry, pc);
+    dg_status st = DG_STATUS_OK;
+    if (line != 0) {
+        dg_log_error("%s:%d: %s", name, line,
+                pc->failed ? pc->err : "malformed line (expected key = value or [section])");
+        st = DG_STATUS_ERR_CONFIG;
+    }
+    dg_free(pc);
     return st;
 }
 

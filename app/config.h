@@ -122,6 +122,17 @@ void dg_config_defaults(dg_config *cfg);
  * DG_STATUS_ERR_CONFIG (the first problem: file:line, section and key, or
  * the override, named; logged). */
 dg_status dg_config_load(dg_config *cfg, const char *path, int n_over, char *const *over);
+/* Which keys dg_config_load_text applies: true to apply [section] key. */
+typedef bool (*dg_config_key_filter)(const char *section, const char *key);
+/* Parses configuration text (the INI that dg_config_text writes, e.g. a
+ * checkpoint's metadata "config") over the defaults, like a file: the keys
+ * `want` accepts (NULL: every key) are checked and applied, the others
+ * skipped unread, so text from another dgseg version applies where it
+ * matters. `name` names the text in the one message of a failure
+ * ("NAME:LINE: [optim] la_k: ..."), DG_STATUS_ERR_CONFIG. Nothing is
+ * validated across keys (dg_config_validate). */
+dg_status dg_config_load_text(dg_config *cfg, const char *text, const char *name,
+        dg_config_key_filter want);
 
 /* What a command does with CONFIG and its overrides: dg_config_load, then
  * dg_config_validate. Returns 0 with cfg ready, or the exit code (1: the

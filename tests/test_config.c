@@ -37,6 +37,8 @@
 #include "data/idx.h"
 #include "data/png_io.h"
 #include "data/synth.h"
+#include "data/augment.h"
+#include "optimizers/dg_optim.h"
 
 static char dir[64];
 static void make_dir(void) { make_tmpdir(dir, "config"); }
@@ -812,11 +814,79 @@ START_TEST(verify_usage_and_config_errors_exit_2) {
 }
 END_TEST
 
+/* The optimizer module and the augmentation keep defaults of their own for
+ * callers without a configuration (the optimizer tests, bench); the key
+ * table is the one authority, so theirs must be its values. */
+#define SAME_OPTIM(x)                                                                      \
+    ck_assert_msg(c.optim.x == m.x, "optim." #x ": key table %.17g, dg_method_cfg_default %.17g", \
+            (double)c.optim.x, (double)m.x)
+START_TEST(engine_defaults_are_the_key_table_defaults) {
+    dg_config c;
+    dg_config_defaults(&c);
+    dg_method_cfg m;
+    dg_method_cfg_default(&m);
+    SAME_OPTIM(momentum);
+    SAME_OPTIM(nesterov);
+    SAME_OPTIM(weight_decay);
+    SAME_OPTIM(wd_all);
+    SAME_OPTIM(beta1);
+    SAME_OPTIM(beta2);
+    SAME_OPTIM(eps);
+    SAME_OPTIM(la_k);
+    SAME_OPTIM(la_alpha);
+    SAME_OPTIM(la_endpoint);
+    SAME_OPTIM(la_reg);
+    SAME_OPTIM(la_reg_strength);
+    SAME_OPTIM(la_schedule_per_cycle);
+    SAME_OPTIM(la_momentum);
+    SAME_OPTIM(la_bn_refresh);
+    SAME_OPTIM(la_bn_refresh_final);
+    SAME_OPTIM(swad_n_converge);
+    SAME_OPTIM(swad_n_tolerance);
+    SAME_OPTIM(swad_tolerance_ratio);
+    SAME_OPTIM(swad_eval_every);
+    SAME_OPTIM(swad_early_stop);
+    SAME_OPTIM(swad_bn_batches);
+    SAME_OPTIM(swad_val_images);
+    SAME_OPTIM(sam_rho);
+    SAME_OPTIM(asam_rho);
+    SAME_OPTIM(asam_eta);
+    SAME_OPTIM(lb_k);
+    SAME_OPTIM(lb_alpha_adaptive);
+    if (!c.optim.lb_alpha_adaptive) SAME_OPTIM(lb_alpha); /* a number only when static */
+    SAME_OPTIM(lb_reuse_ascent);
+    SAME_OPTIM(dgsam_rho);
+    SAME_OPTIM(dgsam_refresh_first);
+    SAME_OPTIM(dgsam_order);
+    SAME_OPTIM(saf_lambda);
+    SAME_OPTIM(saf_tau);
+    SAME_OPTIM(saf_epochs_back);
+    SAME_OPTIM(saf_start_epoch);
+    SAME_OPTIM(saf_end_epoch);
+    SAME_OPTIM(mesa_lambda);
+    SAME_OPTIM(mesa_tau);
+    SAME_OPTIM(mesa_decay);
+    SAME_OPTIM(mesa_start_epoch);
+    SAME_OPTIM(mesa_end_epoch);
+    SAME_OPTIM(mesa_eval_teacher);
+    dg_seg_aug_cfg a;
+    dg_seg_aug_cfg_default(&a);
+    ck_assert(c.scale_min == a.scale_min && c.scale_max == a.scale_max);
+    ck_assert(c.crop_size == a.crop_h && c.crop_size == a.crop_w);
+    ck_assert(c.flip == (a.flip_p > 0) && c.jitter_p == a.jitter_p);
+    ck_assert(c.brightness == a.brightness && c.contrast == a.contrast);
+    ck_assert(c.saturation == a.saturation && c.hue == a.hue && c.blur == a.blur);
+    ck_assert(c.blur_sigma_min == a.blur_sigma_min && c.blur_sigma_max == a.blur_sigma_max);
+    dg_config_free(&c);
+}
+END_TEST
+
 Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("ini");
     tcase_add_checked_fixture(tc, make_dir, remove_dir);
     tcase_add_test(tc, resolved_config_reads_back_identically);
+    tcase_add_test(tc, engine_defaults_are_the_key_table_defaults);
     tcase_add_test(tc, choice_keys_read_as_their_named_values);
     tcase_add_test(tc, errors_name_file_line_and_key);
     tcase_add_test(tc, lists_continue_on_indented_lines);
