@@ -15,6 +15,7 @@
 #include "app/cli.h"
 #include "app/closure.h"
 #include "app/config.h"
+#include "data/labelmap.h"
 #include "nets/core/loss.h"
 #include "nets/core/profile.h"
 #include "optimizers/dg_optim.h"
@@ -34,16 +35,18 @@ typedef struct bench_opts {
     int n_over;
 } bench_opts;
 
-/* Per-model defaults: input channels, natural input size, classes, batch. */
+/* Per-model defaults: input channels, natural input size, classes, batch
+ * (DeepLab: Cityscapes' trainIds; MNIST-CNN: Fashion-MNIST's 10 classes;
+ * the ResNets: PACS' 7). */
 typedef struct bench_model {
     const char *name;
     int64_t channels, size, classes, batch;
 } bench_model;
 
 static const bench_model bench_models[] = {
-    {"deeplabv3plus-r18", 3, 256, 19, 2},
-    {"deeplabv3plus-r50", 3, 256, 19, 2},
-    {"deeplabv3plus-r101", 3, 256, 19, 2},
+    {"deeplabv3plus-r18", 3, 256, DG_NUM_TRAIN_IDS, 2},
+    {"deeplabv3plus-r50", 3, 256, DG_NUM_TRAIN_IDS, 2},
+    {"deeplabv3plus-r101", 3, 256, DG_NUM_TRAIN_IDS, 2},
     {"mnist-cnn", 1, 28, 10, 64},
     {"resnet18", 3, 224, 7, 32},
     {"resnet50", 3, 224, 7, 32},

@@ -874,33 +874,10 @@ dg_status dg_config_validate(dg_config *cfg) {
         return DG_STATUS_ERR_CONFIG;
     }
     const dg_method_cfg *o = &cfg->optim;
-    if (!strcmp(cfg->method, "saf") && seg) {
-        dg_log_error("%s: optim.method = saf is classification only: its per-sample logit bank "
-                     "cannot follow pixels through random scaling, cropping and flipping, and "
-                     "would need about 1.7 TB for GTAV (docs/algorithms.md §11); use mesa",
-                cfg->path);
+    dg_method_cfg rules = *o; /* the rules between [optim] keys: the optimizer module's */
+    rules.segmentation = seg;
+    if (dg_method_cfg_check_rules(cfg->method, &rules, cfg->path) != DG_STATUS_OK)
         return DG_STATUS_ERR_CONFIG;
-    }
-    if (o->saf_start_epoch < o->saf_epochs_back - 1) {
-        dg_log_error("%s: optim.saf_start_epoch %ld must be >= optim.saf_epochs_back - 1 = %ld",
-                cfg->path, o->saf_start_epoch, o->saf_epochs_back - 1);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (o->saf_end_epoch >= 0 && o->saf_end_epoch <= o->saf_start_epoch) {
-        dg_log_error("%s: optim.saf_end_epoch %ld must be 'none' or > optim.saf_start_epoch %ld",
-                cfg->path, o->saf_end_epoch, o->saf_start_epoch);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (o->mesa_end_epoch >= 0 && o->mesa_end_epoch <= o->mesa_start_epoch) {
-        dg_log_error("%s: optim.mesa_end_epoch %ld must be 'none' or > optim.mesa_start_epoch %ld",
-                cfg->path, o->mesa_end_epoch, o->mesa_start_epoch);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (o->swad_n_tolerance < o->swad_n_converge) {
-        dg_log_error("%s: optim.swad_n_tolerance %ld must be >= optim.swad_n_converge %ld",
-                cfg->path, o->swad_n_tolerance, o->swad_n_converge);
-        return DG_STATUS_ERR_CONFIG;
-    }
     if (cfg->eval_stride > cfg->eval_window) {
         dg_log_error("%s: eval.stride %ld > eval.window %ld would leave pixels uncovered",
                 cfg->path, cfg->eval_stride, cfg->eval_window);

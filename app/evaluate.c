@@ -215,37 +215,36 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
     for (int i = 0; i < per; i++) fprintf(f, "---:|");
     fprintf(f, "---:|\n");
     bool marked = false;
+    const dg_seg_result **row = dg_xcalloc((size_t)per, sizeof(*row));
     for (int r = 0; r < n; r += per) {
-        double sum = 0;
-        int cnt = 0, total = 0;
         fprintf(f, "| %s |", t[r].res.weights);
+        int total = 0;
         for (int i = r; i < r + per && i < n; i++) {
             char buf[32];
             dg_metrics_format_pct(t[i].res.miou, buf, sizeof(buf));
             fprintf(f, " %s |", buf);
-            total++;
-            if (isfinite(t[i].res.miou)) {
-                sum += t[i].res.miou;
-                cnt++;
-            }
+            row[total++] = &t[i].res;
         }
+        const dg_seg_mean m = dg_report_seg_mean(row, total);
         char buf[32];
-        dg_metrics_format_pct(cnt ? sum / cnt : NAN, buf, sizeof(buf));
-        fprintf(f, " %s%s |\n", buf, cnt < total ? " †" : "");
-        marked |= cnt < total;
+        dg_metrics_format_pct(m.miou, buf, sizeof(buf));
+        fprintf(f, " %s%s |\n", buf, m.n_left_out ? " †" : "");
+        marked |= m.n_left_out > 0;
     }
     fprintf(f, "\n(mIoU %%, %d classes, %s at each target's protocol resolution)\n",
             DG_NUM_TRAIN_IDS, t[0].inference ? t[0].inference : "whole image");
     /* what the numbers above average over, when it is less than everything */
     for (int r = 0; marked && r < n; r += per) {
-        int cnt = 0, total = 0;
-        for (int i = r; i < r + per && i < n; i++, total++) cnt += isfinite(t[i].res.miou);
-        if (cnt == total) continue;
-        fprintf(f, "† %s: mean of %d of %d targets;", t[r].res.weights, cnt, total);
+        int total = 0;
+        for (int i = r; i < r + per && i < n; i++) row[total++] = &t[i].res;
+        const dg_seg_mean m = dg_report_seg_mean(row, total);
+        if (!m.n_left_out) continue;
+        fprintf(f, "† %s: mean of %d of %d targets;", t[r].res.weights, m.n_in, total);
         for (int i = r, k = 0; i < r + per && i < n; i++)
             if (!isfinite(t[i].res.miou)) fprintf(f, "%s %s", k++ ? "," : "", t[i].name);
-        fprintf(f, " %s no valid label pixel\n", total - cnt == 1 ? "has" : "have");
+        fprintf(f, " %s no valid label pixel\n", m.n_left_out == 1 ? "has" : "have");
     }
+    dg_free(row);
     for (int i = 0; i < n; i++) {
         char absent[256];
         const int k = dg_report_seg_classes(&t[i].res, absent, sizeof(absent));

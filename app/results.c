@@ -213,29 +213,30 @@ int dg_report_seg_classes(const dg_seg_result *res, char *absent, size_t size) {
 
 /* The mean mIoU of weights w over the targets ts (n_t): what results.md's
  * mean column and results.json's "mean_miou" say. */
-typedef struct seg_mean {
-    double miou;     /* NaN when a target has no result or none has an mIoU */
-    int n_in;        /* targets averaged */
-    int n_left_out;  /* targets with a result but no mIoU (no valid label pixel) */
-    int n_missing;   /* targets without a result for w */
-} seg_mean;
-
 static const dg_seg_result *seg_find(const dg_seg_report *r, const char *w, const char *t);
 
-static seg_mean seg_mean_of(const dg_seg_report *r, const char *w, const char *const *ts,
-        int n_t) {
-    seg_mean m = {.miou = NAN};
+dg_seg_mean dg_report_seg_mean(const dg_seg_result *const *row, int n) {
+    dg_seg_mean m = {.miou = NAN};
     double sum = 0.0;
-    for (int j = 0; j < n_t; j++) {
-        const dg_seg_result *res = seg_find(r, w, ts[j]);
-        if (!res) m.n_missing++;
-        else if (!isfinite(res->miou)) m.n_left_out++;
+    for (int j = 0; j < n; j++) {
+        if (!row[j]) m.n_missing++;
+        else if (!isfinite(row[j]->miou)) m.n_left_out++;
         else {
-            sum += res->miou;
+            sum += row[j]->miou;
             m.n_in++;
         }
     }
     if (!m.n_missing && m.n_in) m.miou = sum / m.n_in;
+    return m;
+}
+
+/* The mean of w over the targets ts. */
+static dg_seg_mean seg_mean_of(const dg_seg_report *r, const char *w, const char *const *ts,
+        int n_t) {
+    const dg_seg_result **row = dg_xcalloc((size_t)n_t + 1, sizeof(*row));
+    for (int j = 0; j < n_t; j++) row[j] = seg_find(r, w, ts[j]);
+    const dg_seg_mean m = dg_report_seg_mean(row, n_t);
+    dg_free(row);
     return m;
 }
 
@@ -297,7 +298,7 @@ dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path) {
     seg_axes(r, ws, &n_w, ts, &n_t);
     cJSON *means = cJSON_AddArrayToObject(root, "mean_miou");
     for (int i = 0; i < n_w; i++) {
-        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
+        const dg_seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "weights", ws[i]);
         cJSON_AddItemToObject(o, "miou", dg_metrics_json_pct(m.miou));
@@ -343,7 +344,7 @@ static void seg_summary_md(FILE *f, const dg_seg_report *r, const char *const *w
             md_pct2(f, res ? res->miou : NAN);
             fputs(" |", f);
         }
-        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
+        const dg_seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
         fputc(' ', f);
         md_pct2(f, m.miou);
         if (!m.n_missing && m.n_left_out) {
@@ -355,7 +356,7 @@ static void seg_summary_md(FILE *f, const dg_seg_report *r, const char *const *w
     if (!marked) return;
     fputc('\n', f);
     for (int i = 0; i < n_w; i++) {
-        const seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
+        const dg_seg_mean m = seg_mean_of(r, ws[i], ts, n_t);
         if (m.n_missing || !m.n_left_out) continue;
         fputs("† ", f);
         md_text(f, ws[i]);

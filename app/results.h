@@ -97,6 +97,19 @@ typedef struct dg_seg_report {
  * DG_STATUS_ERR_IO. */
 dg_status dg_report_seg_write_json(const dg_seg_report *r, const char *path);
 
+/* The mean over targets that a results table's mean column, results.json's
+ * "mean_miou" and the eval table print: the mIoU averaged over the targets
+ * that have one (a target without a valid label pixel is left out and
+ * said); NaN when a target has no result at all or none has an mIoU. */
+typedef struct dg_seg_mean {
+    double miou;
+    int n_in;        /* targets averaged */
+    int n_left_out;  /* targets with a result but no mIoU (no valid label pixel) */
+    int n_missing;   /* targets without a result */
+} dg_seg_mean;
+/* The mean of one row: row[j] the result on target j, NULL when missing. */
+dg_seg_mean dg_report_seg_mean(const dg_seg_result *const *row, int n);
+
 /* results.md: a summary table (rows = weights, columns = targets + mean of
  * the targets' mIoU: "—" when a target has no result for those weights; the
  * mean of the others marked "†" and explained under the table when a

@@ -299,6 +299,16 @@ struct dg_method {
     void *priv;           /* further state, owned (dg_free'd by dg_method_free) */
 };
 
+/* The rules between keys of cfg (each key's own range is its method's and
+ * the configuration table's business): SAF refuses segmentation
+ * (cfg->segmentation) and wants saf_start_epoch >= saf_epochs_back - 1 and
+ * saf_end_epoch none or > saf_start_epoch; MESA's end epoch likewise; SWAD's
+ * n_tolerance >= n_converge. The one place they are written: the
+ * configuration's validation calls it with where = the config file (named
+ * in the message), the methods' creation with where = NULL. Logs the first
+ * broken rule; DG_STATUS_ERR_CONFIG. */
+dg_status dg_method_cfg_check_rules(const char *method, const dg_method_cfg *cfg,
+        const char *where);
 /* Creates method `name` (erm, lookahead, sam, asam, swad, dgsam,
  * lookbehind-sam, lookbehind-asam, saf, mesa) driving base
  * optimizer `base_name` over ps's layout (borrowed: ps must outlive m; its

@@ -194,11 +194,8 @@ static dg_status mesa_check(const dg_method_cfg *cfg) {
         dg_log_error("optim.mesa_start_epoch = %ld: must be >= 0", cfg->mesa_start_epoch);
         return DG_STATUS_ERR_CONFIG;
     }
-    if (cfg->mesa_end_epoch != -1 && cfg->mesa_end_epoch <= cfg->mesa_start_epoch) {
-        dg_log_error("optim.mesa_end_epoch = %ld: must be none or > mesa_start_epoch = %ld",
-                cfg->mesa_end_epoch, cfg->mesa_start_epoch);
-        return DG_STATUS_ERR_CONFIG;
-    }
+    const dg_status rules = dg_method_cfg_check_rules("mesa", cfg, NULL);
+    if (rules != DG_STATUS_OK) return rules;
     if (cfg->logits_numel == 0) {
         dg_log_error("optim.method = mesa: the batch's logit count (logits_numel = 0, the "
                 "largest N*C*P) is not available; the trainer must set it before creating "

@@ -94,6 +94,40 @@ static void log_unknown_method(const char *name) {
     dg_log_error("optim.method: unknown method '%s' (valid: %s)", name, valid);
 }
 
+dg_status dg_method_cfg_check_rules(const char *method, const dg_method_cfg *c,
+        const char *where) {
+    const char *w = where ? where : "", *sep = where ? ": " : "";
+    if (!strcmp(method, "saf") && c->segmentation) {
+        dg_log_error("%s%soptim.method = saf is classification only: its per-sample logit bank "
+                     "cannot follow pixels through random scaling, cropping and flipping, and "
+                     "would need about 1.7 TB for GTAV (docs/algorithms.md §11); use mesa", w,
+                sep);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (c->saf_start_epoch < c->saf_epochs_back - 1) {
+        dg_log_error("%s%soptim.saf_start_epoch %ld must be >= optim.saf_epochs_back - 1 = %ld "
+                     "(the first active epoch must find logits from saf_epochs_back epochs "
+                     "before)", w, sep, c->saf_start_epoch, c->saf_epochs_back - 1);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (c->saf_end_epoch >= 0 && c->saf_end_epoch <= c->saf_start_epoch) {
+        dg_log_error("%s%soptim.saf_end_epoch %ld must be 'none' or > optim.saf_start_epoch %ld",
+                w, sep, c->saf_end_epoch, c->saf_start_epoch);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (c->mesa_end_epoch >= 0 && c->mesa_end_epoch <= c->mesa_start_epoch) {
+        dg_log_error("%s%soptim.mesa_end_epoch %ld must be 'none' or > optim.mesa_start_epoch "
+                     "%ld", w, sep, c->mesa_end_epoch, c->mesa_start_epoch);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (c->swad_n_tolerance < c->swad_n_converge) {
+        dg_log_error("%s%soptim.swad_n_tolerance %ld must be >= optim.swad_n_converge %ld", w,
+                sep, c->swad_n_tolerance, c->swad_n_converge);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    return DG_STATUS_OK;
+}
+
 dg_status dg_method_create(const char *name, const char *base_name, const dg_method_cfg *cfg,
         const dg_param_set *ps, uint64_t seed, dg_method **out) {
     *out = NULL;

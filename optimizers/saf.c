@@ -153,24 +153,8 @@ static dg_status saf_check(const dg_method_cfg *cfg) {
         dg_log_error("optim.saf_epochs_back = %ld: must be >= 1", cfg->saf_epochs_back);
         return DG_STATUS_ERR_CONFIG;
     }
-    if (cfg->saf_start_epoch < cfg->saf_epochs_back - 1) {
-        dg_log_error("optim.saf_start_epoch = %ld: must be >= saf_epochs_back - 1 = %ld (the "
-                "first active epoch must find logits from saf_epochs_back epochs before)",
-                cfg->saf_start_epoch, cfg->saf_epochs_back - 1);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (cfg->saf_end_epoch != -1 && cfg->saf_end_epoch <= cfg->saf_start_epoch) {
-        dg_log_error("optim.saf_end_epoch = %ld: must be none or > saf_start_epoch = %ld",
-                cfg->saf_end_epoch, cfg->saf_start_epoch);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (cfg->segmentation) {
-        dg_log_error("optim.method = saf: classification only (docs/algorithms.md §11): a "
-                "per-pixel logit bank is infeasible (19 classes, 768x768 crops, 12,388 GTAV images and "
-                "saf_epochs_back = 2 need about 1.7 TB) and random scaling, cropping and "
-                "flipping leave a pixel no stable identity across epochs");
-        return DG_STATUS_ERR_CONFIG;
-    }
+    const dg_status rules = dg_method_cfg_check_rules("saf", cfg, NULL);
+    if (rules != DG_STATUS_OK) return rules;
     if (cfg->n_samples < 1 || cfg->n_classes < 1) {
         dg_log_error("optim.method = saf: the training set's sample count (n_samples = %ld) and "
                 "class count (n_classes = %d) are not available; the trainer must set both "
