@@ -32,6 +32,35 @@ void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old) {
     sigaction(SIGTERM, &old->old_term, NULL);
 }
 
+bool dg_cli_config_arg(dg_cli_config_args *a, const char *arg) {
+    if (arg[0] == '-') return false;
+    if (strchr(arg, '=')) {
+        a->over = dg_xrealloc(a->over, (size_t)(a->n_over + 2) * sizeof(*a->over));
+        a->over[a->n_over++] = (char *)arg;
+        a->over[a->n_over] = NULL;
+        return true;
+    }
+    if (a->config) return false;
+    a->config = arg;
+    return true;
+}
+
+int dg_cli_config_load(dg_cli_config_args *a, void (*usage)(FILE *), dg_config *cfg) {
+    int rc = 2;
+    if (!a->config) usage(stderr);
+    else rc = dg_config_load_checked(cfg, a->config, a->n_over, a->over);
+    dg_free(a->over);
+    a->over = NULL;
+    a->n_over = 0;
+    return rc;
+}
+
+int dg_cli_unexpected(const char *cmd, const char *arg, void (*usage)(FILE *)) {
+    fprintf(stderr, "dgseg %s: unexpected argument '%s'\n", cmd, arg);
+    usage(stderr);
+    return 2;
+}
+
 int dg_cli_exit_code(dg_status st) {
     return st == DG_STATUS_OK ? 0 : st == DG_STATUS_ERR_CONFIG ? 2 : 1;
 }

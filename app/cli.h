@@ -6,6 +6,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
+#include "app/config.h"
 #include "nets/core/common.h"
 
 /* Parses s as a decimal integer in [lo, hi] into *out. On failure prints
@@ -18,6 +21,24 @@ bool dg_cli_parse_int(const char *cmd, const char *what, const char *s, int64_t 
  * DG_STATUS_OK, 2 for a configuration error (DG_STATUS_ERR_CONFIG), 1 for
  * any other failure. */
 int dg_cli_exit_code(dg_status st);
+
+/* CONFIG and its section.key=value overrides, as every command that reads a
+ * configuration takes them, in any order among the command's own flags. */
+typedef struct dg_cli_config_args {
+    const char *config; /* the first argument that is neither a flag nor an override */
+    char **over;        /* (n_over) the overrides: borrowed strings, owned array */
+    int n_over;
+} dg_cli_config_args;
+/* Takes arg when it is an override (holds '=', no leading '-') or the
+ * config path; false for anything else (a flag of the command, or an
+ * argument it does not expect). */
+bool dg_cli_config_arg(dg_cli_config_args *a, const char *arg);
+/* Loads a->config with a->over (dg_config_load_checked; "dgseg CMD" prints
+ * usage(stderr) when no config was given) and releases a's list. Returns
+ * the exit code: 0 with cfg loaded, 2 (usage, configuration), 1. */
+int dg_cli_config_load(dg_cli_config_args *a, void (*usage)(FILE *), dg_config *cfg);
+/* "dgseg CMD: unexpected argument 'ARG'", then usage(stderr): exit code 2. */
+int dg_cli_unexpected(const char *cmd, const char *arg, void (*usage)(FILE *));
 
 /* SIGINT and SIGTERM go to handler until dg_cli_stop_signals_restore;
  * old keeps the dispositions it replaced. */

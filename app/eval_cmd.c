@@ -134,35 +134,31 @@ static void eval_usage(FILE *f) {
 }
 
 int dg_eval_main(int argc, char **argv) {
-    const char *config = NULL, *ckpt = NULL, *json = NULL;
-    char **over = dg_xcalloc((size_t)argc + 1, sizeof(*over));
-    int n_over = 0, rc = 0;
+    const char *ckpt = NULL, *json = NULL;
+    dg_cli_config_args args = {0};
     bool live = false;
-    for (int i = 1; i < argc && rc == 0; i++) {
+    for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             eval_usage(stdout);
-            dg_free(over);
+            dg_free(args.over);
             return 0;
         }
         if (!strcmp(argv[i], "--checkpoint") && i + 1 < argc) ckpt = argv[++i];
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
-            if (!dg_ckpt_weights_parse("eval", argv[++i], &live)) rc = 2;
-        } else if (strchr(argv[i], '=') && argv[i][0] != '-') over[n_over++] = argv[i];
-        else if (!config && argv[i][0] != '-') config = argv[i];
-        else {
-            fprintf(stderr, "dgseg eval: unexpected argument '%s'\n", argv[i]);
-            rc = 2;
+            if (!dg_ckpt_weights_parse("eval", argv[++i], &live)) {
+                dg_free(args.over);
+                return 2;
+            }
+        } else if (!dg_cli_config_arg(&args, argv[i])) {
+            dg_free(args.over);
+            return dg_cli_unexpected("eval", argv[i], eval_usage);
         }
     }
-    if (rc || !config || !ckpt) {
-        if (!rc) eval_usage(stderr);
-        dg_free(over);
-        return 2;
-    }
+    if (!ckpt) args.config = NULL; /* both are required: usage */
+    const char *config = args.config;
     dg_config cfg;
-    int crc = dg_config_load_checked(&cfg, config, n_over, over);
-    dg_free(over);
+    int crc = dg_cli_config_load(&args, eval_usage, &cfg);
     if (crc) return crc;
     if (cfg.task == DG_TASK_SEGMENTATION && !cfg.targets[0]) {
         dg_log_error("%s: dgseg eval needs data.targets for a segmentation config", config);

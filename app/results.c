@@ -24,6 +24,21 @@ static void md_text(FILE *f, const char *s) {
     }
 }
 
+/* A table's header: "| first | c0 | ... | last |" and its alignment row
+ * (numbers right-aligned). */
+static void md_header(FILE *f, const char *first, const char *const *cols, int n,
+        const char *last) {
+    fprintf(f, "| %s |", first);
+    for (int j = 0; j < n; j++) {
+        fputc(' ', f);
+        md_text(f, cols[j]);
+        fputs(" |", f);
+    }
+    fprintf(f, " %s |\n|---|", last);
+    for (int j = 0; j <= n; j++) fputs("---:|", f);
+    fputc('\n', f);
+}
+
 /* Percent with two decimals, or a dash (eval/metrics.h, docs/datasets.md §8). */
 static void md_pct2(FILE *f, double frac) {
     char buf[16];
@@ -324,15 +339,8 @@ static const dg_seg_result *seg_find(const dg_seg_report *r, const char *w, cons
 
 static void seg_summary_md(FILE *f, const dg_seg_report *r, const char *const *ws, int n_w,
         const char *const *ts, int n_t) {
-    fputs("## mIoU (%)\n\n| weights |", f);
-    for (int j = 0; j < n_t; j++) {
-        fputc(' ', f);
-        md_text(f, ts[j]);
-        fputs(" |", f);
-    }
-    fputs(" mean |\n|---|", f);
-    for (int j = 0; j <= n_t; j++) fputs("---:|", f);
-    fputc('\n', f);
+    fputs("## mIoU (%)\n\n", f);
+    md_header(f, "weights", ts, n_t, "mean");
     bool marked = false;
     for (int i = 0; i < n_w; i++) {
         fputs("| ", f);
@@ -548,15 +556,7 @@ char *dg_report_cls_table(const dg_cls_report *reports, int n_reports, dg_cls_pi
     const int n_d = reports[0].n_domains;
     text_buf tb;
     FILE *f = text_begin(&tb);
-    fputs("| method |", f);
-    for (int j = 0; j < n_d; j++) {
-        fputc(' ', f);
-        md_text(f, domains[j]);
-        fputs(" |", f);
-    }
-    fputs(" Avg |\n|---|", f);
-    for (int j = 0; j <= n_d; j++) fputs("---:|", f);
-    fputc('\n', f);
+    md_header(f, "method", domains, n_d, "Avg");
     for (int i = 0; i < n_reports; i++) {
         const dg_cls_report *r = &reports[i];
         fputs("| ", f);

@@ -60,35 +60,23 @@ static char *latest_run(const char *name) {
 }
 
 int dg_train_main(int argc, char **argv) {
-    const char *config = NULL;
+    dg_cli_config_args args = {0};
     bool resume = false;
-    char **over = dg_xcalloc((size_t)argc + 1, sizeof(*over));
-    int n_over = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             train_usage(stdout);
-            dg_free(over);
+            dg_free(args.over);
             return 0;
         }
         if (!strcmp(argv[i], "--resume")) resume = true;
-        else if (strchr(argv[i], '=')) over[n_over++] = argv[i];
-        else if (!config && argv[i][0] != '-') config = argv[i];
-        else {
-            fprintf(stderr, "dgseg train: unexpected argument '%s'\n", argv[i]);
-            train_usage(stderr);
-            dg_free(over);
-            return 2;
+        else if (!dg_cli_config_arg(&args, argv[i])) {
+            dg_free(args.over);
+            return dg_cli_unexpected("train", argv[i], train_usage);
         }
     }
-    if (!config) {
-        train_usage(stderr);
-        dg_free(over);
-        return 2;
-    }
-    if (resume) over[n_over++] = "train.resume=true";
+    if (resume) dg_cli_config_arg(&args, "train.resume=true");
     dg_config cfg;
-    int crc = dg_config_load_checked(&cfg, config, n_over, over);
-    dg_free(over);
+    int crc = dg_cli_config_load(&args, train_usage, &cfg);
     if (crc) return crc;
     /* before the run folder exists: what this CPU cannot run is a
      * configuration error, not an abort half-way into building the model */

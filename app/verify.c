@@ -20,6 +20,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "app/cli.h"
 #include "app/config.h"
 #include "app/verify.h"
 #include "data/domainbed.h"
@@ -348,27 +349,16 @@ int dg_verify_main(int argc, char **argv) {
         }
     }
     /* CONFIG and overrides may come in any order after the options */
-    const char *config = NULL;
-    char **over = dg_xcalloc((size_t)argc, sizeof(*over));
-    int n_over = 0;
+    dg_cli_config_args args = {0};
     for (int i = optind; i < argc; i++) {
         if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
-        else if (strchr(argv[i], '=')) over[n_over++] = argv[i];
-        else if (!config) config = argv[i];
-        else {
-            fprintf(stderr, "dgseg verify: unexpected argument '%s'\n", argv[i]);
-            dg_free(over);
-            return 2;
+        else if (!dg_cli_config_arg(&args, argv[i])) {
+            dg_free(args.over);
+            return dg_cli_unexpected("verify", argv[i], verify_usage);
         }
     }
-    if (!config) {
-        verify_usage(stderr);
-        dg_free(over);
-        return 2;
-    }
     dg_config cfg;
-    int crc = dg_config_load_checked(&cfg, config, n_over, over);
-    dg_free(over);
+    int crc = dg_cli_config_load(&args, verify_usage, &cfg);
     if (crc) return crc;
     verify_run vr = {.cfg = &cfg, .datasets = cJSON_CreateArray()};
     int rc = 0;
