@@ -5,7 +5,7 @@
  * loaded from it, and the weights its method evaluates. `train`, `eval`,
  * `predict` and `flatness` all read and write checkpoints through here.
  *
- * A training checkpoint (app/train.c) holds the LIVE weights w and
+ * A training checkpoint (app/trainer.c) holds the LIVE weights w and
  * statistics, the optimizer and method state ("optim.<name>.<tensor>") and
  * the metadata "model", "classes", "output_stride", "aux", "task",
  * "method", "step" and "config" (the resolved configuration). The weights a

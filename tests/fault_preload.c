@@ -2,7 +2,7 @@
  * the file points of DGSEG_FAULT_KILL / DGSEG_FAULT_STOP (app/cli.h) that
  * dgseg's own hook cannot name, because they lie inside the C library
  * calls of the atomic writer (nets/core/common.c) and the plot writer
- * (app/report.c). Same variables, same "<point>:<n>" form; points:
+ * (app/plot.c). Same variables, same "<point>:<n>" form; points:
  *   "write <s>"    the n-th write() to a file whose path holds s writes the
  *                  first half of its bytes, then the signal: a file cut in
  *                  the middle, as a kill -9 during a checkpoint write leaves

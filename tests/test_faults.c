@@ -490,7 +490,7 @@ START_TEST(full_disk_at_each_write_exits_1_naming_the_file_and_keeps_earlier_fil
 }
 END_TEST
 
-/* The metrics log itself (app/report.h, as the trainer appends to it) on a
+/* The metrics log itself (app/metrics_log.h, as the trainer appends to it) on a
  * tmpfs filled while its file ends part-way into a page: the append that
  * needs the next page gets only part of its line onto the disk; the log
  * must cut that part off again and say so, leaving whole lines only. */

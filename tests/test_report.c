@@ -1,4 +1,6 @@
-/* tests/test_report.c -- run reports (app/report.h) on files written here.
+/* tests/test_report.c -- run reports on files written here: the metrics
+ * log, results, plots and progress line (app/metrics_log.h, app/results.h,
+ * app/plot.h, app/progress.h).
  *
  * metrics.jsonl: lines read back exactly (NaN as null), a resumed log drops
  * later and torn lines and keeps an untouched one byte-identical, a fresh

@@ -683,7 +683,7 @@ START_TEST(segmentation_validation_best_and_swad_schedule) {
 END_TEST
 
 /* Lookahead's validation sees its slow weights with statistics of their
- * own (app/train.c, slow_weight_stats), and the last step's validation
+ * own (app/train_seg.c, slow_weight_stats), and the last step's validation
  * follows the final refresh: that validation equals the results' target
  * evaluation (the same weights, statistics and images; before, it came
  * ahead of the refresh), and training is the same with validations (and
