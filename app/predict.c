@@ -258,11 +258,10 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
         const char *input) {
     dg_image img;
     if (dg_image_read(input, &img) != DG_STATUS_OK) return 1;
+    float *z = NULL;
+    uint8_t *cls = NULL;
     int rc = predictor_prepare(p, o, r, img.h, img.w);
-    if (rc) {
-        dg_image_free(&img);
-        return rc;
-    }
+    if (rc) goto done;
     dg_image_to_tensor(&img, dg_mem_ptr(p->m.src), DG_IMAGENET_MEAN, DG_IMAGENET_STD);
     dg_pass pass = dg_pass_eval(&p->m.ps);
     pass.weights_version = p->version;
@@ -270,13 +269,13 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
     DG_DNNL(dnnl_stream_wait(p->ctx.stream));
 
     const int64_t c = o->classes, hw = (int64_t)p->h * p->w;
-    float *z = dg_xmalloc((size_t)(c * hw) * sizeof(float));
+    z = dg_xmalloc((size_t)(c * hw) * sizeof(float));
     int64_t dims[4] = {1, c, p->h, p->w};
     dnnl_memory_desc_t md = dg_md_plain(4, dims, dnnl_nchw);
     dnnl_memory_t plain = dg_mem_new(&p->ctx, &md, z);
     dg_mem_copy(&p->ctx, plain, p->m.logits);
     dnnl_memory_destroy(plain);
-    uint8_t *cls = dg_xmalloc((size_t)hw);
+    cls = dg_xmalloc((size_t)hw);
     argmax(z, c, hw, cls);
 
     char stem[256], path[1024];
@@ -294,6 +293,8 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
         rc = write_overlay(path, &img, cls);
     }
     if (!rc) printf("%s -> %s/%s.png\n", input, o->out, stem);
+
+done:
     dg_image_free(&img);
     dg_free(cls);
     dg_free(z);
@@ -330,18 +331,20 @@ static bool stems_unique(const predict_opts *o) {
 }
 
 int dg_predict_main(int argc, char **argv) {
-    predict_opts o;
-    int rc = parse_args(argc, argv, &o);
-    if (rc || !stems_unique(&o)) {
-        dg_free(o.inputs);
-        return rc < 0 ? 0 : 2;
-    }
     /* a checkpoint (its weights copied out once), or a plain weights file
      * that every instance loads */
     dg_ckpt c;
     dg_tensor_reader r;
     bool have_r = false;
+    predictor p;
     memset(&c, 0, sizeof(c));
+    memset(&p, 0, sizeof(p));
+    predict_opts o;
+    int rc = parse_args(argc, argv, &o);
+    if (rc || !stems_unique(&o)) {
+        rc = rc < 0 ? 0 : 2;
+        goto done;
+    }
     if (o.checkpoint) {
         rc = dg_ckpt_open(&c, o.checkpoint) != DG_STATUS_OK ? 1 : from_checkpoint(&o, &c);
     } else {
@@ -355,17 +358,16 @@ int dg_predict_main(int argc, char **argv) {
         rc = 1;
         goto done;
     }
-    predictor p;
-    memset(&p, 0, sizeof(p));
     dg_ctx_init(&p.ctx);
     if (o.checkpoint) rc = resolve_weights(&p, &o, &c);
     for (int i = 0; i < o.n_inputs && !rc; i++)
         rc = predict_one(&p, &o, have_r ? &r : NULL, o.inputs[i]);
+
+done:
     if (p.built) dg_model_free(&p.m);
     dg_free(p.params);
     dg_free(p.stats);
     dg_ctx_free(&p.ctx);
-done:
     dg_ckpt_close(&c);
     if (have_r) dg_tensor_reader_close(&r);
     dg_free(o.inputs);

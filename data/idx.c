@@ -68,7 +68,7 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
     if (got != 4) {
         st = got < 0 ? report_gz(f, path, "the magic number") : DG_STATUS_ERR_FORMAT;
         if (got >= 0) dg_log_error("%s: truncated file: %lld of 4 magic bytes", path, (long long)got);
-        goto err_close;
+        goto done;
     }
     const uint32_t magic = be32(hdr);
     const int ndims = hdr[3];
@@ -78,7 +78,7 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
                      "1 <= nn <= %d)",
                 path, magic, DG_IDX_MAX_DIMS);
         st = DG_STATUS_ERR_FORMAT;
-        goto err_close;
+        goto done;
     }
     const int64_t hdr_len = 4 + 4 * (int64_t)ndims;
     got = read_full(f, hdr + 4, hdr_len - 4);
@@ -86,7 +86,7 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
         st = got < 0 ? report_gz(f, path, "the header") : DG_STATUS_ERR_FORMAT;
         if (got >= 0) dg_log_error("%s: truncated header: %lld of %lld dimension bytes", path,
                 (long long)got, (long long)(hdr_len - 4));
-        goto err_close;
+        goto done;
     }
     int64_t numel = 1;
     for (int i = 0; i < ndims; i++) {
@@ -94,7 +94,7 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
         if (out->dims[i] != 0 && numel > IDX_MAX_NUMEL / out->dims[i]) {
             dg_log_error("%s: dimensions too large", path);
             st = DG_STATUS_ERR_FORMAT;
-            goto err_close;
+            goto done;
         }
         numel *= out->dims[i];
     }
@@ -123,7 +123,7 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
         st = got < 0 ? report_gz(f, path, "the data") : DG_STATUS_ERR_FORMAT;
         if (got >= 0) dg_log_error("%s: truncated file: %lld of %lld data bytes", path,
                 (long long)got, (long long)numel);
-        goto err_free;
+        goto done;
     }
     /* One more byte must hit a clean end of the (gzip) stream. */
     got = read_full(f, out->bytes + hdr_len + numel, 1);
@@ -134,13 +134,14 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
         st = got < 0 ? report_gz(f, path, "the end of the data") : DG_STATUS_ERR_FORMAT;
         if (got > 0) dg_log_error("%s: trailing bytes after %lld data bytes", path,
                 (long long)numel);
-        goto err_free;
+        goto done;
     }
-    if (gzclose(f) != Z_OK) {
+    const int zclose = gzclose(f);
+    f = NULL;
+    if (zclose != Z_OK) {
         dg_log_error("%s: error closing the file", path);
-        f = NULL;
         st = DG_STATUS_ERR_IO;
-        goto err_free;
+        goto done;
     }
     out->magic = magic;
     out->ndims = ndims;
@@ -148,13 +149,10 @@ dg_status dg_idx_read(const char *path, dg_idx *out) {
     out->file_bytes = hdr_len + numel;
     out->data = out->bytes + hdr_len;
     dg_idx_md5(out->bytes, (size_t)out->file_bytes, out->md5);
-    return DG_STATUS_OK;
 
-err_free:
-    dg_free(out->bytes);
-err_close:
+done:
     if (f) gzclose(f);
-    memset(out, 0, sizeof(*out));
+    if (st != DG_STATUS_OK) dg_idx_free(out);
     return st;
 }
 

@@ -10,6 +10,7 @@
 #include "data/npy.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -206,11 +207,25 @@ static const char *parse_header(const char *p, dg_npy *out, char *err, size_t er
     return NULL;
 }
 
+/* Logs "PATH: bad .npy file: WHAT" (WHAT formatted from fmt, at most 159
+ * bytes) and returns DG_STATUS_ERR_FORMAT. */
+static dg_status bad_npy(const char *path, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static dg_status bad_npy(const char *path, const char *fmt, ...) {
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    dg_log_error("%s: bad .npy file: %s", path, what);
+    return DG_STATUS_ERR_FORMAT;
+}
+
 dg_status dg_npy_read_f32(const char *path, dg_npy *out) {
     memset(out, 0, sizeof(*out));
     char err[160];
     char *hdr = NULL;
-    dg_status st = DG_STATUS_ERR_FORMAT;
+    dg_status st = DG_STATUS_OK;
     FILE *f = fopen(path, "rb");
     if (!f) {
         dg_log_error("%s: cannot open: %s", path, strerror(errno));
@@ -220,83 +235,80 @@ dg_status dg_npy_read_f32(const char *path, dg_npy *out) {
     if (fstat(fileno(f), &sb) != 0) {
         dg_log_error("%s: cannot stat: %s", path, strerror(errno));
         st = DG_STATUS_ERR_IO;
-        goto fail;
+        goto done;
     }
     const int64_t size = (int64_t)sb.st_size;
     uint8_t pre[12];
     if (size < 10 || fread(pre, 1, 10, f) != 10) {
-        snprintf(err, sizeof(err), "too short for a .npy header (%lld bytes)", (long long)size);
-        goto fail_fmt;
+        st = bad_npy(path, "too short for a .npy header (%lld bytes)", (long long)size);
+        goto done;
     }
     if (memcmp(pre, NPY_MAGIC, NPY_MAGIC_LEN) != 0) {
-        snprintf(err, sizeof(err), "not a .npy file (no \\x93NUMPY magic)");
-        goto fail_fmt;
+        st = bad_npy(path, "not a .npy file (no \\x93NUMPY magic)");
+        goto done;
     }
     if (pre[6] < 1 || pre[6] > 3 || pre[7] != 0) {
-        snprintf(err, sizeof(err), "unsupported .npy format version %d.%d", pre[6], pre[7]);
-        goto fail_fmt;
+        st = bad_npy(path, "unsupported .npy format version %d.%d", pre[6], pre[7]);
+        goto done;
     }
     int64_t prefix = 10, hlen = pre[8] | (pre[9] << 8);
     if (pre[6] >= 2) {
         if (fread(pre + 10, 1, 2, f) != 2) {
-            snprintf(err, sizeof(err), "file ends inside the header length");
-            goto fail_fmt;
+            st = bad_npy(path, "file ends inside the header length");
+            goto done;
         }
         prefix = 12;
         hlen = (int64_t)pre[8] | ((int64_t)pre[9] << 8) | ((int64_t)pre[10] << 16) |
                 ((int64_t)pre[11] << 24);
     }
     if (prefix + hlen > size) {
-        snprintf(err, sizeof(err), "header of %lld bytes runs past the end of the file "
+        st = bad_npy(path, "header of %lld bytes runs past the end of the file "
                 "(%lld bytes; truncated?)", (long long)hlen, (long long)size);
-        goto fail_fmt;
+        goto done;
     }
     hdr = dg_xmalloc((size_t)hlen + 1);
     if (fread(hdr, 1, (size_t)hlen, f) != (size_t)hlen) {
         dg_log_error("%s: cannot read the .npy header: %s", path, strerror(errno ? errno : EIO));
         st = DG_STATUS_ERR_IO;
-        goto fail;
+        goto done;
     }
     hdr[hlen] = '\0';
     if (memchr(hdr, '\0', (size_t)hlen)) {
-        snprintf(err, sizeof(err), "header contains a NUL byte");
-        goto fail_fmt;
+        st = bad_npy(path, "header contains a NUL byte");
+        goto done;
     }
-    if (parse_header(hdr, out, err, sizeof(err))) goto fail_fmt;
+    if (parse_header(hdr, out, err, sizeof(err))) {
+        st = bad_npy(path, "%s", err);
+        goto done;
+    }
 
     out->numel = 1;
     for (int i = 0; i < out->ndims; i++) {
         if (out->shape[i] != 0 && out->numel > INT64_MAX / 4 / out->shape[i]) {
-            snprintf(err, sizeof(err), "shape holds more elements than can be addressed");
-            goto fail_fmt;
+            st = bad_npy(path, "shape holds more elements than can be addressed");
+            goto done;
         }
         out->numel *= out->shape[i];
     }
     out->header_len = (int)(prefix + hlen);
     const int64_t data_bytes = size - prefix - hlen;
     if (data_bytes != out->numel * 4) {
-        snprintf(err, sizeof(err), "%lld data bytes after the header, but shape needs %lld "
-                "(%s)", (long long)data_bytes, (long long)(out->numel * 4),
+        st = bad_npy(path, "%lld data bytes after the header, but shape needs %lld (%s)",
+                (long long)data_bytes, (long long)(out->numel * 4),
                 data_bytes < out->numel * 4 ? "truncated" : "trailing bytes");
-        goto fail_fmt;
+        goto done;
     }
     out->data = dg_xmalloc((size_t)out->numel * sizeof(float));
     if (fread(out->data, sizeof(float), (size_t)out->numel, f) != (size_t)out->numel) {
         dg_log_error("%s: cannot read the .npy data: %s", path, strerror(errno ? errno : EIO));
         st = DG_STATUS_ERR_IO;
-        goto fail;
+        goto done;
     }
-    fclose(f);
-    dg_free(hdr);
-    return DG_STATUS_OK;
 
-fail_fmt:
-    dg_log_error("%s: bad .npy file: %s", path, err);
-    st = DG_STATUS_ERR_FORMAT;
-fail:
+done:
     fclose(f);
     dg_free(hdr);
-    dg_npy_free(out);
+    if (st != DG_STATUS_OK) dg_npy_free(out);
     return st;
 }
 

@@ -543,19 +543,19 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
     memset(&l, 0, sizeof(l));
     dg_strvec img = {0}, lbl = {0}, odd_img = {0}, odd_lbl = {0};
     dg_status st = r->find(root, csplit, opts, &l);
-    if (st != DG_STATUS_OK) goto err_free_layout;
+    if (st != DG_STATUS_OK) goto done;
     ds->layout = dg_xstrdup(l.what);
     if (l.list) ds->split_list = dg_xstrdup(l.list);
     if (l.list) {
         st = dg_seg_split_list_read(l.list, &img);
-        if (st != DG_STATUS_OK) goto err_free_layout;
+        if (st != DG_STATUS_OK) goto done;
         dg_strvec_sort(&img);
         pair_listed(ds, &l, &img);
     } else {
         st = scan_dir(l.img_dir, "", SCAN_DEPTH, l.img_suffix, &img, &odd_img);
         if (st == DG_STATUS_OK)
             st = scan_dir(l.lbl_dir, "", SCAN_DEPTH, l.lbl_suffix, &lbl, &odd_lbl);
-        if (st != DG_STATUS_OK) goto err_free_layout;
+        if (st != DG_STATUS_OK) goto done;
         dg_strvec_sort(&img);
         dg_strvec_sort(&lbl);
         dg_strvec_sort(&odd_img);
@@ -574,22 +574,15 @@ dg_status dg_seg_dataset_open_opts(const char *reader_name, const char *root,
                 root, r->name, split, l.img_dir, l.img_suffix, l.lbl_dir,
                 l.lbl_suffix, l.list ? ", list " : "", l.list ? l.list : "");
         st = DG_STATUS_ERR_MISSING;
-        goto err_free_layout;
     }
-    dg_strvec_free(&img);
-    dg_strvec_free(&lbl);
-    dg_strvec_free(&odd_img);
-    dg_strvec_free(&odd_lbl);
-    layout_free(&l);
-    return DG_STATUS_OK;
 
-err_free_layout:
+done:
     dg_strvec_free(&img);
     dg_strvec_free(&lbl);
     dg_strvec_free(&odd_img);
     dg_strvec_free(&odd_lbl);
     layout_free(&l);
-    dg_seg_dataset_free(ds);
+    if (st != DG_STATUS_OK) dg_seg_dataset_free(ds);
     return st;
 }
 

@@ -152,7 +152,7 @@ dg_status dg_flat_expected_sharpness(const dg_flat_objective *o, const float *w,
     const size_t d = o->layout->d;
     const int G = o->n_groups;
     const long total = 1 + (long)M * n_radii;
-    long done = 0;
+    long evals = 0; /* objective evaluations so far, for progress */
 
     double L0, m0, gl0[DG_FLAT_MAX_GROUPS];
     dg_status s = o->eval(o->self, w, q, -1, &L0, &m0, G ? gl0 : NULL, NULL);
@@ -161,7 +161,7 @@ dg_status dg_flat_expected_sharpness(const dg_flat_objective *o, const float *w,
         dg_log_error("flatness: the loss at w is %g: expected sharpness needs a finite one", L0);
         return DG_STATUS_ERR_NUMERIC;
     }
-    if (progress) progress(++done, total, user);
+    if (progress) progress(++evals, total, user);
     if (base_loss) *base_loss = L0;
     if (base_metric) *base_metric = m0;
     if (base_group) memcpy(base_group, gl0, (size_t)G * sizeof(*base_group));
@@ -182,7 +182,7 @@ dg_status dg_flat_expected_sharpness(const dg_flat_objective *o, const float *w,
             row[0] = L - L0;
             row[1] = m;
             for (int g = 0; g < G; g++) row[2 + g] = gl[g] - gl0[g];
-            if (progress) progress(++done, total, user);
+            if (progress) progress(++evals, total, user);
         }
     }
     for (int k = 0; k < n_radii; k++) {

@@ -379,54 +379,57 @@ dg_status dg_file_write_atomic(const char *path, const dg_file_part *parts, int 
     char *tmp = dg_xmalloc(tmp_size);
     snprintf(tmp, tmp_size, "%s.tmp.%ld.%u", path, (long)getpid(),
             atomic_fetch_add(&tmp_counter, 1u));
-    const char *step = NULL;
+    dg_status st = DG_STATUS_OK;
+    const char *step = NULL; /* the step on the temporary file that failed, logged at done */
     int err = 0;
     bool created = false;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         step = "creating";
         err = errno;
-        goto fail;
+        goto done;
     }
     created = true;
     for (int i = 0; i < n_parts; i++) {
         if ((err = write_all(fd, parts[i].data, parts[i].size)) != 0) {
             step = "writing";
-            goto fail;
+            goto done;
         }
     }
     if (fsync(fd) != 0) {
         step = "syncing";
         err = errno;
-        goto fail;
+        goto done;
     }
     const int rc = close(fd);
     fd = -1;
     if (rc != 0) {
         step = "closing";
         err = errno;
-        goto fail;
+        goto done;
     }
     if (rename(tmp, path) != 0) {
         step = "renaming";
         err = errno;
-        goto fail;
+        goto done;
     }
-    dg_free(tmp);
+    created = false; /* the temporary is path now */
     if ((err = fsync_dir(path)) != 0) {
         dg_log_error("%s: written, but syncing its directory failed: %s (the file may not "
                 "survive a power loss)", path, strerror(err));
-        return DG_STATUS_ERR_IO;
+        st = DG_STATUS_ERR_IO;
     }
-    return DG_STATUS_OK;
 
-fail:
+done:
     if (fd >= 0) close(fd);
     if (created) unlink(tmp);
-    dg_log_error("%s: cannot write: %s temporary file '%s' failed: %s (an existing file "
-            "at this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
+    if (step) {
+        dg_log_error("%s: cannot write: %s temporary file '%s' failed: %s (an existing file "
+                "at this path is left unchanged)", path, step, tmp, strerror(err ? err : EIO));
+        st = DG_STATUS_ERR_IO;
+    }
     dg_free(tmp);
-    return DG_STATUS_ERR_IO;
+    return st;
 }
 
 int dg_file_remove_stale_temporaries(const char *path) {
