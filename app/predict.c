@@ -206,7 +206,7 @@ static int resolve_weights(predictor *p, const predict_opts *o, dg_ckpt *c) {
         memcpy(p->stats, c->w.stats, p->n_stats * sizeof(float));
     }
     dg_ckpt_close(c); /* its model was built on p->ctx */
-    return st == DG_STATUS_OK ? 0 : 1;
+    return dg_cli_exit_code(st);
 }
 
 /* (Re)builds the inference instance for an h x w input and loads weights. */
@@ -218,7 +218,8 @@ static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tenso
     dg_model_opts mo = {.batch = 1, .in_channels = 3, .height = h, .width = w,
             .classes = o->classes, .training = false, .output_stride = o->output_stride,
             .aux = o->aux};
-    if (dg_model_create(&p->m, &p->ctx, o->model, &mo, 0) != DG_STATUS_OK) return 2;
+    const dg_status st = dg_model_create(&p->m, &p->ctx, o->model, &mo, 0);
+    if (st != DG_STATUS_OK) return dg_cli_exit_code(st);
     p->built = true;
     p->h = h, p->w = w;
     p->version = dg_weights_version_new(); /* every image of this size */
@@ -230,7 +231,7 @@ static int predictor_prepare(predictor *p, const predict_opts *o, const dg_tenso
         return 0;
     }
     dg_weights_load_opts lo = {.ignore = aux_ignore, .n_ignore = o->aux ? 0 : 1};
-    return dg_weights_load_reader(r, &p->m.ps, &lo) == DG_STATUS_OK ? 0 : 1;
+    return dg_cli_exit_code(dg_weights_load_reader(r, &p->m.ps, &lo));
 }
 
 /* DIR/<stem>_overlay.png: img (H, W, 3) on the left, on the right each
@@ -249,7 +250,7 @@ static int write_overlay(const char *path, const dg_image *img, const uint8_t *c
                 right[k] = (uint8_t)((in[k] + col[k] + 1) / 2);
             }
         }
-    const int rc = dg_image_write_png(path, &ov) == DG_STATUS_OK ? 0 : 1;
+    const int rc = dg_cli_exit_code(dg_image_write_png(path, &ov));
     dg_image_free(&ov);
     return rc;
 }
@@ -286,7 +287,7 @@ static int predict_one(predictor *p, const predict_opts *o, const dg_tensor_read
     if (!rc && o->logits) {
         snprintf(path, sizeof(path), "%s/%s.npy", o->out, stem);
         int64_t shape[3] = {c, p->h, p->w};
-        rc = dg_npy_write_f32(path, 3, shape, z) == DG_STATUS_OK ? 0 : 1;
+        rc = dg_cli_exit_code(dg_npy_write_f32(path, 3, shape, z));
     }
     if (!rc && o->overlay) {
         snprintf(path, sizeof(path), "%s/%s_overlay.png", o->out, stem);
@@ -346,7 +347,8 @@ int dg_predict_main(int argc, char **argv) {
         goto done;
     }
     if (o.checkpoint) {
-        rc = dg_ckpt_open(&c, o.checkpoint) != DG_STATUS_OK ? 1 : from_checkpoint(&o, &c);
+        const dg_status st = dg_ckpt_open(&c, o.checkpoint);
+        rc = st != DG_STATUS_OK ? dg_cli_exit_code(st) : from_checkpoint(&o, &c);
     } else {
         have_r = dg_tensor_reader_open(&r, o.weights) == DG_STATUS_OK;
         rc = have_r ? 0 : 1;
