@@ -257,10 +257,14 @@ START_TEST(sigterm_stops_the_study_and_it_resumes) {
         execl(DG_DGSEG_PATH, "dgseg", "study", study, (char *)NULL);
         _exit(127);
     }
-    /* wait for the run's first logged steps */
+    /* wait for the run's first logged steps: up to 150 s (most of the
+     * case's 180 s; a quiet machine takes a few), times the factor the
+     * runner gives every timeout (a sanitizer build, a loaded machine) */
     snprintf(p, sizeof(p), "%s/erm/seed-0/train.log", out);
+    const char *mult = getenv("CK_TIMEOUT_MULTIPLIER");
+    const double factor = mult && atof(mult) >= 1 ? atof(mult) : 1;
     bool started = false;
-    for (int i = 0; i < 600 && !started; i++) {
+    for (int i = 0; i < (int)(1500 * factor) && !started; i++) {
         char *log = dg_is_file(p) ? read_file(p, NULL) : NULL;
         started = log && strstr(log, "step 25/"); /* demo-erm logs every 25 steps */
         dg_free(log);
