@@ -313,8 +313,12 @@ dg_status dg_ckpt_save_run(const char *path, const dg_ckpt_run_info *info, long 
     dg_tensor_writer_init(&w);
     dg_weights_add(&w, ps);
     dg_status st = dg_method_state_save(method, &w);
-    char *text;
+    char *text, buf[64];
     set_run_metadata(info, &w, step, &text);
+    snprintf(buf, sizeof(buf), "%.17g", info->log_loss_sum);
+    dg_tensor_writer_set_metadata(&w, "log_loss_sum", buf);
+    snprintf(buf, sizeof(buf), "%ld", info->log_loss_steps);
+    dg_tensor_writer_set_metadata(&w, "log_loss_steps", buf);
     if (st == DG_STATUS_OK) st = dg_tensor_writer_write(&w, path);
     if (st == DG_STATUS_OK) dg_log_info("checkpoint: %s (step %ld)", path, step);
     dg_free(text);
@@ -365,6 +369,17 @@ dg_status dg_ckpt_resume(const char *path, const dg_config *cfg, dg_param_set *p
             }
             /* a finished run that stopped early (SWAD) stopped at its last step */
             if (st == DG_STATUS_OK && out->step < T) out->stopped_at = out->step;
+        }
+        /* optional: checkpoints written before these keys start the mean afresh */
+        const char *ls = dg_tensor_reader_metadata(&rd, "log_loss_sum");
+        if (st == DG_STATUS_OK && ls) {
+            char *end = NULL;
+            out->log_loss_sum = strtod(ls, &end);
+            out->log_loss_steps = meta_long(&rd, path, "log_loss_steps", &st);
+            if (st == DG_STATUS_OK && (*end || !isfinite(out->log_loss_sum))) {
+                dg_log_error("%s: checkpoint metadata 'log_loss_sum' is malformed", path);
+                st = DG_STATUS_ERR_FORMAT;
+            }
         }
         if (st == DG_STATUS_OK) st = dg_weights_load_reader(&rd, ps, NULL);
         if (st == DG_STATUS_OK) st = dg_method_state_load(method, &rd);

@@ -40,7 +40,8 @@
 /* What every weights file of a run says about it: the metadata keys
  * "format_version", "step", "model", "classes", "output_stride", "aux",
  * "task", "method", "test_domain" (classification), "bn_refresh_batches",
- * "finished", "iterations" and "config" (the resolved configuration). */
+ * "finished", "iterations" and "config" (the resolved configuration);
+ * training checkpoints also "log_loss_sum" and "log_loss_steps". */
 typedef struct dg_ckpt_run_info {
     const dg_config *cfg;     /* the run's configuration */
     int classes;
@@ -48,6 +49,9 @@ typedef struct dg_ckpt_run_info {
     const char *test_domain;  /* classification: the held-out domain; NULL: none */
     long bn_refresh_batches;  /* BN-refresh batches drawn so far */
     bool finished;            /* dg_method_finish has run: the final model */
+    double log_loss_sum;      /* losses since the last "train" line of metrics.jsonl ... */
+    long log_loss_steps;      /* ... and their count: checkpoints only, so a resumed run's
+                                 next line averages the same steps as a straight run's */
 } dg_ckpt_run_info;
 
 /* Writes the training checkpoint of step `step` to path (atomically): the
@@ -68,6 +72,8 @@ typedef struct dg_ckpt_resumed {
     long bn_refresh_batches;
     bool finished;            /* the final checkpoint of a finished run */
     long stopped_at;          /* a finished run stopped early (SWAD): its last step; else 0 */
+    double log_loss_sum;      /* 0 and 0 for a checkpoint written before these keys */
+    long log_loss_steps;
 } dg_ckpt_resumed;
 /* Restores the checkpoint at path into ps (weights, statistics) and method
  * (its state) for the run cfg describes: the model must be cfg's, and a

@@ -42,6 +42,8 @@ dg_ckpt_run_info dg_trainer_run_info(const dg_trainer *t) {
         .test_domain = t->test_domain[0] ? t->test_domain : NULL,
         .bn_refresh_batches = t->tc.refresh_batches,
         .finished = t->finished,
+        .log_loss_sum = t->log_loss_sum,
+        .log_loss_steps = t->log_loss_steps,
     };
 }
 
@@ -152,6 +154,8 @@ static dg_status load_checkpoint(dg_trainer *t, long *step, long *refresh) {
     dg_free(path);
     t->finished = res.finished;
     if (res.stopped_at) t->stopped_at = res.stopped_at;
+    t->log_loss_sum = res.log_loss_sum;
+    t->log_loss_steps = res.log_loss_steps;
     *step = res.step;
     *refresh = res.bn_refresh_batches;
     return st;
@@ -348,8 +352,8 @@ static int train_loop(dg_trainer *t) {
     const dg_trainer_task *task = t->task;
     const long T = cfg->iterations;
     const int B = (int)(cfg->batch_size * t->data.S);
-    double t_log = dg_now(), loss_sum = 0;
-    long n_loss = 0, last_ckpt = t->start_step;
+    double t_log = dg_now();
+    long n_timed = 0, last_ckpt = t->start_step; /* steps since t_log, for img/s */
     dg_param_set *ps = &t->m.ps;
     dg_progress_init(&t->progress, stdout, dg_progress_is_tty(stdout), t->start_step, T,
             cfg->log_every, B);
@@ -373,17 +377,19 @@ static int train_loop(dg_trainer *t) {
             if (!nan_policy(t, loss, s, last_ckpt)) return 1;
             continue;
         }
-        loss_sum += loss;
-        n_loss++;
+        t->log_loss_sum += loss;
+        t->log_loss_steps++;
+        n_timed++;
         const long done = s + 1;
         dg_progress_update(&t->progress, done, loss, lr);
         if (done % cfg->log_every == 0 || done == T) {
             double now = dg_now();
-            dg_metrics_log_train(&t->metrics, done, loss_sum / (double)n_loss, lr,
-                    (double)B * (double)n_loss / (now - t_log));
+            dg_metrics_log_train(&t->metrics, done, t->log_loss_sum / (double)t->log_loss_steps,
+                    lr, (double)B * (double)n_timed / (now - t_log));
             t_log = now;
-            loss_sum = 0;
-            n_loss = 0;
+            n_timed = 0;
+            t->log_loss_sum = 0;
+            t->log_loss_steps = 0;
         }
         bool swad_stop = false;
         if (task->evaluate && !task->evaluate(t, done, &swad_stop)) return 1;

@@ -74,6 +74,9 @@ struct dg_trainer {
     bool finished;                 /* dg_method_finish has run */
     long start_step;
     long stopped_at;               /* SWAD's early stop: the last step run (0: none) */
+    double log_loss_sum;           /* losses since the last "train" line of metrics.jsonl */
+    long log_loss_steps;           /* ... and their count (checkpointed: a resumed run logs
+                                      the same means as a straight one) */
     char test_domain[64];          /* classification: the held-out domain's name ("" none) */
     dg_metrics metrics;
     dg_progress progress;
