@@ -88,10 +88,14 @@ static char **child_env(char *lsan, size_t size) {
 }
 
 pid_t spawn(const char *tag, const char *const *args) {
+    return spawn_exe(tag, DG_DGSEG_PATH, args);
+}
+
+pid_t spawn_exe(const char *tag, const char *exe, const char *const *args) {
     char out[128], err[128], lsan[1024];
     snprintf(out, sizeof(out), "%s/%s.out", proc_dir, tag);
     snprintf(err, sizeof(err), "%s/%s.err", proc_dir, tag);
-    const char *argv[32] = {DG_DGSEG_PATH};
+    const char *argv[32] = {exe};
     int argc = 1;
     for (; args[argc - 1]; argc++) {
         ck_assert_int_lt(argc, 31);
@@ -119,7 +123,7 @@ pid_t spawn(const char *tag, const char *const *args) {
         const int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in < 0 || fo < 0 || fe < 0 || chdir(proc_dir) != 0) _exit(127);
         if (dup2(in, 0) < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(127);
-        execve(DG_DGSEG_PATH, (char *const *)argv, env);
+        execve(exe, (char *const *)argv, env);
         _exit(127);
     }
     dg_free(env);
