@@ -57,8 +57,11 @@ static void quiet_other_ranks(void) {
 
 dg_status dg_dist_init(int *argc, char ***argv) {
     if (!dg_dist_launched()) return DG_STATUS_OK;
-    if (MPI_Init(argc, argv) != MPI_SUCCESS) {
-        dg_log_error("mpirun started this process but MPI cannot start (MPI_Init failed)");
+    /* loader workers and OpenMP run beside the main thread, which alone
+     * calls MPI */
+    int provided = 0;
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        dg_log_error("mpirun started this process but MPI cannot start (MPI_Init_thread failed)");
         return DG_STATUS_ERR_CONFIG;
     }
     dist.started = true;

@@ -432,8 +432,13 @@ static int train_loop(dg_trainer *t) {
             last_ckpt = done;
         }
         if (stop) {
-            dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
-                         "train.resume=true", done);
+            /* rank 0's checkpoint is whole before any rank ends the job;
+             * every rank stops here, rank 0 says so for all */
+            dg_dist_barrier();
+            if (t->writer)
+                dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
+                             "train.resume=true%s", done, dg_dist_size() > 1 ? " (without "
+                             "mpirun: resuming under mpirun is not supported yet)" : "");
             return 1;
         }
         if (swad_stop && cfg->optim.swad_early_stop) {

@@ -33,6 +33,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +307,38 @@ START_TEST(a_rank_that_fails_alone_ends_the_job_with_its_message) {
 }
 END_TEST
 
+START_TEST(sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    char out[128];
+    snprintf(out, sizeof(out), "output.dir=%s/term", proc_dir);
+    const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "train", cfg, out,
+            "train.iterations=100000", NULL};
+    const pid_t pid = spawn_exe("term", mpirun, args);
+    char *metrics = run_file("term", "metrics.jsonl");
+    int rc = 0;
+    ck_assert_msg(wait_for_file(pid, metrics, "\"step\":3,", PROC_TIMEOUT_S, &rc),
+            "no third step (exit %d)", rc);
+    kill(pid, SIGTERM); /* mpirun passes it on to every rank */
+    rc = wait_exit(pid, PROC_TIMEOUT_S);
+    char *err = err_of("term");
+    /* the ranks see the signal at different steps; all stop after the
+     * first step after which one saw it, and rank 0 says which */
+    const char *said = strstr(err, "interrupted after step ");
+    ck_assert_msg(rc == 1 && said, "exit %d:\n%s", rc, err);
+    const long step = strtol(said + strlen("interrupted after step "), NULL, 10);
+    ck_assert_msg(!strstr(said + 1, "interrupted after step "), "said twice:\n%s", err);
+    char *ck = run_file("term", "checkpoints/last.safetensors");
+    ck_assert_int_eq(checkpoint_step(ck), step);
+    dg_free(ck);
+    dg_free(metrics);
+    dg_free(err);
+}
+END_TEST
+
 Suite *mpi_suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -318,6 +351,7 @@ Suite *mpi_suite(void) {
             (int)DG_ARRAY_LEN(refused));
     tcase_add_test(tc, other_commands_are_refused_under_two_ranks_with_exit_2);
     tcase_add_test(tc, a_rank_that_fails_alone_ends_the_job_with_its_message);
+    tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     suite_add_tcase(s, tc);
     return s;
 }
