@@ -26,10 +26,14 @@ extern char **environ;
 char proc_dir[64];
 
 /* fontconfig, loaded by PLplot when a run draws curves.png, keeps caches
- * LeakSanitizer cannot trace back to a root (see tests/test_report.c): a
+ * LeakSanitizer cannot trace back to a root (see tests/test_report.c), and
+ * so does Open MPI (its libraries, hwloc and PMIx, and its components:
+ * tests/test_mpi.c keeps them loaded so that their frames have names): a
  * sanitizer build of dgseg gets this suppression list through LSAN_OPTIONS,
  * so that its exit code is dgseg's own. Other builds ignore it. */
-static const char *LSAN_SUPP = "leak:libfontconfig.so\n";
+static const char *LSAN_SUPP = "leak:libfontconfig.so\nleak:libmpi.so\nleak:libopen-pal.so\n"
+                               "leak:libopen-rte.so\nleak:libhwloc.so\nleak:libpmix.so\n"
+                               "leak:libevent\nleak:mca_\n";
 
 void proc_setup(const char *tag) {
     make_tmpdir(proc_dir, tag);

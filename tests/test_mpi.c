@@ -70,6 +70,15 @@ static void setup(void) {
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     setenv("OMP_NUM_THREADS", "1", 1);
+    /* a sanitizer build: Open MPI's components stay loaded until exit and
+     * the leak check unwinds through its frame-pointer-less libraries, so
+     * that what they keep is traced to them and suppressed (tests/proc.c) */
+    setenv("OMPI_MCA_mca_base_component_disable_dlclose", "1", 1);
+    const char *lsan = getenv("LSAN_OPTIONS");
+    char *opts = dg_xasprintf("%s%sfast_unwind_on_malloc=0", lsan ? lsan : "",
+            lsan && lsan[0] ? ":" : "");
+    setenv("LSAN_OPTIONS", opts, 1);
+    dg_free(opts);
 }
 static void teardown(void) { proc_teardown(); }
 
