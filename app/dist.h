@@ -65,7 +65,8 @@ void dg_dist_bcast(void *buf, size_t bytes);
 /* Waits for every rank. */
 void dg_dist_barrier(void);
 /* True when buf (bytes) holds the same bytes on every rank, compared by a
- * 64-bit FNV-1a hash (into *hash: rank 0's). Always true with one rank. */
+ * 64-bit FNV-1a-style hash of 8-byte words (into *hash: rank 0's). Always
+ * true with one rank. */
 bool dg_dist_same(const void *buf, size_t bytes, uint64_t *hash);
 /* Ends every rank of the job with exit code rc (MPI_Abort) after flushing
  * this rank's output; this rank has logged why. Without MPI: exit(rc). */

@@ -339,15 +339,17 @@ static bool nan_policy(dg_trainer *t, double loss, long step, long last_ckpt) {
  * between ranks). Returns false when it stops (logged). */
 static bool ranks_agree(dg_trainer *t, long done) {
     if (dg_dist_size() == 1) return true;
+    float *w = t->m.ps.data;
+    if (dg_cli_fault_diverge(dg_dist_rank())) w[0] = nextafterf(w[0], INFINITY);
     uint64_t h;
     if (dg_dist_same(t->m.ps.data, t->m.ps.d * sizeof(float), &h)) {
         if (done == t->cfg->iterations)
-            dg_log_info("the %d ranks hold identical weights after step %ld (FNV-1a %016llx)",
+            dg_log_info("the %d ranks hold identical weights after step %ld (hash %016llx)",
                     dg_dist_size(), done, (unsigned long long)h);
         return true;
     }
     dg_progress_break(&t->progress);
-    dg_log_error("step %ld: the ranks' weights differ (rank 0's FNV-1a %016llx); the data-"
+    dg_log_error("step %ld: the ranks' weights differ (rank 0's hash %016llx); the data-"
                  "parallel run cannot go on", done, (unsigned long long)h);
     return false;
 }

@@ -316,6 +316,23 @@ START_TEST(a_rank_that_fails_alone_ends_the_job_with_its_message) {
 }
 END_TEST
 
+START_TEST(ranks_whose_weights_differ_stop_the_run_at_the_next_comparison) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    /* rank 1 moves one weight by one ulp before the comparison after step 1 */
+    setenv("DGSEG_FAULT_DIVERGE", "1", 1);
+    char *err;
+    const int rc = train_np("diverge", 2, NULL, &err);
+    unsetenv("DGSEG_FAULT_DIVERGE");
+    ck_assert_msg(rc == 1 && strstr(err, "step 1: the ranks' weights differ"), "exit %d:\n%s",
+            rc, err);
+    dg_free(err);
+}
+END_TEST
+
 START_TEST(sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint) {
     const char *why = cannot_run();
     if (why) {
@@ -360,6 +377,7 @@ Suite *mpi_suite(void) {
             (int)DG_ARRAY_LEN(refused));
     tcase_add_test(tc, other_commands_are_refused_under_two_ranks_with_exit_2);
     tcase_add_test(tc, a_rank_that_fails_alone_ends_the_job_with_its_message);
+    tcase_add_test(tc, ranks_whose_weights_differ_stop_the_run_at_the_next_comparison);
     tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     suite_add_tcase(s, tc);
     return s;
