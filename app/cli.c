@@ -103,3 +103,10 @@ void dg_cli_fault_point(const char *point) {
         raise(f->sig);
     }
 }
+
+bool dg_cli_fault_diverge(int rank) {
+    const char *v = getenv("DGSEG_FAULT_DIVERGE");
+    char *end = NULL;
+    const long r = v && *v ? strtol(v, &end, 10) : -1;
+    return end && *end == '\0' && r == rank;
+}

@@ -60,5 +60,11 @@ void dg_cli_stop_signals_restore(const dg_cli_stop_signals *old);
  * refresh), "evaluating <reader>" (after each image of an evaluation). Main
  * thread only. */
 void dg_cli_fault_point(const char *point);
+/* Test hook of suite mpi: with DGSEG_FAULT_DIVERGE=<rank> in the
+ * environment, that rank of a data-parallel job moves one weight by one
+ * ulp before each comparison of the ranks' weights (app/trainer.c), which
+ * must then stop the run. True when `rank` is that rank; false without
+ * the variable. */
+bool dg_cli_fault_diverge(int rank);
 
 #endif

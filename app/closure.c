@@ -1,6 +1,7 @@
 /* app/closure.c -- the training closure (see closure.h). */
 #include "app/closure.h"
 
+#include "app/dist.h"
 #include "app/progress.h"
 
 #include <string.h>
@@ -57,6 +58,12 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
     }
     dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
     DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    /* Data parallelism (§1.1): each rank's loss and gradient are the means
+     * over its n = B / N samples, so the means over the whole batch are
+     * their sums over the ranks divided by N. */
+    const int n_ranks = dg_dist_size();
+    dg_dist_allreduce_f32(tc->m->ps.grad, tc->m->ps.d, 1.f / (float)n_ranks);
+    dg_dist_allreduce_f64(&l, 1, 1.0 / n_ranks);
     if (p.counter % 64 == 0) tc->first_loss = l;
     return l;
 }

@@ -12,7 +12,12 @@
  * (N, K, P) logits: the loss's blocked view is converted both ways.
  *
  * Dropout masks come from the pass counter step * 64 + call, so a resumed
- * run draws the same masks. */
+ * run draws the same masks.
+ *
+ * In a data-parallel job (app/dist.h) the batch is this rank's share of
+ * the whole batch, and every eval returns the whole batch's mean loss
+ * with the whole batch's mean gradient in ps.grad (summed over the ranks,
+ * times 1/N: shares are equal), the same on every rank. */
 #ifndef DG_APP_CLOSURE_H
 #define DG_APP_CLOSURE_H
 

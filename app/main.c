@@ -7,6 +7,7 @@
 
 #include "app/bench.h"
 #include "app/config_cmd.h"
+#include "app/dist.h"
 #include "app/eval_cmd.h"
 #include "app/flatness.h"
 #include "app/predict.h"
@@ -38,6 +39,25 @@ static const command commands[] = {
             true},
     {"report", dg_report_main, "aggregate run and study folders: mean ± sd per method", false},
 };
+
+/* Under mpirun: `train` is data-parallel over the job's ranks (app/dist.h)
+ * and starts MPI; every other command runs as one process and is refused
+ * in a job of N > 1 ranks, where N copies would each do the whole work and
+ * write the same files. A job of one rank runs any command as a plain
+ * process, without starting MPI. */
+static int run_command(const command *c, int argc, char **argv) {
+    const bool parallel = !strcmp(c->name, "train");
+    if (dg_dist_launched() && !parallel && dg_dist_launched_size() > 1) {
+        fprintf(stderr, "dgseg %s: runs as one process; under mpirun with %d ranks only "
+                "`dgseg train` is data-parallel (run `dgseg %s` without mpirun)\n", c->name,
+                dg_dist_launched_size(), c->name);
+        return 2;
+    }
+    if (!parallel) return c->run(argc, argv);
+    const dg_status st = dg_dist_init(&argc, &argv);
+    if (st != DG_STATUS_OK) return 2;
+    return dg_dist_finalize(c->run(argc, argv));
+}
 
 /* The keys are described once, in app/config.c's table (`dgseg config`),
  * so no command's own help keeps a copy that could drift: `COMMAND --help`
@@ -83,7 +103,7 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < DG_ARRAY_LEN(commands); i++) {
         if (strcmp(argv[1], commands[i].name)) continue;
-        const int rc = commands[i].run(argc - 1, argv + 1);
+        const int rc = run_command(&commands[i], argc - 1, argv + 1);
         if (rc == 0 && commands[i].reads_config && argc == 3 && is_help(argv[2]))
             printf("\nEvery configuration key with its default, values and meaning: dgseg config "
                    "--list\n");

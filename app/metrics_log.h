@@ -21,6 +21,7 @@ typedef struct dg_metrics {
     FILE *f;     /* opened for appending */
     char *path;
     bool failed; /* a write failed (logged once; later writes fail silently) */
+    bool discard; /* dg_metrics_open_discard: every line is dropped */
 } dg_metrics;
 
 /* One named number of a metrics line. */
@@ -36,6 +37,11 @@ typedef struct dg_metric {
  * appending; a missing file is created. Returns DG_STATUS_OK or
  * DG_STATUS_ERR_IO (logged with the path). */
 dg_status dg_metrics_open(dg_metrics *m, const char *path, bool resume, int64_t resume_step);
+
+/* A log that writes nothing: what the ranks of a data-parallel job other
+ * than rank 0 log to (app/dist.h), so that only one process writes the
+ * run's metrics.jsonl. */
+void dg_metrics_open_discard(dg_metrics *m);
 
 /* Appends {"step": step, "kind": kind, name: value, ...} (values in the
  * order given) and flushes it. Returns DG_STATUS_OK or DG_STATUS_ERR_IO

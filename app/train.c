@@ -4,7 +4,13 @@
  * runs/<config-name>-<timestamp>), locks it, writes config.ini (resolved)
  * and catches SIGINT/SIGTERM; then hands the run to the segmentation
  * trainer (app/train_seg.c) or the classification trainer
- * (app/train_cls.c), which share the loop of app/trainer.c. */
+ * (app/train_cls.c), which share the loop of app/trainer.c.
+ *
+ * Under mpirun (app/dist.h) rank 0 alone chooses the folder (its name
+ * goes to the other ranks), locks it and writes config.ini; the other
+ * ranks write nothing there, so they never contend for the folder's lock
+ * or race a writer. What data parallelism cannot compute exactly yet is
+ * refused before the folder exists (check_parallel). */
 #define _POSIX_C_SOURCE 200809L
 #include "app/train.h"
 
@@ -17,6 +23,7 @@
 
 #include "app/cli.h"
 #include "app/config.h"
+#include "app/dist.h"
 #include "app/train_cls.h"
 #include "app/train_seg.h"
 #include "app/trainer.h"
@@ -59,6 +66,64 @@ static char *latest_run(const char *name) {
     return dir;
 }
 
+/* What a job of N > 1 ranks computes exactly in this version: the
+ * classification trainer with mnist-cnn (GroupNorm: no batch statistics,
+ * so each rank's share of a batch computes what one process computes on
+ * it), ERM or Lookahead, no dropout (its masks are indexed by the sample's
+ * place in the process's batch), train.batch_size a multiple of N, and a
+ * run started afresh. Anything else would compute something other than
+ * the one-process run and is refused here, naming the key. */
+static dg_status check_parallel(const dg_config *cfg, int n) {
+    const char *p = cfg->path;
+    if (cfg->task == DG_TASK_SEGMENTATION) {
+        dg_log_error("%s: data.sources: segmentation training is not data-parallel yet (its "
+                     "models have BatchNorm, whose batch statistics need synchronising across "
+                     "ranks); run it without mpirun", p);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->model, "mnist-cnn")) {
+        dg_log_error("%s: model.name = %s: under mpirun with %d ranks only mnist-cnn trains (a "
+                     "model with BatchNorm needs statistics synchronised across ranks, not "
+                     "supported yet); run it without mpirun", p, cfg->model, n);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (strcmp(cfg->method, "erm") && strcmp(cfg->method, "lookahead")) {
+        dg_log_error("%s: optim.method = %s: under mpirun with %d ranks only erm and lookahead "
+                     "train (%s is not data-parallel yet); run it without mpirun", p, cfg->method,
+                n, cfg->method);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (cfg->dropout > 0) {
+        dg_log_error("%s: model.dropout = %g: dropout is not data-parallel yet (its masks follow "
+                     "each sample's place in its rank's batch); set 0 or run without mpirun", p,
+                cfg->dropout);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (cfg->batch_size % n) {
+        dg_log_error("%s: train.batch_size = %ld: must be a multiple of the %d ranks (each rank "
+                     "computes train.batch_size / %d samples of every training domain)", p,
+                cfg->batch_size, n, n);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    if (cfg->resume) {
+        dg_log_error("%s: train.resume: resuming under mpirun is not supported yet; resume the "
+                     "run without mpirun (dgseg train CONFIG --resume continues it exactly)", p);
+        return DG_STATUS_ERR_CONFIG;
+    }
+    return DG_STATUS_OK;
+}
+
+/* Rank 0's *dir on every rank (allocated). */
+static void share_dir(char **dir) {
+    uint64_t len = dg_dist_is_root() ? strlen(*dir) : 0;
+    dg_dist_bcast(&len, sizeof(len));
+    if (!dg_dist_is_root()) {
+        dg_free(*dir);
+        *dir = dg_xcalloc(len + 1, 1);
+    }
+    dg_dist_bcast(*dir, len);
+}
+
 int dg_train_main(int argc, char **argv) {
     dg_cli_config_args args = {0};
     bool resume = false;
@@ -88,6 +153,10 @@ int dg_train_main(int argc, char **argv) {
             return 2;
         }
     }
+    if (dg_dist_size() > 1 && check_parallel(&cfg, dg_dist_size()) != DG_STATUS_OK) {
+        dg_config_free(&cfg);
+        return 2;
+    }
     if (cfg.threads) omp_set_num_threads((int)cfg.threads);
     char *dir = NULL;
     if (cfg.out_dir[0]) {
@@ -108,10 +177,12 @@ int dg_train_main(int argc, char **argv) {
         strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", &tmv);
         dir = dg_xasprintf("runs/%s-%s", cfg.name, stamp);
     }
-    int rc = dg_make_dirs(dir) != DG_STATUS_OK;
+    share_dir(&dir); /* a timestamp can differ between ranks */
+    const bool root = dg_dist_is_root();
+    int rc = root && dg_make_dirs(dir) != DG_STATUS_OK;
     int lock = -1; /* one run at a time in a folder */
-    if (rc == 0 && dg_folder_lock(dir, "run folder", &lock) != DG_STATUS_OK) rc = 1;
-    if (rc == 0) {
+    if (rc == 0 && root && dg_folder_lock(dir, "run folder", &lock) != DG_STATUS_OK) rc = 1;
+    if (rc == 0 && root) {
         char *text = dg_config_text(&cfg, false);
         char *path = dg_xasprintf("%s/config.ini", dir);
         dg_file_remove_stale_temporaries(path); /* a kill -9 while it was written */

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "app/cli.h"
+#include "app/dist.h"
 #include "app/results.h"
 #include "app/evaluate.h"
 #include "app/trainer.h"
@@ -366,7 +367,9 @@ int dg_train_cls(const dg_config *cfg, const char *dir) {
         dg_log_error("data.test_domains: name at least one test domain");
         rc = 2;
     }
-    if (rc == 0 && cfg->eval_every > 0) rc = write_results(cfg, dir, res, res2, names, runs, second);
+    /* one writer in a data-parallel job: rank 0 (app/dist.h) */
+    if (rc == 0 && cfg->eval_every > 0 && dg_dist_is_root())
+        rc = write_results(cfg, dir, res, res2, names, runs, second);
     dg_free(res);
     dg_free(res2);
     dg_free(names);

@@ -150,6 +150,8 @@ dg_status dg_train_data_loader(dg_train_data *td, bool training, uint64_t seed, 
     loader_base(cfg, &lc);
     lc.seed = seed;
     lc.start_step = start_step;
+    lc.shares = td->shares;
+    lc.share = td->share;
     if (seg) dg_seg_train_source_bind(&td->seg_src, &lc.src);
     else cls_source(td, &lc.src, true, td->train_domain);
     lc.n_domains = td->S;

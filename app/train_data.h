@@ -24,6 +24,9 @@
 typedef struct dg_train_data {
     const dg_config *cfg;          /* borrowed */
     int S;                         /* training domains */
+    int shares, share;             /* a data-parallel rank's part of every training batch
+                                      (data/loader.h "Shares"): part `share` of `shares`;
+                                      0, 0 after open: whole batches */
     int n_classes;
     /* segmentation */
     dg_seg_dataset seg[DG_TRAIN_MAX_DOMAINS];
@@ -59,7 +62,7 @@ dg_status dg_train_data_open(dg_train_data *td, const dg_config *cfg,
  * training = true is the trainer's (class-uniform epochs for segmentation
  * when configured, data.workers), false a plain one (no class-uniform
  * sampling, no workers: the BN refresh's and flatness's). Both apply the
- * training augmentation. */
+ * training augmentation, and both load td's share of each batch. */
 dg_status dg_train_data_loader(dg_train_data *td, bool training, uint64_t seed, long start_step,
         dg_loader **out);
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "app/cli.h"
+#include "app/dist.h"
 #include "app/plot.h"
 #include "data/fsutil.h"
 
@@ -76,7 +77,7 @@ static dg_status make_model(dg_trainer *t) {
         return DG_STATUS_ERR_CONFIG;
     }
     dg_model_opts mo = {
-        .batch = cfg->batch_size * t->data.S,
+        .batch = cfg->batch_size / dg_dist_size() * t->data.S, /* this rank's share */
         .training = true,
         .output_stride = (int)cfg->output_stride,
         .aux = seg && cfg->aux,
@@ -139,6 +140,7 @@ static dg_status make_method(dg_trainer *t) {
 /* ---- checkpoints ----------------------------------------------------------- */
 
 static dg_status save_checkpoint(dg_trainer *t, long step) {
+    if (!t->writer) return DG_STATUS_OK;
     char *path = ckpt_path(t);
     const dg_ckpt_run_info info = dg_trainer_run_info(t);
     dg_status st = dg_ckpt_save_run(path, &info, step, &t->m.ps, t->method);
@@ -222,13 +224,19 @@ dg_status dg_trainer_open(dg_trainer *t, const dg_config *cfg, const char *dir,
     t->dir = dg_xstrdup(dir);
     t->task = task;
     t->task_ctx = task_ctx;
+    t->writer = dg_dist_is_root();
     dg_ctx_init(&t->ctx);
-    char *sub = dg_trainer_path(t, "checkpoints");
-    dg_status st = dg_make_dirs(sub);
-    dg_free(sub);
-    if (st != DG_STATUS_OK) return st;
-    remove_stale_temporaries(t);
+    dg_status st = DG_STATUS_OK;
+    if (t->writer) {
+        char *sub = dg_trainer_path(t, "checkpoints");
+        st = dg_make_dirs(sub);
+        dg_free(sub);
+        if (st != DG_STATUS_OK) return st;
+        remove_stale_temporaries(t);
+    }
     st = dg_train_data_open(&t->data, cfg, cls, test_domain, true);
+    t->data.shares = dg_dist_size();
+    t->data.share = dg_dist_rank();
     if (st == DG_STATUS_OK && test_domain >= 0)
         dg_train_data_domain_name(&t->data, test_domain, t->test_domain, sizeof(t->test_domain));
     if (st == DG_STATUS_OK) st = make_model(t);
@@ -243,7 +251,8 @@ dg_status dg_trainer_open(dg_trainer *t, const dg_config *cfg, const char *dir,
         st = dg_train_data_loader(&t->data, true, (uint64_t)cfg->seed, t->start_step, &t->loader);
     if (st == DG_STATUS_OK)
         st = dg_train_data_loader(&t->data, false, (uint64_t)cfg->seed + 1, refresh, &t->refresh);
-    if (st == DG_STATUS_OK) {
+    if (st == DG_STATUS_OK && !t->writer) dg_metrics_open_discard(&t->metrics);
+    if (st == DG_STATUS_OK && t->writer) {
         char *mp = dg_trainer_path(t, "metrics.jsonl");
         st = dg_metrics_open(&t->metrics, mp, t->start_step > 0, t->start_step);
         /* the evaluations before the checkpoint (metrics.jsonl is already
@@ -328,6 +337,27 @@ static bool nan_policy(dg_trainer *t, double loss, long step, long last_ckpt) {
     return load_checkpoint(t, &s, &refresh) == DG_STATUS_OK;
 }
 
+/* Data parallelism's invariant: every rank holds the same weights after
+ * step `done` (the same summed gradient, the same update). Compared by
+ * hash; a difference stops the run (a bug, or an MPI whose sums differ
+ * between ranks). Returns false when it stops (logged). */
+static bool ranks_agree(dg_trainer *t, long done) {
+    if (dg_dist_size() == 1) return true;
+    float *w = t->m.ps.data;
+    if (dg_cli_fault_diverge(dg_dist_rank())) w[0] = nextafterf(w[0], INFINITY);
+    uint64_t h;
+    if (dg_dist_same(t->m.ps.data, t->m.ps.d * sizeof(float), &h)) {
+        if (done == t->cfg->iterations)
+            dg_log_info("the %d ranks hold identical weights after step %ld (hash %016llx)",
+                    dg_dist_size(), done, (unsigned long long)h);
+        return true;
+    }
+    dg_progress_break(&t->progress);
+    dg_log_error("step %ld: the ranks' weights differ (rank 0's hash %016llx); the data-"
+                 "parallel run cannot go on", done, (unsigned long long)h);
+    return false;
+}
+
 /* After the last step: the method's finish (Lookahead's final BN refresh,
  * SWAD's average), the task's evaluations of the finished model and the
  * final checkpoint. Returns the exit code. */
@@ -372,7 +402,7 @@ static int train_loop(dg_trainer *t) {
         const float lr = dg_sched_lr(&t->sched, ts);
         dg_method_step(t->method, ps, &t->tc.cl, lr);
         dg_cli_fault_point("step");
-        const double loss = t->tc.first_loss;
+        const double loss = t->tc.first_loss; /* the global batch's, on every rank */
         if (!isfinite(loss)) {
             if (!nan_policy(t, loss, s, last_ckpt)) return 1;
             continue;
@@ -383,6 +413,7 @@ static int train_loop(dg_trainer *t) {
         const long done = s + 1;
         dg_progress_update(&t->progress, done, loss, lr);
         if (done % cfg->log_every == 0 || done == T) {
+            if (!ranks_agree(t, done)) return 1;
             double now = dg_now();
             dg_metrics_log_train(&t->metrics, done, t->log_loss_sum / (double)t->log_loss_steps,
                     lr, (double)B * (double)n_timed / (now - t_log));
@@ -396,7 +427,9 @@ static int train_loop(dg_trainer *t) {
         if (t->metrics.failed) return stopped_by_metrics(t, done, last_ckpt);
         /* the last step's validation follows dg_method_finish */
         if (task->validate && done != T && !task->validate(t, done)) return 1;
-        const bool stop = dg_trainer_interrupted(0) || dg_train_interrupt_after == s;
+        /* a signal reaches the ranks at different steps: all stop at the
+         * first step after which any rank saw it */
+        const bool stop = dg_dist_any(dg_trainer_interrupted(0) || dg_train_interrupt_after == s);
         if (done % cfg->checkpoint_every == 0 || stop) {
             dg_progress_break(&t->progress);
             if (save_checkpoint(t, done) != DG_STATUS_OK) {
@@ -407,8 +440,13 @@ static int train_loop(dg_trainer *t) {
             last_ckpt = done;
         }
         if (stop) {
-            dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
-                         "train.resume=true", done);
+            /* rank 0's checkpoint is whole before any rank ends the job;
+             * every rank stops here, rank 0 says so for all */
+            dg_dist_barrier();
+            if (t->writer)
+                dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
+                             "train.resume=true%s", done, dg_dist_size() > 1 ? " (without "
+                             "mpirun: resuming under mpirun is not supported yet)" : "");
             return 1;
         }
         if (swad_stop && cfg->optim.swad_early_stop) {
@@ -447,6 +485,7 @@ int dg_trainer_run(dg_trainer *t, bool complete) {
 
 int dg_trainer_write_curves(dg_trainer *t) {
     dg_metrics_close(&t->metrics);
+    if (!t->writer) return 0;
     char *mp = dg_trainer_path(t, "metrics.jsonl"), *cp = dg_trainer_path(t, "curves.png");
     dg_metrics_data md;
     int rc = 0;

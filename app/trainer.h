@@ -21,7 +21,15 @@
  * drawn) and of the configuration: the loaders replay their samplers to the
  * resumed step, dropout masks are indexed by step. So N steps, interrupt,
  * resume to 2N writes the same checkpoint bytes as 2N straight (same seed
- * and thread count). */
+ * and thread count).
+ *
+ * Data parallelism (mpirun, app/dist.h; docs/algorithms.md §1.1): every
+ * rank runs this loop on its share of each batch with the whole model and
+ * method; the closure sums the gradients (app/closure.c), so every rank
+ * takes the same step. Rank 0 (`writer`) alone writes the run folder;
+ * the decisions that end the loop (a non-finite loss, a stop signal) are
+ * taken on values every rank shares, and the ranks' weights are compared
+ * by hash at every logged step. */
 #ifndef DG_APP_TRAINER_H
 #define DG_APP_TRAINER_H
 
@@ -61,6 +69,7 @@ typedef struct dg_trainer_task {
 struct dg_trainer {
     const dg_config *cfg;
     char *dir;                     /* run folder */
+    bool writer;                   /* writes the run folder (rank 0 of a data-parallel job) */
     dg_ctx ctx;
     dg_model m;                    /* the training instance */
     bool has_model;

@@ -36,6 +36,7 @@ struct dg_loader {
     int64_t list_len[DG_LOADER_MAX_DOMAINS]; /* L_d: epoch list length */
     long spe;                               /* batches per epoch or pass */
     long end_step;                          /* first batch number not produced */
+    int shares;                             /* N >= 1: parts of each batch (loader.h) */
     size_t sample_x;                        /* floats per sample slot: C max_h max_w */
     size_t sample_p;                        /* labels per sample slot */
 
@@ -218,19 +219,26 @@ static void fill_refs(dg_loader *l, slot *s, long k) {
     }
     long e = k / l->spe, q = k % l->spe;
     build_epoch(l, e);
+    const int lp = per / l->shares, first = l->cfg.share * lp; /* this share's slots */
     b->epoch = (int)e;
-    b->n = per * l->cfg.n_domains;
-    b->per_domain = per;
+    b->n = lp * l->cfg.n_domains;
+    b->per_domain = lp;
     for (int d = 0; d < l->cfg.n_domains; d++)
-        for (int j = 0; j < per; j++) b->refs[d * per + j] = l->list[d][q * per + j];
+        for (int j = 0; j < lp; j++) b->refs[d * lp + j] = l->list[d][q * per + first + j];
 }
 
 /* ---- loading ------------------------------------------------------------- */
 
 static uint32_t aug_index(const dg_loader *l, const dg_batch *b, int i) {
     long position;
-    if (l->cfg.sequential) position = b->step * l->cfg.per_domain + i;
-    else position = (b->step % l->spe) * b->n + i;
+    if (l->cfg.sequential) {
+        position = b->step * l->cfg.per_domain + i;
+    } else {
+        /* slot i of this share is slot d b + first + j of the whole batch */
+        const int per = l->cfg.per_domain, lp = b->per_domain, d = i / lp, j = i % lp;
+        const int whole = d * per + l->cfg.share * lp + j;
+        position = (b->step % l->spe) * (long)(per * l->cfg.n_domains) + whole;
+    }
     return ((uint32_t)b->epoch << 20) + (uint32_t)position;
 }
 
@@ -356,6 +364,12 @@ static dg_status check_cfg(const dg_loader_cfg *c) {
                 c->class_uniform_pct);
         return DG_STATUS_ERR_CONFIG;
     }
+    if (c->shares < 0 || c->share < 0 || c->share >= (c->shares > 1 ? c->shares : 1) ||
+            (c->shares > 1 && (c->sequential || c->per_domain % c->shares))) {
+        dg_log_error("loader: share %d of %d cannot split batches of %d per domain%s", c->share,
+                c->shares, c->per_domain, c->sequential ? " (a sequential pass)" : "");
+        return DG_STATUS_ERR_CONFIG;
+    }
     if (c->src.c < 1 || c->src.max_h < 1 || c->src.max_w < 1 || !c->src.load) {
         dg_log_error("loader: the sample source has no shape or no load function");
         return DG_STATUS_ERR_CONFIG;
@@ -421,7 +435,8 @@ dg_status dg_loader_create(const dg_loader_cfg *cfg, dg_loader **out) {
     }
     l->list_epoch = -1;
 
-    const int B = cfg->sequential ? per : per * S;
+    l->shares = cfg->shares > 1 ? cfg->shares : 1;
+    const int B = cfg->sequential ? per : per / l->shares * S;
     l->sample_x = (size_t)cfg->src.c * (size_t)cfg->src.max_h * (size_t)cfg->src.max_w;
     l->sample_p = cfg->src.dense ? (size_t)cfg->src.max_h * (size_t)cfg->src.max_w : 1;
     int prefetch = cfg->prefetch ? cfg->prefetch : 2 * (cfg->workers ? cfg->workers : 1);

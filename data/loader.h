@@ -35,6 +35,15 @@
  *   position = list index. The source decides the per-sample size; the
  *   samples of one batch must agree (use b = 1 for images of varying size).
  *
+ * Shares (data-parallel training, app/dist.h): a training loader with
+ *   shares = N > 1 draws exactly the batches of shares = 1 and loads only
+ *   part `share` of each: per domain, the b / N consecutive slots
+ *   [share b/N, (share+1) b/N) of that domain's b, domain-major as above
+ *   (so the N parts of a batch, concatenated domain by domain, are the
+ *   whole batch). Each sample keeps the position, sample id and
+ *   augmentation stream it has in the whole batch, so what a sample is
+ *   does not depend on N. b must be a multiple of N.
+ *
  * Global sample ids (SAF) number the domains' item lists consecutively in
  * domain order: id = sum_{k<d} n_k + position in domain d's list.
  *
@@ -132,7 +141,9 @@ typedef struct dg_loader_cfg {
     dg_sample_source src;
     int n_domains;                                /* S, 1 .. DG_LOADER_MAX_DOMAINS */
     dg_loader_domain dom[DG_LOADER_MAX_DOMAINS];
-    int per_domain;                               /* b >= 1 */
+    int per_domain;                               /* b >= 1, of the whole batch */
+    int shares;                                   /* N: parts of each batch (0 or 1: whole) */
+    int share;                                    /* the part this loader loads, 0 .. N-1 */
     bool sequential;                              /* evaluation pass (S = 1) */
     uint64_t seed;                                /* train.seed */
     double class_uniform_pct;                     /* 0 = plain epochs */
@@ -147,9 +158,9 @@ typedef struct dg_loader_cfg {
 typedef struct dg_batch {
     long step;           /* batch number (training step) */
     int epoch;           /* sampler epoch */
-    int n;               /* B */
+    int n;               /* B (of this loader's share: S b / N) */
     int n_domains;       /* S (1 for sequential passes) */
-    int per_domain;      /* b; the last sequential batch may hold fewer */
+    int per_domain;      /* b (b / N); the last sequential batch may hold fewer */
     int c, h, w;
     float *x;            /* (B, C, H, W) */
     int32_t *label;      /* (B, P) */
@@ -162,7 +173,8 @@ typedef struct dg_loader dg_loader;
 
 /* Creates the loader and starts its workers. Returns DG_STATUS_OK or
  * DG_STATUS_ERR_CONFIG (logged: empty domain, batch larger than an epoch
- * list, too many domains/classes, sequential with S != 1). */
+ * list, too many domains/classes, sequential with S != 1, shares that do
+ * not divide b or with a sequential pass). */
 dg_status dg_loader_create(const dg_loader_cfg *cfg, dg_loader **out);
 
 /* Batches per epoch (training) or per pass (sequential). */

@@ -37,6 +37,9 @@ char *slurp(const char *path, size_t *n);
  * process's environment, stdin from /dev/null, stdout and stderr into
  * proc_dir/<tag>.out and <tag>.err. */
 pid_t spawn(const char *tag, const char *const *args);
+/* The same for another program, exe (an absolute path) with args: what
+ * launches dgseg itself, such as mpirun (tests/test_mpi.c). */
+pid_t spawn_exe(const char *tag, const char *exe, const char *const *args);
 
 /* The exit code of pid (128 + signal when a signal ended it), or -1 when
  * it is still running after timeout_s: it is then killed and reaped. */

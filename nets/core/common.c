@@ -42,6 +42,10 @@ static int log_level_now(void) {
 
 void dg_log_set_level(dg_log_level level) { log_level = (int)level; }
 
+static char log_tag[32];
+
+void dg_log_set_tag(const char *tag) { snprintf(log_tag, sizeof(log_tag), "%s", tag ? tag : ""); }
+
 static _Thread_local dg_log_capture *log_capture;
 
 void dg_log_capture_to(dg_log_capture *c) { log_capture = c; }
@@ -74,12 +78,15 @@ static void capture_append(dg_log_capture *c, const char *line) {
 void dg_log(dg_log_level level, const char *fmt, ...) {
     static const char *prefix[] = {"debug: ", "", "warning: ", "error: "};
     if ((int)level < log_level_now()) return;
-    char buf[2048], line[2100];
+    char buf[2048], line[2140];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    snprintf(line, sizeof(line), "dgseg: %s%s\n", prefix[level], buf);
+    if (log_tag[0])
+        snprintf(line, sizeof(line), "dgseg (%s): %s%s\n", log_tag, prefix[level], buf);
+    else
+        snprintf(line, sizeof(line), "dgseg: %s%s\n", prefix[level], buf);
     if (log_capture) capture_append(log_capture, line);
     else fputs(line, stderr);
 }

@@ -48,6 +48,10 @@ typedef enum dg_log_level {
 void dg_log(dg_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 void dg_log_set_level(dg_log_level level);
+/* Names this process in every message: "dgseg (TAG): ..." instead of
+ * "dgseg: ..." (a rank of a data-parallel job, app/dist.h); NULL or ""
+ * for none. At most 31 bytes are kept. Call before any thread logs. */
+void dg_log_set_tag(const char *tag);
 /* A thread's messages held back instead of printed: a prefetching worker
  * captures what loading a batch says, and the consumer prints it when it
  * uses the batch (never, for a batch the run does not reach). */
