@@ -88,12 +88,18 @@ int dg_dist_finalize(int rc) {
     return rc;
 }
 
-void dg_dist_allreduce_f32(float *buf, size_t n, float scale) {
-    if (dist.size == 1) return;
+/* Sums buf (n elements of type t, elem bytes each) over the ranks in
+ * place, in chunks an int count can hold. */
+static void allreduce_sum(void *buf, size_t n, MPI_Datatype t, size_t elem) {
     for (size_t i = 0; i < n; i += DG_DIST_CHUNK) {
         const size_t k = n - i < DG_DIST_CHUNK ? n - i : DG_DIST_CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * elem, (int)k, t, MPI_SUM, MPI_COMM_WORLD);
     }
+}
+
+void dg_dist_allreduce_f32(float *buf, size_t n, float scale) {
+    if (dist.size == 1) return;
+    allreduce_sum(buf, n, MPI_FLOAT, sizeof(float));
     if (scale == 1.f) return;
 #pragma omp parallel for simd schedule(static) if (n >= 65536)
     for (size_t i = 0; i < n; i++) buf[i] *= scale;
@@ -101,10 +107,7 @@ void dg_dist_allreduce_f32(float *buf, size_t n, float scale) {
 
 void dg_dist_allreduce_f64(double *buf, size_t n, double scale) {
     if (dist.size == 1) return;
-    for (size_t i = 0; i < n; i += DG_DIST_CHUNK) {
-        const size_t k = n - i < DG_DIST_CHUNK ? n - i : DG_DIST_CHUNK;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    }
+    allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double));
     if (scale == 1.0) return;
     for (size_t i = 0; i < n; i++) buf[i] *= scale;
 }
