@@ -300,19 +300,43 @@ START_TEST(a_rank_that_fails_alone_ends_the_job_with_its_message) {
         DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
         return;
     }
-    /* rank 1 alone reads a dataset folder that does not exist, while rank
-     * 0 goes on to its first collective and would wait there for ever */
-    char out[128], bad[128];
+    /* rank 1 alone has too little memory for the model (DG_MEM_LIMIT in its
+     * environment only: the configuration is the same), while rank 0 goes
+     * on to its first collective and would wait there for ever */
+    char out[128];
     snprintf(out, sizeof(out), "output.dir=%s/fail", proc_dir);
-    snprintf(bad, sizeof(bad), "data.fmnist_dir=%s/no-such-folder", proc_dir);
     const char *args[] = {MPIRUN_OPTS, "-np", "1", DG_DGSEG_PATH, "train", cfg, out, ":",
-            "-np", "1", DG_DGSEG_PATH, "train", cfg, out, bad, NULL};
+            "-np", "1", "/usr/bin/env", "DG_MEM_LIMIT=64K", DG_DGSEG_PATH, "train", cfg, out,
+            NULL};
     const double t0 = now_s();
     const int rc = wait_exit(spawn_exe("fail", mpirun, args), PROC_TIMEOUT_S);
     char *err = err_of("fail");
     ck_assert_msg(rc > 0 && rc < 128, "exit %d after %.0f s:\n%s", rc, now_s() - t0, err);
-    ck_assert_msg(strstr(err, "dgseg (rank 1 of 2): error:") && strstr(err, "no-such-folder"),
+    ck_assert_msg(strstr(err, "dgseg (rank 1 of 2): error:") && strstr(err, "train.batch_size"),
             "%s", err);
+    dg_free(err);
+}
+END_TEST
+
+/* Ranks given different overrides would train different things in one
+ * job: refused before anything is written, exit 2, naming the cause. */
+START_TEST(ranks_with_different_configurations_are_refused_with_exit_2) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    char out[128];
+    snprintf(out, sizeof(out), "output.dir=%s/differ", proc_dir);
+    const char *args[] = {MPIRUN_OPTS, "-np", "1", DG_DGSEG_PATH, "train", cfg, out, ":",
+            "-np", "1", DG_DGSEG_PATH, "train", cfg, out, "optim.lr=0.02", NULL};
+    const int rc = wait_exit(spawn_exe("differ", mpirun, args), PROC_TIMEOUT_S);
+    char *err = err_of("differ");
+    ck_assert_msg(rc == 2 && strstr(err, "the ranks' resolved configurations differ"),
+            "exit %d:\n%s", rc, err);
+    char cfgini[192];
+    snprintf(cfgini, sizeof(cfgini), "%s/differ/config.ini", proc_dir);
+    ck_assert_msg(!dg_is_file(cfgini), "%s was written", cfgini);
     dg_free(err);
 }
 END_TEST
@@ -378,6 +402,7 @@ Suite *mpi_suite(void) {
             (int)DG_ARRAY_LEN(refused));
     tcase_add_test(tc, other_commands_are_refused_under_two_ranks_with_exit_2);
     tcase_add_test(tc, a_rank_that_fails_alone_ends_the_job_with_its_message);
+    tcase_add_test(tc, ranks_with_different_configurations_are_refused_with_exit_2);
     tcase_add_test(tc, ranks_whose_weights_differ_stop_the_run_at_the_next_comparison);
     tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     suite_add_tcase(s, tc);
