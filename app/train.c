@@ -105,11 +105,6 @@ static dg_status check_parallel(const dg_config *cfg, int n) {
                 cfg->batch_size, n, n);
         return DG_STATUS_ERR_CONFIG;
     }
-    if (cfg->resume) {
-        dg_log_error("%s: train.resume: resuming under mpirun is not supported yet; resume the "
-                     "run without mpirun (dgseg train CONFIG --resume continues it exactly)", p);
-        return DG_STATUS_ERR_CONFIG;
-    }
     return DG_STATUS_OK;
 }
 

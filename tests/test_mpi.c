@@ -259,7 +259,6 @@ static const struct {
     {"model.name=resnet18", "model.name = resnet18"},
     {"train.batch_size=3", "train.batch_size = 3"},
     {"model.dropout=0.5", "model.dropout = 0.5"},
-    {"train.resume=true", "train.resume"},
 };
 
 START_TEST(unsupported_configurations_are_refused_under_two_ranks_with_exit_2) {
@@ -390,6 +389,47 @@ START_TEST(sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_check
 }
 END_TEST
 
+/* A checkpoint does not depend on the rank count (the step, the loaders'
+ * positions and every state are global): a 2-rank run killed after its
+ * checkpoint of step 10 resumes on 2 ranks to exactly the straight 2-rank
+ * run, and as one plain process to the same run up to the order of the
+ * f32 sums of steps 11-30 (the tolerance of the 1-vs-2 comparison above). */
+START_TEST(a_run_stopped_on_two_ranks_resumes_on_two_or_one) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    char *err;
+    int rc = train_np("st2", 2, "train.checkpoint_every=10", &err);
+    ck_assert_msg(rc == 0, "straight: exit %d:\n%s", rc, err);
+    dg_free(err);
+    setenv("DGSEG_FAULT_KILL", "step:15", 1); /* every rank, after step 10's checkpoint */
+    rc = train_np("res2", 2, "train.checkpoint_every=10", &err);
+    unsetenv("DGSEG_FAULT_KILL");
+    ck_assert_msg(rc != 0, "the killed job exited 0:\n%s", err);
+    dg_free(err);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp -r '%s/res2' '%s/res1'", proc_dir, proc_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = train_np("res2", 2, "train.resume=true", &err);
+    ck_assert_msg(rc == 0 && strstr(err, "from step 10;"), "resume on 2 ranks: exit %d:\n%s", rc,
+            err);
+    dg_free(err);
+    compare_checkpoints("st2", "res2", -1); /* bitwise: same ranks, same sums */
+    char out[128];
+    snprintf(out, sizeof(out), "output.dir=%s/res1", proc_dir);
+    const char *args[] = {"train", cfg, out, "train.resume=true", NULL};
+    rc = run_dgseg("res1", args, &err);
+    ck_assert_msg(rc == 0 && strstr(err, "from step 10;"), "resume as one process: exit %d:\n%s",
+            rc, err);
+    dg_free(err);
+    const double worst = compare_checkpoints("st2", "res1", 1e-2);
+    ck_assert_msg(worst > 0, "resumed as one process, the weights equal the 2-rank run's "
+            "bitwise: the resume did not run steps 11-30 as one process");
+}
+END_TEST
+
 Suite *mpi_suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -403,6 +443,7 @@ Suite *mpi_suite(void) {
     tcase_add_test(tc, other_commands_are_refused_under_two_ranks_with_exit_2);
     tcase_add_test(tc, a_rank_that_fails_alone_ends_the_job_with_its_message);
     tcase_add_test(tc, ranks_with_different_configurations_are_refused_with_exit_2);
+    tcase_add_test(tc, a_run_stopped_on_two_ranks_resumes_on_two_or_one);
     tcase_add_test(tc, ranks_whose_weights_differ_stop_the_run_at_the_next_comparison);
     tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     suite_add_tcase(s, tc);
