@@ -7,7 +7,7 @@
 
 /* The probe builds primitive descriptors only; it takes nothing from
  * dnnl_util (which includes this module for dg_ctx.caps). A descriptor that
- * oneDNN refuses to initialise means "not implemented here", like a pd
+ * oneDNN refuses to initialise means this CPU lacks the kernel, like a pd
  * that does not build. */
 static bool md_init(dnnl_memory_desc_t *md, int ndims, const int64_t *dims, dnnl_data_type_t dt,
         dnnl_format_tag_t tag) {
