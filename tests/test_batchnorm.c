@@ -3,7 +3,9 @@
  * the reference against finite differences, and PyTorch's running-statistics
  * rule (momentum 0.1, unbiased variance).
  * Shapes: N batch, C channels, H height, W width. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "common.h"
@@ -431,6 +433,220 @@ START_TEST(bn_steps_after_the_first_allocate_nothing) {
 }
 END_TEST
 
+/* ---- replicas (data parallelism) ------------------------------------------ */
+
+/* Two replicas, each a thread with its own context, parameter store and
+ * layer on half of the batch; their sum adds the two buffers in replica
+ * order, so both get the same bits, as MPI_Allreduce gives two ranks. */
+typedef struct pair {
+    pthread_barrier_t bar;
+    double *buf[2];
+    int calls[2];
+} pair;
+
+typedef struct replica {
+    pair *pr;
+    int me;
+    const bn_case *tc;
+    bool sync;
+    const float *src, *ddst, *gamma, *beta, *rmean, *rvar; /* whole batch, nchw; (C) */
+    float *dst, *diff_src, *dgamma, *dbeta, *rm_out, *rv_out; /* this replica's half; (C) */
+} replica;
+
+static void pair_sum(double *buf, size_t len, void *user) {
+    replica *r = user;
+    pair *pr = r->pr;
+    pr->buf[r->me] = buf;
+    pr->calls[r->me]++;
+    pthread_barrier_wait(&pr->bar);
+    double *t = dg_xmalloc(len * sizeof(double));
+    for (size_t i = 0; i < len; i++) t[i] = pr->buf[0][i] + pr->buf[1][i];
+    pthread_barrier_wait(&pr->bar);
+    memcpy(buf, t, len * sizeof(double));
+    dg_free(t);
+}
+
+static void *replica_run(void *arg) {
+    replica *r = arg;
+    const bn_case *tc = r->tc;
+    const int64_t hn = tc->n / 2, per = tc->c * tc->h * tc->w, dims[4] = {hn, tc->c, tc->h, tc->w};
+    const size_t ns = (size_t)(hn * per), c = (size_t)tc->c;
+    dg_ctx cx;
+    dg_ctx_init(&cx);
+    dnnl_memory_t src_m = make_tagged(&cx, r->src + r->me * ns, 4, dims, tc->src_tag);
+    dg_param_set ps;
+    dg_params_init(&ps);
+    dg_bn l;
+    dg_bn_cfg cfg = {.relu = tc->relu, .training = true};
+    dg_bn_init(&l, &cx, &ps, "bn", src_m, &cfg);
+    dg_params_alloc(&ps);
+    memcpy(ps.data + l.w_off, r->gamma, c * sizeof(float));
+    memcpy(ps.data + l.b_off, r->beta, c * sizeof(float));
+    memcpy(ps.stats + l.mean_off, r->rmean, c * sizeof(float));
+    memcpy(ps.stats + l.var_off, r->rvar, c * sizeof(float));
+    dg_replicas rep = {.n = 2, .sync_bn = r->sync, .sum = pair_sum, .user = r};
+    dg_pass p = dg_pass_train(&ps);
+    p.replicas = &rep;
+    dg_bn_forward(&l, &cx, &p);
+    dnnl_memory_t ddst_m = make_tagged(&cx, r->ddst + r->me * ns, 4, dims, tc->ddst_tag);
+    dg_bn_backward(&l, &cx, &p, ddst_m);
+    read_plain(&cx, l.dst, r->dst + r->me * ns);
+    read_plain(&cx, l.diff_src, r->diff_src + r->me * ns);
+    memcpy(r->dgamma, ps.grad + l.w_off, c * sizeof(float));
+    memcpy(r->dbeta, ps.grad + l.b_off, c * sizeof(float));
+    memcpy(r->rm_out, ps.stats + l.mean_off, c * sizeof(float));
+    memcpy(r->rv_out, ps.stats + l.var_off, c * sizeof(float));
+    dnnl_memory_destroy(ddst_m);
+    dg_bn_free(&l);
+    dg_params_free(&ps);
+    dnnl_memory_destroy(src_m);
+    dg_ctx_free(&cx);
+    return NULL;
+}
+
+/* Blocked layouts with C a multiple of the block take the vector kernels,
+ * the others (C = 17 in nChw16c, nchw, nhwc) the scalar ones. */
+static const bn_case replica_cases[] = {
+    {4, 24, 5, 6, true, dnnl_nChw8c, dnnl_nchw},
+    {2, 32, 4, 3, false, dnnl_nChw16c, dnnl_nChw16c},
+    {2, 17, 4, 6, true, dnnl_nChw16c, dnnl_nchw},
+    {4, 20, 3, 5, false, dnnl_nchw, dnnl_nchw},
+    {2, 12, 4, 4, true, dnnl_nhwc, dnnl_nhwc},
+};
+
+typedef struct replica_run_out {
+    float *dst, *diff_src, *dgamma[2], *dbeta[2], *rm[2], *rv[2];
+    int calls[2];
+} replica_run_out;
+
+static void run_replicas(const bn_fix *f, const bn_case *tc, bool sync, const float *ddst,
+        replica_run_out *o) {
+    pair pr = {0};
+    pthread_barrier_init(&pr.bar, NULL, 2);
+    o->dst = dg_xmalloc(f->ns * sizeof(float));
+    o->diff_src = dg_xmalloc(f->ns * sizeof(float));
+    replica r[2];
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++) {
+        o->dgamma[k] = dg_xmalloc(f->c * sizeof(float));
+        o->dbeta[k] = dg_xmalloc(f->c * sizeof(float));
+        o->rm[k] = dg_xmalloc(f->c * sizeof(float));
+        o->rv[k] = dg_xmalloc(f->c * sizeof(float));
+        r[k] = (replica){.pr = &pr, .me = k, .tc = tc, .sync = sync, .src = f->src,
+                .ddst = ddst, .gamma = f->ps.data + f->l.w_off, .beta = f->ps.data + f->l.b_off,
+                .rmean = f->ps.stats + f->l.mean_off, .rvar = f->ps.stats + f->l.var_off,
+                .dst = o->dst, .diff_src = o->diff_src, .dgamma = o->dgamma[k],
+                .dbeta = o->dbeta[k], .rm_out = o->rm[k], .rv_out = o->rv[k]};
+        ck_assert_int_eq(pthread_create(&th[k], NULL, replica_run, &r[k]), 0);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    pthread_barrier_destroy(&pr.bar);
+    o->calls[0] = pr.calls[0];
+    o->calls[1] = pr.calls[1];
+}
+
+static void replica_out_free(replica_run_out *o) {
+    dg_free(o->dst), dg_free(o->diff_src);
+    for (int k = 0; k < 2; k++) dg_free(o->dgamma[k]), dg_free(o->dbeta[k]), dg_free(o->rm[k]),
+            dg_free(o->rv[k]);
+}
+
+/* sync_bn: two replicas of half the batch compute what one layer computes
+ * on the whole batch -- the output, diff_src of the whole batch's loss, the
+ * running statistics (the same bits on both), and gamma/beta gradients
+ * whose sum over the replicas is the whole batch's -- against the double
+ * reference of the whole batch (tolerances as for one layer). */
+START_TEST(bn_sync_replicas_of_half_batches_compute_the_whole_batch) {
+    const bn_case *tc = &replica_cases[_i];
+    bn_fix f;
+    dg_bn_cfg cfg = {.relu = tc->relu, .training = true};
+    fix_init(&f, tc, &cfg, 300 + (uint64_t)_i);
+    double *mean = dg_xmalloc(f.c * sizeof(double)), *var = dg_xmalloc(f.c * sizeof(double));
+    ref_bn_stats(&f.r, f.s64, mean, var);
+    double *pre = expect_forward(&f, mean, var, false);
+    double *exp = expect_forward(&f, mean, var, tc->relu);
+    float *ddst = dg_xmalloc(f.ns * sizeof(float));
+    double *dd64 = dg_xmalloc(f.ns * sizeof(double)), *eds = dg_xmalloc(f.ns * sizeof(double));
+    double *edg = dg_xmalloc(f.c * sizeof(double)), *edb = dg_xmalloc(f.c * sizeof(double));
+    make_diff_dst(&f, pre, tc->relu, 310 + (uint64_t)_i, ddst, dd64);
+    ref_bn_backward(&f.r, f.s64, f.gamma, dd64, eds, edg, edb);
+
+    replica_run_out o;
+    run_replicas(&f, tc, true, ddst, &o);
+    ck_assert_int_eq(o.calls[0], 2); /* statistics, then the backward's sums */
+    ck_assert_int_eq(o.calls[1], 2);
+    DG_ASSERT_CLOSE(o.dst, exp, f.ns, 1e-5, 1e-4);
+    DG_ASSERT_CLOSE(o.diff_src, eds, f.ns, 1e-5, 1e-4);
+    float *sg = dg_xmalloc(f.c * sizeof(float)), *sb = dg_xmalloc(f.c * sizeof(float));
+    for (size_t i = 0; i < f.c; i++) {
+        sg[i] = o.dgamma[0][i] + o.dgamma[1][i];
+        sb[i] = o.dbeta[0][i] + o.dbeta[1][i];
+    }
+    DG_ASSERT_CLOSE(sg, edg, f.c, 1e-5, 1e-4);
+    DG_ASSERT_CLOSE(sb, edb, f.c, 1e-5, 1e-4);
+    const double m = (double)(tc->n * tc->h * tc->w);
+    double *erm = dg_xmalloc(f.c * sizeof(double)), *erv = dg_xmalloc(f.c * sizeof(double));
+    for (size_t i = 0; i < f.c; i++) {
+        erm[i] = 0.9 * f.rmean[i] + 0.1 * mean[i];
+        erv[i] = 0.9 * f.rvar[i] + 0.1 * var[i] * m / (m - 1);
+    }
+    DG_ASSERT_CLOSE(o.rm[0], erm, f.c, 1e-6, 1e-5);
+    DG_ASSERT_CLOSE(o.rv[0], erv, f.c, 1e-6, 1e-5);
+    ck_assert(!memcmp(o.rm[0], o.rm[1], f.c * sizeof(float)));
+    ck_assert(!memcmp(o.rv[0], o.rv[1], f.c * sizeof(float)));
+
+    replica_out_free(&o);
+    dg_free(sg), dg_free(sb), dg_free(erm), dg_free(erv);
+    dg_free(mean), dg_free(var), dg_free(pre), dg_free(exp), dg_free(ddst), dg_free(dd64);
+    dg_free(eds), dg_free(edg), dg_free(edb);
+    fix_free(&f);
+}
+END_TEST
+
+/* Without sync_bn each replica normalises its half with the half's own
+ * statistics (its output and gradients are one layer's on that half), and
+ * the running statistics, the same bits on both, follow the replicas' mean
+ * batch mean and mean unbiased batch variance. */
+START_TEST(bn_unsynced_replicas_normalise_alone_and_share_running_stats) {
+    const bn_case *tc = &replica_cases[_i];
+    bn_fix f;
+    dg_bn_cfg cfg = {.relu = tc->relu, .training = true};
+    fix_init(&f, tc, &cfg, 400 + (uint64_t)_i);
+    const size_t hs = f.ns / 2;
+    ref_norm hr = f.r;
+    hr.n = tc->n / 2;
+    double *mean[2], *var[2], *exp = dg_xmalloc(f.ns * sizeof(double));
+    for (int k = 0; k < 2; k++) {
+        mean[k] = dg_xmalloc(f.c * sizeof(double));
+        var[k] = dg_xmalloc(f.c * sizeof(double));
+        ref_bn_stats(&hr, f.s64 + k * hs, mean[k], var[k]);
+        ref_bn_forward(&hr, f.s64 + k * hs, f.gamma, f.beta, mean[k], var[k], exp + k * hs);
+    }
+    for (size_t i = 0; i < f.ns; i++)
+        if (tc->relu && exp[i] < 0) exp[i] = 0;
+    float *ddst = dg_xmalloc(f.ns * sizeof(float));
+    fill_uniform(ddst, f.ns, 410 + (uint64_t)_i, -1.f, 1.f);
+    replica_run_out o;
+    run_replicas(&f, tc, false, ddst, &o);
+    ck_assert_int_eq(o.calls[0], 1); /* the running statistics only */
+    DG_ASSERT_CLOSE(o.dst, exp, f.ns, 1e-5, 1e-4);
+    const double m = (double)(hr.n * tc->h * tc->w);
+    double *erm = dg_xmalloc(f.c * sizeof(double)), *erv = dg_xmalloc(f.c * sizeof(double));
+    for (size_t i = 0; i < f.c; i++) {
+        erm[i] = 0.9 * f.rmean[i] + 0.1 * (mean[0][i] + mean[1][i]) / 2;
+        erv[i] = 0.9 * f.rvar[i] + 0.1 * (var[0][i] + var[1][i]) / 2 * m / (m - 1);
+    }
+    DG_ASSERT_CLOSE(o.rm[0], erm, f.c, 1e-6, 1e-5);
+    DG_ASSERT_CLOSE(o.rv[0], erv, f.c, 1e-6, 1e-5);
+    ck_assert(!memcmp(o.rm[0], o.rm[1], f.c * sizeof(float)));
+    ck_assert(!memcmp(o.rv[0], o.rv[1], f.c * sizeof(float)));
+    replica_out_free(&o);
+    for (int k = 0; k < 2; k++) dg_free(mean[k]), dg_free(var[k]);
+    dg_free(exp), dg_free(ddst), dg_free(erm), dg_free(erv);
+    fix_free(&f);
+}
+END_TEST
+
 /* Level 1: the reference's backward against its own forward. */
 typedef struct fd_ctx {
     ref_norm r;
@@ -506,6 +722,10 @@ Suite *batchnorm_suite(void) {
     tcase_add_test(tc, bn_registers_params_and_stats_like_pytorch);
     tcase_add_test(tc, bn_steps_after_the_first_allocate_nothing);
     tcase_add_loop_test(tc, bn_reference_backward_matches_finite_differences, 0, 2);
+    tcase_add_loop_test(tc, bn_sync_replicas_of_half_batches_compute_the_whole_batch, 0,
+            (int)DG_ARRAY_LEN(replica_cases));
+    tcase_add_loop_test(tc, bn_unsynced_replicas_normalise_alone_and_share_running_stats, 0,
+            (int)DG_ARRAY_LEN(replica_cases));
     suite_add_tcase(s, tc);
     return s;
 }

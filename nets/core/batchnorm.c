@@ -5,7 +5,9 @@
  * statistics follow PyTorch's torch/nn/modules/batchnorm.py.
  * Shapes: N batch, C channels, H height, W width. */
 #include "batchnorm.h"
+#include "chw_lanes.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -96,31 +98,216 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
                 dg_pd_md(l->bwd_pd[DG_BN_BATCH], dnnl_query_diff_dst_md, 0)));
     }
     l->diff_src = dg_buf_mem(ctx, dsrc_md, cfg->diff_slot);
+    if (batch) {
+        /* for replicas: the hand-written sums and correction read src_p.mem
+         * and diff_src through one dg_chw view */
+        DG_ASSERT(dg_chw_from_md(&l->view, &data_md) && dnnl_memory_desc_equal(dsrc_md, &data_md));
+        l->nc = dg_xcalloc((size_t)(2 * l->dims[0] * c), sizeof(*l->nc));
+        l->tot = dg_xcalloc((size_t)(2 * c), sizeof(*l->tot));
+        l->coef = dg_xcalloc((size_t)(5 * c), sizeof(*l->coef));
+    }
     l->diff_scale = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
     l->diff_shift = dg_mem_new(ctx, &x_md, DNNL_MEMORY_NONE);
 }
 
 /* running <- (1 - momentum)*running + momentum*batch, the variance term
- * unbiased (docs/algorithms.md §2.1); C values, accumulated in double. momentum
- * is the pass's bn_momentum when set (cumulative refresh), else 0.1. */
-static void update_running(const dg_bn *l, dg_ctx *ctx, float *stats, double momentum) {
+ * unbiased (docs/algorithms.md §2.1): var*unbias; C values, accumulated in
+ * double. momentum is the pass's bn_momentum when set (cumulative refresh),
+ * else 0.1. */
+static void update_running(const dg_bn *l, float *stats, double momentum, const double *mean,
+        const double *var, double unbias) {
     const int64_t c = l->dims[1];
-    const double m = (double)(l->dims[0] * l->dims[2] * l->dims[3]);
-    const double mu = momentum > 0 ? momentum : DG_BN_MOMENTUM, unbias = m / (m - 1.0);
+    const double mu = momentum > 0 ? momentum : DG_BN_MOMENTUM;
     DG_ASSERT(stats != NULL);
-    DG_DNNL(dnnl_stream_wait(ctx->stream));
-    const float *bm = dg_mem_ptr(l->mean), *bv = dg_mem_ptr(l->var);
     float *rm = stats + l->mean_off, *rv = stats + l->var_off;
     for (int64_t i = 0; i < c; i++) {
-        rm[i] = (float)((1.0 - mu) * rm[i] + mu * bm[i]);
-        rv[i] = (float)((1.0 - mu) * rv[i] + mu * bv[i] * unbias);
+        rm[i] = (float)((1.0 - mu) * rm[i] + mu * mean[i]);
+        rv[i] = (float)((1.0 - mu) * rv[i] + mu * var[i] * unbias);
     }
+}
+
+/* The batch statistics the primitive computed (mean, biased variance) into
+ * the running statistics. Alone, unbias = m/(m - 1) with m = N*H*W; with
+ * replicas (not sync_bn), the replicas' means of the batch means and of the
+ * unbiased batch variances. */
+static void update_running_batch(dg_bn *l, dg_ctx *ctx, const dg_pass *p,
+        const dg_replicas *r) {
+    const int64_t c = l->dims[1];
+    const double m = (double)(l->dims[0] * l->dims[2] * l->dims[3]);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const float *bm = dg_mem_ptr(l->mean), *bv = dg_mem_ptr(l->var);
+    double *mean = l->nc, *var = l->nc + c; /* free between passes */
+    for (int64_t i = 0; i < c; i++) {
+        mean[i] = bm[i];
+        var[i] = bv[i];
+    }
+    double unbias = m / (m - 1.0);
+    if (r) {
+        for (int64_t i = 0; i < c; i++) var[i] *= unbias;
+        r->sum(mean, (size_t)(2 * c), r->user);
+        for (int64_t i = 0; i < 2 * c; i++) mean[i] /= r->n;
+        unbias = 1.0;
+    }
+    update_running(l, p->stats, p->bn_momentum, mean, var, unbias);
+}
+
+/* ---- replicas: sums over a dg_chw view --------------------------------------- */
+
+static bool lanes(const dg_chw *v) {
+    return (v->cb == 16 || v->cb == 8) && v->sw == v->cb && v->c % v->cb == 0;
+}
+
+/* Channel sums over (N, H, W) of x: tot[c] = sum(x), tot[C + c] = sum(x^2);
+ * with dy: sum(dy), sum(dy*x). Per (n, c) in double (one work item each),
+ * then over n in order: independent of the thread count. */
+static void channel_sums(dg_bn *l, const float *x, const float *dy) {
+    const dg_chw *v = &l->view;
+    const int64_t nn = v->n, c = v->c;
+    double *s1 = l->nc, *s2 = l->nc + nn * c;
+    if (lanes(v)) {
+        const int L = (int)v->cb;
+        const int64_t nb = c / L;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < nn * nb; i++) {
+            const int64_t n = i / nb, b = i % nb, o = dg_block_at(v, n, b), k = n * c + b * L;
+            if (dy && L == 16) dg_lane_sums2(v, x + o, dy + o, 16, s1 + k, s2 + k);
+            else if (dy) dg_lane_sums2(v, x + o, dy + o, 8, s1 + k, s2 + k);
+            else if (L == 16) dg_lane_sums(v, x + o, 16, s1 + k, s2 + k);
+            else dg_lane_sums(v, x + o, 8, s1 + k, s2 + k);
+        }
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < nn * c; i++) {
+            const int64_t n = i / c, ch = i % c;
+            double a = 0, b = 0;
+            for (int64_t h = 0; h < v->h; h++)
+                for (int64_t w = 0; w < v->w; w++) {
+                    const int64_t o = dg_chw_at(v, n, ch, h, w);
+                    const double xx = x[o], d = dy ? dy[o] : xx;
+                    a += d;
+                    b += d * xx;
+                }
+            s1[i] = a;
+            s2[i] = b;
+        }
+    }
+    for (int64_t ch = 0; ch < c; ch++) {
+        double a = 0, b = 0;
+        for (int64_t n = 0; n < nn; n++) {
+            a += s1[n * c + ch];
+            b += s2[n * c + ch];
+        }
+        l->tot[ch] = a;
+        l->tot[c + ch] = b;
+    }
+}
+
+/* dx <- dx - a[c] - b[c]*((x - mf[c])*rf[c]) in place, the coefficients in
+ * l->coef as (one, a, b, mf, rf). */
+static void correct_dx(dg_bn *l, const float *x, float *dx) {
+    const dg_chw *v = &l->view;
+    const int64_t c = v->c;
+    const float *one = l->coef, *a = one + c, *b = a + c, *mf = b + c, *rf = mf + c;
+    if (lanes(v)) {
+        const int L = (int)v->cb;
+        const int64_t nb = c / L;
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < v->n * nb; i++) {
+            const int64_t n = i / nb, k = (i % nb) * L, o = dg_block_at(v, n, i % nb);
+            if (L == 16)
+                dg_lane_dx(v, x + o, dx + o, dx + o, 16, false, one + k, a + k, b + k, mf + k,
+                        rf + k);
+            else
+                dg_lane_dx(v, x + o, dx + o, dx + o, 8, false, one + k, a + k, b + k, mf + k,
+                        rf + k);
+        }
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < v->n * c; i++) {
+        const int64_t n = i / c, ch = i % c;
+        for (int64_t h = 0; h < v->h; h++)
+            for (int64_t w = 0; w < v->w; w++) {
+                const int64_t o = dg_chw_at(v, n, ch, h, w);
+                dx[o] = dx[o] - a[ch] - b[ch] * ((x[o] - mf[ch]) * rf[ch]);
+            }
+    }
+}
+
+/* The synchronised forward (header, "Replicas"). */
+static void sync_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, const dg_replicas *r) {
+    const int64_t c = l->dims[1];
+    dg_port_pull(&l->src_p, ctx);
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    channel_sums(l, dg_mem_ptr(l->src_p.mem), NULL);
+    r->sum(l->tot, (size_t)(2 * c), r->user);
+    const double m = (double)(l->dims[0] * l->dims[2] * l->dims[3]) * r->n;
+    DG_ASSERT(m > 1); /* the trainer refuses a batch of one element per channel */
+    double *mean = l->tot, *var = l->tot + c;
+    float *mf = dg_mem_ptr(l->mean), *vf = dg_mem_ptr(l->var);
+    for (int64_t i = 0; i < c; i++) {
+        mean[i] /= m;
+        var[i] = fmax(0.0, var[i] / m - mean[i] * mean[i]);
+        mf[i] = (float)mean[i];
+        vf[i] = (float)var[i];
+    }
+    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, l->src_p.mem},
+        {DNNL_ARG_DST, l->dst},
+        {DNNL_ARG_SCALE, l->scale},
+        {DNNL_ARG_SHIFT, l->shift},
+        {DNNL_ARG_MEAN, l->mean},
+        {DNNL_ARG_VARIANCE, l->var},
+        {DNNL_ARG_WORKSPACE, l->ws[DG_BN_GLOBAL]},
+    };
+    dg_prim_exec(&l->fwd[DG_BN_GLOBAL], ctx, l->ws[DG_BN_GLOBAL] ? 7 : 6, args);
+    l->last_mode = DG_BN_GLOBAL;
+    l->synced = true;
+    l->m_total = m;
+    l->forwarded = true;
+    if (p->update_stats) update_running(l, p->stats, p->bn_momentum, mean, var, m / (m - 1.0));
+}
+
+/* The synchronised backward's mean terms, after the global-statistics
+ * backward wrote gamma*rstd*dy into diff_src and the replica's sums into
+ * diff_shift (sum dy) and diff_scale (sum dy*xhat). */
+static void sync_backward_terms(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
+    const dg_replicas *r = p->replicas;
+    DG_ASSERT(r && r->sync_bn && r->n > 1);
+    const int64_t c = l->dims[1];
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    const float *ds = dg_mem_ptr(l->diff_shift), *dsc = dg_mem_ptr(l->diff_scale);
+    for (int64_t i = 0; i < c; i++) {
+        l->tot[i] = ds[i];
+        l->tot[c + i] = dsc[i];
+    }
+    r->sum(l->tot, (size_t)(2 * c), r->user);
+    const float *gamma = p->params + l->w_off, *mf = dg_mem_ptr(l->mean),
+                *vf = dg_mem_ptr(l->var);
+    float *one = l->coef, *a = one + c, *b = a + c, *m = b + c, *rf = m + c;
+    for (int64_t i = 0; i < c; i++) {
+        const double rstd = 1.0 / sqrt((double)vf[i] + DG_BN_EPS), g = gamma[i] * rstd;
+        one[i] = 1.f;
+        a[i] = (float)(g * l->tot[i] / l->m_total);
+        b[i] = (float)(g * l->tot[c + i] / l->m_total);
+        m[i] = mf[i];
+        rf[i] = (float)rstd;
+    }
+    correct_dx(l, dg_mem_ptr(l->src_p.mem), dg_mem_ptr(l->diff_src));
 }
 
 void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     int mode = p->train && l->fwd_pd[DG_BN_BATCH] ? DG_BN_BATCH : DG_BN_GLOBAL;
+    const dg_replicas *r =
+            mode == DG_BN_BATCH && p->replicas && p->replicas->n > 1 ? p->replicas : NULL;
     dg_mem_set_ptr(l->scale, p->params + l->w_off);
     dg_mem_set_ptr(l->shift, p->params + l->b_off);
+    if (r && r->sync_bn) {
+        sync_forward(l, ctx, p, r);
+        return;
+    }
+    l->synced = false;
     dg_port_pull(&l->src_p, ctx);
     dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
     dnnl_exec_arg_t args[7] = {
@@ -146,7 +333,7 @@ void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_prim_exec(&l->fwd[mode], ctx, nargs, args);
     l->last_mode = mode;
     l->forwarded = true;
-    if (mode == DG_BN_BATCH && p->update_stats) update_running(l, ctx, p->stats, p->bn_momentum);
+    if (mode == DG_BN_BATCH && p->update_stats) update_running_batch(l, ctx, p, r);
 }
 
 void dg_bn_redo(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
@@ -154,7 +341,7 @@ void dg_bn_redo(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     dg_mem_set_ptr(l->scale, p->params + l->w_off);
     dg_mem_set_ptr(l->shift, p->params + l->b_off);
     dnnl_memory_t mean = l->mean, var = l->var;
-    if (l->last_mode == DG_BN_GLOBAL) {
+    if (l->last_mode == DG_BN_GLOBAL && !l->synced) {
         DG_ASSERT(p->stats != NULL);
         dg_mem_set_ptr(l->run_mean, p->stats + l->mean_off);
         dg_mem_set_ptr(l->run_var, p->stats + l->var_off);
@@ -189,7 +376,7 @@ void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
     dg_mem_set_ptr(l->diff_scale, p->grad + l->w_off);
     dg_mem_set_ptr(l->diff_shift, p->grad + l->b_off);
     dnnl_memory_t mean = l->mean, var = l->var;
-    if (mode == DG_BN_GLOBAL) {
+    if (mode == DG_BN_GLOBAL && !l->synced) {
         DG_ASSERT(p->stats != NULL);
         dg_mem_set_ptr(l->run_mean, p->stats + l->mean_off);
         dg_mem_set_ptr(l->run_var, p->stats + l->var_off);
@@ -211,6 +398,7 @@ void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_
     int nargs = 9;
     if (l->ws[mode]) args[nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, l->ws[mode]};
     dg_prim_exec(&l->bwd[mode], ctx, nargs, args);
+    if (l->synced) sync_backward_terms(l, ctx, p);
 }
 
 void dg_bn_free(dg_bn *l) {
@@ -223,6 +411,9 @@ void dg_bn_free(dg_bn *l) {
     }
     dg_port_free(&l->src_p);
     dg_port_free(&l->ddst_p);
+    dg_free(l->nc);
+    dg_free(l->tot);
+    dg_free(l->coef);
     dnnl_memory_t mems[] = {l->dst, l->diff_src, l->mean, l->var, l->run_mean, l->run_var,
             l->scale, l->shift, l->diff_scale, l->diff_shift};
     for (size_t i = 0; i < DG_ARRAY_LEN(mems); i++) dnnl_memory_destroy(mems[i]);

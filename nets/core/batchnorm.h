@@ -15,6 +15,28 @@
  *   gradient of the affine map y = gamma*(x - mean)/sqrt(var + eps) + beta.
  * eps = 1e-5, momentum 0.1.
  *
+ * Replicas (pass->replicas, a train pass of a data-parallel job whose n
+ * processes each hold an equal share of the batch; nets/core/layer.h):
+ * - sync_bn: the batch statistics are those of the whole batch: each
+ *   replica sums x and x^2 per channel over its share (in double, per
+ *   sample then in sample order), the sums are added over the replicas,
+ *   mean = S1/M and var = S2/M - mean^2 (biased) with M = n*N*H*W, and the
+ *   layer normalises with them (the global-statistics primitive). Backward
+ *   is the batch-statistics gradient over the whole batch,
+ *     diff_src = gamma*rstd*(dy - S(dy)/M - xhat*S(dy*xhat)/M),
+ *   the two channel sums S added over the replicas as well; it is computed
+ *   as the global-statistics backward, gamma*rstd*dy (which also gives the
+ *   replica's own sums as diff_shift and diff_scale), minus the two mean
+ *   terms. diff_scale and diff_shift stay the replica's own: the trainer
+ *   adds every gradient over the replicas. So n replicas compute what one
+ *   process computes on the whole batch, up to the order of the sums.
+ * - not sync_bn: each replica normalises with its share's statistics
+ *   (PyTorch DDP without SyncBatchNorm); the running statistics are still
+ *   updated with the replicas' mean batch mean and mean unbiased batch
+ *   variance, so they stay the same on every replica.
+ * Both call replicas->sum once per layer and forward (sync_bn: once more
+ * per backward), on every replica in the same order.
+ *
  * Owns: pds, primitives, dst, diff_src, batch mean/variance, workspaces,
  * ports. Borrows: src (the previous layer's dst), which must outlive it.
  * Parameters: "<name>.weight" (C) gamma, "<name>.bias" (C) beta.
@@ -64,6 +86,15 @@ typedef struct dg_bn {
     dg_port ddst_p;               /* diff_dst in the backward's layout */
     bool forwarded;               /* a forward has run since init */
     int last_mode;                /* DG_BN_BATCH or DG_BN_GLOBAL: last forward's */
+    /* Replicas (training instances with batch statistics): */
+    bool synced;                  /* the last forward normalised with the whole
+                                     batch's statistics, held in mean/var, by
+                                     the global-statistics primitive */
+    double m_total;               /* its element count per channel, M */
+    dg_chw view;                  /* layout of src_p.mem and diff_src */
+    double *nc;                   /* (2, N, C) per-sample channel sums, owned */
+    double *tot;                  /* (2, C) channel sums, owned */
+    float *coef;                  /* (5, C) backward correction terms, owned */
 } dg_bn;
 
 /* Builds the layer on src (N, C, H, W) and registers gamma ("<name>.weight",

@@ -7,6 +7,7 @@
  * in double, so results do not depend on the thread count.
  * Shapes: N batch, C channels, G groups, H height, W width. */
 #include "groupnorm.h"
+#include "chw_lanes.h"
 #include "profile.h"
 
 #include <math.h>
@@ -92,114 +93,10 @@ static void gn_forward_kernel(const dg_gn *l, const float *x, float *y,
     }
 }
 
-/* ---- channel-blocked layouts: the block's L channels are vector lanes --- */
-/* Each (n, channel) sum runs serially in double over (h, w) in one work
- * item, and group sums add their channels' sums in channel order, so the
- * results do not depend on the thread count. */
 
-#define GN_MAX_LANES 16
-
-/* GNU vector types: unaligned (aligned(4)), aliasing float/int data. The
- * lane loops below work on whole vectors so that they compile to SIMD code
- * whatever the auto-vectorizer decides; L (8 or 16) is a constant at each
- * call site. */
-typedef float v4f __attribute__((vector_size(16), aligned(4), may_alias));
-typedef float v8f __attribute__((vector_size(32), aligned(4), may_alias));
-typedef int32_t v8i __attribute__((vector_size(32), aligned(4), may_alias));
-typedef double v4d __attribute__((vector_size(32)));
-
-/* Per channel of block (n, b), over (h, w): s1 = sum(x), s2 = sum(x^2)
- * (one pass; in double, var = s2/M - mean^2 loses nothing that matters for
- * float data). */
-static inline __attribute__((always_inline)) void lane_sums(const dg_chw *v, const float *p,
-        const int L, double *s1, double *s2) {
-    v4d a[GN_MAX_LANES / 4] = {{0}}, b[GN_MAX_LANES / 4] = {{0}};
-    for (int64_t h = 0; h < v->h; h++)
-        for (int64_t w = 0; w < v->w; w++) {
-            const float *q = p + h * v->sh + w * v->sw;
-            for (int j = 0; j < L / 4; j++) {
-                const v4d x = __builtin_convertvector(*(const v4f *)(q + 4 * j), v4d);
-                a[j] += x;
-                b[j] += x * x;
-            }
-        }
-    for (int j = 0; j < L; j++) {
-        s1[j] = a[j / 4][j % 4];
-        s2[j] = b[j / 4][j % 4];
-    }
-}
-
-/* Per channel of block (n, b): sd = sum(dy), sdx = sum(dy * x). */
-static inline __attribute__((always_inline)) void lane_sums2(const dg_chw *v, const float *x,
-        const float *dy, const int L, double *sd, double *sdx) {
-    v4d a[GN_MAX_LANES / 4] = {{0}}, b[GN_MAX_LANES / 4] = {{0}};
-    for (int64_t h = 0; h < v->h; h++)
-        for (int64_t w = 0; w < v->w; w++) {
-            const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L / 4; j++) {
-                const v4d d = __builtin_convertvector(*(const v4f *)(dy + o + 4 * j), v4d);
-                const v4d xx = __builtin_convertvector(*(const v4f *)(x + o + 4 * j), v4d);
-                a[j] += d;
-                b[j] += d * xx;
-            }
-        }
-    for (int j = 0; j < L; j++) {
-        sd[j] = a[j / 4][j % 4];
-        sdx[j] = b[j / 4][j % 4];
-    }
-}
-
-static inline v8f load8(const float *p) { return *(const v8f *)p; }
-
-/* y = (x - mean[lane])*k[lane] + beta[lane], the scalar path's expression. */
-static inline __attribute__((always_inline)) void lane_affine(const dg_chw *v, const float *x,
-        float *y, const int L, const float *mean, const float *k, const float *beta) {
-    v8f m[GN_MAX_LANES / 8], kk[GN_MAX_LANES / 8], bt[GN_MAX_LANES / 8];
-    for (int j = 0; j < L / 8; j++) {
-        m[j] = load8(mean + 8 * j);
-        kk[j] = load8(k + 8 * j);
-        bt[j] = load8(beta + 8 * j);
-    }
-    for (int64_t h = 0; h < v->h; h++)
-        for (int64_t w = 0; w < v->w; w++) {
-            const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L / 8; j++)
-                *(v8f *)(y + o + 8 * j) = (load8(x + o + 8 * j) - m[j]) * kk[j] + bt[j];
-        }
-}
-
-/* dx = gr*dy - a - b*((x - mf)*rf), per lane; with relu: 0 where x <= 0
- * (the ReLU that produced x; oneDNN's use_dst_for_bwd rule), by masking the
- * bits, so the result is exactly 0 there. */
-static inline __attribute__((always_inline)) void lane_dx(const dg_chw *v, const float *x,
-        const float *dy, float *dx, const int L, const bool relu, const float *gr,
-        const float *a, const float *b, const float *mf, const float *rf) {
-    v8f g8[GN_MAX_LANES / 8], a8[GN_MAX_LANES / 8], b8[GN_MAX_LANES / 8],
-            m8[GN_MAX_LANES / 8], r8[GN_MAX_LANES / 8];
-    for (int j = 0; j < L / 8; j++) {
-        g8[j] = load8(gr + 8 * j);
-        a8[j] = load8(a + 8 * j);
-        b8[j] = load8(b + 8 * j);
-        m8[j] = load8(mf + 8 * j);
-        r8[j] = load8(rf + 8 * j);
-    }
-    const v8f zero = {0};
-    for (int64_t h = 0; h < v->h; h++)
-        for (int64_t w = 0; w < v->w; w++) {
-            const int64_t o = h * v->sh + w * v->sw;
-            for (int j = 0; j < L / 8; j++) {
-                const v8f xx = load8(x + o + 8 * j);
-                v8f g = g8[j] * load8(dy + o + 8 * j) - a8[j] - b8[j] * ((xx - m8[j]) * r8[j]);
-                if (relu) g = (v8f)((v8i)g & (xx > zero));
-                *(v8f *)(dx + o + 8 * j) = g;
-            }
-        }
-}
-
-/* Block (n, b)'s first element. */
-static inline int64_t block_at(const dg_chw *v, int64_t n, int64_t b) {
-    return v->off0 + n * v->sn + b * v->scb;
-}
+/* ---- channel-blocked layouts (nets/core/chw_lanes.h) ----------------------- */
+/* Group sums add their channels' sums in channel order, so the results do
+ * not depend on the thread count. */
 
 /* Group sums of per-channel sums: out[n*G + g] = sum over g's channels. */
 static void group_sums(const dg_gn *l, const double *nc, double *out) {
@@ -222,8 +119,8 @@ static void gn_forward_lanes(const dg_gn *l, const float *x, float *y, const flo
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < v->n * nb; i++) {
         const int64_t n = i / nb, b = i % nb, k = n * v->c + b * L;
-        if (L == 16) lane_sums(v, x + block_at(v, n, b), 16, nc1 + k, nc2 + k);
-        else lane_sums(v, x + block_at(v, n, b), 8, nc1 + k, nc2 + k);
+        if (L == 16) dg_lane_sums(v, x + dg_block_at(v, n, b), 16, nc1 + k, nc2 + k);
+        else dg_lane_sums(v, x + dg_block_at(v, n, b), 8, nc1 + k, nc2 + k);
     }
     group_sums(l, nc1, mean);
     group_sums(l, nc2, rstd);
@@ -235,16 +132,16 @@ static void gn_forward_lanes(const dg_gn *l, const float *x, float *y, const flo
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < v->n * nb; i++) {
         const int64_t n = i / nb, b = i % nb;
-        float mf[GN_MAX_LANES], k[GN_MAX_LANES], bt[GN_MAX_LANES];
+        float mf[DG_MAX_LANES], k[DG_MAX_LANES], bt[DG_MAX_LANES];
         for (int j = 0; j < L; j++) {
             const int64_t c = b * L + j, ng = n * g_n + c / cg;
             mf[j] = (float)mean[ng];
             k[j] = (float)(gamma[c] * rstd[ng]);
             bt[j] = beta[c];
         }
-        const int64_t o = block_at(v, n, b);
-        if (L == 16) lane_affine(v, x + o, y + o, 16, mf, k, bt);
-        else lane_affine(v, x + o, y + o, 8, mf, k, bt);
+        const int64_t o = dg_block_at(v, n, b);
+        if (L == 16) dg_lane_affine(v, x + o, y + o, 16, mf, k, bt);
+        else dg_lane_affine(v, x + o, y + o, 8, mf, k, bt);
     }
 }
 
@@ -258,9 +155,9 @@ static void gn_backward_lanes(const dg_gn *l, const float *x, const float *dy,
     double *sd = l->nc1, *sdx = l->nc2;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < v->n * nb; i++) {
-        const int64_t n = i / nb, b = i % nb, o = block_at(v, n, b), k = n * v->c + b * L;
-        if (L == 16) lane_sums2(v, x + o, dy + o, 16, sd + k, sdx + k);
-        else lane_sums2(v, x + o, dy + o, 8, sd + k, sdx + k);
+        const int64_t n = i / nb, b = i % nb, o = dg_block_at(v, n, b), k = n * v->c + b * L;
+        if (L == 16) dg_lane_sums2(v, x + o, dy + o, 16, sd + k, sdx + k);
+        else dg_lane_sums2(v, x + o, dy + o, 8, sd + k, sdx + k);
     }
     /* diff_gamma = sum_n rstd*(sum(dy*x) - mean*sum(dy)), diff_beta = sum_n sum(dy) */
     for (int64_t c = 0; c < v->c; c++) {
@@ -276,8 +173,8 @@ static void gn_backward_lanes(const dg_gn *l, const float *x, const float *dy,
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < v->n * nb; i++) {
         const int64_t n = i / nb, b = i % nb;
-        float gr[GN_MAX_LANES], a[GN_MAX_LANES], bb[GN_MAX_LANES], mf[GN_MAX_LANES],
-                rf[GN_MAX_LANES];
+        float gr[DG_MAX_LANES], a[DG_MAX_LANES], bb[DG_MAX_LANES], mf[DG_MAX_LANES],
+                rf[DG_MAX_LANES];
         for (int j = 0; j < L; j++) {
             const int64_t c = b * L + j, ng = n * g_n + c / cg, c0 = (c / cg) * cg;
             /* the group's sum(g) and sum(g*x), g = gamma*dy, in channel order */
@@ -293,12 +190,12 @@ static void gn_backward_lanes(const dg_gn *l, const float *x, const float *dy,
             mf[j] = (float)mean[ng];
             rf[j] = (float)rstd[ng];
         }
-        const int64_t o = block_at(v, n, b);
+        const int64_t o = dg_block_at(v, n, b);
         const bool relu = l->cfg.relu_src;
-        if (L == 16 && relu) lane_dx(v, x + o, dy + o, dx + o, 16, true, gr, a, bb, mf, rf);
-        else if (L == 16) lane_dx(v, x + o, dy + o, dx + o, 16, false, gr, a, bb, mf, rf);
-        else if (relu) lane_dx(v, x + o, dy + o, dx + o, 8, true, gr, a, bb, mf, rf);
-        else lane_dx(v, x + o, dy + o, dx + o, 8, false, gr, a, bb, mf, rf);
+        if (L == 16 && relu) dg_lane_dx(v, x + o, dy + o, dx + o, 16, true, gr, a, bb, mf, rf);
+        else if (L == 16) dg_lane_dx(v, x + o, dy + o, dx + o, 16, false, gr, a, bb, mf, rf);
+        else if (relu) dg_lane_dx(v, x + o, dy + o, dx + o, 8, true, gr, a, bb, mf, rf);
+        else dg_lane_dx(v, x + o, dy + o, dx + o, 8, false, gr, a, bb, mf, rf);
     }
 }
 

@@ -10,6 +10,20 @@
 #include "dnnl_util.h"
 #include "params.h"
 
+/* The replicas of a data-parallel job, as the BatchNorm layers see them
+ * (nets/core/batchnorm.h "Replicas"): n processes, each holding an equal
+ * share of every batch, and sum(buf, len, user), which replaces each
+ * buf[i] by its sum over the n processes (the same bits on every one).
+ * Every replica runs the same passes, so every sum is reached by all. */
+typedef struct dg_replicas {
+    int n;
+    bool sync_bn; /* true: normalise with the statistics of the whole batch
+                     (synchronised BatchNorm); false: with the replica's
+                     share's, the running statistics still from all */
+    void (*sum)(double *buf, size_t len, void *user);
+    void *user;
+} dg_replicas;
+
 typedef struct dg_pass {
     const float *params; /* (d) weights to run with */
     float *stats;        /* (n_stats) BN running statistics read/updated */
@@ -30,6 +44,8 @@ typedef struct dg_pass {
                             1/(k+1) on the k-th batch after zeroing the
                             statistics gives their exact cumulative mean
                             (PyTorch momentum=None, the SWAD BN refresh) */
+    const dg_replicas *replicas; /* train passes of a data-parallel job, or
+                            NULL: this process's batch is the whole batch */
 } dg_pass;
 
 /* A pass over the live buffers of ps in train mode that updates stats. */
