@@ -104,6 +104,11 @@ void dg_cli_fault_point(const char *point) {
     }
 }
 
+bool dg_cli_test_replica_stats(void) {
+    const char *v = getenv("DGSEG_TEST_REPLICA_STATS");
+    return v && !strcmp(v, "1");
+}
+
 bool dg_cli_fault_diverge(int rank) {
     const char *v = getenv("DGSEG_FAULT_DIVERGE");
     char *end = NULL;

@@ -66,5 +66,12 @@ void dg_cli_fault_point(const char *point);
  * must then stop the run. True when `rank` is that rank; false without
  * the variable. */
 bool dg_cli_fault_diverge(int rank);
+/* Test hook of suite mpi: with DGSEG_TEST_REPLICA_STATS=1 in the
+ * environment, a training run of one process takes its training passes as
+ * a job of one replica (app/closure.h), so its BatchNorm statistics are the
+ * double sums of the replicas' path (nets/core/batchnorm.h "Replicas")
+ * rather than oneDNN's f32 ones: what N ranks compute, up to the order of
+ * the sums. False without the variable. */
+bool dg_cli_test_replica_stats(void);
 
 #endif

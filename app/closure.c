@@ -1,6 +1,7 @@
 /* app/closure.c -- the training closure (see closure.h). */
 #include "app/closure.h"
 
+#include "app/cli.h"
 #include "app/dist.h"
 #include "app/progress.h"
 
@@ -25,6 +26,36 @@ static void view_copy(const dg_chw *v, const float *src, float *dst, int64_t n, 
     }
 }
 
+/* The replicas of model mm's passes (the whole batch's or the sub-batch
+ * instance's), NULL in one process (but for dg_cli_test_replica_stats). */
+static const dg_replicas *replicas_of(const dg_train_closure *tc, const dg_model *mm) {
+    if (tc->replicas.n < 1) return NULL;
+    return mm == tc->m ? &tc->replicas : &tc->sub_replicas;
+}
+
+static void dist_sum(double *buf, size_t len, void *user) {
+    (void)user;
+    dg_dist_allreduce_f64(buf, len, 1.0);
+}
+
+/* Rank r of N holds, of each domain's b samples, the b/N from r*b/N on
+ * (data/loader.h "Shares"), domain-major: its sample d*(b/N) + i is sample
+ * d*b + r*b/N + i of the whole batch; of a domain's sub-batch, r*b/N + i. */
+void dg_train_closure_replicas(dg_train_closure *tc, bool sync_bn) {
+    const int n = dg_dist_size(), r = dg_dist_rank();
+    if (n < 2 && !dg_cli_test_replica_stats()) return;
+    const int64_t local = tc->m->opts.batch, S = tc->n_domains, share = local / S, b = share * n;
+    tc->pos = dg_xmalloc((size_t)local * sizeof(*tc->pos));
+    tc->sub_pos = dg_xmalloc((size_t)share * sizeof(*tc->sub_pos));
+    for (int64_t j = 0; j < local; j++) tc->pos[j] = (j / share) * b + r * share + j % share;
+    for (int64_t i = 0; i < share; i++) tc->sub_pos[i] = r * share + i;
+    tc->replicas = (dg_replicas){.n = n, .sync_bn = sync_bn, .sum = dist_sum,
+            .batch = b * S, .pos = tc->pos};
+    tc->sub_replicas = tc->replicas;
+    tc->sub_replicas.batch = b;
+    tc->sub_replicas.pos = tc->sub_pos;
+}
+
 static bool has_term(const dg_train_closure *tc) {
     return tc->method && tc->method->ops->loss_term;
 }
@@ -35,15 +66,16 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
         const int64_t *sample_id, unsigned flags) {
     dg_pass p = dg_pass_train(&tc->m->ps);
     p.update_stats = (flags & DG_CLOSURE_BN_UPDATE) != 0;
+    p.replicas = replicas_of(tc, mm);
     p.counter = (uint64_t)tc->step * 64 + (uint64_t)tc->call++;
     dg_model_forward(mm, tc->ctx, &p);
-    double l = dg_loss_ce_compute(loss, tc->ctx, label);
+    double l = dg_loss_ce_compute_part(loss, tc->ctx, label, p.replicas);
     if (tc->aux_weight > 0) {
         int64_t ad[4], md[4];
         dg_mem_dims4(mm->aux_logits, ad);
         dg_mem_dims4(mm->logits, md);
         dg_label_resize_nearest(label, md[0], md[2], md[3], aux_label, ad[2], ad[3]);
-        l += dg_loss_ce_compute(aux_loss, tc->ctx, aux_label);
+        l += dg_loss_ce_compute_part(aux_loss, tc->ctx, aux_label, p.replicas);
     }
     if (has_term(tc)) {
         dg_loss_view v = dg_loss_ce_view(loss);
@@ -58,12 +90,12 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
     }
     dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
     DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
-    /* Data parallelism (§1.1): each rank's loss and gradient are the means
-     * over its n = B / N samples, so the means over the whole batch are
-     * their sums over the ranks divided by N. */
-    const int n_ranks = dg_dist_size();
-    dg_dist_allreduce_f32(tc->m->ps.grad, tc->m->ps.d, 1.f / (float)n_ranks);
-    dg_dist_allreduce_f64(&l, 1, 1.0 / n_ranks);
+    /* Data parallelism (§1.1): each rank's loss and gradient are its part
+     * of the whole batch's mean (its sum over its samples or pixels divided
+     * by the whole batch's count, dg_loss_ce_compute_part), so the whole
+     * batch's are their sums over the ranks. */
+    dg_dist_allreduce_f32(tc->m->ps.grad, tc->m->ps.d, 1.f);
+    dg_dist_allreduce_f64(&l, 1, 1.0);
     if (p.counter % 64 == 0) tc->first_loss = l;
     return l;
 }
@@ -120,6 +152,7 @@ static void tc_bn_refresh(void *ctx, const float *params, long n_batches, int mo
     memcpy(saved, dg_mem_ptr(m->src), nx * sizeof(float));
     dg_pass p = dg_pass_train(&m->ps);
     p.params = params;
+    p.replicas = replicas_of(tc, m);
     dg_task_progress prog;
     if (tc->refresh_progress) dg_task_progress_begin(&prog, "BN refresh", n_batches, "batches/s");
     for (long k = 0; k < n_batches; k++) {
@@ -220,5 +253,7 @@ void dg_train_closure_free(dg_train_closure *tc) {
     dg_free(tc->z);
     dg_free(tc->dz);
     dg_free(tc->saved_src);
+    dg_free(tc->pos);
+    dg_free(tc->sub_pos);
     memset(tc, 0, sizeof(*tc));
 }

@@ -16,8 +16,11 @@
  *
  * In a data-parallel job (app/dist.h) the batch is this rank's share of
  * the whole batch, and every eval returns the whole batch's mean loss
- * with the whole batch's mean gradient in ps.grad (summed over the ranks,
- * times 1/N: shares are equal), the same on every rank. */
+ * with the whole batch's mean gradient in ps.grad, the same on every rank:
+ * each rank computes its part (its pixels' losses over the whole batch's
+ * count of valid pixels, dg_loss_ce_compute_part) and the parts are summed
+ * over the ranks. The training passes run with the job's replicas
+ * (dg_train_closure_replicas). */
 #ifndef DG_APP_CLOSURE_H
 #define DG_APP_CLOSURE_H
 
@@ -56,6 +59,11 @@ typedef struct dg_train_closure {
     bool refresh_progress;   /* the BN refresh shows a progress line (the
                                 trainer sets it around the final refresh) */
     dg_closure cl;           /* what the method receives: eval, infer, bn_refresh */
+    /* A data-parallel job's replicas as the passes give them to the layers
+     * (set by dg_train_closure_replicas; n = 0 in one process): for the
+     * whole batch and for a domain's sub-batch. */
+    dg_replicas replicas, sub_replicas;
+    int64_t *pos, *sub_pos;  /* (B), (b): each sample's place in the whole batch */
 } dg_train_closure;
 
 /* Sets tc up over model m (training instance; borrowed). With n_domains > 1
@@ -64,6 +72,14 @@ typedef struct dg_train_closure {
  * aux_weight > 0 needs a model with an auxiliary head. */
 dg_status dg_train_closure_init(dg_train_closure *tc, dg_ctx *ctx, dg_model *m, int n_domains,
         bool sub_batches, float aux_weight);
+
+/* In a data-parallel job of N > 1 ranks (app/dist.h): the training passes
+ * of this rank's share run with the job's replicas (nets/core/layer.h), so
+ * BatchNorm normalises with the whole batch's statistics (sync_bn) or
+ * shares the running statistics, and dropout draws each sample's masks
+ * from its place in the whole batch. Nothing with one rank (but for the
+ * test hook dg_cli_test_replica_stats). */
+void dg_train_closure_replicas(dg_train_closure *tc, bool sync_bn);
 
 /* Points the closure at the current batch: x (B, C, H, W) (copied into
  * m->src here), labels (B, H*W) for segmentation or (B) for classification,

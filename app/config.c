@@ -167,6 +167,11 @@ static const key_def keys[] = {
     {"model", "freeze_bn", K_BOOL, OFF(freeze_bn), "false", 0, 0, 0, NULL,
             "Run every BatchNorm in inference mode during training: running statistics used "
             "and never updated, scale and shift still trained."},
+    {"model", "sync_bn", K_BOOL, OFF(sync_bn), "true", 0, 0, 0, NULL,
+            "In a data-parallel job (mpirun -np N dgseg train), normalise every BatchNorm "
+            "with the statistics of the whole batch, summed over the ranks, so that N ranks "
+            "compute what one process computes; false: each rank its own share's (PyTorch "
+            "DDP's default). No effect in one process."},
     {"model", "dropout", K_REAL, OFF(dropout), "0", 0, 1, HI_OPEN, NULL,
             "Dropout probability before the classifiers' linear head; 0: none."},
     {"model", "winograd", K_ENUM, OFF(winograd), "auto", 0, 0, 0, "auto|on|off",

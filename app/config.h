@@ -79,6 +79,7 @@ typedef struct dg_config {
     bool aux;
     double aux_weight;
     bool freeze_bn;
+    bool sync_bn;   /* data-parallel jobs: BatchNorm statistics of the whole batch */
     int winograd;          /* DG_WINOGRAD_AUTO | _ON | _OFF (nets/model.h) */
     double dropout;
     /* [optim] */

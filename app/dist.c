@@ -112,6 +112,11 @@ void dg_dist_allreduce_f64(double *buf, size_t n, double scale) {
     for (size_t i = 0; i < n; i++) buf[i] *= scale;
 }
 
+void dg_dist_allreduce_i64(int64_t *buf, size_t n) {
+    if (dist.size == 1) return;
+    allreduce_sum(buf, n, MPI_INT64_T, sizeof(int64_t));
+}
+
 bool dg_dist_any(bool flag) {
     if (dist.size == 1) return flag;
     int v = flag, any = 0;
@@ -169,6 +174,7 @@ dg_status dg_dist_init(int *argc, char ***argv) {
 int dg_dist_finalize(int rc) { return rc; }
 void dg_dist_allreduce_f32(float *buf, size_t n, float scale) { (void)buf, (void)n, (void)scale; }
 void dg_dist_allreduce_f64(double *buf, size_t n, double scale) { (void)buf, (void)n, (void)scale; }
+void dg_dist_allreduce_i64(int64_t *buf, size_t n) { (void)buf, (void)n; }
 bool dg_dist_any(bool flag) { return flag; }
 void dg_dist_bcast(void *buf, size_t bytes) { (void)buf, (void)bytes; }
 void dg_dist_barrier(void) {}

@@ -58,6 +58,8 @@ bool dg_dist_is_root(void);
 void dg_dist_allreduce_f32(float *buf, size_t n, float scale);
 /* The same for doubles. */
 void dg_dist_allreduce_f64(double *buf, size_t n, double scale);
+/* The same for 64-bit integers (exact: counts, confusion matrices). */
+void dg_dist_allreduce_i64(int64_t *buf, size_t n);
 /* True on every rank when `flag` is true on any. */
 bool dg_dist_any(bool flag);
 /* Rank 0's `bytes` bytes of buf into every rank's buf. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "app/closure.h"
+#include "app/dist.h"
 #include "app/metrics_log.h"
 #include "app/results.h"
 #include "app/progress.h"
@@ -36,7 +37,9 @@ static dg_strvec oor_warned;
 static pthread_mutex_t oor_warned_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* At the end of a pass over ds: one warning with the count of label values
- * outside the reader's range, unless this process said the same before. */
+ * outside the reader's range, unless this process said the same before (in
+ * a data-parallel job, rank 0's count over its share of the images: it
+ * alone logs warnings; the results carry the sum over the ranks). */
 static void warn_out_of_range_once(const dg_seg_dataset *ds) {
     const dg_seg_oor_count c = dg_seg_dataset_out_of_range(ds);
     if (!c.pixels) return;
@@ -71,6 +74,17 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     dg_status st = dg_seg_dataset_open_opts(spec->reader, spec->root, sp, &oo, &ds);
     if (st != DG_STATUS_OK) return st;
     const int64_t n_img = max_images > 0 && (size_t)max_images < ds.n ? max_images : (int64_t)ds.n;
+    /* a data-parallel job: rank r of N evaluates images r, r + N, ...; the
+     * confusion matrices (integers) and the cross-entropy sums are added
+     * over the ranks afterwards, so every rank gets what one process gets
+     * (the cross-entropy up to the order of its sum) */
+    const int ranks = dg_dist_size(), rank = dg_dist_rank();
+    int64_t n_mine = n_img, *mine = NULL;
+    if (ranks > 1) {
+        n_mine = n_img > rank ? (n_img - rank + ranks - 1) / ranks : 0;
+        mine = dg_xmalloc((size_t)(n_mine ? n_mine : 1) * sizeof(*mine));
+        for (int64_t i = 0; i < n_mine; i++) mine[i] = rank + i * ranks;
+    }
     dg_seg_eval_source src = {.ds = &ds};
     dg_seg_eval_cfg_default(&src.eval);
     if (!strcmp(spec->reader, "mapillary")) src.eval.target_h = (int)cfg->eval_height;
@@ -78,9 +92,10 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     memset(&lc, 0, sizeof(lc));
     st = dg_seg_eval_source_bind(&src, &lc.src);
     dg_loader *l = NULL;
-    if (st == DG_STATUS_OK) {
+    if (st == DG_STATUS_OK && n_mine > 0) {
         lc.n_domains = 1;
-        lc.dom[0].n = n_img;
+        lc.dom[0].n = n_mine;
+        lc.dom[0].items = mine;
         lc.per_domain = 1;
         lc.sequential = true;
         lc.workers = (int)cfg->workers;
@@ -97,10 +112,10 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     char label[96];
     snprintf(label, sizeof(label), "evaluating %s", spec->reader);
     dg_task_progress prog;
-    dg_task_progress_begin(&prog, label, n_img, "img/s");
+    dg_task_progress_begin(&prog, label, n_mine, "img/s");
     int64_t done = 0;
     dg_seg_infer_hold(inf, true); /* one set of weights for the whole pass */
-    while (st == DG_STATUS_OK && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+    while (st == DG_STATUS_OK && l && (st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
         const int64_t p = (int64_t)b->h * b->w;
         st = dg_seg_infer_run(inf, params, stats, b->x, b->h, b->w, logits);
         if (st != DG_STATUS_OK) break;
@@ -113,6 +128,20 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
     dg_loader_free(l); /* every worker's loads counted from here on */
     l = NULL;
     if (st == DG_STATUS_ERR_MISSING) st = DG_STATUS_OK; /* the pass ended */
+    dg_seg_oor_count oc = dg_seg_dataset_out_of_range(&ds);
+    if (ranks > 1) {
+        /* every rank reaches this point; one that failed has said why */
+        if (dg_dist_any(st != DG_STATUS_OK) && st == DG_STATUS_OK) st = DG_STATUS_ERR_IO;
+        if (st == DG_STATUS_OK) {
+            dg_dist_allreduce_i64(cm.c, (size_t)(cm.k * cm.k));
+            int64_t cnt[3] = {n_valid, (int64_t)oc.pixels, (int64_t)oc.labels};
+            dg_dist_allreduce_i64(cnt, 3);
+            dg_dist_allreduce_f64(&ce, 1, 1.0);
+            n_valid = cnt[0];
+            oc.pixels = (uint64_t)cnt[1];
+            oc.labels = (uint64_t)cnt[2];
+        }
+    }
     if (st == DG_STATUS_OK) warn_out_of_range_once(&ds);
     if (st == DG_STATUS_OK) {
         t->name = split ? dg_xasprintf("%s %s", spec->reader, sp) : dg_xstrdup(spec->reader);
@@ -132,11 +161,11 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
         t->res.resolution = t->resolution;
         t->res.inference = t->inference;
         t->res.bn = cfg->freeze_bn ? "frozen (running statistics)" : "running statistics";
-        const dg_seg_oor_count oc = dg_seg_dataset_out_of_range(&ds);
         t->res.oor_pixels = oc.pixels;
         t->res.oor_images = (int64_t)oc.labels;
     }
     dg_free(logits);
+    dg_free(mine);
     dg_confusion_free(&cm);
     dg_loader_free(l);
     dg_seg_dataset_free(&ds);

@@ -66,37 +66,25 @@ static char *latest_run(const char *name) {
     return dir;
 }
 
-/* What a job of N > 1 ranks computes exactly in this version: the
- * classification trainer with mnist-cnn (GroupNorm: no batch statistics,
- * so each rank's share of a batch computes what one process computes on
- * it), ERM or Lookahead, no dropout (its masks are indexed by the sample's
- * place in the process's batch), train.batch_size a multiple of N, and a
- * run started afresh. Anything else would compute something other than
- * the one-process run and is refused here, naming the key. */
+/* What a job of N > 1 ranks computes exactly in this version: both
+ * trainers, every model (BatchNorm with model.sync_bn computes the whole
+ * batch's statistics, dropout draws each sample's masks from its place in
+ * the whole batch), the methods whose every gradient is one closure call
+ * on the whole batch (ERM, Lookahead, SAM, ASAM), and train.batch_size a
+ * multiple of N. DGSAM's per-domain sub-batches, through synchronised
+ * BatchNorm, differ from one process by more than rounding explains
+ * (measured on its first step), so it waits. Anything else would
+ * compute something other than the one-process run and is refused here,
+ * naming the key. */
 static dg_status check_parallel(const dg_config *cfg, int n) {
     const char *p = cfg->path;
-    if (cfg->task == DG_TASK_SEGMENTATION) {
-        dg_log_error("%s: data.sources: segmentation training is not data-parallel yet (its "
-                     "models have BatchNorm, whose batch statistics need synchronising across "
-                     "ranks); run it without mpirun", p);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (strcmp(cfg->model, "mnist-cnn")) {
-        dg_log_error("%s: model.name = %s: under mpirun with %d ranks only mnist-cnn trains (a "
-                     "model with BatchNorm needs statistics synchronised across ranks, not "
-                     "supported yet); run it without mpirun", p, cfg->model, n);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (strcmp(cfg->method, "erm") && strcmp(cfg->method, "lookahead")) {
-        dg_log_error("%s: optim.method = %s: under mpirun with %d ranks only erm and lookahead "
-                     "train (%s is not data-parallel yet); run it without mpirun", p, cfg->method,
-                n, cfg->method);
-        return DG_STATUS_ERR_CONFIG;
-    }
-    if (cfg->dropout > 0) {
-        dg_log_error("%s: model.dropout = %g: dropout is not data-parallel yet (its masks follow "
-                     "each sample's place in its rank's batch); set 0 or run without mpirun", p,
-                cfg->dropout);
+    static const char *const ok[] = {"erm", "lookahead", "sam", "asam"};
+    bool method_ok = false;
+    for (size_t i = 0; i < DG_ARRAY_LEN(ok); i++) method_ok |= !strcmp(cfg->method, ok[i]);
+    if (!method_ok) {
+        dg_log_error("%s: optim.method = %s: under mpirun with %d ranks only erm, lookahead, "
+                     "sam and asam train (%s is not data-parallel yet); run it without mpirun",
+                p, cfg->method, n, cfg->method);
         return DG_STATUS_ERR_CONFIG;
     }
     if (cfg->batch_size % n) {

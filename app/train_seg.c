@@ -182,9 +182,12 @@ static dg_status validate_at(dg_trainer *t, long step) {
             off += (size_t)snprintf(line + off, sizeof(line) - off, "%s%s %.2f", i ? ", " : "",
                     ev.v[i].name, 100 * ev.v[i].res.miou);
         dg_log_info("step %ld: validation mIoU %s (score %.2f)", step, line, 100 * score);
-        if (isfinite(score) && !(score <= s->best_score)) {
+        const bool better = isfinite(score) && !(score <= s->best_score);
+        if (better) {
             s->best_score = score;
             s->best_step = step;
+        }
+        if (better && t->writer) {
             char *bp = dg_trainer_path(t, "checkpoints/best.safetensors");
             const dg_ckpt_run_info info = dg_trainer_run_info(t);
             st = dg_ckpt_save_weights(bp, &info, step, &t->m.ps, P, Q, "best", score);
@@ -251,7 +254,7 @@ static int final_reports(dg_trainer *t) {
     dg_seg_result *res = dg_eval_targets_results(&ev);
     dg_seg_report rep = {.method = cfg->method, .run = &set, .results = res, .n_results = n};
     char *pj = dg_trainer_path(t, "results.json"), *pm = dg_trainer_path(t, "results.md");
-    if (rc == 0 && n && (dg_report_seg_write_md(&rep, pm) != DG_STATUS_OK ||
+    if (rc == 0 && n && t->writer && (dg_report_seg_write_md(&rep, pm) != DG_STATUS_OK ||
             dg_report_seg_write_json(&rep, pj) != DG_STATUS_OK))
         rc = 1;
     dg_eval_print_seg(stdout, ev.v, n);

@@ -66,14 +66,22 @@ static dg_status make_model(dg_trainer *t) {
     const bool seg = cfg->task == DG_TASK_SEGMENTATION;
     /* ASPP's image-pooling BN sees one value per channel and image: training
      * mode needs two images per forward (PyTorch raises the same error). */
-    const long per_forward = !strcmp(cfg->method, "dgsam") ? cfg->batch_size
-                                                           : cfg->batch_size * t->data.S;
+    const int ranks = dg_dist_size();
+    const bool alone = ranks > 1 && !cfg->sync_bn; /* each rank's statistics its own */
+    const long per_forward = (!strcmp(cfg->method, "dgsam") ? cfg->batch_size
+                                                            : cfg->batch_size * t->data.S) /
+            (alone ? ranks : 1);
     if (seg && !cfg->freeze_bn && per_forward < 2) {
+        char each[96] = "";
+        if (alone)
+            snprintf(each, sizeof(each), ", here on each of the %d ranks (model.sync_bn = false)",
+                    ranks);
         dg_log_error("train.batch_size = %ld: DeepLabv3+ needs at least 2 images per forward "
-                     "pass in training (%s); raise train.batch_size or set model.freeze_bn = true",
-                cfg->batch_size, !strcmp(cfg->method, "dgsam")
+                     "pass in training (%s)%s; raise train.batch_size or set model.freeze_bn = "
+                     "true", cfg->batch_size, !strcmp(cfg->method, "dgsam")
                         ? "DGSAM runs one forward per source domain"
-                        : "the ASPP image-pooling BatchNorm sees one value per channel and image");
+                        : "the ASPP image-pooling BatchNorm sees one value per channel and image",
+                each);
         return DG_STATUS_ERR_CONFIG;
     }
     dg_model_opts mo = {
@@ -134,6 +142,7 @@ static dg_status make_method(dg_trainer *t) {
     t->tc.method = t->method;
     t->tc.refresh_batch = next_refresh_batch;
     t->tc.refresh_ctx = t;
+    dg_train_closure_replicas(&t->tc, cfg->sync_bn);
     return DG_STATUS_OK;
 }
 
@@ -345,16 +354,18 @@ static bool ranks_agree(dg_trainer *t, long done) {
     if (dg_dist_size() == 1) return true;
     float *w = t->m.ps.data;
     if (dg_cli_fault_diverge(dg_dist_rank())) w[0] = nextafterf(w[0], INFINITY);
-    uint64_t h;
-    if (dg_dist_same(t->m.ps.data, t->m.ps.d * sizeof(float), &h)) {
+    uint64_t h, hs;
+    const bool same_stats = dg_dist_same(t->m.ps.stats, t->m.ps.n_stats * sizeof(float), &hs);
+    if (dg_dist_same(t->m.ps.data, t->m.ps.d * sizeof(float), &h) && same_stats) {
         if (done == t->cfg->iterations)
             dg_log_info("the %d ranks hold identical weights after step %ld (hash %016llx)",
                     dg_dist_size(), done, (unsigned long long)h);
         return true;
     }
     dg_progress_break(&t->progress);
-    dg_log_error("step %ld: the ranks' weights differ (rank 0's hash %016llx); the data-"
-                 "parallel run cannot go on", done, (unsigned long long)h);
+    dg_log_error("step %ld: the ranks' %s differ (rank 0's hash %016llx); the data-parallel "
+                 "run cannot go on", done, same_stats ? "weights" : "BatchNorm statistics",
+            (unsigned long long)(same_stats ? h : hs));
     return false;
 }
 

@@ -512,6 +512,8 @@ static const bn_case replica_cases[] = {
     {2, 17, 4, 6, true, dnnl_nChw16c, dnnl_nchw},
     {4, 20, 3, 5, false, dnnl_nchw, dnnl_nchw},
     {2, 12, 4, 4, true, dnnl_nhwc, dnnl_nhwc},
+    {4, 16, 1, 1, true, dnnl_nChw8c, dnnl_nchw}, /* ASPP's image pooling: M = N */
+    {4, 8, 2, 2, false, dnnl_nchw, dnnl_nchw},
 };
 
 typedef struct replica_run_out {

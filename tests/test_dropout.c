@@ -246,6 +246,37 @@ START_TEST(dropout_mask_is_layout_independent) {
 }
 END_TEST
 
+/* A replica of a data-parallel job holding samples {3, 0} of a batch of 4
+ * (dg_replicas.pos) drops exactly what the whole batch drops there, in
+ * both modes; an all-kept or all-dropped result could not tell. */
+START_TEST(dropout_replica_masks_are_the_whole_batch_masks_of_its_samples) {
+    int64_t dims[4] = {4, 5, 3, 2}, half[4] = {2, 5, 3, 2};
+    const size_t n = numel(dims), per = n / 4;
+    float *x = dg_xmalloc(n * sizeof(float)), *xs = dg_xmalloc(2 * per * sizeof(float));
+    float *a = dg_xmalloc(n * sizeof(float)), *b = dg_xmalloc(2 * per * sizeof(float));
+    fill_away_from_zero(x, n, 30, -1.f, 1.f, 0.01f);
+    const int64_t pos[2] = {3, 0};
+    for (int i = 0; i < 2; i++) memcpy(xs + i * per, x + pos[i] * (int64_t)per, per * sizeof(float));
+    dg_dropout_mode modes[2] = {DG_DROPOUT_ELEMENT, DG_DROPOUT_CHANNEL};
+    for (int mi = 0; mi < 2; mi++) {
+        dg_dropout_cfg cfg = {.p = 0.5f, .mode = modes[mi], .ordinal = 2};
+        dg_pass p = train_pass(31, 5);
+        run_forward(x, dims, dnnl_nchw, &cfg, &p, a);
+        dg_replicas r = {.n = 2, .batch = 4, .pos = pos};
+        p.replicas = &r;
+        run_forward(xs, half, dnnl_nChw8c, &cfg, &p, b);
+        size_t zeros = 0;
+        for (int i = 0; i < 2; i++) {
+            ck_assert_msg(!memcmp(b + i * per, a + pos[i] * (int64_t)per, per * sizeof(float)),
+                    "mode %d sample %d", mi, i);
+            for (size_t k = 0; k < per; k++) zeros += b[i * per + k] == 0.f;
+        }
+        ck_assert(zeros > 0 && zeros < 2 * per);
+    }
+    dg_free(x), dg_free(xs), dg_free(a), dg_free(b);
+}
+END_TEST
+
 START_TEST(dropout_unsupported_layout_uses_nchw) {
     int64_t dims[4] = {16, 16, 3, 3};
     float x[2304];
@@ -379,6 +410,7 @@ Suite *dropout_suite(void) {
     tcase_add_test(tc, dropout_channel_mode_masks_whole_planes);
     tcase_add_test(tc, dropout_backward_uses_forward_mask);
     tcase_add_test(tc, dropout_mask_is_layout_independent);
+    tcase_add_test(tc, dropout_replica_masks_are_the_whole_batch_masks_of_its_samples);
     tcase_add_test(tc, dropout_unsupported_layout_uses_nchw);
     tcase_add_test(tc, dropout_thread_count_does_not_change_output);
     tcase_add_test(tc, dropout_keeps_padded_channels_zero);

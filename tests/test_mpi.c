@@ -136,8 +136,14 @@ static void train_plain(const char *tag, const char *extra) {
     dg_free(err);
 }
 
+/* A file of classification run `tag` (its leave-one-domain-out folder). */
 static char *run_file(const char *tag, const char *rel) {
     return dg_xasprintf("%s/%s/test-rot0/%s", proc_dir, tag, rel);
+}
+
+/* A file of segmentation run `tag`. */
+static char *seg_file(const char *tag, const char *rel) {
+    return dg_xasprintf("%s/%s/%s", proc_dir, tag, rel);
 }
 
 /* The logged training losses of run `tag` (RF_STEPS of them). */
@@ -255,10 +261,10 @@ END_TEST
 static const struct {
     const char *override, *names;
 } refused[] = {
-    {"optim.method=sam", "optim.method = sam"},
-    {"model.name=resnet18", "model.name = resnet18"},
+    {"optim.method=swad", "optim.method = swad"},
+    {"optim.method=lookbehind-sam", "optim.method = lookbehind-sam"},
+    {"optim.method=dgsam", "optim.method = dgsam"},
     {"train.batch_size=3", "train.batch_size = 3"},
-    {"model.dropout=0.5", "model.dropout = 0.5"},
 };
 
 START_TEST(unsupported_configurations_are_refused_under_two_ranks_with_exit_2) {
@@ -430,6 +436,171 @@ START_TEST(a_run_stopped_on_two_ranks_resumes_on_two_or_one) {
 }
 END_TEST
 
+/* ---- segmentation: DeepLabv3+ R18 with synchronised BatchNorm --------------- */
+
+/* Two sources of `dgseg synth` output (64 x 32 images, 6 per domain), 32 x
+ * 32 crops, train.batch_size 4 per source: a global batch of 8, each of 2
+ * ranks computing two images of each source; the Cityscapes-like target. */
+static char seg_cfg[128];
+
+static void seg_setup(void) {
+    setup();
+    char synth[160], text[1024];
+    snprintf(synth, sizeof(synth), "%s/synth", proc_dir);
+    make_tiny_synth(synth, 64, 32, 6);
+    snprintf(text, sizeof(text),
+            "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\n"
+            "targets = cityscapes:%s/cityscapes\ncrop_size = 32\nworkers = 0\n"
+            "class_uniform_tile = 16\n"
+            "[model]\nname = deeplabv3plus-r18\n"
+            "[optim]\nmethod = erm\nlr = 0.01\nla_k = 5\nla_bn_refresh_final = 4\n"
+            "[train]\niterations = 20\nbatch_size = 4\nlog_every = 1\ncheckpoint_every = 100\n",
+            synth, synth, synth);
+    write_cfg(seg_cfg, sizeof(seg_cfg), "seg", text);
+}
+
+/* `[mpirun -np n] dgseg train seg_cfg output.dir=proc_dir/<tag> [extra...]`
+ * (n = 0: plain), which must succeed; its stderr. */
+static char *seg_train(const char *tag, int n, const char *e1, const char *e2) {
+    char np[8], out[128];
+    snprintf(np, sizeof(np), "%d", n);
+    snprintf(out, sizeof(out), "output.dir=%s/%s", proc_dir, tag);
+    const char *margs[] = {MPIRUN_OPTS, "-np", np, DG_DGSEG_PATH, "train", seg_cfg, out, e1, e2,
+            NULL};
+    const char *pargs[] = {"train", seg_cfg, out, e1, e2, NULL};
+    char *err;
+    int rc;
+    if (n) {
+        rc = wait_exit(spawn_exe(tag, mpirun, margs), PROC_TIMEOUT_S);
+        err = err_of(tag);
+    } else {
+        rc = run_dgseg(tag, pargs, &err);
+    }
+    ck_assert_msg(rc == 0, "%s: exit %d:\n%s", tag, rc, err);
+    return err;
+}
+
+/* One f32 tensor of run tag's final checkpoint (allocated; *n its length). */
+static float *seg_tensor(const char *tag, const char *name, uint64_t *n) {
+    char *p = seg_file(tag, "checkpoints/last.safetensors");
+    dg_tensor_reader r;
+    ck_assert_int_eq(dg_tensor_reader_open(&r, p), DG_STATUS_OK);
+    const dg_st_tensor *t = dg_tensor_reader_find(&r, name);
+    ck_assert_msg(t && t->dtype == DG_ST_F32, "%s: no f32 %s", p, name);
+    float *v = dg_xmalloc((size_t)(t->end - t->begin) + 1);
+    ck_assert_int_eq(dg_tensor_reader_read_raw(&r, t, v), DG_STATUS_OK);
+    *n = t->numel;
+    dg_tensor_reader_close(&r);
+    dg_free(p);
+    return v;
+}
+
+static const char *const seg_methods[] = {"optim.method=erm", "optim.method=lookahead",
+        "optim.method=sam"};
+
+/* The first step of 2 ranks (sync_bn, the default) against one process at
+ * the same initial weights that computes its BatchNorm statistics the way
+ * the ranks do (DGSEG_TEST_REPLICA_STATS: double sums, app/cli.h): the
+ * loss to 1e-5 and the first step's gradient, read as the SGD momentum
+ * buffer after it (g + weight decay), to 1e-4 in relative L2 norm, for
+ * ERM, Lookahead and SAM. What separates the two is then the order of the
+ * sums only (each rank's share summed, then the shares), which BatchNorm's
+ * backward over 8 images amplifies: measured 1e-15 (loss) and 1e-6 (ERM,
+ * Lookahead) or 7e-6 (SAM, whose second gradient is taken at a point the
+ * first one chose) on the gradient. Anything wrong moves them by orders of
+ * magnitude more (per-rank statistics, model.sync_bn = false: 1.4 on the
+ * gradient and 6e-2 on the loss; a rank's loss normalised by its own pixel
+ * count: 2e-2 on the loss). Against a plain process, whose statistics are
+ * oneDNN's f32 sums, the gradient differs by 7.8e-6 here and by up to
+ * 2.4e-3 with 2 images per source (measured): BatchNorms over few
+ * values per channel (ASPP's image pooling over 2 to 4 images) turn f32
+ * rounding of nearly equal values into visible differences; a plain process
+ * whose learning rate is changed by 1e-6 relative diverges as much within 4
+ * steps, so no comparison over many steps can be tighter than that. Then
+ * the ranks' weights agree bitwise after the step (their own check). */
+START_TEST(two_ranks_take_the_first_step_one_process_takes) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    const char *method = seg_methods[_i];
+    setenv("DGSEG_TEST_REPLICA_STATS", "1", 1);
+    dg_free(seg_train("one", 0, method, "train.iterations=1"));
+    unsetenv("DGSEG_TEST_REPLICA_STATS");
+    char *err = seg_train("two", 2, method, "train.iterations=1");
+    ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 1"), "%s", err);
+    dg_free(err);
+    char *p1 = seg_file("one", "metrics.jsonl"), *p2 = seg_file("two", "metrics.jsonl");
+    dg_metrics_data m1, m2;
+    ck_assert_int_eq(dg_metrics_read(&m1, p1), DG_STATUS_OK);
+    ck_assert_int_eq(dg_metrics_read(&m2, p2), DG_STATUS_OK);
+    const dg_series *s1 = dg_metrics_find(&m1, "train", "loss"),
+                    *s2 = dg_metrics_find(&m2, "train", "loss");
+    ck_assert(s1 && s2 && s1->n == 1 && s2->n == 1);
+    const double dl = fabs(s1->value[0] - s2->value[0]);
+    ck_assert_msg(dl <= 1e-5, "%s: step 1 loss %.12g vs %.12g", method, s1->value[0],
+            s2->value[0]);
+    uint64_t n1, n2;
+    float *g1 = seg_tensor("one", "optim.sgd.momentum", &n1);
+    float *g2 = seg_tensor("two", "optim.sgd.momentum", &n2);
+    ck_assert_uint_eq(n1, n2);
+    double num = 0, den = 0;
+    for (uint64_t k = 0; k < n1; k++) {
+        num += ((double)g1[k] - g2[k]) * ((double)g1[k] - g2[k]);
+        den += (double)g1[k] * g1[k];
+    }
+    const double rel = sqrt(num / den);
+    ck_assert_msg(den > 0 && rel <= 1e-4, "%s: first gradient differs by %.3g (relative L2)",
+            method, rel);
+    printf("mpi: segmentation %s: step 1, 2 ranks vs 1 process: |dloss| %.3g, gradient %.3g "
+           "(relative L2)\n", method, dl, rel);
+    dg_free(g1), dg_free(g2), dg_free(p1), dg_free(p2);
+    dg_metrics_data_free(&m1);
+    dg_metrics_data_free(&m2);
+}
+END_TEST
+
+/* The target's mIoU in results.json of run tag, or of an eval --json file. */
+static double json_miou(const char *path) {
+    size_t n = 0;
+    char *t = dg_file_read_all(path, &n);
+    ck_assert_msg(t, "%s", path);
+    const char *m = strstr(t, "\"miou\":");
+    ck_assert_msg(m, "%s: no miou", path);
+    const double v = strtod(m + strlen("\"miou\":"), NULL);
+    dg_free(t);
+    return v;
+}
+
+/* 20 steps on 2 ranks: the ranks agree after every step, rank 0 alone
+ * writes the run, and the final evaluation, split across the ranks (each
+ * its share of the target's images, confusion matrices added), gives
+ * exactly the mIoU that one process evaluating the final checkpoint gets. */
+START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    char *err = seg_train("two", 2, "optim.method=lookahead", NULL);
+    ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 20"), "%s", err);
+    ck_assert_msg(!strstr(err, "rank 1 of 2"), "rank 1 logged:\n%s", err);
+    dg_free(err);
+    char *res = seg_file("two", "results.json"), *ck = seg_file("two",
+            "checkpoints/last.safetensors");
+    char json[192];
+    snprintf(json, sizeof(json), "%s/eval.json", proc_dir);
+    const char *args[] = {"eval", seg_cfg, "--checkpoint", ck, "--json", json, NULL};
+    const int rc = run_dgseg("eval", args, &err);
+    ck_assert_msg(rc == 0, "dgseg eval: exit %d:\n%s", rc, err);
+    dg_free(err);
+    const double a = json_miou(res), b = json_miou(json);
+    ck_assert_msg(a == b && a > 0, "mIoU: 2 ranks %.2f, one process %.2f", a, b);
+    dg_free(res), dg_free(ck);
+}
+END_TEST
+
 Suite *mpi_suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -447,5 +618,12 @@ Suite *mpi_suite(void) {
     tcase_add_test(tc, ranks_whose_weights_differ_stop_the_run_at_the_next_comparison);
     tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     suite_add_tcase(s, tc);
+    TCase *ts = tcase_create("segmentation");
+    tcase_add_checked_fixture(ts, seg_setup, teardown);
+    tcase_set_timeout(ts, 240);
+    tcase_add_loop_test(ts, two_ranks_take_the_first_step_one_process_takes, 0,
+            (int)DG_ARRAY_LEN(seg_methods));
+    tcase_add_test(ts, two_ranks_evaluate_their_weights_exactly_as_one_process);
+    suite_add_tcase(s, ts);
     return s;
 }

@@ -274,7 +274,7 @@ static void sync_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, const dg_repli
  * diff_shift (sum dy) and diff_scale (sum dy*xhat). */
 static void sync_backward_terms(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     const dg_replicas *r = p->replicas;
-    DG_ASSERT(r && r->sync_bn && r->n > 1);
+    DG_ASSERT(r && r->sync_bn);
     const int64_t c = l->dims[1];
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const float *ds = dg_mem_ptr(l->diff_shift), *dsc = dg_mem_ptr(l->diff_scale);
@@ -300,7 +300,7 @@ static void sync_backward_terms(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
 void dg_bn_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
     int mode = p->train && l->fwd_pd[DG_BN_BATCH] ? DG_BN_BATCH : DG_BN_GLOBAL;
     const dg_replicas *r =
-            mode == DG_BN_BATCH && p->replicas && p->replicas->n > 1 ? p->replicas : NULL;
+            mode == DG_BN_BATCH && p->replicas ? p->replicas : NULL;
     dg_mem_set_ptr(l->scale, p->params + l->w_off);
     dg_mem_set_ptr(l->shift, p->params + l->b_off);
     if (r && r->sync_bn) {

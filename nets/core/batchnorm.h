@@ -16,7 +16,8 @@
  * eps = 1e-5, momentum 0.1.
  *
  * Replicas (pass->replicas, a train pass of a data-parallel job whose n
- * processes each hold an equal share of the batch; nets/core/layer.h):
+ * processes each hold an equal share of the batch; nets/core/layer.h; a
+ * job of one replica computes the same way, which tests compare with):
  * - sync_bn: the batch statistics are those of the whole batch: each
  *   replica sums x and x^2 per channel over its share (in double, per
  *   sample then in sample order), the sums are added over the replicas,

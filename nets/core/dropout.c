@@ -69,12 +69,17 @@ void dg_dropout_forward(dg_dropout *l, dg_ctx *ctx, const dg_pass *p) {
     if (p->train) {
         dg_rng r;
         dg_rng_init(&r, p->seed, DG_RNG_DROPOUT, l->cfg.ordinal);
-        const uint64_t base = p->counter * (uint64_t)l->n_mask;
+        /* a replica's sample n is sample pos[n] of the whole batch: its
+         * draws are the ones that sample has there */
+        const dg_replicas *rp = p->replicas;
+        const int64_t per = l->n_mask / l->dims[0];
+        const uint64_t base = p->counter * (uint64_t)(rp ? rp->batch * per : l->n_mask);
         const double prob = (double)l->cfg.p;
         uint8_t *mask = l->mask;
 #pragma omp parallel for schedule(static)
         for (int64_t k = 0; k < l->n_mask; k++) {
-            const double u = (double)(dg_rng_peek(&r, base + (uint64_t)k) >> 11) * 0x1.0p-53;
+            const int64_t at = rp ? rp->pos[k / per] * per + k % per : k;
+            const double u = (double)(dg_rng_peek(&r, base + (uint64_t)at) >> 11) * 0x1.0p-53;
             mask[k] = u >= prob;
         }
     }

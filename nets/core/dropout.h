@@ -12,7 +12,11 @@
  * physical layout) of forward number pass->counter is draw
  *   pass->counter * n_mask + k
  * of stream (pass->seed, DG_RNG_DROPOUT, cfg.ordinal); it is kept when
- * (draw >> 11) * 2^-53 >= p. Masks never depend on the thread count.
+ * (draw >> 11) * 2^-53 >= p. Masks never depend on the thread count. A
+ * replica of a data-parallel job (pass->replicas) draws for its sample n
+ * what sample replicas->pos[n] of the whole batch draws there (n_mask and
+ * k counted over the whole batch), so masks do not depend on the number of
+ * replicas either.
  *
  * Owns: dst, diff_src (src's layout when dg_chw supports it, nchw
  * otherwise; padded channels stay zero), the mask of the last forward,

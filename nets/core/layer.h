@@ -13,7 +13,9 @@
 /* The replicas of a data-parallel job, as the BatchNorm layers see them
  * (nets/core/batchnorm.h "Replicas"): n processes, each holding an equal
  * share of every batch, and sum(buf, len, user), which replaces each
- * buf[i] by its sum over the n processes (the same bits on every one).
+ * buf[i] by its sum over the n processes (the same bits on every one);
+ * BatchNorm (nets/core/batchnorm.h) and dropout (nets/core/dropout.h) use
+ * it.
  * Every replica runs the same passes, so every sum is reached by all. */
 typedef struct dg_replicas {
     int n;
@@ -22,6 +24,9 @@ typedef struct dg_replicas {
                      share's, the running statistics still from all */
     void (*sum)(double *buf, size_t len, void *user);
     void *user;
+    int64_t batch;      /* the whole batch of the pass, in samples */
+    const int64_t *pos; /* (this replica's batch) sample i is sample pos[i]
+                           of the whole batch (dropout draws by it) */
 } dg_replicas;
 
 typedef struct dg_pass {

@@ -121,6 +121,11 @@ static double ce_row(const dg_loss_ce *l, const float *z, float *dz, int64_t n, 
 }
 
 double dg_loss_ce_compute(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label) {
+    return dg_loss_ce_compute_part(l, ctx, label, NULL);
+}
+
+double dg_loss_ce_compute_part(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label,
+        const dg_replicas *r) {
     dg_port_pull(&l->logits_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     const float *z = dg_mem_ptr(l->logits_p.mem);
@@ -128,6 +133,7 @@ double dg_loss_ce_compute(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label) {
     l->label = label;
     double wsum;
     ce_count(l, label, &l->n_valid, &wsum);
+    if (r && r->n > 1) r->sum(&wsum, 1, r->user); /* the whole batch's weight */
     /* No valid pixel (or zero total weight): loss 0, gradient 0, no NaN. */
     const double coef = wsum > 0.0 ? (double)l->scale / wsum : 0.0;
     const int64_t rows = l->v.n * l->v.h;

@@ -69,6 +69,16 @@ void dg_loss_ce_init(dg_loss_ce *l, dg_ctx *ctx, dnnl_memory_t logits, const dg_
  * 0). Overwrites diff with d(scale*CE)/dlogits (0 at ignored pixels) and
  * returns scale*CE. */
 double dg_loss_ce_compute(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label);
+/* A replica's part of the whole batch's loss in a data-parallel job
+ * (nets/core/layer.h; r NULL or r->n < 2: dg_loss_ce_compute): the same
+ * sum over this replica's valid pixels, divided by the weight sum_i w[y_i]
+ * of the WHOLE batch's valid pixels (added over the replicas by r->sum,
+ * which every replica calls here), so that the parts, and their
+ * gradients, add up over the replicas to the whole batch's mean CE and
+ * its gradient -- also when the replicas hold different numbers of valid
+ * pixels. */
+double dg_loss_ce_compute_part(dg_loss_ce *l, dg_ctx *ctx, const int32_t *label,
+        const dg_replicas *r);
 /* The view of the last compute: logits, diff and labels in layout v. */
 dg_loss_view dg_loss_ce_view(const dg_loss_ce *l);
 void dg_loss_ce_free(dg_loss_ce *l);
