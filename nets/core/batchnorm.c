@@ -234,6 +234,22 @@ static void correct_dx(dg_bn *l, const float *x, float *dx) {
     }
 }
 
+/* dst from the pulled src with the given statistics, by the
+ * global-statistics primitive (its ReLU workspace, when fused). */
+static void forward_with(dg_bn *l, dg_ctx *ctx, dnnl_memory_t mean, dnnl_memory_t var) {
+    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
+    dnnl_exec_arg_t args[] = {
+        {DNNL_ARG_SRC, l->src_p.mem},
+        {DNNL_ARG_DST, l->dst},
+        {DNNL_ARG_SCALE, l->scale},
+        {DNNL_ARG_SHIFT, l->shift},
+        {DNNL_ARG_MEAN, mean},
+        {DNNL_ARG_VARIANCE, var},
+        {DNNL_ARG_WORKSPACE, l->ws[DG_BN_GLOBAL]},
+    };
+    dg_prim_exec(&l->fwd[DG_BN_GLOBAL], ctx, l->ws[DG_BN_GLOBAL] ? 7 : 6, args);
+}
+
 /* The synchronised forward (header, "Replicas"). */
 static void sync_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, const dg_replicas *r) {
     const int64_t c = l->dims[1];
@@ -251,17 +267,7 @@ static void sync_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, const dg_repli
         mf[i] = (float)mean[i];
         vf[i] = (float)var[i];
     }
-    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, l->src_p.mem},
-        {DNNL_ARG_DST, l->dst},
-        {DNNL_ARG_SCALE, l->scale},
-        {DNNL_ARG_SHIFT, l->shift},
-        {DNNL_ARG_MEAN, l->mean},
-        {DNNL_ARG_VARIANCE, l->var},
-        {DNNL_ARG_WORKSPACE, l->ws[DG_BN_GLOBAL]},
-    };
-    dg_prim_exec(&l->fwd[DG_BN_GLOBAL], ctx, l->ws[DG_BN_GLOBAL] ? 7 : 6, args);
+    forward_with(l, ctx, l->mean, l->var);
     l->last_mode = DG_BN_GLOBAL;
     l->synced = true;
     l->m_total = m;
@@ -349,20 +355,10 @@ void dg_bn_redo(dg_bn *l, dg_ctx *ctx, const dg_pass *p) {
         var = l->run_var;
     }
     dg_port_pull(&l->src_p, ctx);
-    dg_buf_point(ctx, l->dst, l->cfg.dst_slot);
     /* The global-statistics primitive normalises with the given statistics
      * as the batch one does with those it computed; its workspace is its
      * own, so the batch forward's ReLU mask stays for the backward. */
-    dnnl_exec_arg_t args[] = {
-        {DNNL_ARG_SRC, l->src_p.mem},
-        {DNNL_ARG_DST, l->dst},
-        {DNNL_ARG_SCALE, l->scale},
-        {DNNL_ARG_SHIFT, l->shift},
-        {DNNL_ARG_MEAN, mean},
-        {DNNL_ARG_VARIANCE, var},
-        {DNNL_ARG_WORKSPACE, l->ws[DG_BN_GLOBAL]},
-    };
-    dg_prim_exec(&l->fwd[DG_BN_GLOBAL], ctx, l->ws[DG_BN_GLOBAL] ? 7 : 6, args);
+    forward_with(l, ctx, mean, var);
 }
 
 void dg_bn_backward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_dst) {
