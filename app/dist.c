@@ -18,6 +18,11 @@ static struct {
     int rank, size;
 } dist = {false, 0, 1};
 
+/* What this rank has spent in collectives (main thread only). */
+static dg_dist_comm comm;
+
+dg_dist_comm dg_dist_comm_total(void) { return comm; }
+
 bool dg_dist_launched(void) { return getenv("OMPI_COMM_WORLD_SIZE") != NULL; }
 
 int dg_dist_launched_size(void) {
@@ -91,10 +96,14 @@ int dg_dist_finalize(int rc) {
 /* Sums buf (n elements of type t, elem bytes each) over the ranks in
  * place, in chunks an int count can hold. */
 static void allreduce_sum(void *buf, size_t n, MPI_Datatype t, size_t elem) {
+    const double t0 = dg_now();
     for (size_t i = 0; i < n; i += DG_DIST_CHUNK) {
         const size_t k = n - i < DG_DIST_CHUNK ? n - i : DG_DIST_CHUNK;
         MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * elem, (int)k, t, MPI_SUM, MPI_COMM_WORLD);
     }
+    comm.seconds += dg_now() - t0;
+    comm.bytes += n * elem;
+    comm.calls++;
 }
 
 void dg_dist_allreduce_f32(float *buf, size_t n, float scale) {
@@ -120,7 +129,10 @@ void dg_dist_allreduce_i64(int64_t *buf, size_t n) {
 bool dg_dist_any(bool flag) {
     if (dist.size == 1) return flag;
     int v = flag, any = 0;
+    const double t0 = dg_now();
     MPI_Allreduce(&v, &any, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD);
+    comm.seconds += dg_now() - t0;
+    comm.calls++;
     return any != 0;
 }
 
@@ -143,9 +155,12 @@ bool dg_dist_same(const void *buf, size_t bytes, uint64_t *hash) {
     /* the largest hash and the largest complement (the smallest hash) in
      * one reduction */
     uint64_t v[2] = {h, ~h}, r[2];
+    const double t0 = dg_now();
     MPI_Allreduce(v, r, 2, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     uint64_t root = h;
     MPI_Bcast(&root, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    comm.seconds += dg_now() - t0;
+    comm.calls += 2;
     *hash = root;
     return r[0] == ~r[1];
 }

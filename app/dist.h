@@ -70,6 +70,16 @@ void dg_dist_barrier(void);
  * 64-bit FNV-1a-style hash of 8-byte words (into *hash: rank 0's). Always
  * true with one rank. */
 bool dg_dist_same(const void *buf, size_t bytes, uint64_t *hash);
+/* Time this rank has spent in collectives since it started: waiting for
+ * the other ranks included, so a rank that computes faster than the
+ * others shows its idle time here. Zero without MPI or with one rank. */
+typedef struct dg_dist_comm {
+    double seconds;  /* wall time inside the collectives above */
+    uint64_t bytes;  /* bytes summed by the allreduces (this rank's buffers) */
+    uint64_t calls;  /* collectives called */
+} dg_dist_comm;
+dg_dist_comm dg_dist_comm_total(void);
+
 /* Ends every rank of the job with exit code rc (MPI_Abort) after flushing
  * this rank's output; this rank has logged why. Without MPI: exit(rc). */
 _Noreturn void dg_dist_abort(int rc);

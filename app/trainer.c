@@ -395,6 +395,7 @@ static int train_loop(dg_trainer *t) {
     const int B = (int)(cfg->batch_size * t->data.S);
     double t_log = dg_now();
     long n_timed = 0, last_ckpt = t->start_step; /* steps since t_log, for img/s */
+    dg_dist_comm comm_log = dg_dist_comm_total(); /* at t_log */
     dg_param_set *ps = &t->m.ps;
     dg_progress_init(&t->progress, stdout, dg_progress_is_tty(stdout), t->start_step, T,
             cfg->log_every, B);
@@ -428,6 +429,18 @@ static int train_loop(dg_trainer *t) {
             double now = dg_now();
             dg_metrics_log_train(&t->metrics, done, t->log_loss_sum / (double)t->log_loss_steps,
                     lr, (double)B * (double)n_timed / (now - t_log));
+            if (dg_dist_size() > 1) {
+                /* rank 0's time in collectives, per step since the last line */
+                const dg_dist_comm c = dg_dist_comm_total();
+                const double secs = c.seconds - comm_log.seconds;
+                const dg_metric mc[3] = {
+                    {"s_per_step", secs / (double)n_timed},
+                    {"fraction", secs / (now - t_log)},
+                    {"mb_per_step", (double)(c.bytes - comm_log.bytes) / 1e6 / (double)n_timed},
+                };
+                dg_metrics_log(&t->metrics, "comm", done, mc, 3);
+                comm_log = c;
+            }
             t_log = now;
             n_timed = 0;
             t->log_loss_sum = 0;
@@ -456,8 +469,8 @@ static int train_loop(dg_trainer *t) {
             dg_dist_barrier();
             if (t->writer)
                 dg_log_error("interrupted after step %ld; checkpoint saved; continue with "
-                             "train.resume=true%s", done, dg_dist_size() > 1 ? " (without "
-                             "mpirun: resuming under mpirun is not supported yet)" : "");
+                             "train.resume=true%s", done, dg_dist_size() > 1 ? " (under mpirun "
+                             "with any number of ranks, or as one process)" : "");
             return 1;
         }
         if (swad_stop && cfg->optim.swad_early_stop) {

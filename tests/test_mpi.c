@@ -263,7 +263,6 @@ static const struct {
 } refused[] = {
     {"optim.method=swad", "optim.method = swad"},
     {"optim.method=lookbehind-sam", "optim.method = lookbehind-sam"},
-    {"optim.method=dgsam", "optim.method = dgsam"},
     {"train.batch_size=3", "train.batch_size = 3"},
 };
 
@@ -459,15 +458,15 @@ static void seg_setup(void) {
     write_cfg(seg_cfg, sizeof(seg_cfg), "seg", text);
 }
 
-/* `[mpirun -np n] dgseg train seg_cfg output.dir=proc_dir/<tag> [extra...]`
- * (n = 0: plain), which must succeed; its stderr. */
-static char *seg_train(const char *tag, int n, const char *e1, const char *e2) {
+/* `[mpirun -np n] dgseg train seg_cfg output.dir=proc_dir/<tag> [e1 e2 e3]`
+ * (n = 0: plain; NULL ends the overrides), which must succeed; its stderr. */
+static char *seg_train(const char *tag, int n, const char *e1, const char *e2, const char *e3) {
     char np[8], out[128];
     snprintf(np, sizeof(np), "%d", n);
     snprintf(out, sizeof(out), "output.dir=%s/%s", proc_dir, tag);
     const char *margs[] = {MPIRUN_OPTS, "-np", np, DG_DGSEG_PATH, "train", seg_cfg, out, e1, e2,
-            NULL};
-    const char *pargs[] = {"train", seg_cfg, out, e1, e2, NULL};
+            e3, NULL};
+    const char *pargs[] = {"train", seg_cfg, out, e1, e2, e3, NULL};
     char *err;
     int rc;
     if (n) {
@@ -495,8 +494,17 @@ static float *seg_tensor(const char *tag, const char *name, uint64_t *n) {
     return v;
 }
 
-static const char *const seg_methods[] = {"optim.method=erm", "optim.method=lookahead",
-        "optim.method=sam"};
+/* The methods, and what the gradient comparison takes: DGSAM with
+ * optim.dgsam_rho = 0 (see below). */
+static const struct {
+    const char *method, *extra;
+} seg_methods[] = {
+    {"optim.method=erm", "train.iterations=1"},
+    {"optim.method=lookahead", "train.iterations=1"},
+    {"optim.method=sam", "train.iterations=1"},
+    {"optim.method=dgsam", "optim.dgsam_rho=0"},
+    {"optim.method=dgsam", "train.iterations=1"},
+};
 
 /* The first step of 2 ranks (sync_bn, the default) against one process at
  * the same initial weights that computes its BatchNorm statistics the way
@@ -517,18 +525,26 @@ static const char *const seg_methods[] = {"optim.method=erm", "optim.method=look
  * rounding of nearly equal values into visible differences; a plain process
  * whose learning rate is changed by 1e-6 relative diverges as much within 4
  * steps, so no comparison over many steps can be tighter than that. Then
- * the ranks' weights agree bitwise after the step (their own check). */
+ * the ranks' weights agree bitwise after the step (their own check).
+ * DGSAM (two sources: one sub-batch forward per domain, each domain's
+ * gradient a sum over the ranks) is compared with optim.dgsam_rho = 0,
+ * its domain passes at the unperturbed weights: measured 1e-6. With its
+ * radius of 0.05 its first gradient is hypersensitive here: one process
+ * whose radius is changed by 2e-7 relative moves it by 0.18, exactly as
+ * far as 2 ranks do (measured), so that case checks the ranks' agreement
+ * and the loss only. */
 START_TEST(two_ranks_take_the_first_step_one_process_takes) {
     const char *why = cannot_run();
     if (why) {
         DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
         return;
     }
-    const char *method = seg_methods[_i];
+    const char *method = seg_methods[_i].method, *extra = seg_methods[_i].extra;
+    const bool grad = strcmp(extra, "train.iterations=1") || strcmp(method, "optim.method=dgsam");
     setenv("DGSEG_TEST_REPLICA_STATS", "1", 1);
-    dg_free(seg_train("one", 0, method, "train.iterations=1"));
+    dg_free(seg_train("one", 0, method, "train.iterations=1", extra));
     unsetenv("DGSEG_TEST_REPLICA_STATS");
-    char *err = seg_train("two", 2, method, "train.iterations=1");
+    char *err = seg_train("two", 2, method, "train.iterations=1", extra);
     ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 1"), "%s", err);
     dg_free(err);
     char *p1 = seg_file("one", "metrics.jsonl"), *p2 = seg_file("two", "metrics.jsonl");
@@ -551,10 +567,10 @@ START_TEST(two_ranks_take_the_first_step_one_process_takes) {
         den += (double)g1[k] * g1[k];
     }
     const double rel = sqrt(num / den);
-    ck_assert_msg(den > 0 && rel <= 1e-4, "%s: first gradient differs by %.3g (relative L2)",
-            method, rel);
-    printf("mpi: segmentation %s: step 1, 2 ranks vs 1 process: |dloss| %.3g, gradient %.3g "
-           "(relative L2)\n", method, dl, rel);
+    ck_assert_msg(den > 0 && (rel <= 1e-4 || !grad),
+            "%s %s: first gradient differs by %.3g (relative L2)", method, extra, rel);
+    printf("mpi: segmentation %s %s: step 1, 2 ranks vs 1 process: |dloss| %.3g, gradient %.3g "
+           "(relative L2%s)\n", method, extra, dl, rel, grad ? "" : ", not compared");
     dg_free(g1), dg_free(g2), dg_free(p1), dg_free(p2);
     dg_metrics_data_free(&m1);
     dg_metrics_data_free(&m2);
@@ -583,7 +599,7 @@ START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
         DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
         return;
     }
-    char *err = seg_train("two", 2, "optim.method=lookahead", NULL);
+    char *err = seg_train("two", 2, "optim.method=lookahead", NULL, NULL);
     ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 20"), "%s", err);
     ck_assert_msg(!strstr(err, "rank 1 of 2"), "rank 1 logged:\n%s", err);
     dg_free(err);
