@@ -88,13 +88,20 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
         l += dg_method_loss_term(tc->method, &lz, tc->epoch);
         view_copy(&v.v, tc->dz, v.diff_z, n, false);
     }
-    dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
-    DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
     /* Data parallelism (§1.1): each rank's loss and gradient are its part
      * of the whole batch's mean (its sum over its samples or pixels divided
      * by the whole batch's count, dg_loss_ce_compute_part), so the whole
-     * batch's are their sums over the ranks. */
-    dg_dist_allreduce_f32(tc->m->ps.grad, tc->m->ps.d, 1.f);
+     * batch's are their sums over the ranks; the gradient's buckets start
+     * summing as backward finishes them. */
+    dg_dist_reducer red;
+    if (dg_dist_size() > 1) {
+        dg_dist_reducer_begin(&red, tc->m->ps.grad, tc->m->ps.d);
+        p.grad_ready = dg_dist_reducer_ready;
+        p.grad_user = &red;
+    }
+    dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
+    DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
+    if (dg_dist_size() > 1) dg_dist_reducer_end(&red);
     dg_dist_allreduce_f64(&l, 1, 1.0);
     if (p.counter % 64 == 0) tc->first_loss = l;
     return l;

@@ -121,6 +121,51 @@ void dg_dist_allreduce_f64(double *buf, size_t n, double scale) {
     for (size_t i = 0; i < n; i++) buf[i] *= scale;
 }
 
+/* Buckets of 4 Mi floats (16 MB), fewer and larger for a larger buffer:
+ * at most DG_DIST_MAX_BUCKETS pending sums. */
+#define DG_DIST_BUCKET ((size_t)1 << 22)
+#define DG_DIST_MAX_BUCKETS 64
+
+static MPI_Request pending[DG_DIST_MAX_BUCKETS];
+static int n_pending;
+
+void dg_dist_reducer_begin(dg_dist_reducer *r, float *buf, size_t n) {
+    size_t b = DG_DIST_BUCKET;
+    while ((n + b - 1) / b > DG_DIST_MAX_BUCKETS) b *= 2;
+    *r = (dg_dist_reducer){.buf = buf, .n = n, .bucket = b, .next = (n + b - 1) / b};
+}
+
+void dg_dist_reducer_ready(void *reducer, size_t lo) {
+    dg_dist_reducer *r = reducer;
+    if (dist.size == 1) return;
+    const double t0 = dg_now();
+    while (r->next > 0 && (r->next - 1) * r->bucket >= lo) {
+        r->next--;
+        const size_t b0 = r->next * r->bucket, b1 = b0 + r->bucket < r->n ? b0 + r->bucket : r->n;
+        DG_ASSERT(n_pending < DG_DIST_MAX_BUCKETS);
+        MPI_Iallreduce(MPI_IN_PLACE, r->buf + b0, (int)(b1 - b0), MPI_FLOAT, MPI_SUM,
+                MPI_COMM_WORLD, &pending[n_pending++]);
+        comm.bytes += (b1 - b0) * sizeof(float);
+        comm.calls++;
+        comm.buckets++;
+        comm.early += lo > 0; /* lo = 0: dg_dist_reducer_end, after backward */
+    }
+    int done = 0;
+    if (n_pending) MPI_Testall(n_pending, pending, &done, MPI_STATUSES_IGNORE);
+    comm.seconds += dg_now() - t0;
+}
+
+void dg_dist_reducer_end(dg_dist_reducer *r) {
+    if (dist.size == 1) return;
+    dg_dist_reducer_ready(r, 0);
+    const double t0 = dg_now();
+    MPI_Waitall(n_pending, pending, MPI_STATUSES_IGNORE);
+    n_pending = 0;
+    r->waited = dg_now() - t0;
+    comm.seconds += r->waited;
+    comm.exposed += r->waited;
+}
+
 void dg_dist_allreduce_i64(int64_t *buf, size_t n) {
     if (dist.size == 1) return;
     allreduce_sum(buf, n, MPI_INT64_T, sizeof(int64_t));
@@ -190,6 +235,11 @@ int dg_dist_finalize(int rc) { return rc; }
 void dg_dist_allreduce_f32(float *buf, size_t n, float scale) { (void)buf, (void)n, (void)scale; }
 void dg_dist_allreduce_f64(double *buf, size_t n, double scale) { (void)buf, (void)n, (void)scale; }
 void dg_dist_allreduce_i64(int64_t *buf, size_t n) { (void)buf, (void)n; }
+void dg_dist_reducer_begin(dg_dist_reducer *r, float *buf, size_t n) {
+    *r = (dg_dist_reducer){.buf = buf, .n = n, .bucket = n ? n : 1};
+}
+void dg_dist_reducer_ready(void *reducer, size_t lo) { (void)reducer, (void)lo; }
+void dg_dist_reducer_end(dg_dist_reducer *r) { (void)r; }
 bool dg_dist_any(bool flag) { return flag; }
 void dg_dist_bcast(void *buf, size_t bytes) { (void)buf, (void)bytes; }
 void dg_dist_barrier(void) {}

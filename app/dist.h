@@ -58,6 +58,25 @@ bool dg_dist_is_root(void);
 void dg_dist_allreduce_f32(float *buf, size_t n, float scale);
 /* The same for doubles. */
 void dg_dist_allreduce_f64(double *buf, size_t n, double scale);
+/* A gradient summed over the ranks while backward still runs: the buffer
+ * (n floats) is cut into fixed buckets (the same on every rank); once
+ * backward says that buf[lo, n) is final (dg_dist_reducer_ready, from
+ * dg_pass.grad_ready), every bucket inside it starts its non-blocking sum
+ * (MPI_Iallreduce, in place), and every call lets the started ones
+ * advance (Open MPI progresses them inside MPI calls); dg_dist_reducer_end
+ * starts the rest and waits for all. Elementwise the sums are those of
+ * dg_dist_allreduce_f32 (scale 1). With one rank nothing happens. */
+typedef struct dg_dist_reducer {
+    float *buf;
+    size_t n, bucket;  /* elements; bucket k is [k*bucket, min((k+1)*bucket, n)) */
+    size_t next;       /* buckets at and above this index have started */
+    double waited;     /* seconds dg_dist_reducer_end waited (the part not
+                          hidden behind backward) */
+} dg_dist_reducer;
+void dg_dist_reducer_begin(dg_dist_reducer *r, float *buf, size_t n);
+void dg_dist_reducer_ready(void *reducer, size_t lo); /* a dg_pass.grad_ready */
+void dg_dist_reducer_end(dg_dist_reducer *r);
+
 /* The same for 64-bit integers (exact: counts, confusion matrices). */
 void dg_dist_allreduce_i64(int64_t *buf, size_t n);
 /* True on every rank when `flag` is true on any. */
@@ -75,6 +94,10 @@ bool dg_dist_same(const void *buf, size_t bytes, uint64_t *hash);
  * others shows its idle time here. Zero without MPI or with one rank. */
 typedef struct dg_dist_comm {
     double seconds;  /* wall time inside the collectives above */
+    double exposed;  /* of the reducers' sums, the time waited for them
+                        after backward (the rest ran behind it) */
+    uint64_t buckets, early; /* the reducers' buckets, and those of them
+                                started while backward still ran */
     uint64_t bytes;  /* bytes summed by the allreduces (this rank's buffers) */
     uint64_t calls;  /* collectives called */
 } dg_dist_comm;

@@ -433,12 +433,15 @@ static int train_loop(dg_trainer *t) {
                 /* rank 0's time in collectives, per step since the last line */
                 const dg_dist_comm c = dg_dist_comm_total();
                 const double secs = c.seconds - comm_log.seconds;
-                const dg_metric mc[3] = {
+                const uint64_t nb = c.buckets - comm_log.buckets;
+                const dg_metric mc[5] = {
                     {"s_per_step", secs / (double)n_timed},
+                    {"exposed_s_per_step", (c.exposed - comm_log.exposed) / (double)n_timed},
                     {"fraction", secs / (now - t_log)},
                     {"mb_per_step", (double)(c.bytes - comm_log.bytes) / 1e6 / (double)n_timed},
+                    {"early_buckets", nb ? (double)(c.early - comm_log.early) / (double)nb : 0},
                 };
-                dg_metrics_log(&t->metrics, "comm", done, mc, 3);
+                dg_metrics_log(&t->metrics, "comm", done, mc, 5);
                 comm_log = c;
             }
             t_log = now;

@@ -46,6 +46,8 @@ typedef struct deeplab {
     dg_cbr aux_cbr;       /* aux.conv (3x3 -> 512, bias) + aux.bn + ReLU */
     dg_dropout aux_drop;  /* channel dropout */
     dg_conv aux_cls;      /* aux.classifier: 1x1 -> K, bias */
+    size_t head_off;      /* the first parameter after the backbone's: ASPP,
+                             decoder, classifier and aux head lie above it */
 } deeplab;
 
 static void deeplab_forward(dg_model *m, dg_ctx *ctx, const dg_pass *p) {
@@ -104,6 +106,7 @@ static void deeplab_backward(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_me
         g = net->l4sum[i].dst;
     }
     diff_out[3] = g;
+    dg_pass_grad_ready(p, ctx, net->head_off);
     dg_resnet_backward(&net->bb, ctx, p, diff_out);
 }
 
@@ -179,6 +182,7 @@ void dg_deeplab_init(dg_model *m, dg_ctx *ctx, int depth) {
     dg_resnet_cfg rc = {.depth = depth, .output_stride = os, .frozen_bn = o->freeze_bn,
             .training = tr};
     dg_resnet_init(&net->bb, ctx, &m->ps, "backbone", m->src, &rc);
+    net->head_off = m->ps.d;
     m->flops_forward = net->bb.flops_forward;
     m->flops_backward = net->bb.flops_backward;
     dnnl_memory_t l1 = net->bb.out[0], l3 = net->bb.out[2], l4 = net->bb.out[3];

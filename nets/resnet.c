@@ -172,6 +172,7 @@ void dg_resnet_init(dg_resnet *r, dg_ctx *ctx, dg_param_set *ps, const char *pre
             .no_diff_src = true, .training = cfg->training};
     const dg_bn_cfg stem_bn = {.relu = true, .frozen = cfg->frozen_bn,
             .dst_slot = cfg->training ? DG_SLOT_FWD : DG_SLOT_OWN};
+    r->stem_off = ps->d;
     dg_cbr_init(&r->stem, ctx, ps, prefix, "conv1", "bn1", src, &stem, &stem_bn);
     dg_pool_cfg mp = {.kind = DG_POOL_MAX, .k = 3, .stride = 2, .pad = 1,
             .training = cfg->training, .diff_slot = cfg->training ? DG_SLOT_GRAD_A : DG_SLOT_OWN};
@@ -191,8 +192,10 @@ void dg_resnet_init(dg_resnet *r, dg_ctx *ctx, dg_param_set *ps, const char *pre
         for (int i = 0; i < nb[L]; i++, k++) {
             char name[160];
             snprintf(name, sizeof(name), "%s.layer%d.%d", prefix, L + 1, i);
+            const size_t first = ps->d;
             block_init(&r->blocks[k], ctx, ps, name, x, planes, i == 0 ? stride : 1, dil,
                     bottleneck, cfg);
+            r->blocks[k].first_off = first;
             x = r->blocks[k].dst;
         }
         r->out[L] = x;
@@ -237,11 +240,15 @@ void dg_resnet_backward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p, const dnnl_
     dnnl_memory_t d = NULL;
     for (int L = 3; L >= 0; L--) {
         d = take_tap(r, ctx, L, d, diff_out[L]);
-        for (int i = r->layer_first[L + 1] - 1; i >= r->layer_first[L]; i--)
+        for (int i = r->layer_first[L + 1] - 1; i >= r->layer_first[L]; i--) {
             d = block_backward(&r->blocks[i], ctx, p, d);
+            /* the blocks' parameters follow the stem's, in block order */
+            dg_pass_grad_ready(p, ctx, r->blocks[i].first_off);
+        }
     }
     dg_pool_backward(&r->maxpool, ctx, p, d);
     dg_cbr_backward(&r->stem, ctx, p, r->maxpool.diff_src);
+    dg_pass_grad_ready(p, ctx, r->stem_off);
 }
 
 void dg_resnet_free(dg_resnet *r) {

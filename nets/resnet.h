@@ -29,6 +29,8 @@ typedef struct dg_resnet_block {
     dg_cbr c1, c2, c3;   /* c3 only in bottlenecks; ReLU fused except last */
     dg_cbr down;         /* projection shortcut (downsample.0/.1), if any */
     bool has_down, bottleneck;
+    size_t first_off;    /* its first parameter's offset: the block's
+                            parameters are [first_off, next block's) */
     dg_add add;          /* relu(main + shortcut) */
     dg_add gsum;         /* dL/dsrc = main-path gradient + shortcut gradient */
     dnnl_primitive_desc_t copy_pd;
@@ -44,6 +46,8 @@ typedef struct dg_resnet {
     dg_pool maxpool;            /* 3x3 s2 p1 */
     dg_resnet_block *blocks;    /* owned (n_blocks) */
     int n_blocks;
+    size_t stem_off;            /* the stem's first parameter offset (the
+                                   backbone's parameters start there) */
     int layer_first[5];         /* blocks of layer L: [layer_first[L-1], layer_first[L]) */
     int64_t channels[4];        /* output channels of layer1..4 */
     dnnl_memory_t out[4];       /* borrowed: output of layer1..4 */

@@ -20,6 +20,12 @@ dg_pass dg_pass_train(const dg_param_set *ps) {
     return p;
 }
 
+void dg_pass_grad_ready(const dg_pass *p, dg_ctx *ctx, size_t lo) {
+    if (!p->grad_ready) return;
+    DG_DNNL(dnnl_stream_wait(ctx->stream));
+    p->grad_ready(p->grad_user, lo);
+}
+
 dg_pass dg_pass_eval(const dg_param_set *ps) {
     dg_pass p = dg_pass_train(ps);
     p.train = false;

@@ -51,7 +51,19 @@ typedef struct dg_pass {
                             (PyTorch momentum=None, the SWAD BN refresh) */
     const dg_replicas *replicas; /* train passes of a data-parallel job, or
                             NULL: this process's batch is the whole batch */
+    /* Backward's progress, for a caller that uses finished gradients while
+     * backward still runs (a data-parallel job starts reducing them):
+     * grad_ready(grad_user, lo) says that this backward writes grad[lo, d)
+     * no more. A network calls it at a few points of its backward (after
+     * its head, after each residual block), lo decreasing; a network that
+     * does not, or NULL here, leaves it all to the end of backward. */
+    void (*grad_ready)(void *user, size_t lo);
+    void *grad_user;
 } dg_pass;
+
+/* Calls p->grad_ready when set, once the stream has finished what was
+ * submitted to it. */
+void dg_pass_grad_ready(const dg_pass *p, dg_ctx *ctx, size_t lo);
 
 /* A pass over the live buffers of ps in train mode that updates stats. */
 dg_pass dg_pass_train(const dg_param_set *ps);
