@@ -35,7 +35,7 @@ static const dg_replicas *replicas_of(const dg_train_closure *tc, const dg_model
 
 static void dist_sum(double *buf, size_t len, void *user) {
     (void)user;
-    dg_dist_allreduce_f64(buf, len, 1.0);
+    dg_dist_allreduce_f64(buf, len);
 }
 
 /* Rank r of N holds, of each domain's b samples, the b/N from r*b/N on
@@ -102,7 +102,7 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
     dg_model_backward(mm, tc->ctx, &p, loss->diff, tc->aux_weight > 0 ? aux_loss->diff : NULL);
     DG_DNNL(dnnl_stream_wait(tc->ctx->stream));
     if (dg_dist_size() > 1) dg_dist_reducer_end(&red);
-    dg_dist_allreduce_f64(&l, 1, 1.0);
+    dg_dist_allreduce_f64(&l, 1);
     if (p.counter % 64 == 0) tc->first_loss = l;
     return l;
 }

@@ -106,19 +106,9 @@ static void allreduce_sum(void *buf, size_t n, MPI_Datatype t, size_t elem) {
     comm.calls++;
 }
 
-void dg_dist_allreduce_f32(float *buf, size_t n, float scale) {
-    if (dist.size == 1) return;
-    allreduce_sum(buf, n, MPI_FLOAT, sizeof(float));
-    if (scale == 1.f) return;
-#pragma omp parallel for simd schedule(static) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) buf[i] *= scale;
-}
-
-void dg_dist_allreduce_f64(double *buf, size_t n, double scale) {
+void dg_dist_allreduce_f64(double *buf, size_t n) {
     if (dist.size == 1) return;
     allreduce_sum(buf, n, MPI_DOUBLE, sizeof(double));
-    if (scale == 1.0) return;
-    for (size_t i = 0; i < n; i++) buf[i] *= scale;
 }
 
 /* Buckets of 4 Mi floats (16 MB), fewer and larger for a larger buffer:
@@ -232,8 +222,7 @@ dg_status dg_dist_init(int *argc, char ***argv) {
 }
 
 int dg_dist_finalize(int rc) { return rc; }
-void dg_dist_allreduce_f32(float *buf, size_t n, float scale) { (void)buf, (void)n, (void)scale; }
-void dg_dist_allreduce_f64(double *buf, size_t n, double scale) { (void)buf, (void)n, (void)scale; }
+void dg_dist_allreduce_f64(double *buf, size_t n) { (void)buf, (void)n; }
 void dg_dist_allreduce_i64(int64_t *buf, size_t n) { (void)buf, (void)n; }
 void dg_dist_reducer_begin(dg_dist_reducer *r, float *buf, size_t n) {
     *r = (dg_dist_reducer){.buf = buf, .n = n, .bucket = n ? n : 1};

@@ -52,12 +52,9 @@ int dg_dist_size(void); /* N; 1 without MPI */
 /* Rank 0: the one rank that writes the run folder, logs and reports. */
 bool dg_dist_is_root(void);
 
-/* In place: buf[i] <- sum over ranks of buf[i], (n) floats, then times
- * `scale` (applied after the sum, so scale = 1/N gives the mean). No-op
- * with one rank. */
-void dg_dist_allreduce_f32(float *buf, size_t n, float scale);
-/* The same for doubles. */
-void dg_dist_allreduce_f64(double *buf, size_t n, double scale);
+/* In place: buf[i] <- sum over ranks of buf[i], (n) doubles, the same
+ * bits on every rank. No-op with one rank. */
+void dg_dist_allreduce_f64(double *buf, size_t n);
 /* A gradient summed over the ranks while backward still runs: the buffer
  * (n floats) is cut into fixed buckets (the same on every rank); once
  * backward says that buf[lo, n) is final (dg_dist_reducer_ready, from
@@ -65,7 +62,7 @@ void dg_dist_allreduce_f64(double *buf, size_t n, double scale);
  * (MPI_Iallreduce, in place), and every call lets the started ones
  * advance (Open MPI progresses them inside MPI calls); dg_dist_reducer_end
  * starts the rest and waits for all. Elementwise the sums are those of
- * dg_dist_allreduce_f32 (scale 1). With one rank nothing happens. */
+ * one MPI_Allreduce of the whole buffer. With one rank nothing happens. */
 typedef struct dg_dist_reducer {
     float *buf;
     size_t n, bucket;  /* elements; bucket k is [k*bucket, min((k+1)*bucket, n)) */

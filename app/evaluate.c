@@ -136,7 +136,7 @@ static dg_status eval_one(const dg_config *cfg, dg_seg_infer *inf, const dg_data
             dg_dist_allreduce_i64(cm.c, (size_t)(cm.k * cm.k));
             int64_t cnt[3] = {n_valid, (int64_t)oc.pixels, (int64_t)oc.labels};
             dg_dist_allreduce_i64(cnt, 3);
-            dg_dist_allreduce_f64(&ce, 1, 1.0);
+            dg_dist_allreduce_f64(&ce, 1);
             n_valid = cnt[0];
             oc.pixels = (uint64_t)cnt[1];
             oc.labels = (uint64_t)cnt[2];
