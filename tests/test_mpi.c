@@ -159,12 +159,10 @@ static void losses(const char *tag, double *loss) {
     dg_free(p);
 }
 
-/* Every tensor of two runs' final checkpoints: bitwise equal (atol < 0),
- * or the f32 model weights (not the optimizer's state) within atol. Returns
- * the largest difference of the weights. */
-static double compare_checkpoints(const char *tag_a, const char *tag_b, double atol) {
-    char *pa = run_file(tag_a, "checkpoints/last.safetensors");
-    char *pb = run_file(tag_b, "checkpoints/last.safetensors");
+/* Every tensor of two checkpoints (paths, freed here): bitwise equal
+ * (atol < 0), or the f32 model weights (not the optimizer's state) within
+ * atol. Returns the largest difference of the weights. */
+static double compare_checkpoint_files(char *pa, char *pb, double atol) {
     dg_tensor_reader a, b;
     ck_assert_int_eq(dg_tensor_reader_open(&a, pa), DG_STATUS_OK);
     ck_assert_int_eq(dg_tensor_reader_open(&b, pb), DG_STATUS_OK);
@@ -180,7 +178,7 @@ static double compare_checkpoints(const char *tag_a, const char *tag_b, double a
         ck_assert_int_eq(dg_tensor_reader_read_raw(&b, tb, xb), DG_STATUS_OK);
         if (atol < 0) {
             ck_assert_msg(memcmp(xa, xb, bytes) == 0, "%s differs between %s and %s", ta->name,
-                    tag_a, tag_b);
+                    pa, pb);
         } else if (ta->dtype == DG_ST_F32 && strncmp(ta->name, "optim.", 6)) {
             const float *fa = (const float *)xa, *fb = (const float *)xb;
             for (uint64_t k = 0; k < ta->numel; k++) {
@@ -198,6 +196,12 @@ static double compare_checkpoints(const char *tag_a, const char *tag_b, double a
     dg_free(pa);
     dg_free(pb);
     return worst;
+}
+
+/* The same for two classification runs' final checkpoints. */
+static double compare_checkpoints(const char *tag_a, const char *tag_b, double atol) {
+    return compare_checkpoint_files(run_file(tag_a, "checkpoints/last.safetensors"),
+            run_file(tag_b, "checkpoints/last.safetensors"), atol);
 }
 
 static const char *const methods[] = {"optim.method=erm", "optim.method=lookahead"};
@@ -630,6 +634,45 @@ START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
 }
 END_TEST
 
+/* A segmentation run's checkpoint carries what a resume needs on any rank
+ * count (the loaders' positions, class-uniform draws, the BatchNorm
+ * statistics the ranks share): 2 ranks killed after the checkpoint of step
+ * 5 resume on 2 ranks to exactly the straight 2-rank run (the same sums in
+ * the same order), and as one process to the end of the run. */
+START_TEST(a_segmentation_run_stopped_on_two_ranks_resumes_exactly_on_two) {
+    const char *why = cannot_run();
+    if (why) {
+        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
+        return;
+    }
+    dg_free(seg_train("st", 2, "train.iterations=10", "train.checkpoint_every=5", NULL));
+    char np[8] = "2", out[128];
+    snprintf(out, sizeof(out), "output.dir=%s/res", proc_dir);
+    const char *kargs[] = {MPIRUN_OPTS, "-np", np, DG_DGSEG_PATH, "train", seg_cfg, out,
+            "train.iterations=10", "train.checkpoint_every=5", NULL};
+    setenv("DGSEG_FAULT_KILL", "step:8", 1); /* every rank, after step 5's checkpoint */
+    const int rc = wait_exit(spawn_exe("res-kill", mpirun, kargs), PROC_TIMEOUT_S);
+    unsetenv("DGSEG_FAULT_KILL");
+    ck_assert_msg(rc != 0, "the killed job exited 0");
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "cp -r '%s/res' '%s/res1'", proc_dir, proc_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    char *err = seg_train("res", 2, "train.iterations=10", "train.checkpoint_every=5",
+            "train.resume=true");
+    ck_assert_msg(strstr(err, "from step 5;"), "resume on 2 ranks:\n%s", err);
+    dg_free(err);
+    compare_checkpoint_files(seg_file("st", "checkpoints/last.safetensors"),
+            seg_file("res", "checkpoints/last.safetensors"), -1);
+    err = seg_train("res1", 0, "train.iterations=10", "train.checkpoint_every=5",
+            "train.resume=true");
+    ck_assert_msg(strstr(err, "from step 5;"), "resume as one process:\n%s", err);
+    dg_free(err);
+    char *ck = seg_file("res1", "checkpoints/last.safetensors");
+    ck_assert_int_eq(checkpoint_step(ck), 10);
+    dg_free(ck);
+}
+END_TEST
+
 Suite *mpi_suite(void) {
     Suite *s = suite_create("mpi");
     TCase *tc = tcase_create("mpirun");
@@ -653,6 +696,7 @@ Suite *mpi_suite(void) {
     tcase_add_loop_test(ts, two_ranks_take_the_first_step_one_process_takes, 0,
             (int)DG_ARRAY_LEN(seg_methods));
     tcase_add_test(ts, two_ranks_evaluate_their_weights_exactly_as_one_process);
+    tcase_add_test(ts, a_segmentation_run_stopped_on_two_ranks_resumes_exactly_on_two);
     suite_add_tcase(s, ts);
     return s;
 }
