@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/dist.h"
+#include "data/fsutil.h"
+
 bool dg_cli_parse_int(const char *cmd, const char *what, const char *s, int64_t lo, int64_t hi,
         int64_t *out) {
     char *end;
@@ -114,4 +117,25 @@ bool dg_cli_fault_diverge(int rank) {
     char *end = NULL;
     const long r = v && *v ? strtol(v, &end, 10) : -1;
     return end && *end == '\0' && r == rank;
+}
+
+/* The bytes of /proc/self/exe and the resolved configuration text, hashed
+ * and compared across the ranks (see cli.h). */
+bool dg_cli_same_job(const dg_config *cfg, const char *command) {
+    char *text = dg_config_text(cfg, true);
+    uint64_t h;
+    const bool same_cfg = dg_dist_same(text, strlen(text), &h);
+    dg_free(text);
+    size_t n = 0;
+    char *exe = dg_file_read_all("/proc/self/exe", &n); /* unreadable: logged, hashed as "" */
+    const bool same_exe = dg_dist_same(exe ? exe : "", exe ? n : 0, &h);
+    dg_free(exe);
+    if (dg_dist_is_root() && !same_cfg)
+        dg_log_error("%s: the ranks' resolved configurations differ: every rank of `mpirun -np "
+                     "%d dgseg %s` must get the same CONFIG and section.key=value overrides",
+                cfg->path, dg_dist_size(), command);
+    if (dg_dist_is_root() && same_cfg && !same_exe)
+        dg_log_error("the ranks run different dgseg binaries (their bytes differ): install the "
+                     "same build on every machine of the job");
+    return same_cfg && same_exe;
 }

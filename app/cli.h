@@ -74,4 +74,11 @@ bool dg_cli_fault_diverge(int rank);
  * the sums. False without the variable. */
 bool dg_cli_test_replica_stats(void);
 
+/* In a data-parallel job (app/dist.h): whether every rank runs the same
+ * dgseg binary (the bytes of /proc/self/exe) on the same resolved
+ * configuration; a rank that differs would compute something else inside
+ * the same job, or call collectives the others do not. Collective; rank 0
+ * logs what differs, naming `dgseg <command>`. */
+bool dg_cli_same_job(const dg_config *cfg, const char *command);
+
 #endif

@@ -17,6 +17,7 @@
 #include "app/checkpoint.h"
 #include "app/cli.h"
 #include "app/config.h"
+#include "app/dist.h"
 #include "app/eval_cmd.h"
 #include "app/evaluate.h"
 #include "app/results.h"
@@ -165,6 +166,17 @@ int dg_eval_main(int argc, char **argv) {
         dg_config_free(&cfg);
         return 2;
     }
+    /* under mpirun: each rank evaluates every N-th image of each target
+     * and the confusion matrices are added (app/evaluate.c) */
+    if (dg_dist_size() > 1 && (!dg_cli_same_job(&cfg, "eval") ||
+            cfg.task == DG_TASK_CLASSIFICATION)) {
+        if (cfg.task == DG_TASK_CLASSIFICATION && dg_dist_is_root())
+            dg_log_error("%s: data.dataset: a classification evaluation runs as one process "
+                         "(under mpirun only segmentation evaluations split their images); run "
+                         "it without mpirun", config);
+        dg_config_free(&cfg);
+        return 2;
+    }
     dg_ckpt c;
     dg_status st = dg_ckpt_open(&c, ckpt);
     if (st == DG_STATUS_OK && c.meta.segmentation != (cfg.task == DG_TASK_SEGMENTATION)) {
@@ -208,7 +220,7 @@ int dg_eval_main(int argc, char **argv) {
         st = dg_eval_seg_targets(&cfg, &ctx, &c.m.ps, w->params2, w->stats2, w->label2, &t);
     if (st == DG_STATUS_OK) {
         dg_eval_print_seg(stdout, t.v, t.n);
-        if (json) {
+        if (json && dg_dist_is_root()) {
             dg_seg_result *res = dg_eval_targets_results(&t);
             dg_seg_report rep = {.checkpoint = ckpt, .results = res, .n_results = t.n};
             st = dg_report_seg_write_json(&rep, json);

@@ -94,29 +94,6 @@ static dg_status check_parallel(const dg_config *cfg, int n) {
     return DG_STATUS_OK;
 }
 
-/* Whether every rank runs the same dgseg binary (the bytes of
- * /proc/self/exe) on the same resolved configuration: a rank that differs
- * would train something else inside the same job, or call collectives the
- * others do not. Collective; rank 0 says what differs. */
-static bool same_job_on_every_rank(const dg_config *cfg) {
-    char *text = dg_config_text(cfg, true);
-    uint64_t h;
-    const bool same_cfg = dg_dist_same(text, strlen(text), &h);
-    dg_free(text);
-    size_t n = 0;
-    char *exe = dg_file_read_all("/proc/self/exe", &n); /* unreadable: logged, hashed as "" */
-    const bool same_exe = dg_dist_same(exe ? exe : "", exe ? n : 0, &h);
-    dg_free(exe);
-    if (dg_dist_is_root() && !same_cfg)
-        dg_log_error("%s: the ranks' resolved configurations differ: every rank of `mpirun -np "
-                     "%d dgseg train` must get the same CONFIG and section.key=value overrides",
-                cfg->path, dg_dist_size());
-    if (dg_dist_is_root() && same_cfg && !same_exe)
-        dg_log_error("the ranks run different dgseg binaries (their bytes differ): install the "
-                     "same build on every machine of the job");
-    return same_cfg && same_exe;
-}
-
 /* Rank 0's *dir on every rank (allocated). */
 static void share_dir(char **dir) {
     uint64_t len = dg_dist_is_root() ? strlen(*dir) : 0;
@@ -157,7 +134,7 @@ int dg_train_main(int argc, char **argv) {
             return 2;
         }
     }
-    if (dg_dist_size() > 1 && (!same_job_on_every_rank(&cfg) ||
+    if (dg_dist_size() > 1 && (!dg_cli_same_job(&cfg, "train") ||
             check_parallel(&cfg, dg_dist_size()) != DG_STATUS_OK)) {
         dg_config_free(&cfg);
         return 2;

@@ -296,8 +296,17 @@ START_TEST(other_commands_are_refused_under_two_ranks_with_exit_2) {
     const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "verify", cfg, NULL};
     const int rc = wait_exit(spawn_exe("verify", mpirun, args), PROC_TIMEOUT_S);
     char *err = err_of("verify");
-    ck_assert_msg(rc == 2 && strstr(err, "only `dgseg train` is data-parallel"), "exit %d:\n%s",
-            rc, err);
+    ck_assert_msg(rc == 2 && strstr(err, "only `dgseg train` and `dgseg eval` are data-parallel"),
+            "exit %d:\n%s", rc, err);
+    dg_free(err);
+    /* a classification evaluation does not split: refused before the
+     * checkpoint is read */
+    const char *eargs[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "eval", cfg, "--checkpoint",
+            "/nonexistent.safetensors", NULL};
+    const int erc = wait_exit(spawn_exe("eval-cls", mpirun, eargs), PROC_TIMEOUT_S);
+    err = err_of("eval-cls");
+    ck_assert_msg(erc == 2 && strstr(err, "a classification evaluation runs as one process"),
+            "exit %d:\n%s", erc, err);
     dg_free(err);
 }
 END_TEST
@@ -630,6 +639,17 @@ START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
     dg_free(err);
     const double a = json_miou(res), b = json_miou(json);
     ck_assert_msg(a == b && a > 0, "mIoU: 2 ranks %.2f, one process %.2f", a, b);
+    /* `dgseg eval` itself under mpirun: the same split, rank 0 writes */
+    char json2[192];
+    snprintf(json2, sizeof(json2), "%s/eval2.json", proc_dir);
+    const char *margs[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "eval", seg_cfg,
+            "--checkpoint", ck, "--json", json2, NULL};
+    const int rc2 = wait_exit(spawn_exe("eval2", mpirun, margs), PROC_TIMEOUT_S);
+    err = err_of("eval2");
+    ck_assert_msg(rc2 == 0, "mpirun -np 2 dgseg eval: exit %d:\n%s", rc2, err);
+    dg_free(err);
+    const double c = json_miou(json2);
+    ck_assert_msg(c == b, "mIoU: mpirun -np 2 dgseg eval %.2f, one process %.2f", c, b);
     dg_free(res), dg_free(ck);
 }
 END_TEST
