@@ -7,12 +7,18 @@
  * A checkpoint is run with the weights its method evaluates (app/checkpoint.h:
  * Lookahead's slow weights, ...), copied out of the recreated method once
  * and loaded into every instance (--weights live: the live weights); plain
- * weights (--model, --weights) are loaded from the file by every instance. */
+ * weights (--model, --weights) are loaded from the file by every instance.
+ *
+ * Under mpirun (app/dist.h) rank r of N segments inputs r, r + N, ...;
+ * every rank writes its own files (the names are unique, checked first),
+ * rank 0 prints its lines and the total, and the job fails when any rank
+ * failed. */
 #define _POSIX_C_SOURCE 200809L
 #include "app/predict.h"
 
-#include "app/cli.h"
 #include "app/checkpoint.h"
+#include "app/cli.h"
+#include "app/dist.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -362,8 +368,14 @@ int dg_predict_main(int argc, char **argv) {
     }
     dg_ctx_init(&p.ctx);
     if (o.checkpoint) rc = resolve_weights(&p, &o, &c);
-    for (int i = 0; i < o.n_inputs && !rc; i++)
+    const int ranks = dg_dist_size();
+    for (int i = dg_dist_rank(); i < o.n_inputs && !rc; i += ranks)
         rc = predict_one(&p, &o, have_r ? &r : NULL, o.inputs[i]);
+    if (ranks > 1) {
+        /* every rank gets here, whether its share went well or not */
+        if (dg_dist_any(rc != 0) && !rc) rc = 1;
+        if (!rc) printf("%d images segmented by %d ranks\n", o.n_inputs, ranks);
+    }
 
 done:
     if (p.built) dg_model_free(&p.m);

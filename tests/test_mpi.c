@@ -296,7 +296,7 @@ START_TEST(other_commands_are_refused_under_two_ranks_with_exit_2) {
     const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "verify", cfg, NULL};
     const int rc = wait_exit(spawn_exe("verify", mpirun, args), PROC_TIMEOUT_S);
     char *err = err_of("verify");
-    ck_assert_msg(rc == 2 && strstr(err, "only `dgseg train` and `dgseg eval` are data-parallel"),
+    ck_assert_msg(rc == 2 && strstr(err, "only `dgseg train`, `eval` and `predict` are data-parallel"),
             "exit %d:\n%s", rc, err);
     dg_free(err);
     /* a classification evaluation does not split: refused before the
@@ -613,7 +613,8 @@ static double json_miou(const char *path) {
 /* 20 steps on 2 ranks: the ranks agree after every step, rank 0 alone
  * writes the run, and the final evaluation, split across the ranks (each
  * its share of the target's images, confusion matrices added), gives
- * exactly the mIoU that one process evaluating the final checkpoint gets. */
+ * exactly the mIoU that one process evaluating the final checkpoint gets;
+ * so do `dgseg eval` and (its files) `dgseg predict` under mpirun. */
 START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
     const char *why = cannot_run();
     if (why) {
@@ -658,6 +659,32 @@ START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
     dg_free(err);
     const double c = json_miou(json2);
     ck_assert_msg(c == b, "mIoU: mpirun -np 2 dgseg eval %.2f, one process %.2f", c, b);
+    /* `dgseg predict` under mpirun: each rank its share of the inputs, the
+     * same files, bit for bit, as one process writes */
+    char in[3][192], od1[192], od2[192];
+    for (int i = 0; i < 3; i++)
+        snprintf(in[i], sizeof(in[i]), "%s/synth/gtav/images/%05d.png", proc_dir, i + 1);
+    snprintf(od1, sizeof(od1), "%s/pred1", proc_dir);
+    snprintf(od2, sizeof(od2), "%s/pred2", proc_dir);
+    const char *pargs[] = {"predict", "--checkpoint", ck, "--input", in[0], in[1], in[2], "--out",
+            od1, NULL};
+    ck_assert_int_eq(run_dgseg("pred1", pargs, &err), 0);
+    dg_free(err);
+    const char *qargs[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "predict", "--checkpoint", ck,
+            "--input", in[0], in[1], in[2], "--out", od2, NULL};
+    const int rc3 = wait_exit(spawn_exe("pred2", mpirun, qargs), PROC_TIMEOUT_S);
+    err = err_of("pred2");
+    ck_assert_msg(rc3 == 0, "mpirun -np 2 dgseg predict: exit %d:\n%s", rc3, err);
+    dg_free(err);
+    for (int i = 0; i < 3; i++) {
+        char p1[256], p2[256];
+        snprintf(p1, sizeof(p1), "%s/%05d.png", od1, i + 1);
+        snprintf(p2, sizeof(p2), "%s/%05d.png", od2, i + 1);
+        size_t n1 = 0, n2 = 0;
+        char *b1 = dg_file_read_all(p1, &n1), *b2 = dg_file_read_all(p2, &n2);
+        ck_assert_msg(b1 && b2 && n1 == n2 && !memcmp(b1, b2, n1), "%s and %s differ", p1, p2);
+        dg_free(b1), dg_free(b2);
+    }
     dg_free(res), dg_free(ck);
 }
 END_TEST
