@@ -83,8 +83,13 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
         const size_t nz = (size_t)(n * v.v.c * v.v.h * v.v.w);
         view_copy(&v.v, v.z, tc->z, n, true);
         memset(tc->dz, 0, nz * sizeof(float));
+        /* in a data-parallel job the term's mean is over the whole batch's
+         * valid units, so that the ranks' terms add up to it (MESA) */
+        double n_valid = (double)v.n_valid;
+        if (p.replicas) dg_dist_allreduce_f64(&n_valid, 1);
         dg_logits lz = {.z = tc->z, .diff_z = tc->dz, .label = label, .sample_id = sample_id,
-                .n = (int)n, .c = (int)v.v.c, .p = (long)(v.v.h * v.v.w), .n_valid = v.n_valid};
+                .n = (int)n, .c = (int)v.v.c, .p = (long)(v.v.h * v.v.w),
+                .n_valid = (long)n_valid};
         l += dg_method_loss_term(tc->method, &lz, tc->epoch);
         view_copy(&v.v, tc->dz, v.diff_z, n, false);
     }
