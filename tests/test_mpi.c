@@ -104,6 +104,16 @@ static const char *cannot_run(void) {
     return NULL;
 }
 
+/* The first statement of every case: skipped, with the reason, where
+ * this machine cannot run the suite's claims. */
+#define SKIP_WITHOUT_MPI() do { \
+        const char *why_ = cannot_run(); \
+        if (why_) { \
+            DG_TEST_SKIPPED("%s; nothing data-parallel checked", why_); \
+            return; \
+        } \
+    } while (0)
+
 /* mpirun's options for a job on this machine: more ranks than cores
  * allowed, no binding (one rank per core would pin -np 1 to a core but
  * not the plain process), shared memory between the ranks only. */
@@ -146,17 +156,21 @@ static char *seg_file(const char *tag, const char *rel) {
     return dg_xasprintf("%s/%s/%s", proc_dir, tag, rel);
 }
 
-/* The logged training losses of run `tag` (RF_STEPS of them). */
-static void losses(const char *tag, double *loss) {
-    char *p = run_file(tag, "metrics.jsonl");
+/* The n logged training losses of metrics.jsonl at path (freed here). */
+static void losses_at(char *p, int n, double *loss) {
     dg_metrics_data md;
     ck_assert_int_eq(dg_metrics_read(&md, p), DG_STATUS_OK);
     const dg_series *s = dg_metrics_find(&md, "train", "loss");
-    ck_assert_msg(s && s->n == RF_STEPS, "%s: %d train lines, want %d (one writer)", p,
-            s ? s->n : -1, RF_STEPS);
+    ck_assert_msg(s && s->n == n, "%s: %d train lines, want %d (one writer)", p, s ? s->n : -1,
+            n);
     for (int i = 0; i < s->n; i++) loss[i] = s->value[i];
     dg_metrics_data_free(&md);
     dg_free(p);
+}
+
+/* The logged training losses of classification run `tag` (RF_STEPS). */
+static void losses(const char *tag, double *loss) {
+    losses_at(run_file(tag, "metrics.jsonl"), RF_STEPS, loss);
 }
 
 /* Every tensor of two checkpoints (paths, freed here): bitwise equal
@@ -207,11 +221,7 @@ static double compare_checkpoints(const char *tag_a, const char *tag_b, double a
 static const char *const methods[] = {"optim.method=erm", "optim.method=lookahead"};
 
 START_TEST(two_ranks_train_what_one_process_trains_up_to_rounding) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     const char *method = methods[_i];
     train_plain("one", method);
     char *err;
@@ -242,11 +252,7 @@ START_TEST(two_ranks_train_what_one_process_trains_up_to_rounding) {
 END_TEST
 
 START_TEST(one_rank_under_mpirun_is_bitwise_the_plain_process) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     train_plain("plain", NULL);
     char *err;
     const int rc = train_np("np1", 1, NULL, &err);
@@ -270,11 +276,7 @@ static const struct {
 };
 
 START_TEST(unsupported_configurations_are_refused_under_two_ranks_with_exit_2) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     char *err;
     const int rc = train_np("refused", 2, refused[_i].override, &err);
     ck_assert_msg(rc == 2 && strstr(err, refused[_i].names), "%s: exit %d:\n%s",
@@ -287,11 +289,7 @@ START_TEST(unsupported_configurations_are_refused_under_two_ranks_with_exit_2) {
 END_TEST
 
 START_TEST(other_commands_are_refused_under_two_ranks_with_exit_2) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "verify", cfg, NULL};
     const int rc = wait_exit(spawn_exe("verify", mpirun, args), PROC_TIMEOUT_S);
     char *err = err_of("verify");
@@ -311,11 +309,7 @@ START_TEST(other_commands_are_refused_under_two_ranks_with_exit_2) {
 END_TEST
 
 START_TEST(a_rank_that_fails_alone_ends_the_job_with_its_message) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     /* rank 1 alone has too little memory for the model (DG_MEM_LIMIT in its
      * environment only: the configuration is the same), while rank 0 goes
      * on to its first collective and would wait there for ever */
@@ -337,11 +331,7 @@ END_TEST
 /* Ranks given different overrides would train different things in one
  * job: refused before anything is written, exit 2, naming the cause. */
 START_TEST(ranks_with_different_configurations_are_refused_with_exit_2) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     char out[128];
     snprintf(out, sizeof(out), "output.dir=%s/differ", proc_dir);
     const char *args[] = {MPIRUN_OPTS, "-np", "1", DG_DGSEG_PATH, "train", cfg, out, ":",
@@ -358,11 +348,7 @@ START_TEST(ranks_with_different_configurations_are_refused_with_exit_2) {
 END_TEST
 
 START_TEST(ranks_whose_weights_differ_stop_the_run_at_the_next_comparison) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     /* rank 1 moves one weight by one ulp before the comparison after step 1 */
     setenv("DGSEG_FAULT_DIVERGE", "1", 1);
     char *err;
@@ -375,11 +361,7 @@ START_TEST(ranks_whose_weights_differ_stop_the_run_at_the_next_comparison) {
 END_TEST
 
 START_TEST(sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     char out[128];
     snprintf(out, sizeof(out), "output.dir=%s/term", proc_dir);
     const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "train", cfg, out,
@@ -412,11 +394,7 @@ END_TEST
  * run, and as one plain process to the same run up to the order of the
  * f32 sums of steps 11-30 (the tolerance of the 1-vs-2 comparison above). */
 START_TEST(a_run_stopped_on_two_ranks_resumes_on_two_or_one) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     char *err;
     int rc = train_np("st2", 2, "train.checkpoint_every=10", &err);
     ck_assert_msg(rc == 0, "straight: exit %d:\n%s", rc, err);
@@ -553,11 +531,7 @@ static const struct {
  * loss, split across the ranks) and, the run ending, its average and BN
  * refresh: 1e-6. */
 START_TEST(two_ranks_take_the_first_step_one_process_takes) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     const char *method = seg_methods[_i].method, *extra = seg_methods[_i].extra;
     const bool grad = strcmp(extra, "train.iterations=1") || (strcmp(method,
             "optim.method=dgsam") && strcmp(method, "optim.method=lookbehind-sam"));
@@ -567,16 +541,11 @@ START_TEST(two_ranks_take_the_first_step_one_process_takes) {
     char *err = seg_train("two", 2, method, "train.iterations=1", extra);
     ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 1"), "%s", err);
     dg_free(err);
-    char *p1 = seg_file("one", "metrics.jsonl"), *p2 = seg_file("two", "metrics.jsonl");
-    dg_metrics_data m1, m2;
-    ck_assert_int_eq(dg_metrics_read(&m1, p1), DG_STATUS_OK);
-    ck_assert_int_eq(dg_metrics_read(&m2, p2), DG_STATUS_OK);
-    const dg_series *s1 = dg_metrics_find(&m1, "train", "loss"),
-                    *s2 = dg_metrics_find(&m2, "train", "loss");
-    ck_assert(s1 && s2 && s1->n == 1 && s2->n == 1);
-    const double dl = fabs(s1->value[0] - s2->value[0]);
-    ck_assert_msg(dl <= 1e-5, "%s: step 1 loss %.12g vs %.12g", method, s1->value[0],
-            s2->value[0]);
+    double l1, l2;
+    losses_at(seg_file("one", "metrics.jsonl"), 1, &l1);
+    losses_at(seg_file("two", "metrics.jsonl"), 1, &l2);
+    const double dl = fabs(l1 - l2);
+    ck_assert_msg(dl <= 1e-5, "%s: step 1 loss %.12g vs %.12g", method, l1, l2);
     uint64_t n1, n2;
     float *g1 = seg_tensor("one", "optim.sgd.momentum", &n1);
     float *g2 = seg_tensor("two", "optim.sgd.momentum", &n2);
@@ -591,9 +560,7 @@ START_TEST(two_ranks_take_the_first_step_one_process_takes) {
             "%s %s: first gradient differs by %.3g (relative L2)", method, extra, rel);
     printf("mpi: segmentation %s %s: step 1, 2 ranks vs 1 process: |dloss| %.3g, gradient %.3g "
            "(relative L2%s)\n", method, extra, dl, rel, grad ? "" : ", not compared");
-    dg_free(g1), dg_free(g2), dg_free(p1), dg_free(p2);
-    dg_metrics_data_free(&m1);
-    dg_metrics_data_free(&m2);
+    dg_free(g1), dg_free(g2);
 }
 END_TEST
 
@@ -605,11 +572,7 @@ END_TEST
  * (measured 5e-7; a term each rank averaged over its own pixels would be
  * twice its share: 0.29 off). */
 START_TEST(two_ranks_add_up_mesa_term_of_the_whole_batch) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     setenv("DGSEG_TEST_REPLICA_STATS", "1", 1);
     dg_free(seg_train("one", 0, "optim.method=mesa", "optim.mesa_start_epoch=0",
             "train.iterations=2"));
@@ -619,18 +582,8 @@ START_TEST(two_ranks_add_up_mesa_term_of_the_whole_batch) {
     ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 2"), "%s", err);
     dg_free(err);
     double l[2][2];
-    const char *tags[2] = {"one", "two"};
-    for (int k = 0; k < 2; k++) {
-        char *mp = seg_file(tags[k], "metrics.jsonl");
-        dg_metrics_data md;
-        ck_assert_int_eq(dg_metrics_read(&md, mp), DG_STATUS_OK);
-        const dg_series *sl = dg_metrics_find(&md, "train", "loss");
-        ck_assert_msg(sl && sl->n == 2, "%s", mp);
-        l[k][0] = sl->value[0];
-        l[k][1] = sl->value[1];
-        dg_metrics_data_free(&md);
-        dg_free(mp);
-    }
+    losses_at(seg_file("one", "metrics.jsonl"), 2, l[0]);
+    losses_at(seg_file("two", "metrics.jsonl"), 2, l[1]);
     for (int i = 0; i < 2; i++)
         ck_assert_msg(fabs(l[0][i] - l[1][i]) <= 1e-5, "step %d: loss %.12g vs %.12g", i + 1,
                 l[0][i], l[1][i]);
@@ -657,11 +610,7 @@ static double json_miou(const char *path) {
  * exactly the mIoU that one process evaluating the final checkpoint gets;
  * so do `dgseg eval` and (its files) `dgseg predict` under mpirun. */
 START_TEST(two_ranks_evaluate_their_weights_exactly_as_one_process) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     char *err = seg_train("two", 2, "optim.method=lookahead", NULL, NULL);
     ck_assert_msg(strstr(err, "the 2 ranks hold identical weights after step 20"), "%s", err);
     ck_assert_msg(!strstr(err, "rank 1 of 2"), "rank 1 logged:\n%s", err);
@@ -736,11 +685,7 @@ END_TEST
  * 5 resume on 2 ranks to exactly the straight 2-rank run (the same sums in
  * the same order), and as one process to the end of the run. */
 START_TEST(a_segmentation_run_stopped_on_two_ranks_resumes_exactly_on_two) {
-    const char *why = cannot_run();
-    if (why) {
-        DG_TEST_SKIPPED("%s; nothing data-parallel checked", why);
-        return;
-    }
+    SKIP_WITHOUT_MPI();
     dg_free(seg_train("st", 2, "train.iterations=10", "train.checkpoint_every=5", NULL));
     char np[8] = "2", out[128];
     snprintf(out, sizeof(out), "output.dir=%s/res", proc_dir);

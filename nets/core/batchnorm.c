@@ -99,9 +99,10 @@ void dg_bn_init(dg_bn *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
     }
     l->diff_src = dg_buf_mem(ctx, dsrc_md, cfg->diff_slot);
     if (batch) {
-        /* for replicas: the hand-written sums and correction read src_p.mem
-         * and diff_src through one dg_chw view */
-        DG_ASSERT(dg_chw_from_md(&l->view, &data_md) && dnnl_memory_desc_equal(dsrc_md, &data_md));
+        /* synchronised statistics: the hand-written sums and correction
+         * read src_p.mem and diff_src through one dg_chw view */
+        l->syncable = dg_chw_from_md(&l->view, &data_md) &&
+                dnnl_memory_desc_equal(dsrc_md, &data_md);
         l->nc = dg_xcalloc((size_t)(2 * l->dims[0] * c), sizeof(*l->nc));
         l->tot = dg_xcalloc((size_t)(2 * c), sizeof(*l->tot));
         l->coef = dg_xcalloc((size_t)(5 * c), sizeof(*l->coef));
@@ -253,6 +254,7 @@ static void forward_with(dg_bn *l, dg_ctx *ctx, dnnl_memory_t mean, dnnl_memory_
 /* The synchronised forward (header, "Replicas"). */
 static void sync_forward(dg_bn *l, dg_ctx *ctx, const dg_pass *p, const dg_replicas *r) {
     const int64_t c = l->dims[1];
+    DG_ASSERT(l->syncable); /* f32 in a dg_chw layout: every training BatchNorm built here */
     dg_port_pull(&l->src_p, ctx);
     DG_DNNL(dnnl_stream_wait(ctx->stream));
     channel_sums(l, dg_mem_ptr(l->src_p.mem), NULL);

@@ -93,6 +93,8 @@ typedef struct dg_bn {
                                      the global-statistics primitive */
     double m_total;               /* its element count per channel, M */
     dg_chw view;                  /* layout of src_p.mem and diff_src */
+    bool syncable;                /* view describes both (f32, a dg_chw layout):
+                                     synchronised statistics can run */
     double *nc;                   /* (2, N, C) per-sample channel sums, owned */
     double *tot;                  /* (2, C) channel sums, owned */
     float *coef;                  /* (5, C) backward correction terms, owned */
