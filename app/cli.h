@@ -2,6 +2,15 @@
 #ifndef DG_CLI_H
 #define DG_CLI_H
 
+/* struct sigaction below is POSIX: every includer defines _POSIX_C_SOURCE
+ * (200809L; or _XOPEN_SOURCE 700) before its first system header. Checked here so that a file
+ * that forgets builds on no compiler, not only on the ones whose headers
+ * leave POSIX out by default. */
+#if !(defined(_POSIX_C_SOURCE) && _POSIX_C_SOURCE >= 200809L) && \
+        !(defined(_XOPEN_SOURCE) && _XOPEN_SOURCE >= 700)
+#error "app/cli.h: define _POSIX_C_SOURCE 200809L before the first #include"
+#endif
+
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>

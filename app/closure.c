@@ -1,4 +1,5 @@
 /* app/closure.c -- the training closure (see closure.h). */
+#define _POSIX_C_SOURCE 200809L /* struct sigaction (app/cli.h) */
 #include "app/closure.h"
 
 #include "app/cli.h"
