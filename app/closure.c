@@ -61,6 +61,59 @@ static bool has_term(const dg_train_closure *tc) {
     return tc->method && tc->method->ops->loss_term;
 }
 
+/* The term of a method that keeps state of every sample it sees
+ * (dg_method_ops.term_whole_batch: SAF's bank) in a job of N > 1 ranks:
+ * every rank gathers the whole batch's logits, labels and sample ids, puts
+ * them in the whole batch's order (each sample at its replicas position),
+ * runs the term on them exactly as one process would, and adds its own
+ * samples' rows of the term's gradient into own->diff_z. The value is the
+ * whole batch's term on every rank, so only rank 0 returns it (the ranks'
+ * losses are summed). */
+static double whole_batch_term(dg_method *method, const dg_logits *own, const dg_replicas *rep,
+        int epoch) {
+    const int N = rep->n;
+    const int64_t n = own->n, B = rep->batch;
+    DG_ASSERT(N > 1 && n * N == B);
+    const size_t row = (size_t)own->c * (size_t)own->p, P = (size_t)own->p;
+    int64_t *pos = dg_xmalloc((size_t)B * sizeof(*pos));
+    int64_t *id = own->sample_id ? dg_xmalloc((size_t)B * sizeof(*id)) : NULL;
+    int32_t *label = own->label ? dg_xmalloc((size_t)B * P * sizeof(*label)) : NULL;
+    float *z = dg_xmalloc((size_t)B * row * sizeof(*z));
+    float *dz = dg_xcalloc((size_t)B * row, sizeof(*dz));
+    /* rank-major first, then each rank's sample j moved to its position */
+    int64_t *gid = id ? dg_xmalloc((size_t)B * sizeof(*gid)) : NULL;
+    int32_t *glabel = label ? dg_xmalloc((size_t)B * P * sizeof(*glabel)) : NULL;
+    float *gz = dg_xmalloc((size_t)B * row * sizeof(*gz));
+    dg_dist_allgather(rep->pos, (size_t)n * sizeof(*pos), pos);
+    if (id) dg_dist_allgather(own->sample_id, (size_t)n * sizeof(*id), gid);
+    if (label) dg_dist_allgather(own->label, (size_t)n * P * sizeof(*label), glabel);
+    dg_dist_allgather(own->z, (size_t)n * row * sizeof(*z), gz);
+    for (int64_t k = 0; k < B; k++) {
+        const int64_t g = pos[k];
+        DG_ASSERT(g >= 0 && g < B);
+        if (id) id[g] = gid[k];
+        if (label) memcpy(label + (size_t)g * P, glabel + (size_t)k * P, P * sizeof(*label));
+        memcpy(z + (size_t)g * row, gz + (size_t)k * row, row * sizeof(*z));
+    }
+    const dg_logits all = {.z = z, .diff_z = dz, .label = label, .sample_id = id, .n = (int)B,
+            .c = own->c, .p = own->p, .n_valid = own->n_valid};
+    const double term = dg_method_loss_term(method, &all, epoch);
+    for (int64_t j = 0; j < n; j++) {
+        const float *src = dz + (size_t)rep->pos[j] * row;
+        float *dst = own->diff_z + (size_t)j * row;
+        for (size_t i = 0; i < row; i++) dst[i] += src[i];
+    }
+    dg_free(pos);
+    dg_free(id);
+    dg_free(label);
+    dg_free(z);
+    dg_free(dz);
+    dg_free(gid);
+    dg_free(glabel);
+    dg_free(gz);
+    return dg_dist_is_root() ? term : 0.0;
+}
+
 /* Loss and gradient of model mm on its current input; labels (n, P). */
 static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *loss,
         dg_loss_ce *aux_loss, int32_t *aux_label, const int32_t *label,
@@ -85,13 +138,17 @@ static double forward_backward(dg_train_closure *tc, dg_model *mm, dg_loss_ce *l
         view_copy(&v.v, v.z, tc->z, n, true);
         memset(tc->dz, 0, nz * sizeof(float));
         /* in a data-parallel job the term's mean is over the whole batch's
-         * valid units, so that the ranks' terms add up to it (MESA) */
+         * valid units, so that the ranks' terms add up to it (MESA), or the
+         * term runs on the whole batch (SAF, whole_batch_term) */
         double n_valid = (double)v.n_valid;
         if (p.replicas) dg_dist_allreduce_f64(&n_valid, 1);
         dg_logits lz = {.z = tc->z, .diff_z = tc->dz, .label = label, .sample_id = sample_id,
                 .n = (int)n, .c = (int)v.v.c, .p = (long)(v.v.h * v.v.w),
                 .n_valid = (long)n_valid};
-        l += dg_method_loss_term(tc->method, &lz, tc->epoch);
+        if (p.replicas && p.replicas->n > 1 && tc->method->ops->term_whole_batch)
+            l += whole_batch_term(tc->method, &lz, p.replicas, tc->epoch);
+        else
+            l += dg_method_loss_term(tc->method, &lz, tc->epoch);
         view_copy(&v.v, tc->dz, v.diff_z, n, false);
     }
     /* Data parallelism (§1.1): each rank's loss and gradient are its part

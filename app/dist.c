@@ -179,6 +179,18 @@ void dg_dist_bcast(void *buf, size_t bytes) {
     }
 }
 
+void dg_dist_allgather(const void *send, size_t bytes, void *recv) {
+    if (dist.size == 1) {
+        memcpy(recv, send, bytes);
+        return;
+    }
+    DG_ASSERT(bytes <= INT_MAX);
+    const double t0 = dg_now();
+    MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+    comm.seconds += dg_now() - t0;
+    comm.calls++;
+}
+
 void dg_dist_barrier(void) {
     if (dist.size > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
@@ -231,6 +243,7 @@ void dg_dist_reducer_ready(void *reducer, size_t lo) { (void)reducer, (void)lo; 
 void dg_dist_reducer_end(dg_dist_reducer *r) { (void)r; }
 bool dg_dist_any(bool flag) { return flag; }
 void dg_dist_bcast(void *buf, size_t bytes) { (void)buf, (void)bytes; }
+void dg_dist_allgather(const void *send, size_t bytes, void *recv) { memcpy(recv, send, bytes); }
 void dg_dist_barrier(void) {}
 
 bool dg_dist_same(const void *buf, size_t bytes, uint64_t *hash) {

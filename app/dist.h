@@ -80,6 +80,9 @@ void dg_dist_allreduce_i64(int64_t *buf, size_t n);
 bool dg_dist_any(bool flag);
 /* Rank 0's `bytes` bytes of buf into every rank's buf. */
 void dg_dist_bcast(void *buf, size_t bytes);
+/* Every rank's `bytes` bytes of send, rank after rank, into every rank's
+ * recv (N * bytes); send may not overlap recv. One rank: a copy. */
+void dg_dist_allgather(const void *send, size_t bytes, void *recv);
 /* Waits for every rank. */
 void dg_dist_barrier(void);
 /* True when buf (bytes) holds the same bytes on every rank, compared by a

@@ -66,28 +66,14 @@ static char *latest_run(const char *name) {
     return dir;
 }
 
-/* What a job of N > 1 ranks computes exactly in this version: both
- * trainers, every model (BatchNorm with model.sync_bn computes the whole
- * batch's statistics, dropout draws each sample's masks from its place in
- * the whole batch), the methods whose every gradient is one closure call
- * on the batch or on a domain's sub-batch and whose decisions rest on
- * values every rank shares (all but SAF, whose bank of per-sample logits
- * each rank would keep for its own samples only), and train.batch_size a
- * multiple of N. Anything else would
- * compute something other than the one-process run and is refused here,
- * naming the key. */
+/* What a job of N > 1 ranks computes exactly: both trainers, every model
+ * (BatchNorm with model.sync_bn computes the whole batch's statistics,
+ * dropout draws each sample's masks from its place in the whole batch) and
+ * every method (each gradient is summed over the ranks; SAF's bank is fed
+ * the whole batch on every rank), when train.batch_size is a multiple of
+ * N. Anything else is refused here, naming the key. */
 static dg_status check_parallel(const dg_config *cfg, int n) {
     const char *p = cfg->path;
-    static const char *const ok[] = {"erm", "lookahead", "sam", "asam", "lookbehind-sam",
-            "lookbehind-asam", "dgsam", "swad", "mesa"};
-    bool method_ok = false;
-    for (size_t i = 0; i < DG_ARRAY_LEN(ok); i++) method_ok |= !strcmp(cfg->method, ok[i]);
-    if (!method_ok) {
-        dg_log_error("%s: optim.method = %s: under mpirun with %d ranks every method but saf "
-                     "trains (its bank of per-sample logits would hold each rank's own samples "
-                     "only: not data-parallel yet); run it without mpirun", p, cfg->method, n);
-        return DG_STATUS_ERR_CONFIG;
-    }
     if (cfg->batch_size % n) {
         dg_log_error("%s: train.batch_size = %ld: must be a multiple of the %d ranks (each rank "
                      "computes train.batch_size / %d samples of every training domain)", p,

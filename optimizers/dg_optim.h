@@ -272,6 +272,12 @@ typedef struct dg_method_ops {
     /* SAF, MESA: the term for the batch of lz at sampler epoch `epoch`,
      * its gradient w.r.t. lz->z added into lz->diff_z. */
     double (*loss_term)(dg_method *m, const dg_logits *lz, int epoch);
+    /* The term keeps state of every sample it sees (SAF's bank): in a
+     * data-parallel job each rank's loss_term gets the whole batch, in the
+     * whole batch's order, so that the state stays the one process's, and
+     * the rank keeps its own samples' rows of diff_z. false: each rank's
+     * loss_term gets its own share, with n_valid the whole batch's (MESA). */
+    bool term_whole_batch;
     /* Weights to evaluate: params (d) and stats (n_stats), borrowed. */
     bool (*eval_weights)(const dg_method *m, const float **params, const float **stats);
     /* MESA: the other model reported as a second row (label, params (d),

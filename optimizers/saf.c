@@ -20,6 +20,10 @@
  *   makes e - E >= 0 whenever the window is open. The KL term and its
  *   gradient come from dg_method_kl_distill (method.c), which MESA uses too.
  *
+ * Data-parallel jobs (term_whole_batch): every rank runs loss_term on the
+ * whole batch's logits, in the whole batch's order, so that every rank's
+ * bank is the one process's, and keeps its own samples' rows of diff_z.
+ *
  * Owns: priv = the bank Z (N, E+1, C) f32 and tag (N, E+1) int32 (-1 =
  * empty), N = cfg.n_samples (global sample ids), C = cfg.n_classes, both run
  * facts set by the trainer; about N (E+1) (4C + 4) bytes. Checkpoint names
@@ -134,6 +138,7 @@ static const dg_method_ops saf_ops = {
     .name = "saf",
     .step = saf_step,
     .loss_term = saf_loss_term,
+    .term_whole_batch = true,
     .state_save = saf_state_save,
     .state_load = saf_state_load,
     .free = saf_free,

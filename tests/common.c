@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include "app/train.h"
+#include "data/image_cv.h"
 #include "data/synth.h"
 
 #include "alloc_hook.h"
@@ -288,6 +289,28 @@ void assert_steps_allocate_nothing(step_fn step, void *ctx, int n_steps) {
     fprintf(stderr, "%d steps: %llu heap allocations inside oneDNN's execute calls\n", n_steps,
             (unsigned long long)heap.all);
 }
+
+void make_tiny_domainbed(const char *root) {
+    mkdir(root, 0755);
+    for (int d = 0; d < 3; d++) {
+        for (int c = 0; c < 2; c++) {
+            char p[256];
+            snprintf(p, sizeof(p), "%s/env%d", root, d);
+            mkdir(p, 0755);
+            snprintf(p, sizeof(p), "%s/env%d/class%d", root, d, c);
+            mkdir(p, 0755);
+            for (int i = 0; i < 5; i++) {
+                dg_image img;
+                dg_image_init(&img, 24, 24, 3);
+                memset(img.data, c ? 200 - 20 * d : 30 + 20 * d, 24 * 24 * 3);
+                snprintf(p, sizeof(p), "%s/env%d/class%d/%d.png", root, d, c, i);
+                ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
+                dg_image_free(&img);
+            }
+        }
+    }
+}
+
 
 void make_tiny_synth(const char *out, int width, int height, int per_domain) {
     dg_synth_opts so;

@@ -133,6 +133,11 @@ char *capture_end(capture *c); /* dg_free the text */
  * domain, its log swallowed; asserts success. */
 void make_tiny_synth(const char *out, int width, int height, int per_domain);
 
+/* A DomainBed tree at root (data.dataset = domainbed:root): domains env0,
+ * env1, env2 x classes class0, class1 x 5 PNGs of 24 x 24 whose class shows
+ * as brightness, so a few steps learn something. */
+void make_tiny_domainbed(const char *root);
+
 /* Trains, once, a two-source DeepLabv3+ R18 Lookahead checkpoint (k 2, 3
  * iterations of `batch` 32-pixel crops per source, 2 BN-refresh batches)
  * on tiny synth data (64 x 32, 6 images per domain) in dir: the data at

@@ -534,29 +534,6 @@ START_TEST(rotated_fmnist_leave_one_out_runs) {
 }
 END_TEST
 
-/* A DomainBed tree: 3 domains x 2 classes x 5 images of 24 x 24 whose
- * class shows as brightness, so a few steps learn something. */
-static void make_domainbed_tree(const char *root) {
-    mkdir(root, 0755);
-    for (int d = 0; d < 3; d++) {
-        for (int c = 0; c < 2; c++) {
-            char p[256];
-            snprintf(p, sizeof(p), "%s/env%d", root, d);
-            mkdir(p, 0755);
-            snprintf(p, sizeof(p), "%s/env%d/class%d", root, d, c);
-            mkdir(p, 0755);
-            for (int i = 0; i < 5; i++) {
-                dg_image img;
-                dg_image_init(&img, 24, 24, 3);
-                memset(img.data, c ? 200 - 20 * d : 30 + 20 * d, 24 * 24 * 3);
-                snprintf(p, sizeof(p), "%s/env%d/class%d/%d.png", root, d, c, i);
-                ck_assert_int_eq(dg_image_write_png(p, &img), DG_STATUS_OK);
-                dg_image_free(&img);
-            }
-        }
-    }
-}
-
 /* Writes DIR/<name>.ini for a DomainBed tree made at DIR/<name>: `model`
  * at 32 x 32, Adam 1e-3 at a constant LR, batch 2 per domain; `optim` and
  * `train` are the method's and the run's further key lines. */
@@ -564,7 +541,7 @@ static void domainbed_config(const char *name, const char *model, const char *te
         int workers, const char *optim, const char *train, char *path, size_t size) {
     char root[128], text[1024];
     snprintf(root, sizeof(root), "%.64s/%s", dir, name);
-    make_domainbed_tree(root);
+    make_tiny_domainbed(root);
     snprintf(path, size, "%.64s/%s.ini", dir, name);
     snprintf(text, sizeof(text),
             "[data]\ndataset = domainbed:%s\ntest_domains = %s\nimage_size = 32\n"
