@@ -15,6 +15,7 @@
 #include "app/cli.h"
 #include "app/closure.h"
 #include "app/config.h"
+#include "app/dist.h"
 #include "data/labelmap.h"
 #include "nets/core/loss.h"
 #include "nets/core/profile.h"
@@ -88,7 +89,13 @@ static void bench_usage(FILE *f) {
             "                     backward-data, backward-weights, reorders, BN/ReLU/\n"
             "                     elementwise, loss, optimizer), per primitive kind and per\n"
             "                     convolution shape with its GFLOP/s (ERM steps only)\n"
-            "  --json             print one JSON object instead of text\n");
+            "  --json             print one JSON object instead of text\n"
+            "\n"
+            "Under mpirun -np N (N > 1): data-parallel ERM training steps as `dgseg train`\n"
+            "takes them (--batch is the whole batch, B/N per rank, --threads per rank,\n"
+            "synchronised BatchNorm, gradient sums started during backward); rank 0 adds\n"
+            "the communication per step: time in collectives, MB summed, the wait after\n"
+            "backward against a blocking sum of the gradient, the fraction hidden.\n");
 }
 
 /* Returns 0 on success, 2 on a usage error, -1 after --help. */
@@ -198,14 +205,46 @@ static void add_cpu(cJSON *j) {
     cJSON_AddStringToObject(cpu, "onednn", c->dnnl_version);
 }
 
+/* A data-parallel bench's communication, per timed step, on rank 0
+ * (app/dist.h dg_dist_comm). */
+typedef struct bench_comm {
+    int ranks;
+    double seconds;   /* in collectives, waiting for other ranks included */
+    double exposed;   /* of the gradient's sums, waited for after backward */
+    double blocking;  /* one blocking sum of the whole gradient, timed alone */
+    double mb;        /* megabytes summed (this rank's buffers) */
+    double early;     /* fraction of the gradient's buckets started during backward */
+} bench_comm;
+
+/* Of a blocking sum's time, the part the step did not wait for. */
+static double comm_hidden(const bench_comm *c) {
+    if (!(c->blocking > 0)) return 0.0;
+    const double h = 1.0 - c->exposed / c->blocking;
+    return h < 0 ? 0.0 : h > 1 ? 1.0 : h;
+}
+
+/* ips, gflops and sgemm are the whole job's (ranks summed); comm is NULL
+ * in one process. */
 static void print_result(const bench_opts *o, const char *model, double ips, double gflops,
-        double sgemm, double rss, double ms) {
+        double sgemm, double rss, double ms, const bench_comm *comm) {
     if (!o->json) {
-        printf("model %s | mode %s | dtype %s | batch %lld | size %lld | threads %d | steps %d "
+        printf("model %s | mode %s | dtype %s | batch %lld | size %lld | threads %d%s | steps %d "
                "| ISA %s\n", model, o->train ? "train" : "infer", o->dtype, (long long)o->batch,
-                (long long)o->size, o->threads, o->steps, dg_caps_get()->isa_name);
+                (long long)o->size, o->threads, comm ? " per rank" : "", o->steps,
+                dg_caps_get()->isa_name);
+        if (comm)
+            printf("ranks %d | %lld images per rank | synchronised BatchNorm\n", comm->ranks,
+                    (long long)o->batch / comm->ranks);
         printf("%.1f images/s | %.2f ms/step | %.1f GFLOP/s | sgemm %.1f GFLOP/s (%.0f%%) | "
-                "peak RSS %.0f MB\n", ips, ms, gflops, sgemm, 100.0 * gflops / sgemm, rss);
+                "peak RSS %.0f MB%s\n", ips, ms, gflops, sgemm, 100.0 * gflops / sgemm, rss,
+                comm ? " (rank 0)" : "");
+        if (comm)
+            printf("communication: %.2f ms/step in collectives (%.1f%% of the step) | %.1f MB "
+                   "summed/step | gradient waited after backward %.2f ms/step | blocking sum "
+                   "of the gradient %.2f ms | %.0f%% of it hidden behind backward | %.0f%% of "
+                   "buckets started during backward\n", 1e3 * comm->seconds,
+                    100.0 * comm->seconds / (ms * 1e-3), comm->mb, 1e3 * comm->exposed,
+                    1e3 * comm->blocking, 100.0 * comm_hidden(comm), 100.0 * comm->early);
         if (o->profile) {
             printf("\n");
             dg_profile_print(stdout, o->steps, ms * 1e-3 * o->steps);
@@ -225,6 +264,17 @@ static void print_result(const bench_opts *o, const char *model, double ips, dou
     cJSON_AddNumberToObject(j, "sgemm_gflops_per_s", sgemm);
     cJSON_AddNumberToObject(j, "peak_rss_mb", rss);
     add_cpu(j);
+    if (comm) {
+        cJSON *c = cJSON_AddObjectToObject(j, "comm");
+        cJSON_AddNumberToObject(c, "ranks", comm->ranks);
+        cJSON_AddNumberToObject(c, "s_per_step", comm->seconds);
+        cJSON_AddNumberToObject(c, "fraction", comm->seconds / (ms * 1e-3));
+        cJSON_AddNumberToObject(c, "mb_per_step", comm->mb);
+        cJSON_AddNumberToObject(c, "exposed_s_per_step", comm->exposed);
+        cJSON_AddNumberToObject(c, "blocking_s", comm->blocking);
+        cJSON_AddNumberToObject(c, "hidden_fraction", comm_hidden(comm));
+        cJSON_AddNumberToObject(c, "early_buckets", comm->early);
+    }
     if (o->profile) {
         int n;
         const dg_profile_row *rows = dg_profile_rows(&n);
@@ -355,6 +405,70 @@ static int bench_methods(const bench_opts *o, const bench_model *bm, dg_ctx *ctx
     return rc;
 }
 
+/* Under mpirun with N > 1 ranks (app/dist.h): ERM training steps taken as
+ * `mpirun -np N dgseg train` takes them -- the training closure on this
+ * rank's share of the batch, synchronised BatchNorm, the gradient summed
+ * in buckets while backward runs -- then the same SGD update as one
+ * process's bench. Afterwards, with profiling off, three blocking sums of
+ * the whole gradient are timed alone: what the step would wait without
+ * the overlap. Returns the mean step time; *comm gets this rank's
+ * communication per step. */
+static double bench_parallel(const bench_opts *o, dg_ctx *ctx, dg_model *m, const int32_t *label,
+        bench_comm *comm) {
+    dg_train_closure tc;
+    if (dg_train_closure_init(&tc, ctx, m, 1, false, 0.f) != DG_STATUS_OK) return -1;
+    dg_train_closure_replicas(&tc, true);
+    const int warmup = 2;
+    double t0 = 0;
+    dg_dist_comm c0 = {0};
+    for (int s = 0; s < warmup + o->steps; s++) {
+        if (s == warmup) {
+            dg_dist_barrier();
+            dg_profile_reset();
+            c0 = dg_dist_comm_total();
+            t0 = dg_now();
+        }
+        dg_train_closure_set_batch(&tc, dg_mem_ptr(m->src), label, NULL, 0, s);
+        tc.cl.eval(tc.cl.ctx, DG_DOMAIN_ALL, DG_CLOSURE_BN_UPDATE);
+        const double tp = dg_profile_begin();
+        sgd_update(m->ps.data, m->ps.grad, m->ps.d, 1e-3f);
+        dg_profile_end("optimizer", tp);
+    }
+    const double dt = (dg_now() - t0) / o->steps;
+    const dg_dist_comm c1 = dg_dist_comm_total();
+    const bool prof = dg_profile_enabled();
+    dg_profile_enable(false);
+    dg_dist_barrier();
+    const int reps = 3;
+    double tb = dg_now();
+    for (int k = 0; k < reps; k++) {
+        dg_dist_reducer r;
+        dg_dist_reducer_begin(&r, m->ps.grad, m->ps.d);
+        dg_dist_reducer_end(&r);
+    }
+    tb = (dg_now() - tb) / reps;
+    dg_profile_enable(prof);
+    const uint64_t buckets = c1.buckets - c0.buckets;
+    *comm = (bench_comm){.ranks = dg_dist_size(), .seconds = (c1.seconds - c0.seconds) / o->steps,
+            .exposed = (c1.exposed - c0.exposed) / o->steps, .blocking = tb,
+            .mb = 1e-6 * (double)(c1.bytes - c0.bytes) / o->steps,
+            .early = buckets ? (double)(c1.early - c0.early) / (double)buckets : 0.0};
+    dg_train_closure_free(&tc);
+    return dt;
+}
+
+/* What a bench of N > 1 ranks times (ERM training steps, a batch every
+ * rank takes an equal share of); prints why not on rank 0. */
+static bool parallel_ok(const bench_opts *o, int n) {
+    const char *why = !o->train ? "--mode infer (inference runs no collective: time one process)"
+            : strcmp(o->optimizer, "erm") ? "--optimizer other than erm"
+            : o->batch % n ? "a --batch that is not a multiple of the ranks" : NULL;
+    if (why && dg_dist_is_root())
+        fprintf(stderr, "dgseg bench: under mpirun with %d ranks bench times data-parallel ERM "
+                "training steps of a batch split evenly over the ranks; not %s\n", n, why);
+    return why == NULL;
+}
+
 int dg_bench_main(int argc, char **argv) {
     bench_opts o;
     int rc = parse_args(argc, argv, &o);
@@ -373,12 +487,14 @@ int dg_bench_main(int argc, char **argv) {
     if (!o.batch) o.batch = bm->batch;
     if (o.threads) omp_set_num_threads(o.threads);
     o.threads = omp_get_max_threads();
+    const int n_ranks = dg_dist_size(), rank = dg_dist_rank();
+    if (n_ranks > 1 && !parallel_ok(&o, n_ranks)) return 2;
 
     dg_ctx ctx;
     dg_ctx_init(&ctx);
     if (o.profile) dg_profile_enable(true);
     dg_model m;
-    dg_model_opts mo = {.batch = o.batch, .in_channels = bm->channels, .height = o.size,
+    dg_model_opts mo = {.batch = o.batch / n_ranks, .in_channels = bm->channels, .height = o.size,
             .width = o.size, .classes = bm->classes, .training = o.train, .output_stride = 16,
             .winograd = o.winograd, .bf16 = !strcmp(o.dtype, "bf16")};
     if (dg_model_create(&m, &ctx, o.model, &mo, 0) != DG_STATUS_OK) {
@@ -386,22 +502,29 @@ int dg_bench_main(int argc, char **argv) {
         dg_ctx_free(&ctx);
         return 2;
     }
-    /* Seeded inputs in [0, 1) and labels in [0, K). */
+    /* Seeded inputs in [0, 1) and labels in [0, K) of the whole batch;
+     * rank r keeps its share, samples r*b .. (r+1)*b-1 (b = batch / N). */
     float *x = dg_mem_ptr(m.src);
-    size_t nx = (size_t)(o.batch * bm->channels * o.size * o.size);
+    const size_t nx = (size_t)(mo.batch * bm->channels * o.size * o.size);
     int64_t label_dims[4];
     dg_mem_dims4(m.logits, label_dims);
-    size_t nl = (size_t)(label_dims[0] * label_dims[2] * label_dims[3]);
+    const size_t nl = (size_t)(label_dims[0] * label_dims[2] * label_dims[3]);
     int32_t *label = dg_xmalloc(nl * sizeof(*label));
     dg_rng r;
     dg_rng_init(&r, 0, DG_RNG_AUGMENT, 0);
-    for (size_t i = 0; i < nx; i++) x[i] = (float)dg_rng_uniform(&r);
-    for (size_t i = 0; i < nl; i++) label[i] = (int32_t)dg_rng_below(&r, (uint64_t)bm->classes);
+    for (size_t i = 0; i < nx * (size_t)n_ranks; i++) {
+        const float v = (float)dg_rng_uniform(&r);
+        if (i / nx == (size_t)rank) x[i % nx] = v;
+    }
+    for (size_t i = 0; i < nl * (size_t)n_ranks; i++) {
+        const int32_t v = (int32_t)dg_rng_below(&r, (uint64_t)bm->classes);
+        if (i / nl == (size_t)rank) label[i % nl] = v;
+    }
 
     dg_loss_ce loss;
     memset(&loss, 0, sizeof(loss));
     dg_loss_ce_cfg lc = {.scale = 1.f};
-    if (o.train) dg_loss_ce_init(&loss, &ctx, m.logits, &lc);
+    if (o.train && n_ranks == 1) dg_loss_ce_init(&loss, &ctx, m.logits, &lc);
     if (o.train && strcmp(o.optimizer, "erm")) {
         double ms = 0, erm_ms = 0;
         rc = bench_methods(&o, bm, &ctx, &m, label, &ms, &erm_ms);
@@ -411,6 +534,19 @@ int dg_bench_main(int argc, char **argv) {
         dg_model_free(&m);
         dg_ctx_free(&ctx);
         return rc;
+    }
+    if (n_ranks > 1) {
+        bench_comm comm;
+        const double dt = bench_parallel(&o, &ctx, &m, label, &comm);
+        const double flops = n_ranks * (m.flops_forward + m.flops_backward);
+        const double sgemm = n_ranks * dg_bench_sgemm_gflops(2048, 3); /* all ranks at once */
+        print_result(&o, m.name, (double)o.batch / dt, flops / dt * 1e-9, sgemm,
+                dg_bench_peak_rss_mb(), dt * 1e3, &comm);
+        dg_profile_free();
+        dg_free(label);
+        dg_model_free(&m);
+        dg_ctx_free(&ctx);
+        return 0;
     }
     dg_pass p = o.train ? dg_pass_train(&m.ps) : dg_pass_eval(&m.ps);
     /* inference: the steps reuse the prepared weights, as the images of an
@@ -441,7 +577,7 @@ int dg_bench_main(int argc, char **argv) {
     double flops = m.flops_forward + (o.train ? m.flops_backward : 0.0);
     double sgemm = dg_bench_sgemm_gflops(2048, 3);
     print_result(&o, m.name, (double)o.batch / dt, flops / dt * 1e-9, sgemm,
-            dg_bench_peak_rss_mb(), dt * 1e3);
+            dg_bench_peak_rss_mb(), dt * 1e3, NULL);
     dg_profile_free();
 
     dg_loss_ce_free(&loss);

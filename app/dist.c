@@ -2,6 +2,7 @@
  * file; the other half is what a build without MPI runs. */
 #define _POSIX_C_SOURCE 200809L
 #include "app/dist.h"
+#include "nets/core/profile.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -96,11 +97,12 @@ int dg_dist_finalize(int rc) {
 /* Sums buf (n elements of type t, elem bytes each) over the ranks in
  * place, in chunks an int count can hold. */
 static void allreduce_sum(void *buf, size_t n, MPI_Datatype t, size_t elem) {
-    const double t0 = dg_now();
+    const double t0 = dg_now(), tp = dg_profile_begin();
     for (size_t i = 0; i < n; i += DG_DIST_CHUNK) {
         const size_t k = n - i < DG_DIST_CHUNK ? n - i : DG_DIST_CHUNK;
         MPI_Allreduce(MPI_IN_PLACE, (char *)buf + i * elem, (int)k, t, MPI_SUM, MPI_COMM_WORLD);
     }
+    dg_profile_end("allreduce (BN statistics, losses, counts)", tp);
     comm.seconds += dg_now() - t0;
     comm.bytes += n * elem;
     comm.calls++;
@@ -128,7 +130,7 @@ void dg_dist_reducer_begin(dg_dist_reducer *r, float *buf, size_t n) {
 void dg_dist_reducer_ready(void *reducer, size_t lo) {
     dg_dist_reducer *r = reducer;
     if (dist.size == 1) return;
-    const double t0 = dg_now();
+    const double t0 = dg_now(), tp = dg_profile_begin();
     while (r->next > 0 && (r->next - 1) * r->bucket >= lo) {
         r->next--;
         const size_t b0 = r->next * r->bucket, b1 = b0 + r->bucket < r->n ? b0 + r->bucket : r->n;
@@ -142,14 +144,16 @@ void dg_dist_reducer_ready(void *reducer, size_t lo) {
     }
     int done = 0;
     if (n_pending) MPI_Testall(n_pending, pending, &done, MPI_STATUSES_IGNORE);
+    dg_profile_end("allreduce (gradient buckets: start, progress)", tp);
     comm.seconds += dg_now() - t0;
 }
 
 void dg_dist_reducer_end(dg_dist_reducer *r) {
     if (dist.size == 1) return;
     dg_dist_reducer_ready(r, 0);
-    const double t0 = dg_now();
+    const double t0 = dg_now(), tp = dg_profile_begin();
     MPI_Waitall(n_pending, pending, MPI_STATUSES_IGNORE);
+    dg_profile_end("allreduce (gradient: waited after backward)", tp);
     n_pending = 0;
     r->waited = dg_now() - t0;
     comm.seconds += r->waited;

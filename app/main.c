@@ -41,17 +41,18 @@ static const command commands[] = {
 };
 
 /* Under mpirun: `train`, `eval` and `predict` are data-parallel over the
- * job's ranks (app/dist.h) and start MPI; every other command runs as one process and
+ * job's ranks (app/dist.h) and start MPI, and `bench` times data-parallel
+ * training steps; every other command runs as one process and
  * is refused in a job of N > 1 ranks, where N copies would each do the
  * whole work and write the same files. A job of one rank runs any command
  * as a plain process, without starting MPI. */
 static int run_command(const command *c, int argc, char **argv) {
-    const bool parallel =
-            !strcmp(c->name, "train") || !strcmp(c->name, "eval") || !strcmp(c->name, "predict");
+    const bool parallel = !strcmp(c->name, "train") || !strcmp(c->name, "eval") ||
+            !strcmp(c->name, "predict") || !strcmp(c->name, "bench");
     if (dg_dist_launched() && !parallel && dg_dist_launched_size() > 1) {
         fprintf(stderr, "dgseg %s: runs as one process; under mpirun with %d ranks only "
-                "`dgseg train`, `eval` and `predict` are data-parallel (run `dgseg %s` without "
-                "mpirun)\n", c->name, dg_dist_launched_size(), c->name);
+                "`dgseg train`, `eval`, `predict` and `bench` are data-parallel (run `dgseg %s` "
+                "without mpirun)\n", c->name, dg_dist_launched_size(), c->name);
         return 2;
     }
     if (!parallel) return c->run(argc, argv);

@@ -105,6 +105,7 @@ const char *dg_profile_phase(const char *kind) {
         if (!strncmp(kind, elementwise[i], strlen(elementwise[i])))
             return "bn/relu/elementwise";
     if (!strcmp(kind, "reorder")) return "reorder";
+    if (!strncmp(kind, "allreduce", 9)) return "communication"; /* app/dist.c's collectives */
     if (strstr(kind, " backward-weights")) return "backward-weights";
     if (strstr(kind, " backward")) return "backward-data";
     if (strstr(kind, " forward") || !strcmp(kind, "concat")) return "forward";

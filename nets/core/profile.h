@@ -59,8 +59,10 @@ typedef struct dg_profile_row {
 const dg_profile_row *dg_profile_rows(int *n);
 
 /* The phase a kind belongs to: "forward", "backward-data",
- * "backward-weights", "reorder", "bn/relu/elementwise", or the kind itself
- * for regions ("loss", "optimizer"). */
+ * "backward-weights", "reorder", "bn/relu/elementwise", "communication"
+ * (regions whose kind starts with "allreduce": a data-parallel job's
+ * collectives), or the kind itself for other regions ("loss",
+ * "optimizer"). */
 const char *dg_profile_phase(const char *kind);
 
 /* Prints the per-phase, per-kind and per-convolution-shape tables for
