@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "app/bench.h"
+#include "app/export_cmd.h"
 #include "app/config_cmd.h"
 #include "app/dist.h"
 #include "app/eval_cmd.h"
@@ -34,6 +35,7 @@ static const command commands[] = {
     {"predict", dg_predict_main,
             "segment images with trained weights (PNG, optional logits, overlay)", false},
     {"bench", dg_bench_main, "time training steps or inference of a model", false},
+    {"export", dg_export_main, "write a checkpoint's model as an ONNX file", false},
     {"study", dg_study_main, "run a grid of configs x seeds, resumably, and aggregate it", false},
     {"flatness", dg_flatness_main, "measure the sharpness of a checkpoint's minimum, its landscape",
             true},

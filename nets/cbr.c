@@ -1,6 +1,8 @@
 /* nets/cbr.c -- see cbr.h. */
 #include "nets/cbr.h"
 
+#include "nets/onnx.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,27 +37,45 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
     u->diff_src = u->conv.diff_src;
 }
 
-/* w' = w * s and b' = beta + (b - mean) * s per output channel, with
- * s = gamma / sqrt(var + eps) (docs/algorithms.md §2.1's eps). */
-static void fold(dg_cbr *u, const dg_pass *p) {
+/* docs/algorithms.md §2.1's eps. */
+void dg_cbr_fold(const dg_cbr *u, const float *params, const float *stats, float *w_out,
+        float *b_out) {
     const dg_conv *c = &u->conv;
+    DG_ASSERT(u->folded);
     const int64_t oc = c->cfg.oc, per = c->src_dims[1] * c->cfg.k * c->cfg.k;
-    const float *w = p->params + c->w_off;
-    const float *b = c->cfg.bias ? p->params + c->b_off : NULL;
-    const float *gamma = p->params + u->bnt.w_off, *beta = p->params + u->bnt.b_off;
-    const float *mean = p->stats + u->bnt.mean_off, *var = p->stats + u->bnt.var_off;
+    const float *w = params + c->w_off;
+    const float *b = c->cfg.bias ? params + c->b_off : NULL;
+    const float *gamma = params + u->bnt.w_off, *beta = params + u->bnt.b_off;
+    const float *mean = stats + u->bnt.mean_off, *var = stats + u->bnt.var_off;
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < oc; o++) {
         const float s = (float)((double)gamma[o] / sqrt((double)var[o] + (double)DG_BN_EPS));
-        for (int64_t i = 0; i < per; i++) u->fold_w[o * per + i] = w[o * per + i] * s;
-        u->fold_b[o] = beta[o] + ((b ? b[o] : 0.f) - mean[o]) * s;
+        for (int64_t i = 0; i < per; i++) w_out[o * per + i] = w[o * per + i] * s;
+        b_out[o] = beta[o] + ((b ? b[o] : 0.f) - mean[o]) * s;
     }
+}
+
+const char *dg_cbr_onnx(const dg_cbr *u, dg_onnx *g, const char *name, const char *x,
+        const float *params, const float *stats) {
+    const dg_conv *c = &u->conv;
+    const int64_t oc = c->cfg.oc, ic = c->src_dims[1], k = c->cfg.k;
+    float *w = dg_xmalloc((size_t)(oc * ic * k * k) * sizeof(float));
+    float *b = dg_xmalloc((size_t)oc * sizeof(float));
+    dg_cbr_fold(u, params, stats, w, b);
+    const char *y = dg_onnx_conv(g, name, x, oc, ic, k, c->cfg.stride, c->cfg.pad,
+            c->cfg.dilation, w, b);
+    dg_free(w);
+    dg_free(b);
+    if (!c->cfg.relu || c->cfg.accumulate) return y;
+    char hint[320];
+    snprintf(hint, sizeof(hint), "%s.relu", name);
+    return dg_onnx_relu(g, hint, y);
 }
 
 void dg_cbr_forward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p) {
     if (u->folded) {
         if (!p->weights_version || p->weights_version != u->fold_version) {
-            fold(u, p);
+            dg_cbr_fold(u, p->params, p->stats, u->fold_w, u->fold_b);
             u->fold_version = p->weights_version;
         }
         dg_conv_forward_folded(&u->conv, ctx, u->fold_w, u->fold_b, p->weights_version);

@@ -42,5 +42,16 @@ void dg_cbr_backward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t dif
  * keeps its own copy of its input (bf16 compute converts it). */
 void dg_cbr_redo(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, const dg_conv *reader);
 void dg_cbr_free(dg_cbr *u);
+/* An inference instance's folded weights and bias from params and stats:
+ * w' = w * s (OC, IC, KH, KW) and b' = beta + (b - mean) * s (OC), with
+ * s = gamma / sqrt(var + eps). */
+void dg_cbr_fold(const dg_cbr *u, const float *params, const float *stats, float *w, float *b);
+struct dg_onnx;
+/* Adds an inference instance's folded convolution (initializers
+ * name.weight, name.bias) to ONNX graph g on value x, and its ReLU unless
+ * the unit accumulates (ResNet's last unit of a block: the caller adds the
+ * shortcut, then the ReLU). Returns the output value. */
+const char *dg_cbr_onnx(const dg_cbr *u, struct dg_onnx *g, const char *name, const char *x,
+        const float *params, const float *stats);
 
 #endif

@@ -1,6 +1,8 @@
 /* nets/classifier.c -- see classifier.h. Logits (N, K). */
 #include "nets/classifier.h"
 
+#include "nets/onnx.h"
+
 #include <string.h>
 
 #include "nets/core/dropout.h"
@@ -44,8 +46,20 @@ static void classifier_free(dg_model *m) {
     m->priv = NULL;
 }
 
+/* classifier_forward as ONNX nodes (dropout: the identity). */
+static const char *classifier_onnx(const dg_model *m, dg_onnx *g, const char *x,
+        const float *params, const float *stats) {
+    const classifier *net = m->priv;
+    const char *l[4];
+    dg_resnet_onnx(&net->trunk, g, "featurizer.network", x, params, stats, l);
+    const char *y = dg_onnx_global_avgpool(g, "featurizer.gap", l[3]);
+    const dg_linear *fc = &net->fc;
+    return dg_onnx_linear(g, "classifier", y, fc->cfg.oc, fc->ic, params + fc->w_off,
+            params + fc->b_off);
+}
+
 static const dg_model_ops classifier_ops = {classifier_forward, classifier_backward,
-        classifier_free};
+        classifier_free, classifier_onnx};
 
 void dg_classifier_init(dg_model *m, dg_ctx *ctx, int depth) {
     classifier *net = dg_xcalloc(1, sizeof(*net));

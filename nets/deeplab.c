@@ -19,6 +19,8 @@
  * concatenation right after it, lives in DG_SLOT_FWD. */
 #include "nets/deeplab.h"
 
+#include "nets/onnx.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -137,7 +139,36 @@ static void deeplab_free(dg_model *m) {
     m->priv = NULL;
 }
 
-static const dg_model_ops deeplab_ops = {deeplab_forward, deeplab_backward, deeplab_free};
+/* deeplab_forward as ONNX nodes (the auxiliary head left out). */
+static const char *deeplab_onnx(const dg_model *m, dg_onnx *g, const char *x, const float *params,
+        const float *stats) {
+    const deeplab *net = m->priv;
+    const char *l[4];
+    dg_resnet_onnx(&net->bb, g, "backbone", x, params, stats, l);
+    const char *pooled = dg_onnx_global_avgpool(g, "aspp.gap", l[3]);
+    const char *cat[5];
+    cat[0] = dg_cbr_onnx(&net->pool, g, "aspp.pool.conv", pooled, params, stats);
+    cat[0] = dg_onnx_resize_like(g, "aspp.pool.up", cat[0], l[3]);
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "aspp.b%d.conv", i);
+        cat[i + 1] = dg_cbr_onnx(&net->b[i], g, name, l[3], params, stats);
+    }
+    const char *y = dg_onnx_concat(g, "aspp.cat", 5, cat);
+    y = dg_cbr_onnx(&net->project, g, "aspp.project.conv", y, params, stats);
+    const char *low = dg_cbr_onnx(&net->low, g, "decoder.low.conv", l[0], params, stats);
+    const char *dcat[2] = {dg_onnx_resize_like(g, "decoder.up", y, l[0]), low};
+    y = dg_onnx_concat(g, "decoder.cat", 2, dcat);
+    y = dg_cbr_onnx(&net->fuse1, g, "decoder.fuse1.conv", y, params, stats);
+    y = dg_cbr_onnx(&net->fuse2, g, "decoder.fuse2.conv", y, params, stats);
+    const dg_conv *c = &net->classifier;
+    y = dg_onnx_conv(g, "classifier", y, c->cfg.oc, c->src_dims[1], c->cfg.k, c->cfg.stride,
+            c->cfg.pad, c->cfg.dilation, params + c->w_off, params + c->b_off);
+    return dg_onnx_resize_like(g, "classifier.up", y, x);
+}
+
+static const dg_model_ops deeplab_ops = {deeplab_forward, deeplab_backward, deeplab_free,
+        deeplab_onnx};
 
 /* Head convolutions: Kaiming-normal with fan_in, biases 0 (docs/datasets.md §7.1). */
 static void head_init(dg_model *m, const dg_conv *c, const char *weight_name) {

@@ -2,6 +2,8 @@
  * datasets (any H, W works); logits (N, K). */
 #include "nets/mnist_cnn.h"
 
+#include "nets/onnx.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -54,7 +56,32 @@ static void mnist_free(dg_model *m) {
     m->priv = NULL;
 }
 
-static const dg_model_ops mnist_ops = {mnist_forward, mnist_backward, mnist_free};
+/* mnist_forward as ONNX nodes: each convolution with its bias and ReLU,
+ * then GroupNorm (nets/onnx.h's decomposition). */
+static const char *mnist_onnx(const dg_model *m, dg_onnx *g, const char *x, const float *params,
+        const float *stats) {
+    (void)stats;
+    const mnist_cnn *net = m->priv;
+    const char *y = x;
+    for (int i = 0; i < 4; i++) {
+        const dg_conv *c = &net->conv[i];
+        char name[64];
+        snprintf(name, sizeof(name), "featurizer.conv%d", i + 1);
+        y = dg_onnx_conv(g, name, y, c->cfg.oc, c->src_dims[1], c->cfg.k, c->cfg.stride,
+                c->cfg.pad, c->cfg.dilation, params + c->w_off, params + c->b_off);
+        y = dg_onnx_relu(g, name, y);
+        const dg_gn *gn = &net->gn[i];
+        snprintf(name, sizeof(name), "featurizer.bn%d", i);
+        y = dg_onnx_groupnorm(g, name, y, gn->dims[1], gn->cfg.groups, DG_GN_EPS,
+                params + gn->w_off, params + gn->b_off);
+    }
+    y = dg_onnx_global_avgpool(g, "featurizer.gap", y);
+    const dg_linear *fc = &net->fc;
+    return dg_onnx_linear(g, "classifier", y, fc->cfg.oc, fc->ic, params + fc->w_off,
+            params + fc->b_off);
+}
+
+static const dg_model_ops mnist_ops = {mnist_forward, mnist_backward, mnist_free, mnist_onnx};
 
 void dg_mnist_cnn_init(dg_model *m, dg_ctx *ctx) {
     static const int64_t channels[4] = {64, 128, 128, 128};

@@ -11,12 +11,21 @@
 #include "nets/core/layer.h"
 
 typedef struct dg_model dg_model;
+struct dg_onnx; /* nets/onnx.h */
 
 typedef struct dg_model_ops {
     void (*forward)(dg_model *m, dg_ctx *ctx, const dg_pass *p);
     void (*backward)(dg_model *m, dg_ctx *ctx, const dg_pass *p, dnnl_memory_t diff_logits,
             dnnl_memory_t diff_aux_logits);
     void (*free)(dg_model *m);
+    /* Adds the forward of an inference instance to ONNX graph g, from the
+     * graph value x (N, C, H, W) to the returned logits (N, K, H, W) or
+     * (N, K), with weights params (d) and statistics stats (n_stats) laid
+     * out as m->ps: eval mode, BatchNorm folded into the convolutions,
+     * dropout the identity, no auxiliary head. The node order mirrors
+     * forward. */
+    const char *(*onnx)(const dg_model *m, struct dg_onnx *g, const char *x, const float *params,
+            const float *stats);
 } dg_model_ops;
 
 typedef struct dg_model_opts {

@@ -27,6 +27,8 @@
  * its G before its conv1 writes C again. The stem's max pooling writes A. */
 #include "nets/resnet.h"
 
+#include "nets/onnx.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -249,6 +251,50 @@ void dg_resnet_backward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p, const dnnl_
     dg_pool_backward(&r->maxpool, ctx, p, d);
     dg_cbr_backward(&r->stem, ctx, p, r->maxpool.diff_src);
     dg_pass_grad_ready(p, ctx, r->stem_off);
+}
+
+/* A block as ONNX nodes: conv1 (and a bottleneck's conv2) with their
+ * ReLUs, the last unit's convolution, the shortcut (projection or x
+ * itself), their sum and its ReLU -- what the inference instance's
+ * accumulating last convolution computes in one primitive. */
+static const char *block_onnx(const dg_resnet_block *b, dg_onnx *g, const char *name,
+        const char *x, const float *params, const float *stats) {
+    char unit[320], hint[320];
+    snprintf(unit, sizeof(unit), "%s.conv1", name);
+    const char *y = dg_cbr_onnx(&b->c1, g, unit, x, params, stats);
+    snprintf(unit, sizeof(unit), "%s.conv2", name);
+    y = dg_cbr_onnx(&b->c2, g, unit, y, params, stats);
+    if (b->bottleneck) {
+        snprintf(unit, sizeof(unit), "%s.conv3", name);
+        y = dg_cbr_onnx(&b->c3, g, unit, y, params, stats);
+    }
+    const char *shortcut = x;
+    if (b->has_down) {
+        snprintf(unit, sizeof(unit), "%s.downsample.0", name);
+        shortcut = dg_cbr_onnx(&b->down, g, unit, x, params, stats);
+    }
+    snprintf(hint, sizeof(hint), "%s.add", name);
+    y = dg_onnx_add(g, hint, y, shortcut);
+    snprintf(hint, sizeof(hint), "%s.relu", name);
+    return dg_onnx_relu(g, hint, y);
+}
+
+void dg_resnet_onnx(const dg_resnet *r, dg_onnx *g, const char *prefix, const char *x,
+        const float *params, const float *stats, const char *out[4]) {
+    DG_ASSERT(!r->cfg.training);
+    char name[256];
+    snprintf(name, sizeof(name), "%s.conv1", prefix);
+    const char *y = dg_cbr_onnx(&r->stem, g, name, x, params, stats);
+    snprintf(name, sizeof(name), "%s.maxpool", prefix);
+    const dg_pool_cfg *mp = &r->maxpool.cfg;
+    y = dg_onnx_maxpool(g, name, y, mp->k, mp->stride, mp->pad);
+    for (int L = 0; L < 4; L++) {
+        for (int k = r->layer_first[L]; k < r->layer_first[L + 1]; k++) {
+            snprintf(name, sizeof(name), "%s.layer%d.%d", prefix, L + 1, k - r->layer_first[L]);
+            y = block_onnx(&r->blocks[k], g, name, y, params, stats);
+        }
+        out[L] = y;
+    }
 }
 
 void dg_resnet_free(dg_resnet *r) {

@@ -70,5 +70,11 @@ void dg_resnet_forward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p);
  * none of them. */
 void dg_resnet_backward(dg_resnet *r, dg_ctx *ctx, const dg_pass *p, const dnnl_memory_t diff_out[4]);
 void dg_resnet_free(dg_resnet *r);
+struct dg_onnx;
+/* Adds an inference instance's forward to ONNX graph g (nets/onnx.h) on
+ * value x, its initializers named after prefix (the one it was built
+ * with): out[L] gets layer L+1's output value. */
+void dg_resnet_onnx(const dg_resnet *r, struct dg_onnx *g, const char *prefix, const char *x,
+        const float *params, const float *stats, const char *out[4]);
 
 #endif

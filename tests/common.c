@@ -327,6 +327,10 @@ void make_tiny_synth(const char *out, int width, int height, int per_domain) {
 }
 
 void train_tiny_la_checkpoint(const char *dir, int batch) {
+    train_tiny_seg_checkpoint(dir, batch, 16);
+}
+
+void train_tiny_seg_checkpoint(const char *dir, int batch, int output_stride) {
     char synth[192], cfg[192], ckpt[192], out[192], text[1024];
     snprintf(ckpt, sizeof(ckpt), "%s/run/checkpoints/last.safetensors", dir);
     if (access(ckpt, F_OK) == 0) return;
@@ -336,10 +340,10 @@ void train_tiny_la_checkpoint(const char *dir, int batch) {
     snprintf(text, sizeof(text),
             "[data]\nsources = gtav:%s/gtav, synthia:%s/synthia\ncrop_size = 32\nworkers = 1\n"
             "class_uniform_tile = 16\n"
-            "[model]\nname = deeplabv3plus-r18\n"
+            "[model]\nname = deeplabv3plus-r18\noutput_stride = %d\n"
             "[optim]\nmethod = lookahead\nla_k = 2\nla_bn_refresh_final = 2\nlr = 0.1\n"
             "[train]\niterations = 3\nbatch_size = %d\nlog_every = 1\n"
-            "checkpoint_every = 100\n", synth, synth, batch);
+            "checkpoint_every = 100\n", synth, synth, output_stride, batch);
     write_file(cfg, text, strlen(text));
     snprintf(out, sizeof(out), "output.dir=%s/run", dir);
     char *argv[] = {"train", cfg, out, NULL};

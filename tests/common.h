@@ -145,4 +145,6 @@ void make_tiny_domainbed(const char *root);
  * checkpoint dir/run/checkpoints/last.safetensors; nothing is done when it
  * exists). Fails the test when training fails. */
 void train_tiny_la_checkpoint(const char *dir, int batch);
+/* The same with model.output_stride = output_stride (16 or 8). */
+void train_tiny_seg_checkpoint(const char *dir, int batch, int output_stride);
 #endif
