@@ -150,6 +150,19 @@ int wait_exit(pid_t pid, double timeout_s) {
     }
 }
 
+bool find_on_path(const char *name, char *out, size_t size) {
+    const char *path = getenv("PATH");
+    if (!path) return false;
+    char *dirs = dg_xstrdup(path), *save = NULL;
+    bool found = false;
+    for (char *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+        snprintf(out, size, "%s/%s", d, name);
+        found = access(out, X_OK) == 0;
+    }
+    dg_free(dirs);
+    return found;
+}
+
 char *err_of(const char *tag) {
     char p[128];
     snprintf(p, sizeof(p), "%s/%s.err", proc_dir, tag);

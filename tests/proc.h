@@ -41,6 +41,10 @@ pid_t spawn(const char *tag, const char *const *args);
  * launches dgseg itself, such as mpirun (tests/test_mpi.c). */
 pid_t spawn_exe(const char *tag, const char *exe, const char *const *args);
 
+/* The first executable `name` in a directory of PATH into out (size
+ * bytes); false when there is none. */
+bool find_on_path(const char *name, char *out, size_t size);
+
 /* The exit code of pid (128 + signal when a signal ended it), or -1 when
  * it is still running after timeout_s: it is then killed and reaped. */
 int wait_exit(pid_t pid, double timeout_s);

@@ -39,17 +39,7 @@ static char ort[512];    /* the onnxruntime-node folder */
 
 /* Why this machine cannot run ONNX Runtime (NULL: it can). */
 static const char *cannot_run_ort(void) {
-    const char *path = getenv("PATH");
-    bool found = false;
-    if (path) {
-        char *dirs = dg_xstrdup(path), *save = NULL;
-        for (char *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-            snprintf(node, sizeof(node), "%s/node", d);
-            found = access(node, X_OK) == 0;
-        }
-        dg_free(dirs);
-    }
-    if (!found) return "node is not installed (Debian: nodejs)";
+    if (!find_on_path("node", node, sizeof(node))) return "node is not installed (Debian: nodejs)";
     const char *env = getenv("DGSEG_ORT_MODULE");
     snprintf(ort, sizeof(ort), "%s", env && env[0] ? env
             : DG_SOURCE_DIR "/build-ort/node_modules/onnxruntime-node");

@@ -62,7 +62,7 @@ static const char *const RF_CFG =
         "[optim]\nmethod = erm\nbase = sgd\nlr = 0.01\nschedule = constant\n"
         "[train]\niterations = 30\nbatch_size = 4\nlog_every = 1\n";
 
-static char mpirun[256]; /* found on PATH by have_mpirun */
+static char mpirun[256]; /* found on PATH by cannot_run */
 static char cfg[128];
 
 static void setup(void) {
@@ -85,24 +85,10 @@ static void setup(void) {
 }
 static void teardown(void) { proc_teardown(); }
 
-/* mpirun's path on PATH into `mpirun`; false when there is none. */
-static bool find_mpirun(void) {
-    const char *path = getenv("PATH");
-    if (!path) return false;
-    char *dirs = dg_xstrdup(path), *save = NULL;
-    bool found = false;
-    for (char *d = strtok_r(dirs, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
-        snprintf(mpirun, sizeof(mpirun), "%s/mpirun", d);
-        found = access(mpirun, X_OK) == 0;
-    }
-    dg_free(dirs);
-    return found;
-}
-
 /* Why this machine cannot run the suite's claims (NULL: it can). */
 static const char *cannot_run(void) {
     if (!built_with_mpi) return "dgseg was built without MPI (DG_MPI=OFF)";
-    if (!find_mpirun()) return "mpirun is not installed (Debian: openmpi-bin)";
+    if (!find_on_path("mpirun", mpirun, sizeof(mpirun))) return "mpirun is not installed (Debian: openmpi-bin)";
     return NULL;
 }
 
