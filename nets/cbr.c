@@ -23,7 +23,13 @@ void dg_cbr_init(dg_cbr *u, dg_ctx *ctx, dg_param_set *ps, const char *prefix,
         u->folded = true;
         u->bnt = dg_bn_register(ps, bname, cc->oc);
         const int64_t n_w = cc->oc * u->conv.src_dims[1] * cc->k * cc->k;
-        u->fold_w = dg_xmalloc((size_t)n_w * sizeof(float));
+        if (dg_conv_keeps_weights(&u->conv)) {
+            const dnnl_memory_desc_t md = dg_md_plain(1, &n_w, dnnl_a);
+            u->fold_mem = dg_slot_mem(ctx, &md, DG_SLOT_FOLD);
+        } else {
+            u->fold_w = dg_xmalloc((size_t)n_w * sizeof(float));
+        }
+        /* the bias is read at every forward */
         u->fold_b = dg_xmalloc((size_t)cc->oc * sizeof(float));
         u->dst = u->conv.dst;
         return;
@@ -72,13 +78,22 @@ const char *dg_cbr_onnx(const dg_cbr *u, dg_onnx *g, const char *name, const cha
     return dg_onnx_relu(g, hint, y);
 }
 
+/* Where the folded weights are: the unit's own buffer or the context's
+ * fold slot (pointed at it by the last fold; read by the convolution only
+ * when that fold made a new version). */
+static float *folded_weights(const dg_cbr *u) {
+    return u->fold_mem ? dg_mem_ptr(u->fold_mem) : u->fold_w;
+}
+
 void dg_cbr_forward(dg_cbr *u, dg_ctx *ctx, const dg_pass *p) {
     if (u->folded) {
         if (!p->weights_version || p->weights_version != u->fold_version) {
-            dg_cbr_fold(u, p->params, p->stats, u->fold_w, u->fold_b);
+            if (u->fold_mem) dg_slot_point(ctx, u->fold_mem, DG_SLOT_FOLD);
+            dg_cbr_fold(u, p->params, p->stats, folded_weights(u), u->fold_b);
             u->fold_version = p->weights_version;
         }
-        dg_conv_forward_folded(&u->conv, ctx, u->fold_w, u->fold_b, p->weights_version);
+        dg_conv_forward_folded(&u->conv, ctx, folded_weights(u), u->fold_b,
+                p->weights_version);
         return;
     }
     dg_conv_forward(&u->conv, ctx, p);
@@ -99,6 +114,7 @@ void dg_cbr_redo(dg_cbr *u, dg_ctx *ctx, const dg_pass *p, const dg_conv *reader
 void dg_cbr_free(dg_cbr *u) {
     dg_free(u->fold_w);
     dg_free(u->fold_b);
+    if (u->fold_mem) dnnl_memory_destroy(u->fold_mem);
     dg_bn_free(&u->bn);
     dg_conv_free(&u->conv);
     memset(u, 0, sizeof(*u));

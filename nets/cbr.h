@@ -15,7 +15,12 @@ typedef struct dg_cbr {
     dg_bn bn;               /* training instances only */
     bool folded;            /* inference instance: BN folded into the conv */
     dg_bn_tensors bnt;      /* the BN's tensors (folded instances) */
-    float *fold_w;          /* owned (OC, IC, KH, KW): weights * gamma/sigma */
+    float *fold_w;          /* owned (OC, IC, KH, KW): weights * gamma/sigma, or
+                               NULL: they are folded into fold_mem */
+    dnnl_memory_t fold_mem; /* owned, data in the context's DG_SLOT_FOLD, or
+                               NULL: when the convolution keeps its own
+                               prepared copy (dg_conv_keeps_weights), the
+                               folded weights live only until it is made */
     float *fold_b;          /* owned (OC): folded bias */
     uint64_t fold_version;  /* dg_pass.weights_version folded (0: none) */
     dnnl_memory_t dst;      /* borrowed: (N, OC, OH, OW) */

@@ -401,6 +401,12 @@ void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p) {
             p->weights_version);
 }
 
+bool dg_conv_keeps_weights(const dg_conv *l) {
+    if (l->cfg.training) return false;
+    if (l->own_wino) return true;
+    return l->wl.inference && l->wl.w_p.buf && l->wl.w_p.slot == DG_SLOT_OWN;
+}
+
 void dg_conv_forward_folded(dg_conv *l, dg_ctx *ctx, const float *weights, const float *bias,
         uint64_t version) {
     DG_ASSERT(l->cfg.folded);

@@ -102,6 +102,12 @@ typedef struct dg_conv {
 void dg_conv_init(dg_conv *l, dg_ctx *ctx, dg_param_set *ps, const char *name,
         dnnl_memory_t src, const dg_conv_cfg *cfg);
 void dg_conv_forward(dg_conv *l, dg_ctx *ctx, const dg_pass *p);
+/* An inference instance that reads the weights given to its forward only
+ * when their version changes (dg_pass.weights_version), to make its own
+ * prepared copy (oneDNN's reordered weights, dg_wino's transformed ones):
+ * between such forwards the caller's weights may be overwritten. False
+ * when the primitive reads them in place at every forward. */
+bool dg_conv_keeps_weights(const dg_conv *l);
 /* Forward of a folded instance on weights (OC, IC, KH, KW) and bias (OC)
  * given now (borrowed for the call); version as dg_pass.weights_version,
  * for those weights (dg_wlayer_forward). */

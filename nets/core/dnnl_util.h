@@ -51,6 +51,9 @@ enum {
     DG_SLOT_WINO_V,    /* transient: dg_wino's transformed input, within
                           one forward */
     DG_SLOT_WINO_M,    /* transient: dg_wino's products, within one forward */
+    DG_SLOT_FOLD,      /* transient: a BatchNorm folded into a convolution's
+                          weights, read only while that convolution makes its
+                          own prepared copy (dg_cbr, inference instances) */
     DG_N_SLOTS
 };
 
