@@ -108,8 +108,8 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
     e->init(m, ctx);
     ctx->winograd = winograd;
     ctx->compute_dt = compute_dt;
-    dg_budget_take(&budget, (double)(2 * m->ps.d + m->ps.n_stats) * sizeof(float),
-            "the parameters and their gradients");
+    dg_budget_take(&budget, (double)((o->training ? 2 : 1) * m->ps.d + m->ps.n_stats) *
+            sizeof(float), o->training ? "the parameters and their gradients" : "the parameters");
     ctx->budget = NULL;
     if (budget.failed && ctx->status == DG_STATUS_OK) {
         char need[32], left[32], first[32];
@@ -132,7 +132,9 @@ dg_status dg_model_create(dg_model *m, dg_ctx *ctx, const char *name,
         dg_model_free(m);
         return st;
     }
-    dg_params_alloc(&m->ps);
+    /* an inference instance never writes a gradient */
+    if (o->training) dg_params_alloc(&m->ps);
+    else dg_params_alloc_no_grad(&m->ps);
     dg_params_init_values(&m->ps, seed);
     return DG_STATUS_OK;
 }

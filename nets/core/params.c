@@ -81,11 +81,15 @@ size_t dg_params_add_stat(dg_param_set *ps, const char *name, int ndims,
 
 bool dg_params_is_allocated(const dg_param_set *ps) { return ps->data != NULL; }
 
-void dg_params_alloc(dg_param_set *ps) {
+void dg_params_alloc_no_grad(dg_param_set *ps) {
     DG_ASSERT(!dg_params_is_allocated(ps));
     ps->data = dg_xcalloc(ps->d ? ps->d : 1, sizeof(float));
-    ps->grad = dg_xcalloc(ps->d ? ps->d : 1, sizeof(float));
     ps->stats = dg_xcalloc(ps->n_stats ? ps->n_stats : 1, sizeof(float));
+}
+
+void dg_params_alloc(dg_param_set *ps) {
+    dg_params_alloc_no_grad(ps);
+    ps->grad = dg_xcalloc(ps->d ? ps->d : 1, sizeof(float));
 }
 
 void dg_init_fill_normal(float *x, size_t n, float std, dg_rng *r) {

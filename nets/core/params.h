@@ -61,6 +61,9 @@ size_t dg_params_add_stat(dg_param_set *ps, const char *name, int ndims,
         const int64_t *shape, float init_value);
 /* Allocates data, grad (zero) and stats (zero) once every tensor is known. */
 void dg_params_alloc(dg_param_set *ps);
+/* The same without grad (left NULL): an inference instance, whose passes
+ * never write a gradient (d floats it would otherwise keep resident). */
+void dg_params_alloc_no_grad(dg_param_set *ps);
 bool dg_params_is_allocated(const dg_param_set *ps);
 /* Fills every tensor as its init kind says; trainable tensor i draws from
  * stream (seed, DG_RNG_INIT, i), so values never depend on thread count.
