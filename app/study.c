@@ -46,6 +46,7 @@ typedef struct study {
     dg_strvec flatness; /* `dgseg flatness` options after each run (n = 0: none) */
     arm arms[MAX_ARMS];
     int n_arms;
+    bool layout_only; /* study_load without check_configs: arms and seeds only */
 } study;
 
 static void study_free(study *s) {
@@ -211,7 +212,7 @@ static dg_status parse_line(study *s, const char *path, int line, char *text, in
     if (!strcmp(key, "config") && *val) {
         dg_free(a->config);
         a->config = beside(path, val);
-        if (!dg_is_file(a->config)) {
+        if (!s->layout_only && !dg_is_file(a->config)) {
             dg_log_error("%s:%d: arm %s: no config file %s", path, line, a->name, a->config);
             return DG_STATUS_ERR_CONFIG;
         }
@@ -241,11 +242,15 @@ static char *run_dir(const study *s, const arm *a, long seed) {
     return dg_xasprintf("%s/%s/seed-%ld", s->out, a->name, seed);
 }
 
-/* Reads and checks the study file and every arm's config with its
- * overrides; DG_STATUS_OK or an error naming file:line (logged). */
-static dg_status study_load(study *s, const char *path) {
+/* Reads and checks the study file and, with check_configs, every arm's
+ * config with its overrides; DG_STATUS_OK or an error naming file:line
+ * (logged). `report` reads a study folder's copy of the file for its arms
+ * and seeds only: the configs it names are relative to where the study
+ * file was run from, not to the copy. */
+static dg_status study_load(study *s, const char *path, bool check_configs) {
     memset(s, 0, sizeof(*s));
     s->path = dg_xstrdup(path);
+    s->layout_only = !check_configs;
     size_t n;
     char *text = dg_file_read_all(path, &n);
     if (!text) return DG_STATUS_ERR_CONFIG;
@@ -292,6 +297,7 @@ static dg_status study_load(study *s, const char *path) {
             dg_log_error("%s:%d: arm %s has no config", path, a->line, a->name);
             return DG_STATUS_ERR_CONFIG;
         }
+        if (!check_configs) continue;
         char *dir = run_dir(s, a, s->seeds[0]);
         dg_strvec ov = {0};
         run_overrides(s, a, s->seeds[0], dir, &ov);
@@ -1102,7 +1108,7 @@ static int run_flatness(const study *s, const char *exe, const char *dir, const 
 
 int dg_study_run(const char *study_path, const char *exe, bool dry_run) {
     study s;
-    if (study_load(&s, study_path) != DG_STATUS_OK) {
+    if (study_load(&s, study_path, true) != DG_STATUS_OK) {
         study_free(&s);
         return 2;
     }
@@ -1239,7 +1245,7 @@ static void report_add(agg *g, const char *dir) {
     if (dg_is_file(ini)) {
         study s;
         memset(&s, 0, sizeof(s));
-        if (study_load(&s, ini) == DG_STATUS_OK) {
+        if (study_load(&s, ini, false) == DG_STATUS_OK) {
             for (int i = 0; i < s.n_arms; i++)
                 for (int j = 0; j < s.n_seeds; j++) {
                     char *d = dg_xasprintf("%s/%s/seed-%ld", dir, s.arms[i].name, s.seeds[j]);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -166,6 +167,16 @@ START_TEST(tiny_study_runs_skips_and_resumes) {
     make_tiny_synth(synth, 64, 32, 4);
     snprintf(out, sizeof(out), "%s/out", dir);
     snprintf(study, sizeof(study), "%s/tiny.ini", dir);
+    /* arm sam's config is named relative to the study file, as the
+     * project's own studies name theirs: the study folder's copy of the
+     * file (report's input) lies elsewhere */
+    snprintf(p, sizeof(p), "%s/cfg", dir);
+    mkdir(p, 0755);
+    snprintf(p, sizeof(p), "%s/cfg/erm.ini", dir);
+    size_t n_cfg;
+    char *cfg_text = read_file(DG_SOURCE_DIR "/configs/demo-erm.ini", &n_cfg);
+    write_file(p, cfg_text, n_cfg);
+    dg_free(cfg_text);
     char text[2048];
     snprintf(text, sizeof(text),
             "; two arms, two seeds\n[study]\nout = %s\nseeds = 0, 1\n"
@@ -173,9 +184,9 @@ START_TEST(tiny_study_runs_skips_and_resumes) {
             "bdd100k:%s/bdd100k\n    train.iterations=2\n\n"
             "[arm erm]\nconfig = %s/configs/demo-erm.ini\n"
             "overrides = data.crop_size=32 train.batch_size=2 train.eval_every=0\n\n"
-            "[arm sam]\nconfig = %s/configs/demo-erm.ini\n"
+            "[arm sam]\nconfig = cfg/erm.ini\n"
             "overrides = data.crop_size=32 train.batch_size=2 train.eval_every=0 "
-            "optim.method=sam\n", out, synth, synth, synth, DG_SOURCE_DIR, DG_SOURCE_DIR);
+            "optim.method=sam\n", out, synth, synth, synth, DG_SOURCE_DIR);
     /* (the indented line continues the study's overrides, as in configs) */
     write_file(study, text, strlen(text));
     char *lsan = suppress_fontconfig_leaks();
