@@ -150,6 +150,11 @@ int wait_exit(pid_t pid, double timeout_s) {
     }
 }
 
+double proc_timeout_factor(void) {
+    const char *mult = getenv("CK_TIMEOUT_MULTIPLIER");
+    return mult && atof(mult) >= 1 ? atof(mult) : 1.0;
+}
+
 bool find_on_path(const char *name, char *out, size_t size) {
     const char *path = getenv("PATH");
     if (!path) return false;

@@ -15,7 +15,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define PROC_TIMEOUT_S 90.0 /* one dgseg command; the test case allows more */
+/* The factor check gives every case's timeout (CK_TIMEOUT_MULTIPLIER: a
+ * sanitizer build, a loaded machine), >= 1. */
+double proc_timeout_factor(void);
+/* One dgseg command: 90 s times that factor; the test case allows more. */
+#define PROC_TIMEOUT_S (90.0 * proc_timeout_factor())
 
 /* The test's folder: commands run in it, their outputs <tag>.out/.err and
  * the synthetic data live there. */

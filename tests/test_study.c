@@ -18,6 +18,7 @@
 
 #include "app/study.h"
 #include "common.h"
+#include "proc.h"
 #include "data/fsutil.h"
 #include "nets/core/safetensors.h"
 
@@ -272,8 +273,7 @@ START_TEST(sigterm_stops_the_study_and_it_resumes) {
      * case's 180 s; a quiet machine takes a few), times the factor the
      * runner gives every timeout (a sanitizer build, a loaded machine) */
     snprintf(p, sizeof(p), "%s/erm/seed-0/train.log", out);
-    const char *mult = getenv("CK_TIMEOUT_MULTIPLIER");
-    const double factor = mult && atof(mult) >= 1 ? atof(mult) : 1;
+    const double factor = proc_timeout_factor();
     bool started = false;
     for (int i = 0; i < (int)(1500 * factor) && !started; i++) {
         char *log = dg_is_file(p) ? read_file(p, NULL) : NULL;
