@@ -80,6 +80,17 @@ void fd_gradient(fd_fn f, void *ctx, double *x, size_t n, double *grad);
 void dg_test_skipped(const char *name, int index, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 #define DG_TEST_SKIPPED(...) dg_test_skipped(__func__, _i, __VA_ARGS__)
+/* The first statement of a case whose claims need something this machine
+ * may lack: `why` is NULL when it has it, otherwise the reason; the case is
+ * then skipped, recorded with the reason and `unchecked` (what goes
+ * unchecked here). */
+#define DG_TEST_SKIP_IF(why, unchecked) do { \
+        const char *why_ = (why); \
+        if (why_) { \
+            DG_TEST_SKIPPED("%s; %s", why_, unchecked); \
+            return; \
+        } \
+    } while (0)
 
 /* Adds a test that must end with SIGABRT (DG_ASSERT, DG_DNNL). An abort can
  * only be observed from a forked child, so under CK_FORK=no (valgrind,

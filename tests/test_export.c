@@ -51,13 +51,7 @@ static const char *cannot_run_ort(void) {
     return NULL;
 }
 
-#define SKIP_WITHOUT_ORT() do { \
-        const char *why_ = cannot_run_ort(); \
-        if (why_) { \
-            DG_TEST_SKIPPED("%s; no exported graph run", why_); \
-            return; \
-        } \
-    } while (0)
+#define SKIP_WITHOUT_ORT() DG_TEST_SKIP_IF(cannot_run_ort(), "no exported graph run")
 
 static void setup(void) { proc_setup("export"); }
 static void teardown(void) { proc_teardown(); }

@@ -88,19 +88,14 @@ static void teardown(void) { proc_teardown(); }
 /* Why this machine cannot run the suite's claims (NULL: it can). */
 static const char *cannot_run(void) {
     if (!built_with_mpi) return "dgseg was built without MPI (DG_MPI=OFF)";
-    if (!find_on_path("mpirun", mpirun, sizeof(mpirun))) return "mpirun is not installed (Debian: openmpi-bin)";
+    if (!find_on_path("mpirun", mpirun, sizeof(mpirun)))
+        return "mpirun is not installed (Debian: openmpi-bin)";
     return NULL;
 }
 
 /* The first statement of every case: skipped, with the reason, where
  * this machine cannot run the suite's claims. */
-#define SKIP_WITHOUT_MPI() do { \
-        const char *why_ = cannot_run(); \
-        if (why_) { \
-            DG_TEST_SKIPPED("%s; nothing data-parallel checked", why_); \
-            return; \
-        } \
-    } while (0)
+#define SKIP_WITHOUT_MPI() DG_TEST_SKIP_IF(cannot_run(), "nothing data-parallel checked")
 
 /* mpirun's options for a job on this machine: more ranks than cores
  * allowed, no binding (one rank per core would pin -np 1 to a core but
