@@ -33,6 +33,7 @@
  * OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM) for the mpirun it starts. */
 #define _POSIX_C_SOURCE 200809L
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -368,6 +369,80 @@ START_TEST(sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_check
     dg_free(ck);
     dg_free(metrics);
     dg_free(err);
+}
+END_TEST
+
+/* The pids of mpirun's children (its local ranks) stopped by SIGSTOP, by
+ * rank (OMPI_COMM_WORLD_RANK in each one's environment); the number found. */
+static int stopped_ranks(pid_t parent, pid_t pids[2]) {
+    int found = 0;
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        const long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0) continue;
+        char p[64], *stat;
+        snprintf(p, sizeof(p), "/proc/%ld/stat", pid);
+        if (!(stat = slurp(p, NULL))) continue;
+        /* pid (comm) state ppid ...: comm may hold spaces, so from its ')' */
+        const char *rp = strrchr(stat, ')');
+        char state = 0;
+        long ppid = 0;
+        const bool ok = rp && sscanf(rp + 1, " %c %ld", &state, &ppid) == 2;
+        dg_free(stat);
+        if (!ok || ppid != parent || state != 'T') continue;
+        snprintf(p, sizeof(p), "/proc/%ld/environ", pid);
+        size_t n = 0;
+        char *env = slurp(p, &n);
+        for (size_t i = 0; env && i < n; i += strlen(env + i) + 1) {
+            static const char key[] = "OMPI_COMM_WORLD_RANK=";
+            if (strncmp(env + i, key, sizeof(key) - 1)) continue;
+            const long r = strtol(env + i + sizeof(key) - 1, NULL, 10);
+            if (r == 0 || r == 1) {
+                pids[r] = (pid_t)pid;
+                found++;
+            }
+        }
+        dg_free(env);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Both ranks stop themselves at step 15 (DGSEG_FAULT_STOP, after step 10's
+ * checkpoint); rank 1 is then killed with SIGKILL and rank 0 continued:
+ * rank 0 enters step 16's collectives with a dead peer, and the job must
+ * end (non-zero, no hang) with step 10's checkpoint intact, which a new
+ * 2-rank job resumes to the end. */
+START_TEST(a_rank_killed_mid_run_ends_the_job_and_its_checkpoint_resumes) {
+    SKIP_WITHOUT_MPI();
+    char out[128];
+    snprintf(out, sizeof(out), "output.dir=%s/killed", proc_dir);
+    const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "train", cfg, out,
+            "train.checkpoint_every=10", NULL};
+    setenv("DGSEG_FAULT_STOP", "step:15", 1);
+    const pid_t pid = spawn_exe("killed", mpirun, args);
+    unsetenv("DGSEG_FAULT_STOP");
+    pid_t ranks[2] = {0, 0};
+    const double t0 = now_s();
+    while (stopped_ranks(pid, ranks) < 2 && now_s() - t0 < PROC_TIMEOUT_S) sleep_ms(50);
+    ck_assert_msg(ranks[0] > 0 && ranks[1] > 0, "the two ranks did not stop at step 15");
+    ck_assert_int_eq(kill(ranks[1], SIGKILL), 0);
+    ck_assert_int_eq(kill(ranks[0], SIGCONT), 0);
+    int rc = wait_exit(pid, PROC_TIMEOUT_S);
+    char *err = err_of("killed");
+    ck_assert_msg(rc > 0, "mpirun: exit %d after rank 1 was killed (-1: still running):\n%s",
+            rc, err);
+    dg_free(err);
+    char *ck = run_file("killed", "checkpoints/last.safetensors");
+    ck_assert_int_eq(checkpoint_step(ck), 10);
+    dg_free(ck);
+    rc = train_np("killed", 2, "train.resume=true", &err);
+    ck_assert_msg(rc == 0 && strstr(err, "from step 10;"), "resume: exit %d:\n%s", rc, err);
+    dg_free(err);
+    ck = run_file("killed", "checkpoints/last.safetensors");
+    ck_assert_int_eq(checkpoint_step(ck), RF_STEPS);
+    dg_free(ck);
 }
 END_TEST
 
@@ -810,6 +885,7 @@ Suite *mpi_suite(void) {
     tcase_add_test(tc, a_rank_that_fails_alone_ends_the_job_with_its_message);
     tcase_add_test(tc, ranks_with_different_configurations_are_refused_with_exit_2);
     tcase_add_test(tc, a_run_stopped_on_two_ranks_resumes_on_two_or_one);
+    tcase_add_test(tc, a_rank_killed_mid_run_ends_the_job_and_its_checkpoint_resumes);
     tcase_add_test(tc, ranks_whose_weights_differ_stop_the_run_at_the_next_comparison);
     tcase_add_test(tc, sigterm_to_mpirun_stops_every_rank_after_the_same_step_with_its_checkpoint);
     tcase_add_test(tc, bench_under_two_ranks_reports_its_communication);
