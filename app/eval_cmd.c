@@ -95,7 +95,7 @@ static int eval_cls(const dg_config *cfg, dg_ckpt *c, bool live, const char *jso
         printf("\n(%s%s%s, every image of each domain, eval mode)\n", w->label,
                 w->params2 ? "; " : "", w->params2 ? w->label2 : "");
         fflush(stdout);
-        if (json)
+        if (json && dg_dist_is_root())
             st = dg_report_cls_write_eval_json(c->path, acc[0], td.n_cls_domains, w->label2,
                     w->params2 ? acc[1] : NULL, json);
     }
@@ -166,14 +166,9 @@ int dg_eval_main(int argc, char **argv) {
         dg_config_free(&cfg);
         return 2;
     }
-    /* under mpirun: each rank evaluates every N-th image of each target
-     * and the confusion matrices are added (app/evaluate.c) */
-    if (dg_dist_size() > 1 && (!dg_cli_same_job(&cfg, "eval") ||
-            cfg.task == DG_TASK_CLASSIFICATION)) {
-        if (cfg.task == DG_TASK_CLASSIFICATION && dg_dist_is_root())
-            dg_log_error("%s: data.dataset: a classification evaluation runs as one process "
-                         "(under mpirun only segmentation evaluations split their images); run "
-                         "it without mpirun", config);
+    /* under mpirun: each rank evaluates every N-th image (segmentation) or
+     * batch (classification) and the counts are added (app/evaluate.c) */
+    if (dg_dist_size() > 1 && !dg_cli_same_job(&cfg, "eval")) {
         dg_config_free(&cfg);
         return 2;
     }

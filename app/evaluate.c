@@ -286,6 +286,12 @@ void dg_eval_print_seg(FILE *f, const dg_eval_target *t, int n) {
 
 /* ---- classification ------------------------------------------------------- */
 
+/* Under mpirun (app/dist.h) rank r runs batches r, r+N, ... of the split
+ * (every rank still reads every batch: the loader's order is the one
+ * process's); the correct counts are added (exact), and each sample's
+ * cross-entropy term is put at its place in the split, the places added
+ * over the ranks (one rank holds each: exact) and summed in sample order,
+ * so the mean is the one process's to the bit. */
 double dg_eval_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const float *P,
         const float *Q, int d, bool out, double *ce) {
     *ce = NAN;
@@ -294,37 +300,57 @@ double dg_eval_cls_accuracy(dg_train_data *td, dg_ctx *ctx, dg_model *ev, const 
         return NAN;
     const size_t x_per = (size_t)(ev->opts.in_channels * ev->opts.height *
             ev->opts.width);
-    const int C = td->n_classes;
+    const int C = td->n_classes, ranks = dg_dist_size(), rank = dg_dist_rank();
     float *src = dg_mem_ptr(ev->src);
     dg_pass p = dg_pass_eval(&ev->ps);
     p.params = P;
     p.stats = (float *)Q;
     p.weights_version = dg_weights_version_new(); /* the same for every batch */
     float *logits = dg_xmalloc((size_t)ev->opts.batch * (size_t)C * sizeof(float));
-    int64_t correct = 0, total = 0;
-    double ce_sum = 0;
+    int64_t counts[2] = {0, 0}; /* correct, total */
+    double *terms = NULL;       /* (total) each sample's cross-entropy, split order */
+    size_t cap = 0;
     const dg_batch *b;
     dg_status st;
-    while ((st = dg_loader_next(l, &b)) == DG_STATUS_OK) {
+    for (long k = 0; (st = dg_loader_next(l, &b)) == DG_STATUS_OK; k++) {
+        const size_t at = (size_t)counts[1];
+        if (at + (size_t)b->n > cap) {
+            cap = 2 * (at + (size_t)b->n);
+            terms = dg_xrealloc(terms, cap * sizeof(*terms));
+        }
+        counts[1] += b->n;
+        if (k % ranks != rank) { /* another rank's batch */
+            memset(terms + at, 0, (size_t)b->n * sizeof(*terms));
+            continue;
+        }
         memcpy(src, b->x, (size_t)b->n * x_per * sizeof(float));
         memset(src + (size_t)b->n * x_per, 0,
                 (size_t)(ev->opts.batch - b->n) * x_per * sizeof(float));
         dg_model_forward(ev, ctx, &p);
         DG_DNNL(dnnl_stream_wait(ctx->stream));
         dg_logits_to_plain(ev->logits, b->n, logits);
-        correct += dg_metrics_count_correct(logits, b->label, b->n, C);
+        counts[0] += dg_metrics_count_correct(logits, b->label, b->n, C);
         for (int i = 0; i < b->n; i++) { /* log-sum-exp in double */
             const float *z = logits + (size_t)i * (size_t)C;
             double mx = z[0], se = 0;
             for (int c = 1; c < C; c++) mx = fmax(mx, (double)z[c]);
             for (int c = 0; c < C; c++) se += exp((double)z[c] - mx);
-            ce_sum += mx + log(se) - (double)z[b->label[i]];
+            terms[at + (size_t)i] = mx + log(se) - (double)z[b->label[i]];
         }
-        total += b->n;
     }
     dg_free(logits);
     dg_loader_free(l);
-    if (st != DG_STATUS_ERR_MISSING || !total) return NAN;
-    *ce = ce_sum / (double)total;
-    return (double)correct / (double)total;
+    /* every rank read the same batches: a failure is every rank's, but the
+     * ranks agree on it before any of them sums */
+    const bool failed = dg_dist_any(st != DG_STATUS_ERR_MISSING || !counts[1]);
+    double ce_sum = 0;
+    if (!failed) {
+        dg_dist_allreduce_i64(&counts[0], 1);
+        dg_dist_allreduce_f64(terms, (size_t)counts[1]);
+        for (int64_t i = 0; i < counts[1]; i++) ce_sum += terms[i];
+    }
+    dg_free(terms);
+    if (failed) return NAN;
+    *ce = ce_sum / (double)counts[1];
+    return (double)counts[0] / (double)counts[1];
 }
