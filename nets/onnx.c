@@ -35,7 +35,9 @@ static void pb_varint(pb *b, uint64_t v) {
     pb_raw(b, t, (size_t)n);
 }
 
-static void pb_key(pb *b, int field, int wire) { pb_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+static void pb_key(pb *b, int field, int wire) {
+    pb_varint(b, (uint64_t)field << 3 | (uint64_t)wire);
+}
 
 /* int32/int64 fields: negative values as their 64-bit two's complement. */
 static void pb_int(pb *b, int field, int64_t v) {

@@ -479,9 +479,10 @@ END_TEST
  * R18 (64 x 64, a whole batch of 4) and reports what they communicate:
  * the gradient's sums (4 bytes a parameter: 66.7 MB a step for the
  * network's 16.7 million, measured; checked loosely, > 12 MB) and the BN
- * statistics, the part of the gradient's buckets started during backward (DeepLab's head finishes before the
- * backbone: > 0), the blocking reference and the hidden fraction within
- * [0, 1]. What bench cannot time in parallel is refused with exit 2. */
+ * statistics, the part of the gradient's buckets started during backward
+ * (DeepLab's head finishes before the backbone: > 0), the blocking
+ * reference and the hidden fraction within [0, 1]. What bench cannot time
+ * in parallel is refused with exit 2. */
 START_TEST(bench_under_two_ranks_reports_its_communication) {
     SKIP_WITHOUT_MPI();
     const char *args[] = {MPIRUN_OPTS, "-np", "2", DG_DGSEG_PATH, "bench", "--model",
