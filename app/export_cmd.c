@@ -185,7 +185,9 @@ static int export_run(const export_opts *o) {
                 "input", c.meta.segmentation
                         ? "RGB in [0, 1], normalised by mean (0.485, 0.456, 0.406) and std "
                           "(0.229, 0.224, 0.225), (N, 3, H, W)"
-                        : "the trainer's input tensor, (N, C, H, W)",
+                        : "the classification trainer's input, (N, C, H, W): DomainBed images "
+                          "RGB in [0, 1] normalised by ImageNet's mean and std, Rotated "
+                          "Fashion-MNIST pixel / 255",
                 "logits", c.meta.segmentation ? "(N, classes, H, W), Cityscapes trainIds"
                                               : "(N, classes)",
         };
